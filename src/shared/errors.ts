@@ -1,0 +1,62 @@
+/**
+ * Errors with stable codes (fastify `lib/errors.js` style): every failure the relay reports carries a code
+ * from this registry, so logs, metrics and tests can match on it instead of on message text.
+ * `test/unit/shared/errors.test.ts` checks that every code is declared once and used by its own name.
+ */
+
+export const ErrorCodes = {
+  // RTMP handshake
+  RTMP_HANDSHAKE_VERSION: 'RTMP_HANDSHAKE_VERSION',
+  RTMP_HANDSHAKE_ENCRYPTED: 'RTMP_HANDSHAKE_ENCRYPTED',
+  RTMP_HANDSHAKE_TIMEOUT: 'RTMP_HANDSHAKE_TIMEOUT',
+  // RTMP chunk stream
+  RTMP_CHUNK_NO_PREVIOUS: 'RTMP_CHUNK_NO_PREVIOUS',
+  RTMP_CHUNK_HEADER_MID_MESSAGE: 'RTMP_CHUNK_HEADER_MID_MESSAGE',
+  RTMP_CHUNK_STREAMS_EXCEEDED: 'RTMP_CHUNK_STREAMS_EXCEEDED',
+  RTMP_CHUNK_SIZE_INVALID: 'RTMP_CHUNK_SIZE_INVALID',
+  RTMP_MESSAGE_TOO_LARGE: 'RTMP_MESSAGE_TOO_LARGE',
+  RTMP_BUFFERED_TOO_MUCH: 'RTMP_BUFFERED_TOO_MUCH',
+  // RTMP messages and AMF
+  RTMP_MESSAGE_MALFORMED: 'RTMP_MESSAGE_MALFORMED',
+  AMF0_MALFORMED: 'AMF0_MALFORMED',
+  RTMP_COMMAND_UNEXPECTED: 'RTMP_COMMAND_UNEXPECTED',
+  // RTMP session
+  RTMP_IDLE_TIMEOUT: 'RTMP_IDLE_TIMEOUT',
+  RTMP_TOO_MANY_CONNECTIONS: 'RTMP_TOO_MANY_CONNECTIONS',
+  RTMP_TOO_MANY_CONNECTIONS_PER_IP: 'RTMP_TOO_MANY_CONNECTIONS_PER_IP',
+  RTMP_SLOW_PEER: 'RTMP_SLOW_PEER',
+  RTMP_BAD_NAME: 'RTMP_BAD_NAME',
+  RTMP_UNAUTHORIZED: 'RTMP_UNAUTHORIZED',
+  RTMP_AUTH_FAILED: 'RTMP_AUTH_FAILED',
+  RTMP_UNSUPPORTED_CODEC: 'RTMP_UNSUPPORTED_CODEC',
+  RTMP_SOCKET_ERROR: 'RTMP_SOCKET_ERROR',
+  // Media sinks
+  MEDIA_SINK_OVERFLOW: 'MEDIA_SINK_OVERFLOW',
+  // Configuration
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  SETUP_MISSING_TOOL: 'SETUP_MISSING_TOOL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** An error that carries a stable code. Protocol layers return or throw these; nothing else. */
+export class RelayError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RelayError';
+    this.code = code;
+  }
+}
+
+export function isRelayError(err: unknown): err is RelayError {
+  return err instanceof RelayError;
+}
+
+/** Classifies anything thrown into a RelayError, keeping the original as `cause`. */
+export function toRelayError(err: unknown, fallback: ErrorCode): RelayError {
+  if (err instanceof RelayError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new RelayError(fallback, message, { cause: err });
+}
