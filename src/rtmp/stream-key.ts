@@ -69,7 +69,7 @@ export function parsePublishTarget(input: { tcUrl?: unknown; app?: unknown; name
     return { ok: false, reason: 'publish name or URL too long' };
   }
   const base = tcUrlPath(tcUrl) ?? splitQuery(app);
-  const name = splitQuery(input.name.trim());
+  const name = splitQuery(input.name);
 
   const params: Record<string, string> = {};
   const baseToken = parseQuery(base.query, params);
