@@ -23,7 +23,8 @@ if (major < 20) {
 // --- npm packages -------------------------------------------------------------------------------------------
 const lock = path.join(root, 'package-lock.json');
 const installed = path.join(root, 'node_modules', '.package-lock.json');
-const stale = !existsSync(installed) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(installed).mtimeMs);
+const stale =
+  !existsSync(installed) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(installed).mtimeMs);
 if (stale) {
   const args = existsSync(lock) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund'];
   console.log(`setup: npm ${args[0]}`);
@@ -39,7 +40,12 @@ if (stale) {
 const needs = [
   { what: 'ffmpeg', check: () => has('ffmpeg'), apt: ['ffmpeg'], modes: ['run', 'test'] },
   { what: 'ffprobe', check: () => has('ffprobe'), apt: ['ffmpeg'], modes: ['run', 'test'] },
-  { what: 'gst-launch-1.0', check: () => has('gst-launch-1.0'), apt: ['gstreamer1.0-tools'], modes: ['test'] },
+  {
+    what: 'gst-launch-1.0',
+    check: () => has('gst-launch-1.0'),
+    apt: ['gstreamer1.0-tools'],
+    modes: ['test'],
+  },
   ...[
     ['flvmux', 'gstreamer1.0-plugins-good'],
     ['videotestsrc', 'gstreamer1.0-plugins-base'],

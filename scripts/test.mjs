@@ -19,7 +19,10 @@ function findTests(dir) {
 const extra = process.argv.slice(2);
 const files = extra.some((a) => a.endsWith('.ts')) ? [] : findTests(path.join(root, 'test')).sort();
 
-const build = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/build.ts'], { cwd: root, stdio: 'inherit' });
+const build = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/build.ts'], {
+  cwd: root,
+  stdio: 'inherit',
+});
 if (build.status !== 0) {
   console.error('test: building the fixtures failed');
   process.exit(build.status ?? 1);

@@ -30,11 +30,8 @@ export const ErrorCodes = {
   RTMP_AUTH_FAILED: 'RTMP_AUTH_FAILED',
   RTMP_UNSUPPORTED_CODEC: 'RTMP_UNSUPPORTED_CODEC',
   RTMP_SOCKET_ERROR: 'RTMP_SOCKET_ERROR',
-  // Media sinks
-  MEDIA_SINK_OVERFLOW: 'MEDIA_SINK_OVERFLOW',
   // Configuration
   CONFIG_INVALID: 'CONFIG_INVALID',
-  SETUP_MISSING_TOOL: 'SETUP_MISSING_TOOL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -29,23 +29,30 @@ export function startTool(command: string, args: string[], options: { timeoutMs?
     }
   };
   const timer = options.timeoutMs ? setTimeout(() => kill(), options.timeoutMs) : undefined;
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>(
-    (resolve, reject) => {
-      child.once('error', (err) => {
-        clearTimeout(timer);
-        reject(new Error(`${command} could not start (${err.message}); run "npm test" to install it`));
-      });
-      child.once('close', (code, signal) => {
-        clearTimeout(timer);
-        resolve({ code, signal, stdout, stderr });
-      });
-    },
-  );
+  const done = new Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>((resolve, reject) => {
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`${command} could not start (${err.message}); run "npm test" to install it`));
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
   return { pid: child.pid ?? -1, done, kill };
 }
 
 /** Runs a tool to completion and fails with its stderr when it exits non-zero. */
-export async function runTool(command: string, args: string[], options: { timeoutMs?: number } = {}): Promise<string> {
+export async function runTool(
+  command: string,
+  args: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<string> {
   const result = await startTool(command, args, { timeoutMs: options.timeoutMs ?? 120_000 }).done;
   if (result.code !== 0) {
     throw new Error(`${command} exited with ${result.code ?? result.signal}: ${result.stderr.slice(-2000)}`);

@@ -72,7 +72,8 @@ export function publisherArgv(kind: PublisherKind, o: PublisherOptions): { comma
   // avenc_aac takes 1024 samples per buffer from audiotestsrc's default 1024-sample buffers.
   const audioBuffers = Math.round((o.seconds * 44100) / 1024);
   // gst-launch joins its argv and parses it again: quote the location, which carries librtmp's " live=1".
-  const sink = kind === 'rtmp2sink' ? ['rtmp2sink', `location="${o.url}"`] : ['rtmpsink', `location="${o.url} live=1"`];
+  const sink =
+    kind === 'rtmp2sink' ? ['rtmp2sink', `location="${o.url}"`] : ['rtmpsink', `location="${o.url} live=1"`];
   const args = [
     '-q',
     ...['flvmux', 'name=mux', 'streamable=true', '!', ...sink],

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   AMF0_MAX_DEPTH,
-  type Amf0Encodable,
   Amf0EcmaArray,
+  type Amf0Encodable,
   type Amf0Value,
   decodeAmf0,
   decodeAmf0All,
@@ -64,7 +64,11 @@ describe('AMF0', () => {
   }
 
   it('decodes a whole command body and every prefix of it either fails cleanly or decodes fewer values', () => {
-    const body = encodeAmf0('connect', 1, { app: 'live/user1', tcUrl: 'rtmp://h/live/user1', flashVer: 'FMLE/3.0' });
+    const body = encodeAmf0('connect', 1, {
+      app: 'live/user1',
+      tcUrl: 'rtmp://h/live/user1',
+      flashVer: 'FMLE/3.0',
+    });
     assert.deepEqual(decodeAmf0All(body)[0], 'connect');
     for (let n = 0; n < body.length; n++) {
       try {

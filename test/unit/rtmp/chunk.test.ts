@@ -9,7 +9,13 @@ import { type FixtureName, loadFixture } from '../../fixtures/generate.ts';
 import { afterHandshake, fragment, prng, readMessages } from '../../helpers/rtmp-bytes.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-const msg = (csid: number, type: number, streamId: number, timestamp: number, payload: string): RawMessage => ({
+const msg = (
+  csid: number,
+  type: number,
+  streamId: number,
+  timestamp: number,
+  payload: string,
+): RawMessage => ({
   csid,
   type,
   streamId,
@@ -55,16 +61,36 @@ const cases: { name: string; chunkSize: number; messages: RawMessage[]; bytes: B
     messages: [msg(6, 9, 1, 5, 'a'), msg(6, 9, 1, 5 + 0x01000000, 'bc')],
     bytes: hex('06 000005 000001 09 01000000 61   46 ffffff 000002 09 01000000 6263'),
   },
-  { name: 'chunk stream id 64', chunkSize: 128, messages: [msg(64, 8, 1, 0, 'a')], bytes: hex('00 00 000000 000001 08 01000000 61') },
-  { name: 'chunk stream id 319', chunkSize: 128, messages: [msg(319, 8, 1, 0, 'a')], bytes: hex('00 ff 000000 000001 08 01000000 61') },
-  { name: 'chunk stream id 320', chunkSize: 128, messages: [msg(320, 8, 1, 0, 'a')], bytes: hex('01 0001 000000 000001 08 01000000 61') },
+  {
+    name: 'chunk stream id 64',
+    chunkSize: 128,
+    messages: [msg(64, 8, 1, 0, 'a')],
+    bytes: hex('00 00 000000 000001 08 01000000 61'),
+  },
+  {
+    name: 'chunk stream id 319',
+    chunkSize: 128,
+    messages: [msg(319, 8, 1, 0, 'a')],
+    bytes: hex('00 ff 000000 000001 08 01000000 61'),
+  },
+  {
+    name: 'chunk stream id 320',
+    chunkSize: 128,
+    messages: [msg(320, 8, 1, 0, 'a')],
+    bytes: hex('01 0001 000000 000001 08 01000000 61'),
+  },
   {
     name: 'chunk stream id 65599',
     chunkSize: 128,
     messages: [msg(65599, 8, 1, 0, 'a')],
     bytes: hex('01 ffff 000000 000001 08 01000000 61'),
   },
-  { name: 'an empty message', chunkSize: 128, messages: [msg(3, 20, 0, 0, '')], bytes: hex('03 000000 000000 14 00000000') },
+  {
+    name: 'an empty message',
+    chunkSize: 128,
+    messages: [msg(3, 20, 0, 0, '')],
+    bytes: hex('03 000000 000000 14 00000000'),
+  },
 ];
 
 function strip(messages: RawMessage[]): object[] {
@@ -76,7 +102,10 @@ describe('chunk writer and reader (shared table)', () => {
     it(`writes ${c.name}`, () => {
       const writer = new ChunkWriter();
       writer.setChunkSize(c.chunkSize);
-      assert.equal(Buffer.concat(c.messages.map((m) => writer.write(m))).toString('hex'), c.bytes.toString('hex'));
+      assert.equal(
+        Buffer.concat(c.messages.map((m) => writer.write(m))).toString('hex'),
+        c.bytes.toString('hex'),
+      );
     });
     it(`reads ${c.name}, whole and one byte at a time`, () => {
       assert.deepEqual(strip(readMessages([c.bytes], { chunkSize: c.chunkSize })), strip(c.messages));
@@ -140,7 +169,11 @@ describe('chunk reader rules', () => {
     ['fmt 2 with no previous header', hex('82 000001 61'), ErrorCodes.RTMP_CHUNK_NO_PREVIOUS],
     ['fmt 3 with no previous header', hex('c5 61'), ErrorCodes.RTMP_CHUNK_NO_PREVIOUS],
     ['a message over the size limit', hex('03 000000 800001 09 01000000'), ErrorCodes.RTMP_MESSAGE_TOO_LARGE],
-    ['the largest declarable message', hex('03 000000 ffffff 09 01000000'), ErrorCodes.RTMP_MESSAGE_TOO_LARGE],
+    [
+      'the largest declarable message',
+      hex('03 000000 ffffff 09 01000000'),
+      ErrorCodes.RTMP_MESSAGE_TOO_LARGE,
+    ],
     [
       'a new header in the middle of a message',
       hex('04 000000 000200 08 01000000 ' + '00'.repeat(128) + '04 000000 000001 08 01000000 61'),
@@ -148,13 +181,22 @@ describe('chunk reader rules', () => {
     ],
     [
       'too many chunk streams',
-      Buffer.concat(Array.from({ length: 5 }, (_, i) => hex(`${(4 + i).toString(16).padStart(2, '0')} 000000 000001 08 01000000 61`))),
+      Buffer.concat(
+        Array.from({ length: 5 }, (_, i) =>
+          hex(`${(4 + i).toString(16).padStart(2, '0')} 000000 000001 08 01000000 61`),
+        ),
+      ),
       ErrorCodes.RTMP_CHUNK_STREAMS_EXCEEDED,
       { maxChunkStreams: 4 },
     ],
     [
       'partial messages beyond the buffered-bytes cap',
-      Buffer.concat([hex('04 000000 001000 08 01000000'), Buffer.alloc(128), hex('05 000000 001000 08 01000000'), Buffer.alloc(128)]),
+      Buffer.concat([
+        hex('04 000000 001000 08 01000000'),
+        Buffer.alloc(128),
+        hex('05 000000 001000 08 01000000'),
+        Buffer.alloc(128),
+      ]),
       ErrorCodes.RTMP_BUFFERED_TOO_MUCH,
       { maxBufferedBytes: 200 },
     ],
@@ -199,7 +241,9 @@ describe('chunk reader on recorded real connections', () => {
     });
 
     it(`${name}: re-chunked at sizes 1 to 65536 and fragmented, the messages survive`, () => {
-      const messages = readMessages([recordings.get(name)!]).filter((m) => m.type !== MessageType.SetChunkSize);
+      const messages = readMessages([recordings.get(name)!]).filter(
+        (m) => m.type !== MessageType.SetChunkSize,
+      );
       const random = prng(7);
       for (const chunkSize of [1, 2, 127, 128, 4096, 65536]) {
         const writer = new ChunkWriter();

@@ -1,24 +1,50 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeAmf0 } from '../../../src/rtmp/amf0.ts';
-import { decodeMessage, encodeMessage, type Message, MessageType, splitAggregate } from '../../../src/rtmp/messages.ts';
+import {
+  decodeMessage,
+  encodeMessage,
+  type Message,
+  MessageType,
+  splitAggregate,
+} from '../../../src/rtmp/messages.ts';
 import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 /** Control messages: one table for decode and encode. */
 const control: { message: Message; type: number; payload: Buffer }[] = [
-  { message: { kind: 'set-chunk-size', size: 4096 }, type: MessageType.SetChunkSize, payload: hex('00001000') },
+  {
+    message: { kind: 'set-chunk-size', size: 4096 },
+    type: MessageType.SetChunkSize,
+    payload: hex('00001000'),
+  },
   { message: { kind: 'abort', csid: 4 }, type: MessageType.Abort, payload: hex('00000004') },
-  { message: { kind: 'acknowledgement', sequence: 2_500_000 }, type: MessageType.Acknowledgement, payload: hex('002625a0') },
-  { message: { kind: 'window-ack-size', size: 2_500_000 }, type: MessageType.WindowAckSize, payload: hex('002625a0') },
+  {
+    message: { kind: 'acknowledgement', sequence: 2_500_000 },
+    type: MessageType.Acknowledgement,
+    payload: hex('002625a0'),
+  },
+  {
+    message: { kind: 'window-ack-size', size: 2_500_000 },
+    type: MessageType.WindowAckSize,
+    payload: hex('002625a0'),
+  },
   {
     message: { kind: 'set-peer-bandwidth', size: 2_500_000, limitType: 2 },
     type: MessageType.SetPeerBandwidth,
     payload: hex('002625a0 02'),
   },
-  { message: { kind: 'user-control', event: 0, value: 1 }, type: MessageType.UserControl, payload: hex('0000 00000001') },
-  { message: { kind: 'user-control', event: 6, value: 1234 }, type: MessageType.UserControl, payload: hex('0006 000004d2') },
+  {
+    message: { kind: 'user-control', event: 0, value: 1 },
+    type: MessageType.UserControl,
+    payload: hex('0000 00000001'),
+  },
+  {
+    message: { kind: 'user-control', event: 6, value: 1234 },
+    type: MessageType.UserControl,
+    payload: hex('0006 000004d2'),
+  },
   {
     message: { kind: 'user-control', event: 3, value: 1, extra: 3000 },
     type: MessageType.UserControl,
@@ -34,7 +60,10 @@ describe('RTMP messages', () => {
       assert.equal(raw.csid, 2);
       assert.equal(raw.streamId, 0);
       assert.deepEqual(raw.payload, c.payload);
-      assert.deepEqual(decodeMessage({ csid: 2, type: c.type, streamId: 0, timestamp: 0, payload: c.payload }), c.message);
+      assert.deepEqual(
+        decodeMessage({ csid: 2, type: c.type, streamId: 0, timestamp: 0, payload: c.payload }),
+        c.message,
+      );
     });
   }
 
@@ -44,10 +73,20 @@ describe('RTMP messages', () => {
   });
 
   it('round-trips commands, with AMF3 commands read past their leading zero', () => {
-    const cmd: Message = { kind: 'command', streamId: 1, name: 'publish', transactionId: 5, args: [null, 'stream1', 'live'] };
+    const cmd: Message = {
+      kind: 'command',
+      streamId: 1,
+      name: 'publish',
+      transactionId: 5,
+      args: [null, 'stream1', 'live'],
+    };
     const raw = encodeMessage(cmd);
     assert.deepEqual(decodeMessage(raw), cmd);
-    const amf3 = { ...raw, type: MessageType.CommandAmf3, payload: Buffer.concat([Buffer.from([0]), raw.payload]) };
+    const amf3 = {
+      ...raw,
+      type: MessageType.CommandAmf3,
+      payload: Buffer.concat([Buffer.from([0]), raw.payload]),
+    };
     assert.deepEqual(decodeMessage(amf3), cmd);
   });
 
@@ -101,7 +140,10 @@ describe('RTMP messages', () => {
         [9, 5066, 'v2'],
       ],
     );
-    for (const bad of [data.subarray(0, 5), Buffer.concat([tag(9, 0, 'x').subarray(0, 11), Buffer.from('short')])]) {
+    for (const bad of [
+      data.subarray(0, 5),
+      Buffer.concat([tag(9, 0, 'x').subarray(0, 11), Buffer.from('short')]),
+    ]) {
       const truncated = Buffer.from(bad);
       if (truncated.length >= 4) truncated.writeUIntBE(1000, 1, 3);
       assert.throws(

@@ -5,13 +5,33 @@ import { parsePublishTarget } from '../../../src/rtmp/stream-key.ts';
 
 describe('publish target', () => {
   const accepted: [string, { tcUrl?: string; app?: string; name: string }, string, string | undefined][] = [
-    ['ffmpeg split', { tcUrl: 'rtmp://127.0.0.1:1935/live/user1', app: 'live/user1', name: 'stream1?token=abc' }, 'live/user1/stream1', 'abc'],
-    ['email userId', { tcUrl: 'rtmp://localhost:1935/live/test@user.com', name: 'stream123' }, 'live/test@user.com/stream123', undefined],
+    [
+      'ffmpeg split',
+      { tcUrl: 'rtmp://127.0.0.1:1935/live/user1', app: 'live/user1', name: 'stream1?token=abc' },
+      'live/user1/stream1',
+      'abc',
+    ],
+    [
+      'email userId',
+      { tcUrl: 'rtmp://localhost:1935/live/test@user.com', name: 'stream123' },
+      'live/test@user.com/stream123',
+      undefined,
+    ],
     ['no tcUrl, app only', { app: 'live/user1', name: 'stream1' }, 'live/user1/stream1', undefined],
     ['quoted tcUrl', { tcUrl: '"rtmp://h/live/user1"', name: 'stream1' }, 'live/user1/stream1', undefined],
     ['trailing slash', { tcUrl: 'rtmp://h/live/user1/', name: 'stream1' }, 'live/user1/stream1', undefined],
-    ['app live, name user/stream', { tcUrl: 'rtmp://h/live', name: 'user1/stream1?token=t' }, 'live/user1/stream1', 't'],
-    ['librtmp options after the query', { tcUrl: 'rtmp://h:1/live/u', name: 'st?token=abc live=1' }, 'live/u/st', 'abc'],
+    [
+      'app live, name user/stream',
+      { tcUrl: 'rtmp://h/live', name: 'user1/stream1?token=t' },
+      'live/user1/stream1',
+      't',
+    ],
+    [
+      'librtmp options after the query',
+      { tcUrl: 'rtmp://h:1/live/u', name: 'st?token=abc live=1' },
+      'live/u/st',
+      'abc',
+    ],
     ['token in tcUrl (OBS server field)', { tcUrl: 'rtmp://h/live/u?token=q', name: 's' }, 'live/u/s', 'q'],
     ['percent-encoded @', { tcUrl: 'rtmp://h/live/a%40b.com', name: 's' }, 'live/a@b.com/s', undefined],
   ];
