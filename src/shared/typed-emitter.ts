@@ -30,6 +30,11 @@ export class TypedEmitter<E extends EventMap> {
     return this;
   }
 
+  /** Alias of `off`, so `events.once()` and other EventEmitter helpers work on typed emitters. */
+  removeListener<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): this {
+    return this.off(event, listener);
+  }
+
   removeAllListeners<K extends keyof E & string>(event?: K): this {
     if (event === undefined) this.#emitter.removeAllListeners();
     else this.#emitter.removeAllListeners(event);
