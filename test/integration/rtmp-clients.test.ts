@@ -92,14 +92,21 @@ describe('real RTMP publishers', () => {
       const streams = await probe(rec.file);
       const video = streams.find((s) => s.codec_type === 'video');
       const audio = streams.find((s) => s.codec_type === 'audio');
-      assert.equal(streams.length, 2, `${kind}: exactly one video and one audio stream (no stray data stream)`);
+      assert.equal(
+        streams.length,
+        2,
+        `${kind}: exactly one video and one audio stream (no stray data stream)`,
+      );
       assert.equal(video?.codec_name, 'h264', kind);
       assert.equal(video?.width, 540);
       assert.equal(video?.height, 960);
       assert.equal(audio?.codec_name, 'aac', kind);
       assert.equal(audio?.sample_rate, '44100');
       const frames = Number(video?.nb_read_frames);
-      assert.ok(Math.abs(frames - SECONDS * FPS) <= 2, `${kind}: ${frames} video frames, expected ${SECONDS * FPS} ± 2`);
+      assert.ok(
+        Math.abs(frames - SECONDS * FPS) <= 2,
+        `${kind}: ${frames} video frames, expected ${SECONDS * FPS} ± 2`,
+      );
     }
     assert.deepEqual(tokens.sort(), [TOKEN, TOKEN, TOKEN]);
     // GStreamer re-sends metadata; only the first went into the FLV.
@@ -120,7 +127,10 @@ describe('real RTMP publishers', () => {
     await rec.ended;
     await rec.finished;
     assert.ok(rec.publish.stats.videoFrames >= 26, `frames ${rec.publish.stats.videoFrames}`);
-    assert.ok(rec.maxTimestamp > 20_000_000 && rec.maxTimestamp > 0xffffff, `timestamps reach ${rec.maxTimestamp}`);
+    assert.ok(
+      rec.maxTimestamp > 20_000_000 && rec.maxTimestamp > 0xffffff,
+      `timestamps reach ${rec.maxTimestamp}`,
+    );
     const streams = await probe(rec.file);
     const frames = Number(streams.find((s) => s.codec_type === 'video')?.nb_read_frames);
     assert.ok(Math.abs(frames - 2 * FPS) <= 2, `${frames} frames`);
