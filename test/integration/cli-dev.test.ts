@@ -1,0 +1,54 @@
+/**
+ * `rtmp-relay dev` as a newcomer runs it (what `npm start` starts): the real command in its own process,
+ * accepting the seed's publish command line (an email userId) on the port it prints, then stopping cleanly
+ * on SIGTERM.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { describe, it } from 'node:test';
+import { startTool } from '../helpers/process.ts';
+import { publisherArgv } from '../helpers/publishers.ts';
+
+describe('rtmp-relay dev', () => {
+  it('accepts a publish to live/test@user.com/stream123 and exits 0 on SIGTERM', async () => {
+    const child = spawn(process.execPath, ['bin/rtmp-relay.mjs', 'dev'], {
+      env: { ...process.env, RTMP_PORT: '0', RTMP_HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines: Record<string, unknown>[] = [];
+    const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+    createInterface({ input: child.stdout! }).on('line', (text) => {
+      const line = JSON.parse(text) as Record<string, unknown>;
+      lines.push(line);
+      for (const w of waiters.filter((x) => x.match(line))) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    });
+    const waitLine = (match: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
+      const seen = lines.find(match);
+      return seen ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ match, resolve }));
+    };
+    try {
+      const listening = await waitLine((l) => l.msg === 'RTMP listening');
+      assert.ok(lines.some((l) => /PUBLISH AUTH IS OFF/.test(String(l.msg))), 'dev mode warns that auth is off');
+      const { command, args } = publisherArgv('ffmpeg', {
+        url: `rtmp://127.0.0.1:${listening.port}/live/test@user.com/stream123`,
+        seconds: 1,
+        live: false,
+      });
+      const result = await startTool(command, args, { timeoutMs: 60_000 }).done;
+      assert.equal(result.code, 0, result.stderr);
+      const ended = await waitLine((l) => l.msg === 'publish ended: FCUnpublish');
+      assert.equal(ended.key, 'live/test@user.com/stream123');
+      assert.ok(Number(ended.videoFrames) >= 12);
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      assert.equal(code, 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
