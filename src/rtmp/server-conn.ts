@@ -369,20 +369,25 @@ export class ServerConnection extends TypedEmitter<ConnectionEvents> {
     this.#state = ConnectionState.Authorizing;
     const seq = ++this.#authSeq;
     this.#log.info({ key: target.key }, 'publish requested');
-    void this.#host.authorizePublish(this, target).then((outcome) => {
-      if (this.#state !== ConnectionState.Authorizing || seq !== this.#authSeq) return; // closed or cancelled meanwhile
-      if (!outcome.allow) return this.#refusePublish(streamId, outcome);
-      try {
-        this.#send({ kind: 'user-control', event: UserControlEvent.StreamBegin, value: streamId });
-        this.#sendStatus(streamId, 'status', 'NetStream.Publish.Start', `${target.key} is now published.`);
-        if ((this.#state as ConnectionStateName) === ConnectionState.Closed) return; // the write overflowed
-        this.#state = ConnectionState.Publishing;
-        this.#publish = this.#host.startPublish(this, target);
-        this.#armIdleTimer();
-      } catch (err) {
-        this.#fail(err);
-      }
-    });
+    void this.#host
+      .authorizePublish(this, target)
+      .then((outcome) => this.#onAuthorized(seq, streamId, target, outcome))
+      .catch((err: unknown) => this.#fail(toRelayError(err, ErrorCodes.RTMP_AUTH_FAILED)));
+  }
+
+  #onAuthorized(seq: number, streamId: number, target: PublishTarget, outcome: AuthOutcome): void {
+    if (this.#state !== ConnectionState.Authorizing || seq !== this.#authSeq) return; // closed or cancelled meanwhile
+    if (!outcome.allow) return this.#refusePublish(streamId, outcome);
+    try {
+      this.#send({ kind: 'user-control', event: UserControlEvent.StreamBegin, value: streamId });
+      this.#sendStatus(streamId, 'status', 'NetStream.Publish.Start', `${target.key} is now published.`);
+      if ((this.#state as ConnectionStateName) === ConnectionState.Closed) return; // the write overflowed
+      this.#state = ConnectionState.Publishing;
+      this.#publish = this.#host.startPublish(this, target);
+      this.#armIdleTimer();
+    } catch (err) {
+      this.#fail(err);
+    }
   }
 
   #refusePublish(streamId: number, outcome: Extract<AuthOutcome, { allow: false }>): void {

@@ -115,6 +115,10 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
     this.#authTimeoutMs = options.authTimeoutMs ?? 10_000;
   }
 
+  protected override onListenerError(event: string, err: unknown): void {
+    this.#log.error({ err, event }, 'an RTMP server event listener threw');
+  }
+
   /** Live publishes, one per key. */
   get publishes(): Publish[] {
     return [...this.#live.values()].map((e) => e.publish);

@@ -18,7 +18,10 @@ describe('rtmp-relay dev', () => {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const lines: Record<string, unknown>[] = [];
-    const waiters: { match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+    const waiters: {
+      match: (l: Record<string, unknown>) => boolean;
+      resolve: (l: Record<string, unknown>) => void;
+    }[] = [];
     createInterface({ input: child.stdout! }).on('line', (text) => {
       const line = JSON.parse(text) as Record<string, unknown>;
       lines.push(line);
@@ -33,7 +36,10 @@ describe('rtmp-relay dev', () => {
     };
     try {
       const listening = await waitLine((l) => l.msg === 'RTMP listening');
-      assert.ok(lines.some((l) => /PUBLISH AUTH IS OFF/.test(String(l.msg))), 'dev mode warns that auth is off');
+      assert.ok(
+        lines.some((l) => /PUBLISH AUTH IS OFF/.test(String(l.msg))),
+        'dev mode warns that auth is off',
+      );
       const { command, args } = publisherArgv('ffmpeg', {
         url: `rtmp://127.0.0.1:${listening.port}/live/test@user.com/stream123`,
         seconds: 1,
