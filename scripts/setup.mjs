@@ -62,6 +62,12 @@ const needs = [
     apt: ['gstreamer1.0-tools', pkg],
     modes: ['test'],
   })),
+  {
+    what: 'Chromium (/usr/bin/chromium)',
+    check: () => existsSync('/usr/bin/chromium') || has('chromium'),
+    apt: ['chromium'],
+    modes: ['test'],
+  },
 ];
 
 function has(command) {

@@ -21,6 +21,21 @@ const EnvSchema = z.object({
   RTMP_AUTH_TIMEOUT_SECONDS: seconds(10),
   RTMP_MAX_MESSAGE_BYTES: count(8 * 1024 * 1024).pipe(z.number().max(0xffffff)),
   PUBLISH_AUTH: z.enum(['token', 'off']).optional(),
+  HLS_HOST: z.string().min(1).default('0.0.0.0'),
+  HLS_PORT: port(8888),
+  HLS_SEGMENT_SECONDS: seconds(2),
+  HLS_LIST_SIZE: count(5),
+  COPY_MAX_SEGMENT_SECONDS: count(6),
+  CLEAN_PROFILE: z.enum(['auto', 'copy', 'transcode']).default('auto'),
+  RECONNECT_WINDOW_SECONDS: seconds(120),
+  HLS_END_GRACE_SECONDS: seconds(60),
+  FFMPEG_WATCHDOG_SECONDS: seconds(5),
+  FFMPEG_RESTART_BACKOFF_SECONDS: z
+    .string()
+    .regex(/^\d+(\.\d+)?(,\d+(\.\d+)?)*$/, 'comma-separated seconds')
+    .default('0.25,1,2,5'),
+  FFMPEG_PATH: z.string().min(1).default('ffmpeg'),
+  CORS_ALLOW_ORIGINS: z.string().min(1).default('*'),
   RECORD_DIR: z.string().min(1).optional(),
 });
 
@@ -37,6 +52,23 @@ export interface RelayConfig {
     idleTimeoutMs: number;
     authTimeoutMs: number;
     maxMessageSize: number;
+  };
+  hls: {
+    host: string;
+    port: number;
+    segmentSeconds: number;
+    listSize: number;
+    copyMaxSegmentSeconds: number;
+    endGraceMs: number;
+    /** `*` or a list of allowed origins. */
+    corsOrigins: '*' | string[];
+  };
+  stream: {
+    profile: 'auto' | 'copy' | 'transcode';
+    reconnectWindowMs: number;
+    watchdogMs: number;
+    backoffMs: number[];
+    ffmpegPath: string;
   };
   /** `off` only where the caller allows it (dev mode); `token` otherwise. */
   publishAuth: 'token' | 'off';
@@ -66,6 +98,27 @@ export function loadConfig(
       idleTimeoutMs: e.RTMP_IDLE_TIMEOUT_SECONDS * 1000,
       authTimeoutMs: e.RTMP_AUTH_TIMEOUT_SECONDS * 1000,
       maxMessageSize: e.RTMP_MAX_MESSAGE_BYTES,
+    },
+    hls: {
+      host: e.HLS_HOST,
+      port: e.HLS_PORT,
+      segmentSeconds: e.HLS_SEGMENT_SECONDS,
+      listSize: e.HLS_LIST_SIZE,
+      copyMaxSegmentSeconds: e.COPY_MAX_SEGMENT_SECONDS,
+      endGraceMs: e.HLS_END_GRACE_SECONDS * 1000,
+      corsOrigins:
+        e.CORS_ALLOW_ORIGINS.trim() === '*'
+          ? '*'
+          : e.CORS_ALLOW_ORIGINS.split(',')
+              .map((o) => o.trim())
+              .filter(Boolean),
+    },
+    stream: {
+      profile: e.CLEAN_PROFILE,
+      reconnectWindowMs: e.RECONNECT_WINDOW_SECONDS * 1000,
+      watchdogMs: e.FFMPEG_WATCHDOG_SECONDS * 1000,
+      backoffMs: e.FFMPEG_RESTART_BACKOFF_SECONDS.split(',').map((v) => Number(v) * 1000),
+      ffmpegPath: e.FFMPEG_PATH,
     },
     publishAuth: e.PUBLISH_AUTH ?? defaults.publishAuth,
     recordDir: e.RECORD_DIR,

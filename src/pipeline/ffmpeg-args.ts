@@ -1,0 +1,86 @@
+/**
+ * FFmpeg argv per cleaning profile, pure (style rule 7: golden-tested, never a shell). FFmpeg reads FLV on
+ * stdin and writes fragmented MP4 on stdout: ftyp+moov once, then a moof+mdat fragment at every keyframe
+ * and at least every `fragmentMs`, which the packager cuts into segments (and later LL-HLS parts).
+ * Nothing from a request or a stream key ever reaches these arguments.
+ */
+
+export type PipelineProfile = 'copy' | 'transcode';
+
+export interface FfmpegArgsOptions {
+  profile: PipelineProfile;
+  hasVideo: boolean;
+  hasAudio: boolean;
+  /** Longest fragment, in ms (default 500): fragments become LL-HLS parts later. */
+  fragmentMs?: number;
+}
+
+/** The seed's encode (reference/ffmpeg.md), reproduced exactly. */
+export const SEED_VIDEO_ENCODE = [
+  '-c:v',
+  'libx264',
+  '-preset',
+  'veryfast',
+  '-tune',
+  'zerolatency',
+  '-profile:v',
+  'baseline',
+  '-level',
+  '3.1',
+  '-r',
+  '30',
+  '-g',
+  '60',
+  '-keyint_min',
+  '60',
+  '-sc_threshold',
+  '0',
+  '-b:v',
+  '2M',
+  '-maxrate',
+  '2.5M',
+  '-bufsize',
+  '4M',
+  '-pix_fmt',
+  'yuv420p',
+] as const;
+
+export const SEED_AUDIO_ENCODE = ['-c:a', 'aac', '-ar', '48000', '-ac', '2', '-b:a', '128k'] as const;
+
+export function buildFfmpegArgs(options: FfmpegArgsOptions): string[] {
+  const fragmentUs = Math.round((options.fragmentMs ?? 500) * 1000);
+  const args = [
+    '-hide_banner',
+    '-nostdin',
+    '-loglevel',
+    'warning',
+    // The relay sends the codec configuration first, so a small probe is enough (start-up latency).
+    '-analyzeduration',
+    '500000',
+    '-probesize',
+    '65536',
+    '-f',
+    'flv',
+    '-i',
+    'pipe:0',
+  ];
+  // Only the first video and audio stream: mid-stream metadata would otherwise add a data stream.
+  if (options.hasVideo) args.push('-map', '0:v:0');
+  if (options.hasAudio) args.push('-map', '0:a:0');
+  if (options.profile === 'copy') {
+    args.push('-c', 'copy');
+  } else {
+    if (options.hasVideo) args.push(...SEED_VIDEO_ENCODE);
+    if (options.hasAudio) args.push(...SEED_AUDIO_ENCODE);
+  }
+  args.push(
+    '-f',
+    'mp4',
+    '-movflags',
+    '+frag_keyframe+empty_moov+default_base_moof',
+    '-frag_duration',
+    String(fragmentUs),
+    'pipe:1',
+  );
+  return args;
+}

@@ -1,0 +1,262 @@
+/**
+ * Keeps one FFmpeg running for a stream while its publisher is live (mediamtx `externalcmd` shape):
+ * - an unexpected exit is restarted after a backoff pause, fed again from the next video keyframe;
+ * - a watchdog kills and restarts an FFmpeg that takes input but yields no output for `watchdogMs`;
+ * - a profile switch (auto: copy → transcode) ends the running FFmpeg gracefully, lets the stream discard
+ *   what is being re-encoded, then starts the new one with the current GOP replayed.
+ * Every exit is reported; stop() is "we stopped it", never confused with "it died".
+ */
+import type { FlvStart } from '../media/flv-sink.ts';
+import { FlvTagType, type MediaTag } from '../media/flv-tag.ts';
+import type { Fmp4Fragment, Fmp4Init } from '../media/fmp4.ts';
+import { ErrorCodes, RelayError } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import { TypedEmitter } from '../shared/typed-emitter.ts';
+import type { ChildReaper } from './child-reaper.ts';
+import { buildFfmpegArgs, type PipelineProfile } from './ffmpeg-args.ts';
+import { type FfmpegExit, FfmpegProcess } from './ffmpeg-process.ts';
+
+export interface SupervisorOptions {
+  log: Logger;
+  reaper: ChildReaper;
+  ffmpegPath?: string;
+  /** Restart pauses, in ms, used in turn (the last repeats). */
+  backoffMs?: number[];
+  /** No output for this long while input flows: restart. */
+  watchdogMs: number;
+  fragmentMs?: number;
+}
+
+export interface SupervisorStats {
+  starts: number;
+  restarts: number;
+  crashes: number;
+  stalls: number;
+}
+
+export type SupervisorEvents = {
+  /** A new FFmpeg produced its init segment (after the first, the packager marks a discontinuity). */
+  init: [Fmp4Init];
+  fragment: [Fmp4Fragment];
+  /** An FFmpeg exited; `exit.error` says why when we did not ask it to. */
+  exit: [FfmpegExit];
+};
+
+/** Most bytes of the current GOP kept for a profile switch (a longer GOP stops being replayable). */
+const MAX_GOP_BYTES = 16 * 1024 * 1024;
+
+export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
+  readonly stats: SupervisorStats = { starts: 0, restarts: 0, crashes: 0, stalls: 0 };
+  readonly #options: SupervisorOptions;
+  readonly #log: Logger;
+  #flv: FlvStart | null = null;
+  #profile: PipelineProfile = 'copy';
+  #process: FfmpegProcess | null = null;
+  #waitingForKeyframe = false;
+  #switching: MediaTag[] | null = null;
+  #gop: MediaTag[] = [];
+  #gopBytes = 0;
+  #failures = 0;
+  #restartTimer: NodeJS.Timeout | null = null;
+  #watchdog: NodeJS.Timeout | null = null;
+  #lastInputAt = 0;
+  #lastOutputAt = 0;
+  #stopped = false;
+  /** Input timestamp (ms) of the first tag the current FFmpeg got, and its first output time (s). */
+  #runInputStartMs: number | null = null;
+  #runOutputStart: number | null = null;
+
+  constructor(options: SupervisorOptions) {
+    super();
+    this.#options = options;
+    this.#log = options.log;
+  }
+
+  get profile(): PipelineProfile {
+    return this.#profile;
+  }
+
+  get running(): FfmpegProcess | null {
+    return this.#process;
+  }
+
+  /** Timestamp (ms) of the video keyframe that starts the current GOP, if known. */
+  get gopStartMs(): number | null {
+    return this.#gop.find((t) => t.type === FlvTagType.Video)?.timestamp ?? null;
+  }
+
+  /** Starts the first FFmpeg for a publish. */
+  begin(flv: FlvStart, profile: PipelineProfile): void {
+    this.#flv = flv;
+    this.#profile = profile;
+    this.#stopped = false;
+    this.#spawn([]);
+    this.#watchdog ??= setInterval(
+      () => this.#checkWatchdog(),
+      Math.max(100, Math.floor(this.#options.watchdogMs / 4)),
+    );
+  }
+
+  /** Codec configuration changed (a publisher came back): later FFmpeg starts use it. */
+  updateFlvStart(flv: FlvStart): void {
+    this.#flv = flv;
+  }
+
+  write(tag: MediaTag): void {
+    if (this.#stopped) return;
+    this.#remember(tag);
+    if (this.#switching) {
+      this.#switching.push(tag);
+      return;
+    }
+    const proc = this.#process;
+    if (!proc) return; // restarting: the next FFmpeg starts from a keyframe out of the GOP buffer
+    if (this.#waitingForKeyframe) {
+      if (!(tag.type === FlvTagType.Video && tag.keyframe) && this.#flv?.hasVideo) return;
+      this.#waitingForKeyframe = false;
+    }
+    this.#runInputStartMs ??= tag.isConfig ? null : tag.timestamp;
+    this.#lastInputAt = Date.now();
+    proc.write(tag);
+  }
+
+  /**
+   * Switches profile at the current GOP: the running FFmpeg gets end of input and flushes, `beforeStart`
+   * runs (the stream discards output it no longer wants), then the new FFmpeg starts with the GOP replayed.
+   */
+  async switchProfile(profile: PipelineProfile, beforeStart: () => void): Promise<void> {
+    if (this.#switching || this.#stopped) return;
+    this.#profile = profile;
+    const old = this.#process;
+    this.#switching = [...this.#gop];
+    if (old) {
+      old.endInput();
+      await old.exited;
+    }
+    if (this.#stopped) return;
+    beforeStart();
+    const replay = this.#switching;
+    this.#switching = null;
+    this.#spawn(replay);
+  }
+
+  /**
+   * Maps an input timestamp (ms) of the current run to the output timeline (s), for copy runs, whose
+   * output keeps the input's spacing. Null until the run produced output.
+   */
+  outputSecondsFor(inputMs: number): number | null {
+    if (this.#runInputStartMs === null || this.#runOutputStart === null) return null;
+    return this.#runOutputStart + (inputMs - this.#runInputStartMs) / 1000;
+  }
+
+  /** Stops for good (publisher gone or stream closed): resolves when no FFmpeg is left. */
+  async stop(options: { flush?: boolean } = {}): Promise<void> {
+    this.#stopped = true;
+    if (this.#restartTimer) clearTimeout(this.#restartTimer);
+    if (this.#watchdog) clearInterval(this.#watchdog);
+    this.#restartTimer = null;
+    this.#watchdog = null;
+    const proc = this.#process;
+    if (!proc) return;
+    if (options.flush) {
+      proc.endInput();
+      // A flush that hangs must not keep the stream: stop() escalates to SIGKILL after its grace.
+      const timer = setTimeout(() => void proc.stop(), 3000);
+      await proc.exited;
+      clearTimeout(timer);
+    } else {
+      await proc.stop();
+    }
+  }
+
+  #remember(tag: MediaTag): void {
+    if (tag.isConfig) return;
+    if (tag.type === FlvTagType.Video && tag.keyframe) {
+      this.#gop = [];
+      this.#gopBytes = 0;
+    }
+    if (this.#gopBytes + tag.data.length > MAX_GOP_BYTES) return;
+    this.#gop.push(tag);
+    this.#gopBytes += tag.data.length;
+  }
+
+  #spawn(replay: MediaTag[]): void {
+    const flv = this.#flv;
+    if (!flv || this.#stopped) return;
+    const args = buildFfmpegArgs({
+      profile: this.#profile,
+      hasVideo: flv.hasVideo,
+      hasAudio: flv.hasAudio,
+      ...(this.#options.fragmentMs ? { fragmentMs: this.#options.fragmentMs } : {}),
+    });
+    const proc = new FfmpegProcess({
+      args,
+      log: this.#log.child({ ffmpeg: this.stats.starts + 1, profile: this.#profile }),
+      reaper: this.#options.reaper,
+      ...(this.#options.ffmpegPath ? { ffmpegPath: this.#options.ffmpegPath } : {}),
+    });
+    this.#process = proc;
+    this.#runInputStartMs = null;
+    this.#runOutputStart = null;
+    this.#lastOutputAt = Date.now();
+    this.#lastInputAt = 0;
+    proc.on('init', (init) => {
+      this.#lastOutputAt = Date.now();
+      this.#failures = 0;
+      this.safeEmit('init', init);
+    });
+    proc.on('fragment', (fragment) => {
+      this.#lastOutputAt = Date.now();
+      this.#runOutputStart ??= fragment.startSeconds;
+      this.safeEmit('fragment', fragment);
+    });
+    proc.once('exit', (exit) => this.#onExit(proc, exit));
+    this.stats.starts++;
+    proc.start(flv);
+    this.#waitingForKeyframe = replay.length === 0;
+    for (const tag of replay) {
+      this.#runInputStartMs ??= tag.timestamp;
+      proc.write(tag);
+    }
+    if (replay.length > 0) this.#lastInputAt = Date.now();
+  }
+
+  #onExit(proc: FfmpegProcess, exit: FfmpegExit): void {
+    if (this.#process === proc) this.#process = null;
+    if (exit.error) {
+      this.stats.crashes++;
+      this.#log.warn({ code: exit.error.code, exitCode: exit.code, signal: exit.signal }, exit.error.message);
+    }
+    this.safeEmit('exit', exit);
+    if (this.#stopped || this.#switching || exit.requested) return;
+    const pauses = this.#options.backoffMs ?? [250, 1000, 2000, 5000];
+    const pause = pauses[Math.min(this.#failures, pauses.length - 1)]!;
+    this.#failures++;
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = null;
+      this.stats.restarts++;
+      this.#log.info({ profile: this.#profile }, 'restarting ffmpeg');
+      // Start from the current GOP's keyframe when it is at hand, so the picture comes back at once.
+      const gop = this.#gop[0]?.type === FlvTagType.Video && this.#gop[0].keyframe ? [...this.#gop] : [];
+      this.#spawn(gop);
+    }, pause);
+  }
+
+  #checkWatchdog(): void {
+    const proc = this.#process;
+    if (!proc || this.#switching || this.#stopped) return;
+    const now = Date.now();
+    const silentFor = now - this.#lastOutputAt;
+    if (silentFor > this.#options.watchdogMs && this.#lastInputAt > this.#lastOutputAt) {
+      this.stats.stalls++;
+      const err = new RelayError(
+        ErrorCodes.FFMPEG_STALLED,
+        `ffmpeg produced nothing for ${silentFor} ms while fed`,
+      );
+      this.#log.warn({ code: err.code }, err.message);
+      this.#lastOutputAt = now; // one kill per stall
+      const pid = proc.pid;
+      if (pid !== undefined) this.#options.reaper.signal(pid, 'SIGKILL');
+    }
+  }
+}

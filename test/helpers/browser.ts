@@ -1,0 +1,348 @@
+/**
+ * Plays an HLS URL in Debian's Chromium (/usr/bin/chromium, driven by playwright-core; no browser is ever
+ * downloaded) with hls.js, and reports what a viewer would have seen: when playback started, how far
+ * `video.currentTime` advanced, the stalls, and hls.js's errors. The page and hls.min.js come from a small
+ * node:http server on 127.0.0.1 that the harness starts itself; the HLS URL is fetched cross-origin, so its
+ * origin must send CORS headers.
+ *
+ * One browser per test file: `withBrowser((b) => b.playHls(url, { seconds: 10 }))`, or `launchBrowser()` in
+ * `before` and `close()` in `after`. `playHls(url, options)` alone launches and closes one for a single run.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Browser, chromium, type Page } from 'playwright-core';
+
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+
+export const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+/** How often `video.currentTime` is sampled. */
+export const SAMPLE_INTERVAL_MS = 250;
+/** currentTime not advancing for longer than this (while not ended) is a stall. */
+export const STALL_THRESHOLD_MS = 2000;
+
+export interface PlaybackSample {
+  /** Milliseconds since loadSource() was called. */
+  atMs: number;
+  currentTime: number;
+  ended: boolean;
+}
+
+export interface Stall {
+  /** When currentTime was last seen advancing before it froze (ms since loadSource()). */
+  atMs: number;
+  /** How long it stayed frozen; for a stall still going when the run ended, until the last sample. */
+  durationMs: number;
+}
+
+export interface PlaybackReport {
+  /** How far currentTime advanced between the start of playback and the last sample. */
+  playedSeconds: number;
+  /** Milliseconds from loadSource() to the video's first 'playing' event; null if it never played. */
+  startedAfterMs: number | null;
+  stalls: Stall[];
+  /** hls.js fatal ERROR events, media element errors and uncaught page exceptions. */
+  fatalErrors: string[];
+  /** hls.js non-fatal ERROR events and a rejected play(). */
+  nonFatalErrors: string[];
+  /** currentTime every SAMPLE_INTERVAL_MS over the wanted duration, from the start of playback. */
+  samples: PlaybackSample[];
+  /** hls.js LEVEL_LOADED events: the media playlist loads, refreshes of a live playlist included. */
+  levelsLoaded: number;
+}
+
+export interface PlayOptions {
+  /** How long to watch once playback has started. */
+  seconds: number;
+  /** hls.js lowLatencyMode (default false). */
+  lowLatency?: boolean;
+  /** More hls.js config, spread after lowLatencyMode. */
+  hlsConfig?: Record<string, unknown>;
+  /** How long to wait for the first 'playing' event before giving up (default 30 s). */
+  startTimeoutMs?: number;
+}
+
+export interface BrowserHandle {
+  playHls(url: string, options: PlayOptions): Promise<PlaybackReport>;
+  close(): Promise<void>;
+}
+
+/** What the page reports through the exposed `__report` function. */
+type PageEvent =
+  | { kind: 'playing' }
+  | { kind: 'levelLoaded' }
+  | { kind: 'hlsError'; fatal: boolean; text: string }
+  | { kind: 'videoError'; text: string }
+  | { kind: 'playRejected'; text: string };
+
+const PAGE_HTML = `<!doctype html>
+<html>
+<head><meta charset="utf-8"><title>hls playback harness</title></head>
+<body>
+<video id="video" muted playsinline></video>
+<script src="/hls.min.js"></script>
+<script>
+  const video = document.getElementById('video');
+  video.muted = true;
+  const report = (event) => { window.__report(event).catch(() => {}); };
+  video.addEventListener('playing', () => report({ kind: 'playing' }));
+  video.addEventListener('error', () => {
+    const e = video.error;
+    report({ kind: 'videoError', text: 'video element: MediaError ' + (e ? e.code + ' ' + e.message : '?') });
+  });
+  window.sample = () => ({ currentTime: video.currentTime, ended: video.ended });
+  window.startPlayback = (url, config) => {
+    if (typeof Hls === 'undefined') throw new Error('hls.js did not load');
+    if (!Hls.isSupported()) throw new Error('hls.js is not supported here (no MediaSource with H.264/AAC)');
+    const hls = new Hls(config);
+    window.hls = hls;
+    hls.on(Hls.Events.LEVEL_LOADED, () => report({ kind: 'levelLoaded' }));
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      const status = data.response && data.response.code ? ' HTTP ' + data.response.code : '';
+      const url = data.url || (data.frag && data.frag.url) || (data.context && data.context.url) || '';
+      const reason = data.reason || (data.error && data.error.message) || data.err || '';
+      const text = [data.type + '/' + data.details + status, url, String(reason)].filter(Boolean).join(' ');
+      report({ kind: 'hlsError', fatal: !!data.fatal, text });
+    });
+    hls.on(Hls.Events.MANIFEST_PARSED, () => {
+      const played = video.play();
+      if (played) played.catch((err) => report({ kind: 'playRejected', text: 'play(): ' + err }));
+    });
+    hls.attachMedia(video);
+    hls.loadSource(url);
+  };
+</script>
+</body>
+</html>
+`;
+
+function hlsScriptPath(): string {
+  try {
+    return createRequire(import.meta.url).resolve('hls.js/dist/hls.min.js');
+  } catch {
+    throw new Error('hls.js is not installed (node_modules/hls.js); run "npm test" to install it');
+  }
+}
+
+/** The page server: the inline HTML page and hls.min.js, nothing else. */
+async function startPageServer(): Promise<{ server: Server; origin: string }> {
+  const hlsJs = readFileSync(hlsScriptPath());
+  const server = createServer((req, res) => {
+    const pathname = new URL(req.url ?? '/', 'http://x').pathname;
+    if (pathname === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(PAGE_HTML);
+    } else if (pathname === '/hls.min.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' });
+      res.end(hlsJs);
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  return { server, origin: `http://127.0.0.1:${port}` };
+}
+
+function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+async function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM_PATH)) {
+    throw new Error(
+      `Chromium is missing (${CHROMIUM_PATH}); run "npm test", which installs it (Debian package chromium)`,
+    );
+  }
+  try {
+    return await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+  } catch (err) {
+    throw new Error(
+      `Chromium (${CHROMIUM_PATH}) did not start: ${(err as Error).message}\n` +
+        'run "npm test" to (re)install it (Debian package chromium)',
+    );
+  }
+}
+
+/**
+ * Stalls from samples taken while playing: a freeze starts at the last sample whose currentTime was new,
+ * and is a stall when no later sample advances within STALL_THRESHOLD_MS; samples after the video ended
+ * don't count. A freeze still going at the last sample is a stall if it already lasted over the threshold.
+ */
+export function computeStalls(samples: PlaybackSample[], thresholdMs = STALL_THRESHOLD_MS): Stall[] {
+  const stalls: Stall[] = [];
+  const first = samples[0];
+  if (!first) return stalls;
+  let lastTime = first.currentTime;
+  let frozenSince = first.atMs;
+  let lastAt = first.atMs;
+  for (const s of samples.slice(1)) {
+    if (s.ended) break;
+    lastAt = s.atMs;
+    if (s.currentTime !== lastTime) {
+      if (s.atMs - frozenSince > thresholdMs)
+        stalls.push({ atMs: frozenSince, durationMs: s.atMs - frozenSince });
+      lastTime = s.currentTime;
+      frozenSince = s.atMs;
+    }
+  }
+  if (lastAt - frozenSince > thresholdMs)
+    stalls.push({ atMs: frozenSince, durationMs: lastAt - frozenSince });
+  return stalls;
+}
+
+async function playInBrowser(
+  browser: Browser,
+  pageOrigin: string,
+  url: string,
+  options: PlayOptions,
+): Promise<PlaybackReport> {
+  const fatalErrors: string[] = [];
+  const nonFatalErrors: string[] = [];
+  const samples: PlaybackSample[] = [];
+  let levelsLoaded = 0;
+  let t0 = performance.now();
+  const since = (): number => Math.round(performance.now() - t0);
+
+  // Resolved by the first 'playing' (true) or by a fatal error before it (false): nothing to wait for then.
+  let settleStart: (played: boolean) => void = () => {};
+  const started = new Promise<boolean>((resolve) => {
+    settleStart = resolve;
+  });
+  let startedAfterMs: number | null = null;
+  const onEvent = (event: PageEvent): void => {
+    switch (event.kind) {
+      case 'playing':
+        if (startedAfterMs === null) startedAfterMs = since();
+        settleStart(true);
+        break;
+      case 'levelLoaded':
+        levelsLoaded++;
+        break;
+      case 'hlsError':
+        (event.fatal ? fatalErrors : nonFatalErrors).push(`${since()} ms: ${event.text}`);
+        if (event.fatal) settleStart(false);
+        break;
+      case 'videoError':
+        fatalErrors.push(`${since()} ms: ${event.text}`);
+        settleStart(false);
+        break;
+      case 'playRejected':
+        nonFatalErrors.push(`${since()} ms: ${event.text}`);
+        break;
+    }
+  };
+
+  const context = await browser.newContext();
+  try {
+    const page: Page = await context.newPage();
+    page.on('pageerror', (err) => {
+      fatalErrors.push(`${since()} ms: page exception: ${err.message}`);
+      settleStart(false);
+    });
+    await page.exposeFunction('__report', onEvent);
+    await page.goto(`${pageOrigin}/`, { waitUntil: 'load' });
+
+    const config = { lowLatencyMode: options.lowLatency ?? false, ...options.hlsConfig };
+    t0 = performance.now();
+    try {
+      await page.evaluate(`startPlayback(${JSON.stringify(url)}, ${JSON.stringify(config)})`);
+    } catch (err) {
+      fatalErrors.push(`0 ms: ${(err as Error).message}`);
+      settleStart(false);
+    }
+
+    const startTimeoutMs = options.startTimeoutMs ?? 30_000;
+    const deadline = new AbortController();
+    const played = await Promise.race([
+      started,
+      sleep(startTimeoutMs, false, { signal: deadline.signal }).catch(() => false),
+    ]);
+    deadline.abort();
+
+    if (played) {
+      // The measurement: sample for the wanted duration on a fixed grid (no drift from slow evaluates).
+      const begin = performance.now();
+      for (let tick = 0; ; tick++) {
+        const wait = begin + tick * SAMPLE_INTERVAL_MS - performance.now();
+        if (wait > 0) await sleep(wait);
+        const atMs = since();
+        const s = (await page.evaluate('sample()')) as { currentTime: number; ended: boolean };
+        samples.push({ atMs, currentTime: s.currentTime, ended: s.ended });
+        if (tick * SAMPLE_INTERVAL_MS >= options.seconds * 1000) break;
+      }
+    }
+  } finally {
+    await context.close();
+  }
+
+  const first = samples[0];
+  const last = samples.at(-1);
+  return {
+    playedSeconds: first && last ? last.currentTime - first.currentTime : 0,
+    startedAfterMs,
+    stalls: computeStalls(samples),
+    fatalErrors,
+    nonFatalErrors,
+    samples,
+    levelsLoaded,
+  };
+}
+
+/** Launches Chromium and the page server; each playHls() runs in its own browser context. */
+export async function launchBrowser(): Promise<BrowserHandle> {
+  const { server, origin } = await startPageServer();
+  let browser: Browser;
+  try {
+    browser = await launchChromium();
+  } catch (err) {
+    await closeServer(server);
+    throw err;
+  }
+  return {
+    playHls: (url, options) => playInBrowser(browser, origin, url, options),
+    close: async () => {
+      try {
+        await browser.close();
+      } finally {
+        await closeServer(server);
+      }
+    },
+  };
+}
+
+export async function withBrowser<T>(fn: (browser: BrowserHandle) => Promise<T>): Promise<T> {
+  const handle = await launchBrowser();
+  try {
+    return await fn(handle);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** One run in a browser of its own. */
+export function playHls(url: string, options: PlayOptions): Promise<PlaybackReport> {
+  return withBrowser((b) => b.playHls(url, options));
+}
