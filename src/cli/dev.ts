@@ -1,17 +1,18 @@
 /**
- * `rtmp-relay dev`: the system on one machine. For now that is the RTMP ingest; later issues grow it into
- * cloud + relay + dashboard. Publish auth is off by default here, loudly.
+ * `rtmp-relay dev`: the system on one machine. For now that is one relay (RTMP ingest, cleaning, HLS
+ * origin); later issues add the cloud and the dashboard. Publish auth is off by default here, loudly.
  */
 import { createWriteStream, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { hlsUserPath } from '../contracts/names.ts';
 import { FlvSink } from '../media/flv-sink.ts';
-import { RtmpServer } from '../rtmp/server.ts';
+import { startRelay } from '../relay/relay.ts';
 import { loadConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 
 export interface DevHandle {
   rtmpPort: number;
+  hlsPort: number;
   close(): Promise<void>;
 }
 
@@ -23,22 +24,18 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
   }
   logger.warn('PUBLISH AUTH IS OFF: anyone who can reach the RTMP port can publish (dev mode)');
 
-  const server = new RtmpServer({
-    log: logger,
-    maxConnections: config.rtmp.maxConnections,
-    maxConnectionsPerIp: config.rtmp.maxConnectionsPerIp,
-    authTimeoutMs: config.rtmp.authTimeoutMs,
-    limits: {
-      handshakeTimeoutMs: config.rtmp.handshakeTimeoutMs,
-      idleTimeoutMs: config.rtmp.idleTimeoutMs,
-      maxMessageSize: config.rtmp.maxMessageSize,
-    },
+  const relay = await startRelay(config, logger);
+  relay.streams.on('ready', (stream) => {
+    logger.info(
+      { key: stream.key, profile: stream.pipelineProfile, decision: stream.decision },
+      `watch: ${relay.hlsBase}/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8`,
+    );
   });
 
   const recordDir = config.recordDir;
   if (recordDir) {
     mkdirSync(recordDir, { recursive: true });
-    server.on('publish', (publish) => {
+    relay.rtmp.on('publish', (publish) => {
       const { userId, streamId } = publish.info;
       // Names are validated by the naming contract: no separators, no "..".
       const file = path.join(recordDir, `${hlsUserPath(userId)}_${streamId}_${publish.info.startedAt}.flv`);
@@ -50,9 +47,9 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
     });
   }
 
-  const rtmpPort = await server.listen(config.rtmp.port, config.rtmp.host);
   logger.info(
-    `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${rtmpPort}/live/test@user.com/stream123`,
+    `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${relay.rtmpPort}/live/test@user.com/stream123` +
+      ` — then watch ${relay.hlsBase}/test-user.com/stream123/index.m3u8`,
   );
-  return { rtmpPort, close: () => server.close() };
+  return { rtmpPort: relay.rtmpPort, hlsPort: relay.hlsPort, close: () => relay.close() };
 }

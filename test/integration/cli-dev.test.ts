@@ -12,9 +12,16 @@ import { startTool } from '../helpers/process.ts';
 import { publisherArgv } from '../helpers/publishers.ts';
 
 describe('rtmp-relay dev', () => {
-  it('accepts a publish to live/test@user.com/stream123 and exits 0 on SIGTERM', async () => {
+  it('accepts a publish to live/test@user.com/stream123, serves its HLS, and exits 0 on SIGTERM', async () => {
     const child = spawn(process.execPath, ['bin/rtmp-relay.mjs', 'dev'], {
-      env: { ...process.env, RTMP_PORT: '0', RTMP_HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+      env: {
+        ...process.env,
+        RTMP_PORT: '0',
+        RTMP_HOST: '127.0.0.1',
+        HLS_PORT: '0',
+        HLS_HOST: '127.0.0.1',
+        LOG_LEVEL: 'info',
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const lines: Record<string, unknown>[] = [];
@@ -50,6 +57,12 @@ describe('rtmp-relay dev', () => {
       const ended = await waitLine((l) => l.msg === 'publish ended: FCUnpublish');
       assert.equal(ended.key, 'live/test@user.com/stream123');
       assert.ok(Number(ended.videoFrames) >= 12);
+      const watch = await waitLine((l) => String(l.msg).startsWith('watch: '));
+      const url = String(watch.msg).slice('watch: '.length);
+      assert.match(url, /^http:\/\/localhost:\d+\/hls\/test-user\.com\/stream123\/index\.m3u8$/);
+      const res = await fetch(url.replace('localhost', '127.0.0.1'));
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /#EXTINF/);
       child.kill('SIGTERM');
       const [code] = await once(child, 'exit');
       assert.equal(code, 0);

@@ -1,0 +1,240 @@
+/**
+ * The cleaning pipeline against the seed, in one run, on the same inputs (the fixture generator's dirty
+ * 540x960 stream and the current-firmware 854x480 glasses stream), paced in real time:
+ *   seed       the seed's exact FFmpeg command (reference/ffmpeg.md) writing HLS files, fed the FLV through a
+ *              pipe in real time (its -use_wallclock_as_timestamps needs live input)
+ *   ours/PROF  the relay in this process: RTMP ingest → timestamp repair → FFmpeg → in-memory packager,
+ *              fed over RTMP by a real-time publisher
+ * CPU is user+sys seconds per second of media (FFmpeg children, plus this process for ours: it also runs the
+ * publisher); memory is FFmpeg's peak RSS (VmHWM); first segment is from the first byte published to the
+ * first complete segment.
+ * Goals: auto on the glasses stream ≤ 1/20 of the seed's CPU; transcode ≤ the seed; first segment ≤ 2.5 s.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, watch } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { readFlv } from '../src/media/flv-reader.ts';
+import { FlvSink } from '../src/media/flv-sink.ts';
+import { FlvTagType, type MediaTag } from '../src/media/flv-tag.ts';
+import { fixturePath } from '../test/fixtures/generate.ts';
+import { publishFlv } from '../test/helpers/flv-publisher.ts';
+import { startTestRelay } from '../test/helpers/relay-harness.ts';
+
+const CLOCK_TICK_S = 0.01;
+
+function cpuSelf(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+function cpuChildren(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[13]) + Number(f[14])) * CLOCK_TICK_S;
+}
+
+/** Peak RSS (VmHWM, MB) of a live process; 0 once it is gone. */
+function peakRss(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0; // exited between two samples: the last sample stands
+  }
+}
+
+const SEED_ARGS = (dir: string): string[] => [
+  '-fflags',
+  '+genpts+igndts',
+  '-use_wallclock_as_timestamps',
+  '1',
+  '-analyzeduration',
+  '3M',
+  '-loglevel',
+  'error',
+  '-f',
+  'flv',
+  '-i',
+  'pipe:0',
+  '-c:v',
+  'libx264',
+  '-preset',
+  'veryfast',
+  '-tune',
+  'zerolatency',
+  '-profile:v',
+  'baseline',
+  '-level',
+  '3.1',
+  '-r',
+  '30',
+  '-g',
+  '60',
+  '-keyint_min',
+  '60',
+  '-sc_threshold',
+  '0',
+  '-b:v',
+  '2M',
+  '-maxrate',
+  '2.5M',
+  '-bufsize',
+  '4M',
+  '-pix_fmt',
+  'yuv420p',
+  '-c:a',
+  'aac',
+  '-ar',
+  '48000',
+  '-ac',
+  '2',
+  '-b:a',
+  '128k',
+  '-reset_timestamps',
+  '1',
+  '-f',
+  'hls',
+  '-hls_time',
+  '2',
+  '-hls_list_size',
+  '5',
+  '-hls_flags',
+  'delete_segments',
+  '-hls_segment_filename',
+  path.join(dir, 'segment_%03d.ts'),
+  path.join(dir, 'index.m3u8'),
+];
+
+interface Result {
+  input: string;
+  impl: string;
+  mediaS: number;
+  cpuPerS: number;
+  peakMb: number;
+  firstSegmentS: number;
+}
+
+/** Writes tags to a Writable in real time by their timestamps (jumps clamped to 1 s, like a publisher). */
+async function paceInto(tags: MediaTag[], write: (t: MediaTag) => void): Promise<void> {
+  const start = Date.now();
+  let media = 0;
+  let last: number | null = null;
+  for (const tag of tags) {
+    if (last !== null) media += Math.min(1000, Math.max(0, tag.timestamp - last));
+    last = tag.timestamp;
+    const due = start + media - Date.now();
+    if (due > 0) await new Promise<void>((r) => setTimeout(r, due));
+    write(tag);
+  }
+}
+
+async function seed(file: string, input: string, mediaS: number): Promise<Result> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-seed-'));
+  const flv = readFlv(readFileSync(file));
+  const before = cpuChildren();
+  const child = spawn('ffmpeg', SEED_ARGS(dir), { stdio: ['pipe', 'ignore', 'inherit'] });
+  const sink = new FlvSink(child.stdin!);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, peakRss(child.pid!))), 250);
+  let firstSegmentS = Number.NaN;
+  const t0 = Date.now();
+  const watcher = watch(dir, () => {
+    if (Number.isNaN(firstSegmentS) && readdirSync(dir).includes('index.m3u8')) {
+      const text = readFileSync(path.join(dir, 'index.m3u8'), 'utf8');
+      if (text.includes('#EXTINF')) firstSegmentS = (Date.now() - t0) / 1000;
+    }
+  });
+  const config = (type: number) => flv.tags.find((t) => t.type === type && t.isConfig) ?? null;
+  sink.start({
+    hasAudio: flv.header.hasAudio,
+    hasVideo: flv.header.hasVideo,
+    metadataTag: flv.tags.find((t) => t.type === FlvTagType.Script)?.data ?? null,
+    videoConfig: config(FlvTagType.Video),
+    audioConfig: config(FlvTagType.Audio),
+  });
+  await paceInto(
+    flv.tags.filter((t) => !t.isConfig),
+    (t) => sink.write(t),
+  );
+  sink.end();
+  await exited;
+  clearInterval(sampler);
+  watcher.close();
+  rmSync(dir, { recursive: true, force: true });
+  return {
+    input,
+    impl: 'seed (FFmpeg HLS files)',
+    mediaS,
+    cpuPerS: (cpuChildren() - before) / mediaS,
+    peakMb: peak,
+    firstSegmentS,
+  };
+}
+
+async function ours(file: string, input: string, mediaS: number, profile: string): Promise<Result> {
+  const { relay, records } = await startTestRelay({
+    CLEAN_PROFILE: profile,
+    RECONNECT_WINDOW_SECONDS: '0.5',
+  });
+  let peak = 0;
+  const sampler = setInterval(() => {
+    for (const rec of records.values()) {
+      const pid = rec.stream.supervisor.running?.pid;
+      if (pid) peak = Math.max(peak, peakRss(pid));
+    }
+  }, 250);
+  const before = cpuChildren() + cpuSelf();
+  const t0 = Date.now();
+  const pub = publishFlv(file, { port: relay.rtmpPort, user: 'bench', stream: profile });
+  let firstSegmentS = Number.NaN;
+  await pub.started;
+  const rec = records.get(profile)!;
+  void rec.ready.then(() => (firstSegmentS = (Date.now() - t0) / 1000));
+  await pub.done;
+  await rec.ended;
+  clearInterval(sampler);
+  await relay.close();
+  const cpu = cpuChildren() + cpuSelf() - before;
+  return {
+    input,
+    impl: `ours: ${profile}${profile === 'auto' ? ` (→ ${rec.stream.pipelineProfile})` : ''}`,
+    mediaS,
+    cpuPerS: cpu / mediaS,
+    peakMb: peak,
+    firstSegmentS,
+  };
+}
+
+async function main(): Promise<void> {
+  const inputs = [
+    { name: 'glasses 854x480 15 fps, GOP 2 s', fixture: 'glasses-854x480.flv' as const, mediaS: 20 },
+    { name: 'dirty 540x960 9–15 fps, irregular GOP', fixture: 'dirty-540x960.flv' as const, mediaS: 24 },
+  ];
+  const results: Result[] = [];
+  for (const input of inputs) {
+    const file = await fixturePath(input.fixture);
+    process.stderr.write(`${input.name}: seed…\n`);
+    results.push(await seed(file, input.name, input.mediaS));
+    for (const profile of ['auto', 'copy', 'transcode']) {
+      process.stderr.write(`${input.name}: ours ${profile}…\n`);
+      results.push(await ours(file, input.name, input.mediaS, profile));
+    }
+  }
+  const lines = [
+    `Cleaning pipeline vs the seed, real-time input (${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores, Node ${process.versions.node})`,
+    '',
+    '| input | pipeline | CPU s per media s | CPU vs seed | FFmpeg peak RSS | first segment after |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const r of results) {
+    const ref = results.find((x) => x.input === r.input && x.impl.startsWith('seed'))!;
+    lines.push(
+      `| ${r.input} | ${r.impl} | ${r.cpuPerS.toFixed(3)} | ${(r.cpuPerS / ref.cpuPerS).toFixed(3)} (1/${(ref.cpuPerS / r.cpuPerS).toFixed(0)}) | ${r.peakMb.toFixed(0)} MB | ${r.firstSegmentS.toFixed(2)} s |`,
+    );
+  }
+  console.log(lines.join('\n'));
+}
+
+await main();
