@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import cors from '@fastify/cors';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { isValidStreamId, STREAM_ID_PATTERN } from '../contracts/names.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Packager } from './packager.ts';
@@ -30,13 +30,8 @@ interface HlsParams {
 }
 
 export function buildOrigin(options: OriginOptions): FastifyInstance {
-  const app: FastifyInstance = Fastify({
-    ...(options.log
-      ? { loggerInstance: options.log.child({ component: 'origin' }) as FastifyBaseLogger }
-      : {}),
-    disableRequestLogging: true,
-    maxParamLength: 200,
-  });
+  // No fastify logger: a line per segment request would drown the relay's logs. Failures are logged below.
+  const app: FastifyInstance = Fastify({ routerOptions: { maxParamLength: 200 } });
   void app.register(cors, {
     origin: options.corsOrigins === '*' ? '*' : options.corsOrigins,
     methods: ['GET', 'HEAD', 'OPTIONS'],
@@ -88,11 +83,14 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
   );
 
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'not found' }));
-  app.setErrorHandler((error: { statusCode?: number; validation?: unknown }, _request, reply) => {
-    // A name that fails the route's schema is simply not something this origin made.
-    if (error.validation) return reply.code(404).send({ error: 'not found' });
-    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
-    return reply.code(status).send({ error: status === 500 ? 'internal error' : 'bad request' });
-  });
+  app.setErrorHandler(
+    (error: { statusCode?: number; validation?: unknown; message?: string }, request, reply) => {
+      // A name that fails the route's schema is simply not something this origin made.
+      if (error.validation) return reply.code(404).send({ error: 'not found' });
+      const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+      if (status === 500) options.log?.error({ url: request.url, err: error.message }, 'HLS origin error');
+      return reply.code(status).send({ error: status === 500 ? 'internal error' : 'bad request' });
+    },
+  );
   return app;
 }

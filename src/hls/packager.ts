@@ -84,6 +84,8 @@ export class Packager extends TypedEmitter<PackagerEvents> {
   #retired: { segment: Segment; expires: number }[] = [];
   #nextMsn = 0;
   #discontinuitySequence = 0;
+  /** Output time (s) of a keyframe known to be coming (from the input side), or null. */
+  #keyframeHint: number | null = null;
   #ended = false;
 
   constructor(options: PackagerOptions) {
@@ -143,6 +145,32 @@ export class Packager extends TypedEmitter<PackagerEvents> {
     }
     this.#open.fragments.push(fragment);
     this.#open.duration += fragment.durationSeconds;
+    this.#closeAtHint();
+  }
+
+  /**
+   * A keyframe is known to start at `seconds` (output time): the segment before it may close as soon as
+   * its fragments reach that time, instead of when the keyframe's own fragment arrives (one fragment
+   * later). This is what brings the first segment in under 2.5 s.
+   */
+  hintKeyframe(seconds: number): void {
+    this.#keyframeHint = seconds;
+    this.#closeAtHint();
+  }
+
+  #closeAtHint(): void {
+    const open = this.#open;
+    const hint = this.#keyframeHint;
+    if (!open || hint === null) return;
+    const last = open.fragments.at(-1)!;
+    const end = last.startSeconds + last.durationSeconds;
+    // Half a frame of slack either way: the hint is mapped from input timestamps.
+    if (end > hint + 0.02) {
+      this.#keyframeHint = null; // passed without a cut: the keyframe fragment decides as usual
+    } else if (end >= hint - 0.02 && open.duration >= this.#segmentSeconds * 0.75) {
+      this.#keyframeHint = null;
+      this.closeOpen();
+    }
   }
 
   /**

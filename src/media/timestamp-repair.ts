@@ -1,56 +1,124 @@
 /**
- * Timestamp repair on the FLV tags of a publish, before FFmpeg sees them (FFmpeg 5.1 squashes or drops
- * everything after a backward reset, and players stall on non-monotonic DTS). Pure: tags in, tags out.
+ * Timestamp repair for one publish's FLV tags on their way to FFmpeg. Glasses on bad Wi-Fi send timestamps
+ * that start negative, repeat, step back when an encoder restarts, jump forward after a stall, wrap (at 2^32,
+ * or at 2^31 where a sender keeps them in a signed field) and drift apart between audio and video. FFmpeg
+ * 5.1 squashes or drops everything after a backward reset and players stall on non-monotonic DTS, so every
+ * media tag leaves here on one timeline that starts at 0, rises by at least 1 ms per track, has no jump the
+ * publisher did not mean, and keeps each track within `maxAvSkewMs` of the other.
  *
- * Each track keeps its own offset (output = unwrapped input + offset), so a jump in one track alone does not
- * move the other. Rules, in order, for a media tag of track X:
- * - unwrap: the step from X's previous input is read as a signed 32-bit delta (a 2^32 wrap continues
- *   smoothly), and FLV's 31-bit wrap near 0x7FFFFFFF is recognised too (`wrap`);
- * - the first tag of the first session lands at 0 (input below zero as int32 counts as `negative`); a new
- *   session after a reconnect continues one frame after the last output;
- * - a step forward larger than `maxGapMs` past both X's last output and the other track's (`jumpForward`),
- *   or a reset backward larger than `maxGapMs` (`backward`), is closed up: X continues one typical frame
- *   interval after its last output, and not before the other track;
- * - otherwise DTS stays strictly increasing per track: an equal timestamp gets +1 ms (`duplicate`), a
- *   small step back is clamped to +1 ms (`backward`);
- * - while both tracks flow, a track that runs more than `maxAvSkewMs` ahead of the other is pulled back to
- *   it, never below its own last output (`avSkew`). A video stall with audio flowing is not skew.
- * Normal interleaving jitter (audio a few ms behind video) triggers nothing.
+ * A media tag's output is `in + offset[track]`, `in` being its timestamp unwrapped. For a media tag of X
+ * (Y the other track), in order:
+ * - unwrap: the step from X's previous timestamp is read the nearer way round 2^32 (0 → 0xFFFFFF00 is
+ *   -256), or across 0x7FFFFFFF → 0 when both ends lie within `maxGapMs` of it; a forward step across the
+ *   wrap from a non-negative position counts `wrap`. A tag whose unwrapped position is below 0 counts
+ *   `negative`;
+ * - the session's first media tag lands at 0 (after a reconnect: one frame interval after the last output);
+ *   Y's first tag reads its clock against X's, lining up with X's latest output instead when it lands more
+ *   than `maxAvSkewMs` before or `maxGapMs` after it (`avSkew`), and never below 0;
+ * - a step of 1..`maxGapMs` ms is kept and measured (the median of recent ones is X's frame interval);
+ * - a repeat (`duplicate`), or a step back within reordering range (`backward`), goes 1 ms after X's last
+ *   output with the offset kept;
+ * - a bigger step back (`backward`) or one forward past `maxGapMs` (`jumpForward`) is closed: X lands one
+ *   frame interval after its last output. Y adopts the same offset change, uncounted, only if it then makes
+ *   the same jump; a forward step landing where Y already is (X alone had a gap) is kept as it is;
+ * - a tag more than `maxAvSkewMs` behind Y's latest output moves X's offset later to that bound (`avSkew`).
+ * Config and script tags take their track's (or the session's) current time and change nothing. Pure and
+ * total: the caller feeds tags in arrival order and writes what comes out; no timers, no I/O, no throws.
  */
 import { FlvTagType, type MediaTag } from './flv-tag.ts';
 
 export interface TimestampRepairOptions {
-  /** A step larger than this (ms) is a jump, not a stall (default 1000). */
+  /** A forward step larger than this on one track is a jump (default 1000). */
   maxGapMs?: number;
-  /** Most audio/video distance (ms) tolerated while both flow (default 100). */
+  /** How far a track may trail the other track's latest output (default 100). */
   maxAvSkewMs?: number;
 }
 
+/** How many tags each repair touched; a tag counts once per kind that applied to it. */
 export interface RepairCounts {
+  /** Tags before 0 on the publisher's clock read as int32 (a negative start, or a reset to one). */
   negative: number;
+  /** Tags that repeated their track's timestamp (or landed on its last output): moved 1 ms on. */
   duplicate: number;
+  /** Steps back: small ones moved 1 ms past the last output, big ones (a reset) closed up. */
   backward: number;
+  /** Forward jumps larger than `maxGapMs` closed up. */
   jumpForward: number;
+  /** Steps across a 2^32 or 2^31 wrap, continued smoothly. */
   wrap: number;
+  /** Tags moved later so they trail the other track by no more than `maxAvSkewMs`. */
   avSkew: number;
 }
 
-interface Track {
-  /** Last raw input (uint32) of this session, or null before this session's first tag. */
-  lastIn: number | null;
-  /** Unwrapped input of the last tag. */
-  unwrapped: number;
-  offset: number;
-  lastOut: number | null;
-  deltas: number[];
-  /** Tag counter value at this track's last tag (for "is it flowing"). */
-  seenAt: number;
+export const DEFAULT_MAX_GAP_MS = 1000;
+export const DEFAULT_MAX_AV_SKEW_MS = 100;
+/**
+ * A session whose first timestamp, read as int32, lies this close below 0 started negative (priming or
+ * composition delay, a few hundred ms in practice); further back it is a uint32 clock about to wrap.
+ */
+export const NEGATIVE_START_WINDOW_MS = 10_000;
+
+const TWO_31 = 2 ** 31;
+const TWO_32 = 2 ** 32;
+/** Recent normal steps kept per track; their median is the track's frame interval. */
+const INTERVAL_SAMPLES = 15;
+/** Backward steps up to this many frame intervals are reordering (PTS sent as DTS), not a reset. */
+const REORDER_FRAMES = 3;
+
+class Track {
+  /** Output of the last media tag on the continuous timeline (across reconnects); -1 before any. */
+  lastOut = -1;
+  /** Whether this track has had a media tag in the current publish session. */
+  started = false;
+  /** The last media tag's timestamp as sent (uint32), and unwrapped. */
+  lastRaw = 0;
+  lastIn = 0;
+  offset = 0;
+  /** An offset change the other track made closing a jump, which this track adopts if it makes the same jump. */
+  pending = 0;
+  /** `lastOut` when `pending` was set: it expires once this track has moved on by `maxGapMs`. */
+  pendingAt = 0;
+  readonly #steps: number[] = [];
+  readonly #defaultInterval: number;
+
+  constructor(defaultInterval: number) {
+    this.#defaultInterval = defaultInterval;
+  }
+
+  sample(step: number): void {
+    this.#steps.push(step);
+    if (this.#steps.length > INTERVAL_SAMPLES) this.#steps.shift();
+  }
+
+  /** The typical step: the median of recent normal steps, so one late or early frame does not move it. */
+  interval(maxGapMs: number): number {
+    let typical = this.#defaultInterval;
+    if (this.#steps.length > 0) {
+      const sorted = [...this.#steps].sort((a, b) => a - b);
+      typical = sorted[sorted.length >> 1]!;
+    }
+    return Math.min(Math.max(typical, 1), maxGapMs);
+  }
 }
 
-const DEFAULT_DELTA = { [FlvTagType.Audio]: 23, [FlvTagType.Video]: 33 } as const;
-/** The other track counts as flowing when it had a tag within this many tags. */
-const FLOWING_WITHIN_TAGS = 4;
-const U32 = 0x1_0000_0000;
+interface Step {
+  step: number;
+  /** 0, or the wrap the step crossed forward (32: past 0xFFFFFFFF, 31: past 0x7FFFFFFF). */
+  wrap: 0 | 31 | 32;
+}
+
+/**
+ * The step from `prev` to `raw` (both uint32): the nearer way round 2^32, so 0xFFFFFFF0 → 0x10 is +32 and
+ * 0 → 0xFFFFFF00 is -256; or +N across 0x7FFFFFFF → 0 when both ends sit within `maxGapMs` of that wrap.
+ */
+function stepFrom(prev: number, raw: number, maxGapMs: number): Step {
+  if (prev < TWO_31 && raw < prev) {
+    const across31 = raw + TWO_31 - prev;
+    if (across31 <= maxGapMs) return { step: across31, wrap: 31 };
+  }
+  const step = (raw - prev) | 0;
+  return { step, wrap: raw < prev && step > 0 && step <= maxGapMs ? 32 : 0 };
+}
 
 export class TimestampRepair {
   readonly counts: RepairCounts = {
@@ -63,146 +131,152 @@ export class TimestampRepair {
   };
   readonly #maxGap: number;
   readonly #maxSkew: number;
-  readonly #tracks = new Map<number, Track>();
-  #sessionOffset: number | null = null;
-  /** The last jump closed: on which track, by how much, and when (tag count). */
-  #lastJump: { type: number; shift: number; at: number } | null = null;
-  #sessions = 0;
-  #tagCount = 0;
+  readonly #video = new Track(33);
+  readonly #audio = new Track(23);
 
   constructor(options: TimestampRepairOptions = {}) {
-    this.#maxGap = options.maxGapMs ?? 1000;
-    this.#maxSkew = options.maxAvSkewMs ?? 100;
+    this.#maxGap = Math.max(1, Math.floor(options.maxGapMs ?? DEFAULT_MAX_GAP_MS));
+    this.#maxSkew = Math.max(0, Math.floor(options.maxAvSkewMs ?? DEFAULT_MAX_AV_SKEW_MS));
   }
 
-  /** The next tags come from a new publish session that continues the same output timeline. */
-  continueAfterReconnect(): void {
-    this.#sessionOffset = null;
-    for (const t of this.#tracks.values()) t.lastIn = null;
-  }
-
+  /** Returns the tag with a repaired timestamp (a new object; data untouched), or null to drop it. */
   repair(tag: MediaTag): MediaTag | null {
-    if (tag.type !== FlvTagType.Audio && tag.type !== FlvTagType.Video) {
-      return { ...tag, timestamp: this.#globalLastOut() ?? 0 };
-    }
-    const track = this.#track(tag.type);
-    if (tag.isConfig) return { ...tag, timestamp: track.lastOut ?? this.#globalLastOut() ?? 0 };
-    this.#tagCount++;
+    if (tag.type !== FlvTagType.Video && tag.type !== FlvTagType.Audio) return at(tag, this.#sessionTime());
+    const track = tag.type === FlvTagType.Video ? this.#video : this.#audio;
+    // Sequence headers become extradata in FFmpeg, not packets: they take the time they arrive at and
+    // change nothing, so a new encoder's header cannot move the timeline.
+    if (tag.isConfig) return at(tag, track.lastOut >= 0 ? track.lastOut : this.#sessionTime());
+    const other = track === this.#video ? this.#audio : this.#video;
     const raw = tag.timestamp >>> 0;
-    const other = this.#tracks.get(tag.type === FlvTagType.Audio ? FlvTagType.Video : FlvTagType.Audio);
-    const otherOut = other?.lastOut ?? null;
-
-    if (track.lastIn === null) {
-      // First tag of this track in this session.
-      if (this.#sessionOffset === null) {
-        if (this.#sessions === 0 && raw >= 0x8000_0000) this.counts.negative++;
-        const start = this.#sessions === 0 ? 0 : (this.#globalLastOut() ?? 0) + DEFAULT_DELTA[tag.type];
-        this.#sessionOffset = start - raw;
-        this.#sessions++;
-      }
-      track.unwrapped = raw;
-      track.offset = this.#sessionOffset;
-    } else {
-      track.unwrapped += this.#delta(track.lastIn, raw);
-    }
-    track.lastIn = raw;
-
-    let out = track.unwrapped + track.offset;
-    const last = track.lastOut;
-    if (last !== null) {
-      const typical = this.#typical(track, tag.type);
-      const floor = Math.max(last + typical, otherOut ?? 0);
-      if (out - last > this.#maxGap && (otherOut === null || out - otherOut > this.#maxGap)) {
-        out = this.#closeJump(track, tag.type, out, last, floor, otherOut, 'jumpForward');
-      } else if (last - out > this.#maxGap) {
-        out = this.#closeJump(track, tag.type, out, last, floor, otherOut, 'backward');
-      } else if (out === last) {
-        this.counts.duplicate++;
-        out = last + 1;
-      } else if (out < last) {
-        this.counts.backward++;
-        out = last + 1;
-      }
-      if (
-        otherOut !== null &&
-        other !== undefined &&
-        this.#tagCount - other.seenAt <= FLOWING_WITHIN_TAGS &&
-        out - otherOut > this.#maxSkew
-      ) {
-        this.counts.avSkew++;
-        out = this.#rebase(track, Math.max(last + 1, otherOut));
-      }
-      const delta = out - last;
-      if (delta > 0 && delta <= this.#maxGap) {
-        track.deltas.push(delta);
-        if (track.deltas.length > 8) track.deltas.shift();
-      }
-    }
-    out = Math.max(0, out);
+    const out = track.started ? this.#next(track, other, raw) : this.#first(track, other, raw);
+    track.started = true;
+    track.lastRaw = raw;
     track.lastOut = out;
-    track.seenAt = this.#tagCount;
-    return { ...tag, timestamp: out % U32 };
-  }
-
-  #track(type: number): Track {
-    let t = this.#tracks.get(type);
-    if (!t) {
-      t = { lastIn: null, unwrapped: 0, offset: 0, lastOut: null, deltas: [], seenAt: 0 };
-      this.#tracks.set(type, t);
-    }
-    return t;
-  }
-
-  /** Signed step between two raw uint32 timestamps, with the 32- and 31-bit wraps read as continuations. */
-  #delta(lastIn: number, raw: number): number {
-    if (lastIn >= 0x7f00_0000 && lastIn < 0x8000_0000 && raw < 0x0100_0000) {
-      this.counts.wrap++; // FLV's extended byte makes timestamps effectively 31-bit
-      return raw + 0x8000_0000 - lastIn;
-    }
-    const d = (raw - lastIn) | 0;
-    if (raw < lastIn && d > 0) this.counts.wrap++;
-    return d;
-  }
-
-  #typical(track: Track, type: number): number {
-    if (track.deltas.length === 0) return DEFAULT_DELTA[type as 8 | 9];
-    const sorted = [...track.deltas].sort((a, b) => a - b);
-    return Math.max(1, sorted[Math.floor(sorted.length / 2)]!);
+    return at(tag, out);
   }
 
   /**
-   * Closes a jump on one track. When the other track just closed the same jump, the same shift keeps the
-   * two exactly as far apart as the publisher had them; otherwise the track continues at `floor`.
+   * Start a new publish session continuing the same output timeline (reconnect): the next tags continue
+   * from the last output plus a frame interval, whatever timestamps the new session starts at.
    */
-  #closeJump(
-    track: Track,
-    type: number,
-    out: number,
-    last: number,
-    floor: number,
-    otherOut: number | null,
-    kind: 'jumpForward' | 'backward',
-  ): number {
-    const j = this.#lastJump;
-    let target = floor;
-    if (j && j.type !== type && this.#tagCount - j.at <= 50) {
-      const same = out + j.shift;
-      if (same > last && (otherOut === null || Math.abs(same - otherOut) <= this.#maxGap)) target = same;
+  continueAfterReconnect(): void {
+    for (const track of [this.#video, this.#audio]) {
+      track.started = false;
+      track.pending = 0;
     }
-    if (target === floor) this.counts[kind]++; // the other track's jump, closed the same way, counts once
-    this.#lastJump = { type, shift: target - out, at: this.#tagCount };
-    return this.#rebase(track, target);
   }
 
-  /** Moves the track's offset so its current tag lands at `out`. */
-  #rebase(track: Track, out: number): number {
-    track.offset = out - track.unwrapped;
+  /** The latest output of either track: where script tags and a track's first config go. */
+  #sessionTime(): number {
+    return Math.max(0, this.#video.lastOut, this.#audio.lastOut);
+  }
+
+  /** The first media tag of a track in this session. */
+  #first(track: Track, other: Track, raw: number): number {
+    let out: number;
+    if (!other.started) {
+      // The session's first media tag: rebase to 0, or just after the previous session's output.
+      const int32 = raw | 0;
+      track.lastIn = int32 < 0 && int32 >= -NEGATIVE_START_WINDOW_MS ? int32 : raw;
+      const previous = Math.max(track.lastOut, other.lastOut);
+      out = previous < 0 ? 0 : previous + track.interval(this.#maxGap);
+    } else {
+      // The second track reads its clock against the first's, so both share one rebase.
+      const { step } = stepFrom(other.lastRaw, raw, this.#maxGap);
+      track.lastIn = other.lastIn + step;
+      out = track.lastIn + other.offset;
+      // Far from the other track (its own clock base, or a late start on a stale clock): line up with it.
+      if (out < other.lastOut - this.#maxSkew || out > other.lastOut + this.#maxGap) {
+        out = other.lastOut;
+        this.counts.avSkew++;
+      }
+      // Starting slightly before the other track's first tag (audio priming) must not go below 0.
+      out = Math.max(out, 0, track.lastOut + 1);
+    }
+    if (track.lastIn < 0) this.counts.negative++;
+    track.offset = out - track.lastIn;
     return out;
   }
 
-  #globalLastOut(): number | null {
-    let max: number | null = null;
-    for (const t of this.#tracks.values()) if (t.lastOut !== null) max = Math.max(max ?? 0, t.lastOut);
-    return max;
+  #next(track: Track, other: Track, raw: number): number {
+    const maxGap = this.#maxGap;
+    const { step, wrap } = stepFrom(track.lastRaw, raw, maxGap);
+    const previousIn = track.lastIn;
+    const input = previousIn + step;
+    track.lastIn = input;
+    // Crossing 0 from a negative start is not a wrap, just the clock passing 0.
+    if (wrap === 31 || (wrap === 32 && previousIn >= 0)) this.counts.wrap++;
+    if (input < 0) this.counts.negative++;
+    if (track.pending !== 0 && track.lastOut - track.pendingAt > maxGap) track.pending = 0;
+
+    const candidate = input + track.offset;
+    const delta = candidate - track.lastOut;
+    let out: number;
+    if (delta === 0 || (delta < 0 && step === 0)) {
+      // Repeated timestamps: FFmpeg rejects equal DTS (audio included), so 1 ms on, offset kept.
+      out = track.lastOut + 1;
+      this.counts.duplicate++;
+    } else if (delta < 0 && -delta <= Math.max(this.#maxSkew, REORDER_FRAMES * track.interval(maxGap))) {
+      // Reordering (B-frames sent in PTS order): 1 ms on with the offset kept, so the next in-order tag
+      // lands where it belongs; moving the offset each time would ratchet the timeline forward.
+      out = track.lastOut + 1;
+      this.counts.backward++;
+    } else if (delta >= 1 && delta <= maxGap) {
+      out = candidate;
+      track.sample(delta);
+    } else {
+      out = this.#discontinuity(track, other, candidate, delta);
+    }
+
+    // Trailing the other track by more than the bound (it was held back, or its gap was closed while this
+    // one played through): move this track later. Never earlier, so monotonicity always holds.
+    const floor = other.lastOut - this.#maxSkew;
+    if (other.lastOut >= 0 && out < floor) {
+      track.offset += Math.max(0, floor - (input + track.offset));
+      out = floor;
+      this.counts.avSkew++;
+    }
+    return out;
   }
+
+  /** A step back past reordering, or forward past `maxGapMs`. */
+  #discontinuity(track: Track, other: Track, candidate: number, delta: number): number {
+    const maxGap = this.#maxGap;
+    // The other track already closed this same jump: take its offset change, count nothing (closed once).
+    const followed = candidate + track.pending - track.lastOut;
+    if (track.pending !== 0 && followed >= 1 && followed <= maxGap) {
+      track.offset += track.pending;
+      track.pending = 0;
+      track.sample(followed);
+      return track.lastOut + followed;
+    }
+    // Landing where the other track already is: this track had a real gap while the other played on.
+    // Closing it would put this track behind by the whole gap.
+    if (
+      delta > maxGap &&
+      other.started &&
+      candidate >= other.lastOut - this.#maxSkew &&
+      candidate <= other.lastOut + other.interval(maxGap) + this.#maxSkew
+    ) {
+      return candidate;
+    }
+    // Close it: land one frame interval after this track's last output, and offer the same change to the
+    // other track, which adopts it only if it makes the same jump (a reset or stall of the whole stream).
+    const out = track.lastOut + track.interval(maxGap);
+    const change = out - candidate;
+    track.offset += change;
+    track.pending = 0;
+    if (other.started) {
+      if (other.pending === 0) other.pendingAt = other.lastOut;
+      other.pending += change;
+    }
+    if (delta > 0) this.counts.jumpForward++;
+    else this.counts.backward++;
+    return out;
+  }
+}
+
+/** A copy of the tag at `out`, as an FLV timestamp (past 2^32, some 49 days in, it wraps as FLV does). */
+function at(tag: MediaTag, out: number): MediaTag {
+  return { ...tag, timestamp: out % TWO_32 };
 }

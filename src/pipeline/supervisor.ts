@@ -115,7 +115,7 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
       if (!(tag.type === FlvTagType.Video && tag.keyframe) && this.#flv?.hasVideo) return;
       this.#waitingForKeyframe = false;
     }
-    this.#runInputStartMs ??= tag.isConfig ? null : tag.timestamp;
+    this.#noteRunStart(tag);
     this.#lastInputAt = Date.now();
     proc.write(tag);
   }
@@ -169,6 +169,12 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
     }
   }
 
+  /** The run's first video timestamp anchors the input → output mapping (its first output is video). */
+  #noteRunStart(tag: MediaTag): void {
+    if (this.#runInputStartMs !== null || tag.isConfig) return;
+    if (tag.type === FlvTagType.Video || !this.#flv?.hasVideo) this.#runInputStartMs = tag.timestamp;
+  }
+
   #remember(tag: MediaTag): void {
     if (tag.isConfig) return;
     if (tag.type === FlvTagType.Video && tag.keyframe) {
@@ -200,12 +206,15 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
     this.#runOutputStart = null;
     this.#lastOutputAt = Date.now();
     this.#lastInputAt = 0;
+    // Only the current FFmpeg speaks: one still flushing after a new publish began is not heard.
     proc.on('init', (init) => {
+      if (this.#process !== proc) return;
       this.#lastOutputAt = Date.now();
       this.#failures = 0;
       this.safeEmit('init', init);
     });
     proc.on('fragment', (fragment) => {
+      if (this.#process !== proc) return;
       this.#lastOutputAt = Date.now();
       this.#runOutputStart ??= fragment.startSeconds;
       this.safeEmit('fragment', fragment);
@@ -215,7 +224,7 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
     proc.start(flv);
     this.#waitingForKeyframe = replay.length === 0;
     for (const tag of replay) {
-      this.#runInputStartMs ??= tag.timestamp;
+      this.#noteRunStart(tag);
       proc.write(tag);
     }
     if (replay.length > 0) this.#lastInputAt = Date.now();

@@ -32,7 +32,7 @@ export async function startRelay(
   const streams = new StreamRegistry({ hls: config.hls, stream: config.stream, log, reaper });
   const authorize: AuthorizePublish = async (request) => {
     const refusal = streams.checkPublish(request);
-    if (refusal) return { allow: false, reason: refusal };
+    if (refusal) return { allow: false, reason: refusal, badName: true };
     return options.authorize ? options.authorize(request) : { allow: true };
   };
   const rtmp = new RtmpServer({

@@ -28,7 +28,8 @@ export interface PublishAuthRequest {
   remoteAddress: string;
 }
 
-export type AuthDecision = { allow: true } | { allow: false; reason: string };
+/** A refusal is `Unauthorized` unless the hook says the name itself is the problem (`badName`). */
+export type AuthDecision = { allow: true } | { allow: false; reason: string; badName?: boolean };
 
 /** Runs before NetStream.Publish.Start; may refuse. The default allows everything. */
 export type AuthorizePublish = (request: PublishAuthRequest) => Promise<AuthDecision> | AuthDecision;
@@ -227,6 +228,14 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
         }),
       ]);
       if (decision.allow) return { allow: true };
+      if (decision.badName) {
+        return {
+          allow: false,
+          status: 'NetStream.Publish.BadName',
+          code: ErrorCodes.RTMP_BAD_NAME,
+          reason: decision.reason,
+        };
+      }
       this.stats.authRefusals++;
       return {
         allow: false,

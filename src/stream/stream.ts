@@ -68,6 +68,8 @@ export type StreamEvents = {
   '@freed': [];
 };
 
+/** The seed's encode: -r 30 -g 60. */
+const TRANSCODE_GOP_SECONDS = 2;
 /** How much longer than the segment target a GOP may be before `auto` stops copying. */
 const AUTO_COPY_GOP_FACTOR = 1.1;
 
@@ -133,7 +135,13 @@ export class Stream extends TypedEmitter<StreamEvents> {
       ...(options.ffmpegPath ? { ffmpegPath: options.ffmpegPath } : {}),
     });
     this.supervisor.on('init', (init) => this.packager.setInit(init));
-    this.supervisor.on('fragment', (fragment) => this.packager.pushFragment(fragment));
+    this.supervisor.on('fragment', (fragment) => {
+      this.packager.pushFragment(fragment);
+      // The seed's encode puts a keyframe every 2 s exactly (60 frames at 30 fps): the next one is known.
+      if (this.supervisor.profile === 'transcode' && fragment.keyframe) {
+        this.packager.hintKeyframe(fragment.startSeconds + TRANSCODE_GOP_SECONDS);
+      }
+    });
     this.supervisor.on('exit', (exit) => this.#onFfmpegExit(exit));
   }
 
@@ -234,6 +242,16 @@ export class Stream extends TypedEmitter<StreamEvents> {
     if (!repaired) return;
     if (repaired.type === FlvTagType.Video && !repaired.isConfig) this.#watchGop(repaired);
     this.supervisor.write(repaired);
+    // In copy, an input keyframe is an output keyframe at a known time: let the segment before it close.
+    if (
+      this.supervisor.profile === 'copy' &&
+      repaired.type === FlvTagType.Video &&
+      repaired.keyframe &&
+      !repaired.isConfig
+    ) {
+      const at = this.supervisor.outputSecondsFor(repaired.timestamp);
+      if (at !== null) this.packager.hintKeyframe(at);
+    }
   }
 
   /** auto: a GOP longer than the copy limit moves the stream to transcode, from that GOP on. */

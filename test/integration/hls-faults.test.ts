@@ -134,6 +134,34 @@ describe('faults', () => {
       assert.ok(rec.sequences[i]!.media >= rec.sequences[i - 1]!.media);
   });
 
+  it('restarts an FFmpeg that stalls (SIGSTOP) through the watchdog', async () => {
+    const stalled = await startTestRelay({ FFMPEG_WATCHDOG_SECONDS: '1.5' });
+    try {
+      const pub = publishFlv(file, {
+        port: stalled.relay.rtmpPort,
+        user: 'u4',
+        stream: 'stalled',
+        toMs: 12_000,
+      });
+      await pub.started;
+      const rec = stalled.records.get('stalled')!;
+      await rec.ready;
+      const pid = rec.stream.supervisor.running!.pid!;
+      const exited = onceEvent(rec.stream.supervisor, 'exit');
+      const restarted = new Promise<void>((resolve) => rec.stream.supervisor.once('init', () => resolve()));
+      process.kill(pid, 'SIGSTOP'); // alive, fed, silent
+      const [exit] = await exited;
+      assert.equal(exit.signal, 'SIGKILL');
+      assert.equal(rec.stream.supervisor.stats.stalls, 1);
+      await restarted;
+      await nthSegment(rec, rec.segments.length + 1);
+      assert.ok(rec.segments.at(-1)!.discontinuity || rec.segments.some((s) => s.discontinuity));
+      await pub.stop();
+    } finally {
+      await stalled.relay.close();
+    }
+  });
+
   it('leaves no FFmpeg and no memory behind after 50 publish/unpublish cycles', async () => {
     const cycles = await startTestRelay({ RECONNECT_WINDOW_SECONDS: '0.1', HLS_END_GRACE_SECONDS: '0.1' });
     const gc = (globalThis as { gc?: () => void }).gc;

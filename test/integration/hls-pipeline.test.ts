@@ -14,7 +14,7 @@ import type { RelayHandle } from '../../src/relay/relay.ts';
 import { targetDurationFor } from '../../src/stream/stream.ts';
 import { DIRTY_540X960 } from '../fixtures/dirty.ts';
 import { fixturePath } from '../fixtures/generate.ts';
-import { publishFlv } from '../helpers/flv-publisher.ts';
+import { FlvPublishError, publishFlv } from '../helpers/flv-publisher.ts';
 import { probe } from '../helpers/process.ts';
 import { initOf, type StreamRecord, startTestRelay } from '../helpers/relay-harness.ts';
 
@@ -47,6 +47,19 @@ describe('clean HLS from a dirty stream, per profile', () => {
   after(async () => {
     await relay.close();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses an unknown profile with NetStream.Publish.BadName before any media', async () => {
+    const pub = publishFlv(await fixturePath('glasses-854x480.flv'), {
+      port: relay.rtmpPort,
+      user: 'u',
+      stream: 'x?profile=bogus',
+    });
+    await assert.rejects(
+      pub.done,
+      (e: unknown) => e instanceof FlvPublishError && e.status === 'NetStream.Publish.BadName',
+    );
+    assert.equal(records.has('x'), false);
   });
 
   for (const profile of PROFILES) {

@@ -126,6 +126,21 @@ describe('packager', () => {
     assert.equal(p.segments.length, 2, 'nothing is added after the end');
   });
 
+  it('closes a segment at a hinted keyframe without waiting for its fragment, never mid-GOP', () => {
+    const p = new Packager({ segmentSeconds: 2, targetDuration: 4, listSize: 5, prefix: 'aaaaaaaa' });
+    p.setInit(init(0));
+    p.hintKeyframe(1); // too early for a 2 s target: must not cut later mid-GOP
+    feed(p, 0, 2, 0.5, 1);
+    assert.equal(p.segments.length, 0);
+    p.hintKeyframe(2);
+    assert.equal(p.segments.length, 1, 'closed at the hint, before the keyframe fragment arrived');
+    assert.equal(p.segments[0]!.duration, 2);
+    p.pushFragment(frag(2, 0.5, true));
+    p.pushFragment(frag(2.5, 0.5, false));
+    p.closeOpen();
+    assert.ok(p.segments.every((s) => s.independent));
+  });
+
   it('drops fragments that arrive before any init', () => {
     const p = new Packager({ segmentSeconds: 2, targetDuration: 2, listSize: 5 });
     p.pushFragment(frag(0, 0.5, true));
