@@ -24,10 +24,10 @@ import { silentLogger } from '../src/shared/logger.ts';
 import { onceEvent } from '../src/shared/typed-emitter.ts';
 import { recordPublish } from '../test/fixtures/generate.ts';
 import { MemorySocket } from '../test/helpers/memory-socket.ts';
+import { cpuChildren, cpuSelf } from './cpu.ts';
 
 const MEDIA_SECONDS = Number(process.env.BENCH_MEDIA_SECONDS ?? 60);
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 5);
-const CLOCK_TICK_S = 0.01; // USER_HZ on Linux
 
 interface Row {
   stream: string;
@@ -40,18 +40,6 @@ interface Row {
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
-}
-
-function cpuSeconds(): number {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-}
-
-/** CPU of reaped children (cutime + cstime in /proc/self/stat). */
-function childCpuSeconds(): number {
-  const stat = readFileSync('/proc/self/stat', 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[13]) + Number(fields[14])) * CLOCK_TICK_S;
 }
 
 function nullSink(): { out: Writable; bytes: () => number } {
@@ -84,7 +72,7 @@ async function oursInMemory(recording: Buffer): Promise<{ cpuS: number; flvBytes
   const socket = new MemorySocket('127.0.0.1');
   const conn = server.handleSocket(socket)!;
   const ended = onceEvent(server, 'end');
-  const t0 = cpuSeconds();
+  const t0 = cpuSelf();
   // Feed as TCP would: 64 KiB reads, letting the async authorization run after the publish command.
   for (let at = 0; at < recording.length; at += 65536) {
     socket.feed(recording.subarray(at, at + 65536));
@@ -92,7 +80,7 @@ async function oursInMemory(recording: Buffer): Promise<{ cpuS: number; flvBytes
   }
   socket.peerEnd();
   await ended;
-  const cpuS = cpuSeconds() - t0;
+  const cpuS = cpuSelf() - t0;
   await server.close();
   return { cpuS, flvBytes: counter.flv };
 }
@@ -118,9 +106,9 @@ async function oursTcp(file: string): Promise<{ cpuS: number; flvBytes: number }
   attachFlv(server, counter);
   const port = await server.listen(0, '127.0.0.1');
   const ended = onceEvent(server, 'end');
-  const t0 = cpuSeconds();
+  const t0 = cpuSelf();
   await Promise.all([sendFromChild(file, port), ended]);
-  const cpuS = cpuSeconds() - t0;
+  const cpuS = cpuSelf() - t0;
   await server.close();
   return { cpuS, flvBytes: counter.flv };
 }
@@ -135,7 +123,7 @@ async function freePort(): Promise<number> {
 
 async function ffmpegTcp(file: string, outFile: string): Promise<{ cpuS: number; flvBytes: number }> {
   const port = await freePort();
-  const before = childCpuSeconds();
+  const before = cpuChildren();
   const child = spawn(
     'ffmpeg',
     ['-hide_banner', '-loglevel', 'quiet', '-listen', '1', '-i', `rtmp://127.0.0.1:${port}/live/x`].concat([
@@ -153,7 +141,7 @@ async function ffmpegTcp(file: string, outFile: string): Promise<{ cpuS: number;
     child.once('exit', () => resolve());
   });
   await Promise.all([sendFromChild(file, port), exited]);
-  return { cpuS: childCpuSeconds() - before, flvBytes: readFileSync(outFile).length };
+  return { cpuS: cpuChildren() - before, flvBytes: readFileSync(outFile).length };
 }
 
 async function main(): Promise<void> {

@@ -52,6 +52,8 @@ export type PackagerEvents = {
   segment: [Segment];
 };
 
+const HINT_SLACK_SECONDS = 0.05;
+
 interface OpenSegment {
   fragments: Fmp4Fragment[];
   duration: number;
@@ -164,10 +166,11 @@ export class Packager extends TypedEmitter<PackagerEvents> {
     if (!open || hint === null) return;
     const last = open.fragments.at(-1)!;
     const end = last.startSeconds + last.durationSeconds;
-    // Half a frame of slack either way: the hint is mapped from input timestamps.
-    if (end > hint + 0.02) {
+    // 50 ms of slack either way (over a frame at 30 fps): the hint is mapped from input timestamps, and
+    // FFmpeg cuts a fragment at every keyframe, so no other fragment boundary lies that close to one.
+    if (end > hint + HINT_SLACK_SECONDS) {
       this.#keyframeHint = null; // passed without a cut: the keyframe fragment decides as usual
-    } else if (end >= hint - 0.02 && open.duration >= this.#segmentSeconds * 0.75) {
+    } else if (end >= hint - HINT_SLACK_SECONDS && open.duration >= this.#segmentSeconds * 0.75) {
       this.#keyframeHint = null;
       this.closeOpen();
     }

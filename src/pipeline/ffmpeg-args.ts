@@ -56,9 +56,9 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): string[] {
     'warning',
     // The relay sends the codec configuration first, so a small probe is enough (start-up latency).
     '-analyzeduration',
-    '500000',
+    '100000',
     '-probesize',
-    '65536',
+    '32768',
     '-f',
     'flv',
     '-i',

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { buildFfmpegArgs } from '../../../src/pipeline/ffmpeg-args.ts';
 
 const INPUT =
-  '-hide_banner -nostdin -loglevel warning -analyzeduration 500000 -probesize 65536 -f flv -i pipe:0';
+  '-hide_banner -nostdin -loglevel warning -analyzeduration 100000 -probesize 32768 -f flv -i pipe:0';
 const OUTPUT = '-f mp4 -movflags +frag_keyframe+empty_moov+default_base_moof -frag_duration 500000 pipe:1';
 
 /** Golden argv per profile (joined with spaces for reading; the real thing is an array, never a shell). */
