@@ -1,0 +1,157 @@
+/**
+ * The relay-facing API of the cloud (architecture §3), as a fastify plugin: register, heartbeat,
+ * deregister, stream-started, stream-ended, hls-ready (the seed's path) and destinations. Every call is
+ * schema-validated (zod contracts), idempotent, and authenticated with the shared secret, compared in
+ * constant time; a refused call changes nothing. The plugin declares the small store interface it needs.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import {
+  DeregisterRequest,
+  HeartbeatRequest,
+  HlsReadyRequest,
+  RegisterRequest,
+  RelayApiPaths,
+  StreamEventRequest,
+  StreamId,
+  UserId,
+} from '../contracts/relay-api.ts';
+
+/** What these routes need from the store. */
+export interface RelayRoutesStore {
+  upsertRelay(
+    relay: {
+      relayId: string;
+      rtmpUrl: string;
+      hlsUrl: string;
+      maxStreams: number;
+      region?: string | undefined;
+    },
+    now: number,
+  ): Promise<void>;
+  heartbeat(
+    relayId: string,
+    report: { streams: { userId: string; streamId: string }[]; cpu: number; draining: boolean },
+    now: number,
+  ): Promise<boolean>;
+  removeRelay(relayId: string): Promise<void>;
+  release(streamKey: string): Promise<void>;
+}
+
+/** What the rest of the cloud hears from relays (the managed-stream lifecycle listens). */
+export interface RelayEvents {
+  streamStarted?(event: z.infer<typeof StreamEventRequest>): void;
+  streamEnded?(event: z.infer<typeof StreamEventRequest>): void;
+  hlsReady?(event: z.infer<typeof HlsReadyRequest>): void;
+  destinations?(userId: string, streamId: string): { url: string; name?: string }[];
+}
+
+export interface RelayRoutesOptions {
+  store: RelayRoutesStore;
+  /** RELAY_SHARED_SECRET. */
+  secret: string;
+  events?: RelayEvents;
+  now?: () => number;
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+export function streamKey(userId: string, streamId: string): string {
+  return `${userId}/${streamId}`;
+}
+
+export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOptions): Promise<void> {
+  const expected = digest(options.secret);
+  const now = options.now ?? Date.now;
+  const events = options.events ?? {};
+
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    const header = request.headers.authorization ?? '';
+    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
+    // Hash both sides so the comparison is constant-time whatever the lengths.
+    if (!token || !timingSafeEqual(digest(token), expected)) {
+      return reply.code(401).send({ error: 'unauthorized', code: 'RELAY_UNAUTHORIZED' });
+    }
+  });
+
+  const body = <S extends z.ZodTypeAny>(
+    schema: S,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): z.infer<S> | undefined => {
+    const parsed = schema.safeParse(request.body);
+    if (parsed.success) return parsed.data;
+    void reply.code(400).send({
+      error: 'invalid body',
+      code: 'RELAY_BAD_REQUEST',
+      issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).slice(0, 10),
+    });
+    return undefined;
+  };
+
+  app.post(RelayApiPaths.register, async (request, reply) => {
+    const r = body(RegisterRequest, request, reply);
+    if (!r) return reply;
+    await options.store.upsertRelay(r, now());
+    return { ok: true };
+  });
+
+  app.post(RelayApiPaths.heartbeat, async (request, reply) => {
+    const hb = body(HeartbeatRequest, request, reply);
+    if (!hb) return reply;
+    const live = hb.streams
+      .filter((s) => s.state !== 'ended')
+      .map(({ userId, streamId }) => ({ userId, streamId }));
+    const known = await options.store.heartbeat(
+      hb.relayId,
+      { streams: live, cpu: hb.cpu, draining: hb.draining },
+      now(),
+    );
+    if (!known)
+      return reply.code(404).send({ error: 'unknown relay: register first', code: 'RELAY_UNKNOWN' });
+    return { ok: true };
+  });
+
+  app.post(RelayApiPaths.deregister, async (request, reply) => {
+    const r = body(DeregisterRequest, request, reply);
+    if (!r) return reply;
+    await options.store.removeRelay(r.relayId);
+    return { ok: true };
+  });
+
+  app.post(RelayApiPaths.streamStarted, async (request, reply) => {
+    const e = body(StreamEventRequest, request, reply);
+    if (!e) return reply;
+    events.streamStarted?.(e);
+    return { ok: true };
+  });
+
+  app.post(RelayApiPaths.streamEnded, async (request, reply) => {
+    const e = body(StreamEventRequest, request, reply);
+    if (!e) return reply;
+    await options.store.release(streamKey(e.userId, e.streamId));
+    events.streamEnded?.(e);
+    return { ok: true };
+  });
+
+  app.post(RelayApiPaths.hlsReady, async (request, reply) => {
+    const e = body(HlsReadyRequest, request, reply);
+    if (!e) return reply;
+    events.hlsReady?.(e);
+    return { ok: true };
+  });
+
+  app.get<{ Params: { userId: string; streamId: string } }>(
+    `${RelayApiPaths.destinations}/:userId/:streamId`,
+    async (request, reply) => {
+      const userId = UserId.safeParse(request.params.userId);
+      const streamId = StreamId.safeParse(request.params.streamId);
+      if (!userId.success || !streamId.success)
+        return reply.code(400).send({ error: 'invalid stream', code: 'RELAY_BAD_REQUEST' });
+      return { destinations: events.destinations?.(userId.data, streamId.data) ?? [] };
+    },
+  );
+}

@@ -1,0 +1,89 @@
+/**
+ * Relay ↔ cloud wire contract (architecture §3): JSON over HTTP with `Authorization: Bearer
+ * <RELAY_SHARED_SECRET>`, every call idempotent. Schemas are zod; the types are inferred from them, and the
+ * cloud, the relay agent and the tests import them from here and nowhere else.
+ */
+import { z } from 'zod';
+import { STREAM_ID_PATTERN, USER_ID_PATTERN } from './names.ts';
+
+export const RelayId = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/);
+export const UserId = z.string().regex(USER_ID_PATTERN);
+export const StreamId = z.string().regex(STREAM_ID_PATTERN);
+/** URLs relays announce: only these schemes, so nobody can push `javascript:` or `file:` to viewers. */
+const urlWithScheme = (schemes: RegExp, max: number) =>
+  z
+    .string()
+    .max(max)
+    .url()
+    .refine((u) => schemes.test(u), 'unsupported URL scheme');
+const RtmpBaseUrl = urlWithScheme(/^rtmps?:\/\//i, 512);
+const HttpUrl = (max: number) => urlWithScheme(/^https?:\/\//i, max);
+
+export const RegisterRequest = z.object({
+  relayId: RelayId,
+  rtmpUrl: RtmpBaseUrl,
+  hlsUrl: HttpUrl(512),
+  maxStreams: z.number().int().min(0).max(100_000),
+  region: z.string().max(64).optional(),
+});
+export type RegisterRequest = z.infer<typeof RegisterRequest>;
+
+/** Relay-side stream states (architecture §6). */
+export const RelayStreamState = z.enum(['publishing', 'reconnecting', 'ended']);
+export type RelayStreamState = z.infer<typeof RelayStreamState>;
+
+export const HeartbeatRequest = z.object({
+  relayId: RelayId,
+  streams: z.array(z.object({ userId: UserId, streamId: StreamId, state: RelayStreamState })).max(100_000),
+  /** Process CPU, 0–1 per core summed (load tie-breaker). */
+  cpu: z.number().min(0).max(1024),
+  draining: z.boolean(),
+});
+export type HeartbeatRequest = z.infer<typeof HeartbeatRequest>;
+
+export const DeregisterRequest = z.object({ relayId: RelayId });
+export type DeregisterRequest = z.infer<typeof DeregisterRequest>;
+
+export const StreamEventRequest = z.object({
+  relayId: RelayId,
+  userId: UserId,
+  streamId: StreamId,
+  reason: z.string().max(200).optional(),
+});
+export type StreamEventRequest = z.infer<typeof StreamEventRequest>;
+
+/** The seed's path and body, kept: `POST /api/rtmp-relay/hls-ready`. */
+export const HlsReadyRequest = z.object({
+  userId: UserId,
+  streamId: StreamId,
+  hlsUrl: HttpUrl(1024),
+  dashUrl: z.string().max(1024).default(''),
+  relayId: RelayId.optional(),
+});
+export type HlsReadyRequest = z.infer<typeof HlsReadyRequest>;
+
+export const RestreamDestination = z.object({
+  url: z.string().max(1024),
+  name: z.string().max(128).optional(),
+});
+export const DestinationsResponse = z.object({ destinations: z.array(RestreamDestination) });
+export type DestinationsResponse = z.infer<typeof DestinationsResponse>;
+
+export const RelayApiPaths = {
+  register: '/api/relay/register',
+  heartbeat: '/api/relay/heartbeat',
+  deregister: '/api/relay/deregister',
+  streamStarted: '/api/relay/stream-started',
+  streamEnded: '/api/relay/stream-ended',
+  hlsReady: '/api/rtmp-relay/hls-ready',
+  destinations: '/api/relay/destinations',
+} as const;
+
+/** Publish token claims (JWT HS256 signed by the cloud with PUBLISH_TOKEN_SECRET). */
+export const PublishTokenClaims = z.object({
+  sub: UserId,
+  sid: StreamId,
+  rly: RelayId,
+  exp: z.number().int(),
+});
+export type PublishTokenClaims = z.infer<typeof PublishTokenClaims>;

@@ -1,0 +1,145 @@
+/**
+ * The relay's side of the cloud contract, kept simple (retries with backoff, bounded queueing and drain
+ * come with the operations issue): it registers, heartbeats every `heartbeatMs` with its streams, and
+ * reports stream-started, hls-ready and stream-ended. A heartbeat answered "unknown relay" (the cloud lost
+ * its state, or the first register failed) registers again. Calls never block media: they are fire-and-
+ * forget from the streams' point of view, and failures are logged.
+ */
+import { hlsUserPath } from '../contracts/names.ts';
+import {
+  type HeartbeatRequest,
+  type HlsReadyRequest,
+  type RegisterRequest,
+  RelayApiPaths,
+  type StreamEventRequest,
+} from '../contracts/relay-api.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { StreamRegistry } from '../stream/registry.ts';
+
+export interface RelayAgentOptions {
+  cloudUrl: string;
+  secret: string;
+  relay: RegisterRequest;
+  heartbeatMs: number;
+  streams: StreamRegistry;
+  log: Logger;
+  /** Per-request timeout (default 5 s). */
+  timeoutMs?: number;
+}
+
+export class RelayAgent {
+  readonly #options: RelayAgentOptions;
+  readonly #log: Logger;
+  #timer: NodeJS.Timeout | null = null;
+  #registered = false;
+  #closed = false;
+  readonly #detach: (() => void)[] = [];
+  /** Calls sent and failed, for tests and metrics. */
+  readonly stats = { sent: 0, failed: 0 };
+
+  constructor(options: RelayAgentOptions) {
+    this.#options = options;
+    this.#log = options.log.child({ component: 'agent' });
+  }
+
+  get registered(): boolean {
+    return this.#registered;
+  }
+
+  /** Registers (once; a failure is retried by the heartbeat loop) and starts heartbeating. */
+  async start(): Promise<void> {
+    const { streams } = this.#options;
+    const onCreated = (stream: { userId: string; streamId: string }): void =>
+      this.#event(RelayApiPaths.streamStarted, stream);
+    const onReady = (stream: { userId: string; streamId: string }): void => {
+      const body: HlsReadyRequest = {
+        userId: stream.userId,
+        streamId: stream.streamId,
+        hlsUrl: `${this.#options.relay.hlsUrl}/hls/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8`,
+        dashUrl: '',
+        relayId: this.#options.relay.relayId,
+      };
+      void this.#post(RelayApiPaths.hlsReady, body);
+    };
+    const onEnded = (stream: { userId: string; streamId: string }): void =>
+      this.#event(RelayApiPaths.streamEnded, stream);
+    streams.on('created', onCreated);
+    streams.on('ready', onReady);
+    streams.on('ended', onEnded);
+    this.#detach.push(
+      () => streams.off('created', onCreated),
+      () => streams.off('ready', onReady),
+      () => streams.off('ended', onEnded),
+    );
+    await this.#register();
+    this.#timer = setInterval(() => void this.#heartbeat(), this.#options.heartbeatMs);
+  }
+
+  /** Stops heartbeating and deregisters (best effort). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer) clearInterval(this.#timer);
+    for (const undo of this.#detach) undo();
+    if (this.#registered)
+      await this.#post(RelayApiPaths.deregister, { relayId: this.#options.relay.relayId });
+  }
+
+  async #register(): Promise<void> {
+    const status = await this.#post(RelayApiPaths.register, this.#options.relay);
+    this.#registered = status === 200;
+    if (this.#registered) this.#log.info({ cloud: this.#options.cloudUrl }, 'registered with the cloud');
+  }
+
+  async #heartbeat(): Promise<void> {
+    if (this.#closed) return;
+    if (!this.#registered) return this.#register();
+    const body: HeartbeatRequest = {
+      relayId: this.#options.relay.relayId,
+      streams: this.#options.streams.streams.map((s) => ({
+        userId: s.userId,
+        streamId: s.streamId,
+        state: s.state === 'idle' ? 'publishing' : s.state,
+      })),
+      cpu: 0,
+      draining: false,
+    };
+    const status = await this.#post(RelayApiPaths.heartbeat, body);
+    if (status === 404) {
+      this.#registered = false;
+      await this.#register();
+    }
+  }
+
+  #event(path: string, stream: { userId: string; streamId: string }): void {
+    const body: StreamEventRequest = {
+      relayId: this.#options.relay.relayId,
+      userId: stream.userId,
+      streamId: stream.streamId,
+    };
+    void this.#post(path, body);
+  }
+
+  /** POSTs JSON; resolves with the status, or 0 when the cloud could not be reached. Never throws. */
+  async #post(path: string, body: unknown): Promise<number> {
+    this.stats.sent++;
+    try {
+      const res = await fetch(new URL(path, this.#options.cloudUrl), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${this.#options.secret}` },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.#options.timeoutMs ?? 5000),
+      });
+      await res.arrayBuffer();
+      if (!res.ok) {
+        this.stats.failed++;
+        this.#log.warn({ path, status: res.status }, 'cloud refused a relay call');
+      }
+      return res.status;
+    } catch (err) {
+      this.stats.failed++;
+      this.#log.warn({ path, err: (err as Error).message }, 'cloud unreachable');
+      return 0;
+    }
+  }
+}

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { buildCloudApp } from '../../../src/cloud/app.ts';
+import type { RelayRoutesStore } from '../../../src/cloud/relay-routes.ts';
+
+const SECRET = 'relay-shared-secret-for-tests-0123456789';
+
+/** A recording fake with function fields (style rule 9): the store itself has its own suite. */
+function fakeStore(): RelayRoutesStore & { calls: string[]; known: Set<string> } {
+  const calls: string[] = [];
+  const known = new Set<string>();
+  return {
+    calls,
+    known,
+    upsertRelay: async (r) => {
+      calls.push(`upsert:${r.relayId}:${r.maxStreams}`);
+      known.add(r.relayId);
+    },
+    heartbeat: async (id, report) => {
+      calls.push(`heartbeat:${id}:${report.streams.length}`);
+      return known.has(id);
+    },
+    removeRelay: async (id) => {
+      calls.push(`remove:${id}`);
+      known.delete(id);
+    },
+    release: async (key) => {
+      calls.push(`release:${key}`);
+    },
+  };
+}
+
+const register = {
+  relayId: 'relay-1',
+  rtmpUrl: 'rtmp://10.0.0.5:1935',
+  hlsUrl: 'http://10.0.0.5:8888',
+  maxStreams: 20,
+};
+
+describe('cloud relay routes', () => {
+  it('refuses calls without the shared secret or with a wrong one, and changes nothing', async () => {
+    const store = fakeStore();
+    const app = buildCloudApp({ store, relaySecret: SECRET });
+    for (const authorization of [
+      undefined,
+      'Bearer nope',
+      `Basic ${SECRET}`,
+      `Bearer ${SECRET}x`,
+      'Bearer ',
+    ]) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/relay/register',
+        payload: register,
+        headers: authorization ? { authorization } : {},
+      });
+      assert.equal(res.statusCode, 401, String(authorization));
+      assert.equal(res.json().code, 'RELAY_UNAUTHORIZED');
+    }
+    assert.deepEqual(store.calls, []);
+    await app.close();
+  });
+
+  it('registers idempotently, heartbeats, and asks an unknown relay to register', async () => {
+    const store = fakeStore();
+    const app = buildCloudApp({ store, relaySecret: SECRET });
+    const post = (url: string, payload: unknown) =>
+      app.inject({
+        method: 'POST',
+        url,
+        payload: payload as object,
+        headers: { authorization: `Bearer ${SECRET}` },
+      });
+    assert.equal(
+      (await post('/api/relay/heartbeat', { relayId: 'relay-1', streams: [], cpu: 0.1, draining: false }))
+        .statusCode,
+      404,
+    );
+    assert.equal((await post('/api/relay/register', register)).statusCode, 200);
+    assert.equal((await post('/api/relay/register', register)).statusCode, 200);
+    const hb = await post('/api/relay/heartbeat', {
+      relayId: 'relay-1',
+      streams: [
+        { userId: 'a@b.com', streamId: 's1', state: 'publishing' },
+        { userId: 'a@b.com', streamId: 's2', state: 'ended' },
+      ],
+      cpu: 0.2,
+      draining: false,
+    });
+    assert.equal(hb.statusCode, 200);
+    assert.equal(
+      (await post('/api/relay/stream-ended', { relayId: 'relay-1', userId: 'a@b.com', streamId: 's1' }))
+        .statusCode,
+      200,
+    );
+    assert.equal((await post('/api/relay/deregister', { relayId: 'relay-1' })).statusCode, 200);
+    assert.deepEqual(store.calls, [
+      'heartbeat:relay-1:0',
+      'upsert:relay-1:20',
+      'upsert:relay-1:20',
+      'heartbeat:relay-1:1',
+      'release:a@b.com/s1',
+      'remove:relay-1',
+    ]);
+    await app.close();
+  });
+
+  it('refuses bodies that break the contract with 400, naming the fields', async () => {
+    const store = fakeStore();
+    const app = buildCloudApp({ store, relaySecret: SECRET });
+    const bad: [string, unknown][] = [
+      ['/api/relay/register', { ...register, maxStreams: -1 }],
+      ['/api/relay/register', { ...register, relayId: '../../etc' }],
+      ['/api/relay/register', { ...register, rtmpUrl: 'not a url' }],
+      ['/api/relay/heartbeat', { relayId: 'relay-1', streams: 'all', cpu: 0, draining: false }],
+      ['/api/relay/stream-started', { relayId: 'relay-1', userId: '.bad', streamId: 's' }],
+      ['/api/rtmp-relay/hls-ready', { userId: 'u', streamId: 's', hlsUrl: 'javascript:alert(1)' }],
+      ['/api/relay/register', { ...register, hlsUrl: 'file:///etc/passwd' }],
+    ];
+    for (const [url, payload] of bad) {
+      const res = await app.inject({
+        method: 'POST',
+        url,
+        payload: payload as object,
+        headers: { authorization: `Bearer ${SECRET}` },
+      });
+      assert.equal(res.statusCode, 400, `${url} ${JSON.stringify(payload)}`);
+      assert.equal(res.json().code, 'RELAY_BAD_REQUEST');
+    }
+    assert.deepEqual(store.calls, []);
+    await app.close();
+  });
+
+  it('passes hls-ready (the seed path) and stream events on, and serves destinations', async () => {
+    const heard: string[] = [];
+    const app = buildCloudApp({
+      store: fakeStore(),
+      relaySecret: SECRET,
+      events: {
+        hlsReady: (e) => heard.push(`ready:${e.userId}/${e.streamId}:${e.hlsUrl}:${e.dashUrl}`),
+        streamStarted: (e) => heard.push(`started:${e.streamId}`),
+        destinations: (u, s) => [{ url: `rtmp://yt/${u}/${s}`, name: 'yt' }],
+      },
+    });
+    const headers = { authorization: `Bearer ${SECRET}` };
+    await app.inject({
+      method: 'POST',
+      url: '/api/rtmp-relay/hls-ready',
+      headers,
+      payload: { userId: 'a@b.com', streamId: 's1', hlsUrl: 'http://r:8888/hls/a-b.com/s1/index.m3u8' },
+    });
+    await app.inject({
+      method: 'POST',
+      url: '/api/relay/stream-started',
+      headers,
+      payload: { relayId: 'r', userId: 'a@b.com', streamId: 's1' },
+    });
+    assert.deepEqual(heard, ['ready:a@b.com/s1:http://r:8888/hls/a-b.com/s1/index.m3u8:', 'started:s1']);
+    const dest = await app.inject({ url: '/api/relay/destinations/a@b.com/s1', headers });
+    assert.deepEqual(dest.json(), { destinations: [{ url: 'rtmp://yt/a@b.com/s1', name: 'yt' }] });
+    assert.equal(
+      (await app.inject({ url: '/api/relay/destinations/a@b.com/bad.id', headers })).statusCode,
+      400,
+    );
+    assert.equal((await app.inject({ url: '/health' })).statusCode, 200);
+    await app.close();
+  });
+});
