@@ -4,7 +4,6 @@
  * typed `publish`, `takeover` and `end` events; what a publish yields is in ./publish.ts.
  */
 import net from 'node:net';
-import { hlsUserPath } from '../contracts/names.ts';
 import { type ErrorCode, ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
@@ -99,9 +98,8 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
   readonly #authTimeoutMs: number;
   readonly #connections = new Set<ServerConnection>();
   readonly #perIp = new Map<string, number>();
-  /** Live publishes by stream key, and by HLS path (two keys must never share one HLS URL). */
+  /** Live publishes by stream key. */
   readonly #live = new Map<string, { conn: ServerConnection; publish: Publish }>();
-  readonly #hlsPaths = new Map<string, string>();
   #server: net.Server | null = null;
   #nextId = 1;
   #closed = false;
@@ -198,16 +196,6 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
   }
 
   async authorizePublish(conn: ServerConnection, target: PublishTarget): Promise<AuthOutcome> {
-    const hlsPath = `${hlsUserPath(target.userId)}/${target.streamId}`;
-    const holder = this.#hlsPaths.get(hlsPath);
-    if (holder !== undefined && holder !== target.key) {
-      return {
-        allow: false,
-        status: 'NetStream.Publish.BadName',
-        code: ErrorCodes.RTMP_BAD_NAME,
-        reason: `HLS path ${hlsPath} is in use by another live stream`,
-      };
-    }
     const request: PublishAuthRequest = {
       key: target.key,
       userId: target.userId,
@@ -266,15 +254,10 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
       this.safeEmit('takeover', { key: target.key, previous: previous.publish.info, next: publish.info });
       previous.conn.close({ kind: 'takeover', message: `taken over by connection ${conn.id}` });
     }
-    const hlsPath = `${hlsUserPath(target.userId)}/${target.streamId}`;
     this.#live.set(target.key, { conn, publish });
-    this.#hlsPaths.set(hlsPath, target.key);
     this.stats.publishes++;
     publish.once('end', (reason) => {
-      if (this.#live.get(target.key)?.publish === publish) {
-        this.#live.delete(target.key);
-        this.#hlsPaths.delete(hlsPath);
-      }
+      if (this.#live.get(target.key)?.publish === publish) this.#live.delete(target.key);
       this.#log.info(
         { key: target.key, reason: reason.kind, code: reason.code, ...publish.stats },
         `publish ended: ${reason.message ?? reason.kind}`,

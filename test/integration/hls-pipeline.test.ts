@@ -62,6 +62,15 @@ describe('clean HLS from a dirty stream, per profile', () => {
     assert.equal(records.has('x'), false);
   });
 
+  it('refuses a second key whose HLS path would collide (a@b and a-b) while the first lives', async () => {
+    const glasses = await fixturePath('glasses-854x480.flv');
+    const first = publishFlv(glasses, { port: relay.rtmpPort, user: 'a@b', stream: 'same', toMs: 3000 });
+    await first.started;
+    const second = publishFlv(glasses, { port: relay.rtmpPort, user: 'a-b', stream: 'same' });
+    await assert.rejects(second.done, (e: unknown) => e instanceof FlvPublishError && e.status === 'NetStream.Publish.BadName');
+    await first.stop();
+  });
+
   for (const profile of PROFILES) {
     it(`${profile}: playlist rules, decodable segments within TARGETDURATION, A/V in sync`, async () => {
       const rec = records.get(profile)!;

@@ -149,16 +149,6 @@ describe('RTMP server over TCP', () => {
     assert.equal(ctx.server.stats.errors.get(ErrorCodes.RTMP_BAD_NAME), 3);
   });
 
-  it('refuses a second stream whose HLS path would collide (a@b vs a-b)', async () => {
-    const ctx = await start();
-    const a = await client(ctx);
-    await a.connectAndCreate('live/a@b');
-    assert.equal((await a.publish('s')).code, 'NetStream.Publish.Start');
-    const b = await client(ctx);
-    await b.connectAndCreate('live/a-b');
-    assert.equal((await b.publish('s')).code, 'NetStream.Publish.BadName');
-  });
-
   it('lets a newer publish of a live key take over, with distinct events', async () => {
     const ctx = await start();
     const events: string[] = [];
