@@ -68,6 +68,7 @@ const needs = [
     apt: ['chromium'],
     modes: ['test'],
   },
+  { what: 'redis-server', check: () => has('redis-server'), apt: ['redis-server'], modes: ['test'] },
 ];
 
 function has(command) {

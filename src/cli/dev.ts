@@ -1,30 +1,32 @@
 /**
- * `rtmp-relay dev`: the system on one machine. For now that is one relay (RTMP ingest, cleaning, HLS
- * origin); later issues add the cloud and the dashboard. Publish auth is off by default here, loudly.
+ * `rtmp-relay dev`: the system on one machine: the cloud (in-memory store) and one relay (RTMP ingest,
+ * cleaning, HLS origin) with its agent, in one process; the dashboard comes with its issue. Publish auth is
+ * off by default here, loudly (PUBLISH_AUTH=token turns it on with a generated secret).
  */
 import { createWriteStream, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { hlsUserPath } from '../contracts/names.ts';
 import { FlvSink } from '../media/flv-sink.ts';
-import { startRelay } from '../relay/relay.ts';
 import { loadConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
+import { startDevSystem } from './compose.ts';
 
 export interface DevHandle {
   rtmpPort: number;
   hlsPort: number;
+  cloudPort: number;
   close(): Promise<void>;
 }
 
 export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logger): Promise<DevHandle> {
   const config = loadConfig(env, { publishAuth: 'off' });
   const logger = log ?? createLogger({ level: config.logLevel });
-  if (config.publishAuth === 'token') {
-    throw new Error('PUBLISH_AUTH=token needs the cloud control plane, which dev mode does not run yet');
+  if (config.publishAuth === 'off') {
+    logger.warn('PUBLISH AUTH IS OFF: anyone who can reach the RTMP port can publish (dev mode)');
   }
-  logger.warn('PUBLISH AUTH IS OFF: anyone who can reach the RTMP port can publish (dev mode)');
 
-  const relay = await startRelay(config, logger);
+  const system = await startDevSystem(config, logger);
+  const relay = system.relay;
   relay.streams.on('ready', (stream) => {
     logger.info(
       { key: stream.key, profile: stream.pipelineProfile, decision: stream.decision },
@@ -51,5 +53,13 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
     `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${relay.rtmpPort}/live/test@user.com/stream123` +
       ` — then watch ${relay.hlsBase}/test-user.com/stream123/index.m3u8`,
   );
-  return { rtmpPort: relay.rtmpPort, hlsPort: relay.hlsPort, close: () => relay.close() };
+  logger.info(
+    `cloud: ${system.cloud.url} (managed streams: POST /api/managed-streams; glasses: /glasses-ws?userId=…)`,
+  );
+  return {
+    rtmpPort: relay.rtmpPort,
+    hlsPort: relay.hlsPort,
+    cloudPort: system.cloud.port,
+    close: () => system.close(),
+  };
 }

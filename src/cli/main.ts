@@ -2,13 +2,17 @@
  * The `rtmp-relay` command. Subcommands grow with the system (architecture §2).
  */
 import { isRelayError } from '../shared/errors.ts';
+import { startCommand } from './commands.ts';
 import { startDev } from './dev.ts';
 
 const USAGE = `usage: rtmp-relay <command>
 
 commands:
-  dev     run the system on one machine (RTMP ingest on :1935 for now)
-  help    show this text
+  dev          the system on one machine: cloud (:8080) + relay (RTMP :1935, HLS :8888)
+  relay        one relay node; registers with CLOUD_API_URL (needs RELAY_SHARED_SECRET, PUBLISH_TOKEN_SECRET)
+  cloud        the control plane on :8080 (needs RELAY_SHARED_SECRET, PUBLISH_TOKEN_SECRET; REDIS_URL optional)
+  glasses-sim  simulated glasses: --user USER_ID [--cloud ws://localhost:8080]
+  help         show this text
 
 configuration comes from the environment; see README.md "Configuration".`;
 
@@ -21,6 +25,17 @@ async function main(argv: string[]): Promise<number> {
         const stop = (): void => resolve();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+      });
+      await handle.close();
+      return 0;
+    }
+    case 'relay':
+    case 'cloud':
+    case 'glasses-sim': {
+      const handle = await startCommand(command, argv.slice(1));
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
       });
       await handle.close();
       return 0;

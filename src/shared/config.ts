@@ -3,7 +3,9 @@
  * an env value (tests set them short); defaults serve production. Names follow architecture §3; the README's
  * configuration reference lists each one.
  */
+import os from 'node:os';
 import { z } from 'zod';
+import { RelayId } from '../contracts/relay-api.ts';
 import { ErrorCodes, RelayError } from './errors.ts';
 
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
@@ -37,9 +39,32 @@ const EnvSchema = z.object({
   FFMPEG_PATH: z.string().min(1).default('ffmpeg'),
   CORS_ALLOW_ORIGINS: z.string().min(1).default('*'),
   RECORD_DIR: z.string().min(1).optional(),
+  /** Relay identity (publish tokens name it in `rly`); the host name when unset. */
+  RELAY_ID: RelayId.default(() => hostRelayId(os.hostname())),
+  PUBLISH_TOKEN_SECRET: z.string().min(1).optional(),
+  CLOUD_HOST: z.string().min(1).default('0.0.0.0'),
+  CLOUD_PORT: port(8080),
+  CLOUD_API_URL: z.string().url().default('http://localhost:8080'),
+  RELAY_SHARED_SECRET: z.string().min(1).optional(),
+  RELAY_PUBLIC_URL: z.string().min(1).optional(),
+  PORTER_SERVICE_URL: z.string().min(1).optional(),
+  HLS_PUBLIC_BASE_URL: z.string().url().optional(),
+  MAX_STREAMS: count(20),
+  HEARTBEAT_SECONDS: seconds(10),
+  RELAY_EXPIRY_SECONDS: seconds(30),
+  KEEPALIVE_SECONDS: seconds(15),
+  ACK_TIMEOUT_SECONDS: seconds(10),
+  MAX_MISSED_ACKS: count(3),
+  REDIS_URL: z.string().url().optional(),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
+
+/** The host name as a valid RelayId (other characters as `-`, at most 64), so an odd host name still starts. */
+export function hostRelayId(hostname: string): string {
+  const id = hostname.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+  return id === '' ? 'relay' : id;
+}
 
 export interface RelayConfig {
   logLevel: Env['LOG_LEVEL'];
@@ -74,6 +99,30 @@ export interface RelayConfig {
   publishAuth: 'token' | 'off';
   /** Dev aid: write each publish's FLV here. */
   recordDir: string | undefined;
+  relay: {
+    /** RELAY_ID: the `rly` claim publish tokens must carry. */
+    id: string;
+  };
+  /** PUBLISH_TOKEN_SECRET (HS256, ≥ 32 bytes; the verifier checks). Unset: the composition decides. */
+  publishTokenSecret: string | undefined;
+  cloud: {
+    host: string;
+    port: number;
+    /** Where a relay finds the cloud (CLOUD_API_URL). */
+    apiUrl: string;
+    /** RELAY_SHARED_SECRET; unset: the composition decides (dev generates one). */
+    relaySecret: string | undefined;
+    /** Host a relay announces for RTMP and HLS (RELAY_PUBLIC_URL, else PORTER_SERVICE_URL, else localhost). */
+    relayPublicHost: string;
+    hlsPublicBaseUrl: string | undefined;
+    maxStreams: number;
+    heartbeatMs: number;
+    relayExpiryMs: number;
+    keepAliveMs: number;
+    ackTimeoutMs: number;
+    maxMissedAcks: number;
+    redisUrl: string | undefined;
+  };
 }
 
 /** Parses the environment; throws CONFIG_INVALID naming every bad variable. */
@@ -122,6 +171,23 @@ export function loadConfig(
     },
     publishAuth: e.PUBLISH_AUTH ?? defaults.publishAuth,
     recordDir: e.RECORD_DIR,
+    relay: { id: e.RELAY_ID },
+    publishTokenSecret: e.PUBLISH_TOKEN_SECRET,
+    cloud: {
+      host: e.CLOUD_HOST,
+      port: e.CLOUD_PORT,
+      apiUrl: e.CLOUD_API_URL,
+      relaySecret: e.RELAY_SHARED_SECRET,
+      relayPublicHost: e.RELAY_PUBLIC_URL ?? e.PORTER_SERVICE_URL ?? 'localhost',
+      hlsPublicBaseUrl: e.HLS_PUBLIC_BASE_URL,
+      maxStreams: e.MAX_STREAMS,
+      heartbeatMs: e.HEARTBEAT_SECONDS * 1000,
+      relayExpiryMs: e.RELAY_EXPIRY_SECONDS * 1000,
+      keepAliveMs: e.KEEPALIVE_SECONDS * 1000,
+      ackTimeoutMs: e.ACK_TIMEOUT_SECONDS * 1000,
+      maxMissedAcks: e.MAX_MISSED_ACKS,
+      redisUrl: e.REDIS_URL,
+    },
   };
 }
 

@@ -40,6 +40,9 @@ export const ErrorCodes = {
   FMP4_MALFORMED: 'FMP4_MALFORMED',
   // Configuration
   CONFIG_INVALID: 'CONFIG_INVALID',
+  CLOUD_STORE_FAILED: 'CLOUD_STORE_FAILED',
+  PUBLISH_TOKEN_SECRET_WEAK: 'PUBLISH_TOKEN_SECRET_WEAK',
+  PUBLISH_TOKEN_GRANT_INVALID: 'PUBLISH_TOKEN_GRANT_INVALID',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

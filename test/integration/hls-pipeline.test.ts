@@ -67,7 +67,10 @@ describe('clean HLS from a dirty stream, per profile', () => {
     const first = publishFlv(glasses, { port: relay.rtmpPort, user: 'a@b', stream: 'same', toMs: 3000 });
     await first.started;
     const second = publishFlv(glasses, { port: relay.rtmpPort, user: 'a-b', stream: 'same' });
-    await assert.rejects(second.done, (e: unknown) => e instanceof FlvPublishError && e.status === 'NetStream.Publish.BadName');
+    await assert.rejects(
+      second.done,
+      (e: unknown) => e instanceof FlvPublishError && e.status === 'NetStream.Publish.BadName',
+    );
     await first.stop();
   });
 

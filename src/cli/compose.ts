@@ -1,0 +1,90 @@
+/**
+ * Process compositions for the `rtmp-relay` commands: a relay with its cloud agent (`relay`), the cloud
+ * (`cloud`), and both in one process (`dev`). Secrets: required outside dev mode; dev generates them.
+ */
+import { randomBytes } from 'node:crypto';
+import { type CloudHandle, startCloud } from '../cloud/cloud.ts';
+import { createPublishTokenVerifier } from '../cloud/tokens.ts';
+import { RelayAgent } from '../relay/agent.ts';
+import { type RelayHandle, startRelay } from '../relay/relay.ts';
+import type { RelayConfig } from '../shared/config.ts';
+import { ErrorCodes, RelayError } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+
+export function requireSecret(value: string | undefined, name: string): string {
+  if (!value) throw new RelayError(ErrorCodes.CONFIG_INVALID, `${name} is required (dev mode generates one)`);
+  return value;
+}
+
+/** A relay, its publish-token check when PUBLISH_AUTH=token, and its agent talking to the cloud. */
+export async function startRelayNode(
+  config: RelayConfig,
+  log: Logger,
+  secrets: { relaySecret: string; publishTokenSecret: string | null },
+): Promise<{ relay: RelayHandle; agent: RelayAgent; close(): Promise<void> }> {
+  const authorize =
+    config.publishAuth === 'token'
+      ? createPublishTokenVerifier({
+          secret: requireSecret(secrets.publishTokenSecret ?? undefined, 'PUBLISH_TOKEN_SECRET'),
+          relayId: config.relay.id,
+        })
+      : undefined;
+  const relay = await startRelay(config, log, {
+    publicHost: config.cloud.relayPublicHost,
+    ...(authorize ? { authorize } : {}),
+  });
+  const host = config.cloud.relayPublicHost;
+  const agent = new RelayAgent({
+    cloudUrl: config.cloud.apiUrl,
+    secret: secrets.relaySecret,
+    relay: {
+      relayId: config.relay.id,
+      rtmpUrl: `rtmp://${host}:${relay.rtmpPort}`,
+      hlsUrl: `http://${host}:${relay.hlsPort}`,
+      maxStreams: config.cloud.maxStreams,
+    },
+    heartbeatMs: config.cloud.heartbeatMs,
+    streams: relay.streams,
+    log,
+  });
+  await agent.start();
+  return {
+    relay,
+    agent,
+    close: async () => {
+      await agent.close();
+      await relay.close();
+    },
+  };
+}
+
+export interface DevSystem {
+  cloud: CloudHandle;
+  relay: RelayHandle;
+  agent: RelayAgent;
+  close(): Promise<void>;
+}
+
+/** Cloud + relay in one process; publish auth as configured (dev default: off). */
+export async function startDevSystem(config: RelayConfig, log: Logger): Promise<DevSystem> {
+  const relaySecret = config.cloud.relaySecret ?? randomBytes(24).toString('base64url');
+  const publishTokenSecret =
+    config.publishAuth === 'token'
+      ? (config.publishTokenSecret ?? randomBytes(32).toString('base64url'))
+      : null;
+  const cloud = await startCloud(config, log, { relaySecret, publishTokenSecret, userTokenSecret: null });
+  const withCloud: RelayConfig = {
+    ...config,
+    cloud: { ...config.cloud, apiUrl: `http://127.0.0.1:${cloud.port}` },
+  };
+  const node = await startRelayNode(withCloud, log, { relaySecret, publishTokenSecret });
+  return {
+    cloud,
+    relay: node.relay,
+    agent: node.agent,
+    close: async () => {
+      await node.close();
+      await cloud.close();
+    },
+  };
+}

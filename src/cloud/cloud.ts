@@ -1,0 +1,111 @@
+/**
+ * The composition root of the cloud (`rtmp-relay cloud`, and the cloud half of `dev`): the store (Redis
+ * when REDIS_URL is set, else memory), managed streams, the glasses gateway, and the HTTP app (relay API,
+ * managed-stream REST + SSE, /watch redirects). Closed children first: streams, gateway, app, store.
+ */
+import type { FastifyInstance } from 'fastify';
+import { UserId } from '../contracts/relay-api.ts';
+import type { RelayConfig } from '../shared/config.ts';
+import type { Logger } from '../shared/logger.ts';
+import { buildCloudApp } from './app.ts';
+import { GlassesGateway } from './glasses-gateway.ts';
+import { managedRoutes } from './managed-routes.ts';
+import { ManagedStreams } from './managed-streams.ts';
+import type { CloudStore } from './store.ts';
+import { MemoryCloudStore } from './store-memory.ts';
+import { RedisCloudStore } from './store-redis.ts';
+import { bearerOf, verifyUserToken } from './user-tokens.ts';
+
+export interface CloudHandle {
+  port: number;
+  url: string;
+  app: FastifyInstance;
+  store: CloudStore;
+  streams: ManagedStreams;
+  glasses: GlassesGateway;
+  close(): Promise<void>;
+}
+
+export interface StartCloudOptions {
+  relaySecret: string;
+  /** Signs publish tokens; null when publish auth is off (dev). */
+  publishTokenSecret: string | null;
+  /** Signs and checks user tokens; null accepts a plain `?userId=` / body userId (dev mode only). */
+  userTokenSecret: string | null;
+}
+
+export async function startCloud(
+  config: RelayConfig,
+  log: Logger,
+  options: StartCloudOptions,
+): Promise<CloudHandle> {
+  const c = config.cloud;
+  const store: CloudStore = c.redisUrl
+    ? new RedisCloudStore({ redis: c.redisUrl, relayExpiryMs: c.relayExpiryMs })
+    : new MemoryCloudStore({ relayExpiryMs: c.relayExpiryMs });
+  const glassesRef: { gateway: GlassesGateway | null } = { gateway: null };
+  const streams = new ManagedStreams({
+    store,
+    glasses: { send: (userId, message) => glassesRef.gateway?.send(userId, message) ?? false },
+    log,
+    tokenSecret: options.publishTokenSecret,
+    keepAliveMs: c.keepAliveMs,
+    ackTimeoutMs: c.ackTimeoutMs,
+    maxMissedAcks: c.maxMissedAcks,
+    relayCheckMs: c.heartbeatMs,
+    hlsPublicBaseUrl: c.hlsPublicBaseUrl,
+  });
+  const userOf = async (
+    headers: { authorization?: string | undefined },
+    url: string | undefined,
+  ): Promise<string | null> => {
+    if (options.userTokenSecret) return verifyUserToken(options.userTokenSecret, bearerOf(headers, url));
+    const claimed = new URL(url ?? '/', 'http://x').searchParams.get('userId');
+    return claimed && UserId.safeParse(claimed).success ? claimed : null;
+  };
+  const glasses = new GlassesGateway({
+    authenticate: (request) => userOf(request.headers, request.url),
+    onMessage: (userId, message) => void streams.glassesMessage(userId, message),
+    log,
+  });
+  glassesRef.gateway = glasses;
+  const app = buildCloudApp({
+    store,
+    relaySecret: options.relaySecret,
+    events: {
+      hlsReady: (e) => void streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl),
+      streamEnded: (e) => void streams.relayStreamEnded(e.userId, e.streamId, e.relayId),
+    },
+  });
+  void app.register(managedRoutes, {
+    streams,
+    authenticate: async (request, claimed) =>
+      options.userTokenSecret ? (await userOf(request.headers, request.url)) === claimed : true,
+  });
+  const detach = glasses.attach(app.server);
+  const close = async (): Promise<void> => {
+    await streams.close();
+    detach();
+    glasses.close();
+    await app.close();
+    await store.close();
+  };
+  try {
+    await app.listen({ port: c.port, host: c.host });
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : c.port;
+  log.info({ port, store: c.redisUrl ? 'redis' : 'memory' }, 'cloud listening');
+  return {
+    port,
+    url: `http://${c.host === '0.0.0.0' ? 'localhost' : c.host}:${port}`,
+    app,
+    store,
+    streams,
+    glasses,
+    close,
+  };
+}

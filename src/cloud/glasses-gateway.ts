@@ -1,0 +1,99 @@
+/**
+ * The glasses WebSocket (`/glasses-ws`): one socket per user (the newest wins), JSON messages with a `type`
+ * in the MentraOS names. Identity comes from `authenticate` (a bearer token, or `?userId=` in dev mode).
+ * Messages that break the contract are dropped with a log line; nothing a socket sends can throw out.
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+import {
+  type CloudToGlasses,
+  type GlassesToCloud,
+  GlassesToCloud as GlassesToCloudSchema,
+} from '../contracts/mentra.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { GlassesLink } from './managed-streams.ts';
+
+export const GLASSES_WS_PATH = '/glasses-ws';
+
+export interface GlassesGatewayOptions {
+  authenticate(request: IncomingMessage): Promise<string | null>;
+  onMessage(userId: string, message: GlassesToCloud): void;
+  log: Logger;
+}
+
+export class GlassesGateway implements GlassesLink {
+  readonly #options: GlassesGatewayOptions;
+  readonly #log: Logger;
+  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  readonly #sockets = new Map<string, WebSocket>();
+
+  constructor(options: GlassesGatewayOptions) {
+    this.#options = options;
+    this.#log = options.log.child({ component: 'glasses-gateway' });
+  }
+
+  connected(userId: string): boolean {
+    return this.#sockets.get(userId)?.readyState === WebSocket.OPEN;
+  }
+
+  /** Takes the HTTP server's upgrades for GLASSES_WS_PATH; returns the undo. */
+  attach(server: Server): () => void {
+    const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      const path = (request.url ?? '').split('?')[0];
+      if (path !== GLASSES_WS_PATH) return;
+      void this.#options.authenticate(request).then(
+        (userId) => {
+          if (!userId) {
+            socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n');
+            return;
+          }
+          this.#wss.handleUpgrade(request, socket, head, (ws) => this.#adopt(userId, ws));
+        },
+        () => socket.destroy(),
+      );
+    };
+    server.on('upgrade', onUpgrade);
+    return () => server.off('upgrade', onUpgrade);
+  }
+
+  send(userId: string, message: CloudToGlasses): boolean {
+    const ws = this.#sockets.get(userId);
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  close(): void {
+    for (const ws of this.#sockets.values()) ws.terminate();
+    this.#sockets.clear();
+    this.#wss.close();
+  }
+
+  #adopt(userId: string, ws: WebSocket): void {
+    const previous = this.#sockets.get(userId);
+    if (previous && previous !== ws) previous.close(4000, 'replaced by a newer connection');
+    this.#sockets.set(userId, ws);
+    this.#log.info({ userId }, 'glasses connected');
+    ws.on('message', (data) => {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(String(data));
+      } catch {
+        this.#log.warn({ userId }, 'glasses sent something that is not JSON');
+        return;
+      }
+      const result = GlassesToCloudSchema.safeParse(parsed);
+      if (!result.success) {
+        this.#log.warn({ userId, type: (parsed as { type?: unknown })?.type }, 'glasses message refused');
+        return;
+      }
+      this.#options.onMessage(userId, result.data);
+    });
+    ws.on('close', () => {
+      if (this.#sockets.get(userId) === ws) this.#sockets.delete(userId);
+      this.#log.info({ userId }, 'glasses disconnected');
+    });
+    ws.on('error', (err) => this.#log.warn({ userId, err: err.message }, 'glasses socket error'));
+  }
+}

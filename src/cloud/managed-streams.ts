@@ -1,0 +1,319 @@
+/**
+ * The managed streams of the cloud: one per user, many viewers (apps) each. It runs the pure lifecycle
+ * (`lifecycle.ts`) and carries out its effects: placement and release through the store, publish tokens,
+ * `start_rtmp_stream` / `stop_rtmp_stream` / keep-alives to the glasses, and `managed_stream_status` to every
+ * viewer. It owns one keep-alive timer per stream and one relay-liveness timer; close() releases them.
+ * Stream ids are short (the glasses' link is Bluetooth) and unguessable (crypto).
+ */
+import { randomBytes } from 'node:crypto';
+import type { CloudToGlasses, GlassesToCloud, ManagedStreamStatus } from '../contracts/mentra.ts';
+import type { Logger } from '../shared/logger.ts';
+import { TypedEmitter } from '../shared/typed-emitter.ts';
+import { KeepAliveTracker } from './keepalive.ts';
+import { begin, type Effect, type LifecycleEvent, type LifecycleState, transition } from './lifecycle.ts';
+import type { CloudStore } from './store.ts';
+import { signPublishToken } from './tokens.ts';
+
+/** How the cloud reaches a user's glasses (the glasses gateway). */
+export interface GlassesLink {
+  send(userId: string, message: CloudToGlasses): boolean;
+}
+
+export interface ManagedStreamsOptions {
+  store: CloudStore;
+  glasses: GlassesLink;
+  log: Logger;
+  /** PUBLISH_TOKEN_SECRET; null publishes without tokens (dev mode with PUBLISH_AUTH=off). */
+  tokenSecret: string | null;
+  keepAliveMs: number;
+  ackTimeoutMs: number;
+  maxMissedAcks: number;
+  /** How often relays are checked for liveness (about a heartbeat period). */
+  relayCheckMs: number;
+  reservationTtlMs?: number;
+  /** Replaces the relay's HLS base in announced URLs (a CDN), when set. */
+  hlsPublicBaseUrl?: string | undefined;
+  now?: () => number;
+}
+
+export interface ManagedStream {
+  streamId: string;
+  userId: string;
+  sessionId: string;
+  viewers: Set<string>;
+  state: LifecycleState;
+  keepAlive: KeepAliveTracker;
+  timer: NodeJS.Timeout;
+}
+
+export type ManagedStreamsEvents = {
+  /** A status for every viewer of a stream (the app gateway and SSE fan it out). */
+  status: [{ userId: string; streamId: string; viewers: string[] }, ManagedStreamStatus];
+};
+
+export class ManagedStreamError extends Error {
+  constructor(
+    readonly code: 'NO_RELAY_AVAILABLE' | 'GLASSES_NOT_CONNECTED' | 'STREAM_NOT_FOUND',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ManagedStreamError';
+  }
+}
+
+const STREAM_ID_BYTES = 6; // 8 base64url characters, 48 random bits
+
+export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
+  readonly #o: ManagedStreamsOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #byUser = new Map<string, ManagedStream>();
+  readonly #byId = new Map<string, ManagedStream>();
+  readonly #relayTimer: NodeJS.Timeout;
+
+  constructor(options: ManagedStreamsOptions) {
+    super();
+    this.#o = options;
+    this.#log = options.log.child({ component: 'managed-streams' });
+    this.#now = options.now ?? Date.now;
+    this.#relayTimer = setInterval(() => void this.#checkRelays(), options.relayCheckMs);
+  }
+
+  get(streamId: string): ManagedStream | undefined {
+    return this.#byId.get(streamId);
+  }
+
+  byUser(userId: string): ManagedStream | undefined {
+    return this.#byUser.get(userId);
+  }
+
+  /** The status a viewer sees now. */
+  statusOf(stream: ManagedStream): ManagedStreamStatus {
+    const { status, hlsUrl, message } = stream.state.reported;
+    return {
+      type: 'managed_stream_status',
+      status,
+      streamId: stream.streamId,
+      ...(hlsUrl ? { hlsUrl: this.#publicUrl(hlsUrl), dashUrl: '' } : {}),
+      ...(message ? { message } : {}),
+    };
+  }
+
+  /** An app asks for the user's managed stream: it joins the live one, or one is created and placed. */
+  async request(userId: string, packageName: string): Promise<ManagedStreamStatus> {
+    const existing = this.#byUser.get(userId);
+    if (existing) {
+      existing.viewers.add(packageName);
+      return this.statusOf(existing);
+    }
+    const streamId = randomBytes(STREAM_ID_BYTES)
+      .toString('base64url')
+      .replace(/[^A-Za-z0-9]/g, 'x');
+    const placement = await this.#o.store.place(`${userId}/${streamId}`, {
+      now: this.#now(),
+      reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
+    });
+    if (!placement) throw new ManagedStreamError('NO_RELAY_AVAILABLE', 'no relay has room for a new stream');
+    if (this.#byUser.has(userId)) {
+      // Another app created it while we placed: join that one.
+      await this.#o.store.release(`${userId}/${streamId}`);
+      return this.request(userId, packageName);
+    }
+    const { state, effects } = begin(placement.relayId);
+    const stream: ManagedStream = {
+      streamId,
+      userId,
+      sessionId: randomBytes(6).toString('base64url'),
+      viewers: new Set([packageName]),
+      state,
+      keepAlive: new KeepAliveTracker({
+        ackTimeoutMs: this.#o.ackTimeoutMs,
+        maxMissed: this.#o.maxMissedAcks,
+      }),
+      timer: setInterval(() => this.#keepAlive(stream), this.#o.keepAliveMs),
+    };
+    this.#byUser.set(userId, stream);
+    this.#byId.set(streamId, stream);
+    this.#log.info({ userId, streamId, relayId: placement.relayId }, 'managed stream created');
+    await this.#apply(stream, effects);
+    return this.statusOf(stream);
+  }
+
+  /** An app stops watching; the last one leaving stops the glasses. */
+  async stop(userId: string, packageName: string): Promise<void> {
+    const stream = this.#byUser.get(userId);
+    if (!stream) return;
+    stream.viewers.delete(packageName);
+    if (stream.viewers.size === 0) await this.#event(stream, { type: 'last_viewer_left' });
+  }
+
+  /** A message from the user's glasses. */
+  async glassesMessage(userId: string, message: GlassesToCloud): Promise<void> {
+    const stream = this.#byUser.get(userId);
+    if (!stream || (message.streamId && message.streamId !== stream.streamId)) return;
+    if (message.type === 'keep_alive_ack') {
+      stream.keepAlive.ack(message.ackId, this.#now());
+      return;
+    }
+    await this.#event(stream, {
+      type: 'glasses_status',
+      status: message.status,
+      errorDetails: message.errorDetails,
+      attempt: message.attempt,
+      maxAttempts: message.maxAttempts,
+    });
+  }
+
+  /** hls-ready from a relay. */
+  async hlsReady(
+    userId: string,
+    streamId: string,
+    relayId: string | undefined,
+    hlsUrl: string,
+  ): Promise<void> {
+    const stream = this.#byId.get(streamId);
+    if (!stream || stream.userId !== userId) return;
+    await this.#event(stream, { type: 'hls_ready', relayId: relayId ?? stream.state.relayId ?? '', hlsUrl });
+  }
+
+  /** stream-ended from a relay (the publisher's reconnect window closed, or it was kicked). */
+  async relayStreamEnded(userId: string, streamId: string, relayId: string): Promise<void> {
+    const stream = this.#byId.get(streamId);
+    if (!stream || stream.userId !== userId) return;
+    await this.#event(stream, { type: 'relay_stream_ended', relayId });
+  }
+
+  /** Ends every stream (cloud shutdown) and releases the timers. */
+  async close(): Promise<void> {
+    clearInterval(this.#relayTimer);
+    for (const stream of [...this.#byId.values()])
+      await this.#event(stream, { type: 'stop_requested', message: 'cloud stopping' });
+    for (const stream of [...this.#byId.values()]) this.#forget(stream);
+  }
+
+  async #event(stream: ManagedStream, event: LifecycleEvent): Promise<void> {
+    const result = transition(stream.state, event);
+    if (!result.ok) {
+      this.#log.debug({ streamId: stream.streamId, ...result.refusal }, 'lifecycle event refused');
+      return;
+    }
+    stream.state = result.state;
+    // An ended stream leaves the maps first: its effects (tell the apps, stop the glasses, free the relay)
+    // still run, but nothing can find or join it meanwhile.
+    if (stream.state.phase === 'stopped' || stream.state.phase === 'error') this.#forget(stream);
+    await this.#apply(stream, result.effects);
+  }
+
+  async #apply(stream: ManagedStream, effects: Effect[]): Promise<void> {
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'notify_apps':
+          this.safeEmit(
+            'status',
+            { userId: stream.userId, streamId: stream.streamId, viewers: [...stream.viewers] },
+            this.statusOf(stream),
+          );
+          break;
+        case 'start_glasses':
+          await this.#startGlasses(stream, effect.relayId);
+          break;
+        case 'stop_glasses':
+          this.#o.glasses.send(stream.userId, {
+            type: 'stop_rtmp_stream',
+            sessionId: stream.sessionId,
+            appId: 'MANAGED_STREAM',
+            streamId: stream.streamId,
+            timestamp: this.#now(),
+          });
+          break;
+        case 'release_relay':
+          await this.#o.store.release(`${stream.userId}/${stream.streamId}`);
+          break;
+        case 'place_relay': {
+          const placement = await this.#o.store.place(`${stream.userId}/${stream.streamId}`, {
+            now: this.#now(),
+            reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
+          });
+          await this.#event(
+            stream,
+            placement ? { type: 'replaced', relayId: placement.relayId } : { type: 'timeout' },
+          );
+          break;
+        }
+      }
+    }
+  }
+
+  async #startGlasses(stream: ManagedStream, relayId: string): Promise<void> {
+    const relay = (await this.#o.store.liveRelays(this.#now())).find((r) => r.relayId === relayId);
+    if (!relay) {
+      await this.#event(stream, { type: 'relay_lost', relayId });
+      return;
+    }
+    let url = `${relay.rtmpUrl.replace(/\/+$/, '')}/live/${stream.userId}/${stream.streamId}`;
+    if (this.#o.tokenSecret) {
+      const token = await signPublishToken(this.#o.tokenSecret, {
+        userId: stream.userId,
+        streamId: stream.streamId,
+        relayId,
+        ttlSeconds: 3600,
+      });
+      url += `?token=${token}`;
+    }
+    const sent = this.#o.glasses.send(stream.userId, {
+      type: 'start_rtmp_stream',
+      sessionId: stream.sessionId,
+      rtmpUrl: url,
+      appId: 'MANAGED_STREAM',
+      streamId: stream.streamId,
+      timestamp: this.#now(),
+    });
+    if (!sent) this.#log.warn({ userId: stream.userId, streamId: stream.streamId }, 'glasses not connected');
+  }
+
+  #keepAlive(stream: ManagedStream): void {
+    const now = this.#now();
+    const tick = stream.keepAlive.tick(now);
+    if (tick.ended) {
+      this.#log.warn(
+        { streamId: stream.streamId, missed: tick.missed },
+        'glasses stopped answering keep-alives',
+      );
+      void this.#event(stream, { type: 'keepalive_missed_limit' });
+      return;
+    }
+    const ackId = stream.keepAlive.next(now);
+    this.#o.glasses.send(stream.userId, { type: 'keep_rtmp_stream_alive', streamId: stream.streamId, ackId });
+  }
+
+  async #checkRelays(): Promise<void> {
+    if (this.#byId.size === 0) return;
+    let live: Set<string>;
+    try {
+      live = new Set((await this.#o.store.liveRelays(this.#now())).map((r) => r.relayId));
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'store unreachable: relay liveness not checked');
+      return;
+    }
+    for (const stream of [...this.#byId.values()]) {
+      const relayId = stream.state.relayId;
+      if (relayId && !live.has(relayId)) {
+        this.#log.warn({ streamId: stream.streamId, relayId }, 'relay lost: placing the stream again');
+        await this.#event(stream, { type: 'relay_lost', relayId });
+      }
+    }
+  }
+
+  #forget(stream: ManagedStream): void {
+    clearInterval(stream.timer);
+    if (this.#byId.get(stream.streamId) === stream) this.#byId.delete(stream.streamId);
+    if (this.#byUser.get(stream.userId) === stream) this.#byUser.delete(stream.userId);
+  }
+
+  #publicUrl(hlsUrl: string): string {
+    const base = this.#o.hlsPublicBaseUrl;
+    if (!base) return hlsUrl;
+    const at = hlsUrl.indexOf('/hls/');
+    return at < 0 ? hlsUrl : `${base.replace(/\/+$/, '')}${hlsUrl.slice(at)}`;
+  }
+}
