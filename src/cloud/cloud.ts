@@ -3,12 +3,15 @@
  * when REDIS_URL is set, else memory), managed streams, the glasses gateway, and the HTTP app (relay API,
  * managed-stream REST + SSE, /watch redirects). Closed children first: streams, gateway, app, store.
  */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { UserId } from '../contracts/relay-api.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { buildCloudApp } from './app.ts';
-import { GlassesGateway } from './glasses-gateway.ts';
+import { APP_WS_PATH, AppGateway } from './app-gateway.ts';
+import { GLASSES_WS_PATH, GlassesGateway } from './glasses-gateway.ts';
 import { managedRoutes } from './managed-routes.ts';
 import { ManagedStreams } from './managed-streams.ts';
 import type { CloudStore } from './store.ts';
@@ -54,6 +57,7 @@ export async function startCloud(
     maxMissedAcks: c.maxMissedAcks,
     relayCheckMs: c.heartbeatMs,
     hlsPublicBaseUrl: c.hlsPublicBaseUrl,
+    staticRelays: c.staticRelays,
   });
   const userOf = async (
     headers: { authorization?: string | undefined },
@@ -77,16 +81,29 @@ export async function startCloud(
       streamEnded: (e) => void streams.relayStreamEnded(e.userId, e.streamId, e.relayId),
     },
   });
+  const apps = new AppGateway({
+    streams,
+    authenticate: (request) => userOf(request.headers, request.url),
+    log,
+  });
   void app.register(managedRoutes, {
     streams,
     authenticate: async (request, claimed) =>
       options.userTokenSecret ? (await userOf(request.headers, request.url)) === claimed : true,
   });
-  const detach = glasses.attach(app.server);
+  // One upgrade router: each WebSocket path has its gateway, anything else is refused.
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const path = (request.url ?? '').split('?')[0];
+    if (path === GLASSES_WS_PATH) glasses.handleUpgrade(request, socket, head);
+    else if (path === APP_WS_PATH) apps.handleUpgrade(request, socket, head);
+    else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+  };
+  app.server.on('upgrade', onUpgrade);
   const close = async (): Promise<void> => {
     await streams.close();
-    detach();
+    app.server.off('upgrade', onUpgrade);
     glasses.close();
+    apps.close();
     await app.close();
     await store.close();
   };

@@ -3,7 +3,7 @@
  * in the MentraOS names. Identity comes from `authenticate` (a bearer token, or `?userId=` in dev mode).
  * Messages that break the contract are dropped with a log line; nothing a socket sends can throw out.
  */
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
@@ -37,24 +37,18 @@ export class GlassesGateway implements GlassesLink {
     return this.#sockets.get(userId)?.readyState === WebSocket.OPEN;
   }
 
-  /** Takes the HTTP server's upgrades for GLASSES_WS_PATH; returns the undo. */
-  attach(server: Server): () => void {
-    const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-      const path = (request.url ?? '').split('?')[0];
-      if (path !== GLASSES_WS_PATH) return;
-      void this.#options.authenticate(request).then(
-        (userId) => {
-          if (!userId) {
-            socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n');
-            return;
-          }
-          this.#wss.handleUpgrade(request, socket, head, (ws) => this.#adopt(userId, ws));
-        },
-        () => socket.destroy(),
-      );
-    };
-    server.on('upgrade', onUpgrade);
-    return () => server.off('upgrade', onUpgrade);
+  /** Adopts an upgrade request for GLASSES_WS_PATH (the cloud routes upgrades by path). */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    void this.#options.authenticate(request).then(
+      (userId) => {
+        if (!userId) {
+          socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n');
+          return;
+        }
+        this.#wss.handleUpgrade(request, socket, head, (ws) => this.#adopt(userId, ws));
+      },
+      () => socket.destroy(),
+    );
   }
 
   send(userId: string, message: CloudToGlasses): boolean {

@@ -31,6 +31,12 @@ export interface ManagedStreamsOptions {
   /** How often relays are checked for liveness (about a heartbeat period). */
   relayCheckMs: number;
   reservationTtlMs?: number;
+  /**
+   * The seed's static relay list, used only while no relay is registered. Each counts as relay
+   * `static-{host}-{port}` (the RELAY_ID such a relay must run with for publish tokens), never expires, and
+   * takes streams least-used first.
+   */
+  staticRelays?: { rtmpUrl: string; hlsUrl: string }[];
   /** Replaces the relay's HLS base in announced URLs (a CDN), when set. */
   hlsPublicBaseUrl?: string | undefined;
   now?: () => number;
@@ -70,6 +76,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   readonly #byUser = new Map<string, ManagedStream>();
   readonly #byId = new Map<string, ManagedStream>();
   readonly #relayTimer: NodeJS.Timeout;
+  readonly #static: { relayId: string; rtmpUrl: string; hlsUrl: string; streams: number }[];
 
   constructor(options: ManagedStreamsOptions) {
     super();
@@ -77,6 +84,14 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     this.#log = options.log.child({ component: 'managed-streams' });
     this.#now = options.now ?? Date.now;
     this.#relayTimer = setInterval(() => void this.#checkRelays(), options.relayCheckMs);
+    this.#static = (options.staticRelays ?? []).map((r) => ({
+      ...r,
+      relayId: `static-${r.rtmpUrl.replace(/^rtmps?:\/\//, '').replace(/[^A-Za-z0-9._-]/g, '-')}`.slice(
+        0,
+        64,
+      ),
+      streams: 0,
+    }));
   }
 
   get(streamId: string): ManagedStream | undefined {
@@ -109,10 +124,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     const streamId = randomBytes(STREAM_ID_BYTES)
       .toString('base64url')
       .replace(/[^A-Za-z0-9]/g, 'x');
-    const placement = await this.#o.store.place(`${userId}/${streamId}`, {
-      now: this.#now(),
-      reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
-    });
+    const placement = await this.#place(`${userId}/${streamId}`);
     if (!placement) throw new ManagedStreamError('NO_RELAY_AVAILABLE', 'no relay has room for a new stream');
     if (this.#byUser.has(userId)) {
       // Another app created it while we placed: join that one.
@@ -226,14 +238,14 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
             timestamp: this.#now(),
           });
           break;
-        case 'release_relay':
-          await this.#o.store.release(`${stream.userId}/${stream.streamId}`);
+        case 'release_relay': {
+          const fixed = this.#static.find((r) => r.relayId === effect.relayId);
+          if (fixed) fixed.streams = Math.max(0, fixed.streams - 1);
+          else await this.#o.store.release(`${stream.userId}/${stream.streamId}`);
           break;
+        }
         case 'place_relay': {
-          const placement = await this.#o.store.place(`${stream.userId}/${stream.streamId}`, {
-            now: this.#now(),
-            reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
-          });
+          const placement = await this.#place(`${stream.userId}/${stream.streamId}`);
           await this.#event(
             stream,
             placement ? { type: 'replaced', relayId: placement.relayId } : { type: 'timeout' },
@@ -244,8 +256,24 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     }
   }
 
+  /** The store's placement; the static list only while no relay is registered at all. */
+  async #place(streamKey: string): Promise<{ relayId: string } | null> {
+    const now = this.#now();
+    const placed = await this.#o.store.place(streamKey, {
+      now,
+      reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
+    });
+    if (placed || this.#static.length === 0 || (await this.#o.store.liveRelays(now)).length > 0)
+      return placed;
+    const fixed = this.#static.reduce((a, b) => (b.streams < a.streams ? b : a));
+    fixed.streams++;
+    return { relayId: fixed.relayId };
+  }
+
   async #startGlasses(stream: ManagedStream, relayId: string): Promise<void> {
-    const relay = (await this.#o.store.liveRelays(this.#now())).find((r) => r.relayId === relayId);
+    const relay =
+      this.#static.find((r) => r.relayId === relayId) ??
+      (await this.#o.store.liveRelays(this.#now())).find((r) => r.relayId === relayId);
     if (!relay) {
       await this.#event(stream, { type: 'relay_lost', relayId });
       return;
@@ -297,7 +325,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     }
     for (const stream of [...this.#byId.values()]) {
       const relayId = stream.state.relayId;
-      if (relayId && !live.has(relayId)) {
+      if (relayId && !live.has(relayId) && !this.#static.some((r) => r.relayId === relayId)) {
         this.#log.warn({ streamId: stream.streamId, relayId }, 'relay lost: placing the stream again');
         await this.#event(stream, { type: 'relay_lost', relayId });
       }

@@ -56,6 +56,8 @@ const EnvSchema = z.object({
   ACK_TIMEOUT_SECONDS: seconds(10),
   MAX_MISSED_ACKS: count(3),
   REDIS_URL: z.string().url().optional(),
+  RTMP_RELAY_URLS: z.string().min(1).optional(),
+  RTMP_RELAY_HLS_URLS: z.string().min(1).optional(),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -122,7 +124,33 @@ export interface RelayConfig {
     ackTimeoutMs: number;
     maxMissedAcks: number;
     redisUrl: string | undefined;
+    /** RTMP_RELAY_URLS / RTMP_RELAY_HLS_URLS: used when no relay is registered (the seed's static list). */
+    staticRelays: { rtmpUrl: string; hlsUrl: string }[];
   };
+}
+
+/** Pairs the seed's static relay lists: `host:port` RTMP entries with their HLS bases, same order. */
+function staticRelays(
+  rtmp: string | undefined,
+  hls: string | undefined,
+): { rtmpUrl: string; hlsUrl: string }[] {
+  const split = (v: string | undefined): string[] =>
+    (v ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
+  const r = split(rtmp);
+  const h = split(hls);
+  if (r.length !== h.length) {
+    throw new RelayError(
+      ErrorCodes.CONFIG_INVALID,
+      'RTMP_RELAY_URLS and RTMP_RELAY_HLS_URLS must list as many entries',
+    );
+  }
+  return r.map((entry, i) => ({
+    rtmpUrl: /^rtmps?:\/\//.test(entry) ? entry : `rtmp://${entry}`,
+    hlsUrl: /^https?:\/\//.test(h[i]!) ? h[i]! : `http://${h[i]!}`,
+  }));
 }
 
 /** Parses the environment; throws CONFIG_INVALID naming every bad variable. */
@@ -187,6 +215,7 @@ export function loadConfig(
       ackTimeoutMs: e.ACK_TIMEOUT_SECONDS * 1000,
       maxMissedAcks: e.MAX_MISSED_ACKS,
       redisUrl: e.REDIS_URL,
+      staticRelays: staticRelays(e.RTMP_RELAY_URLS, e.RTMP_RELAY_HLS_URLS),
     },
   };
 }
