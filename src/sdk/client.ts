@@ -104,7 +104,9 @@ export class ManagedStreamClient {
         return false;
       };
       const off = this.onManagedStreamStatus(() => void check());
-      if (!check()) this.#follow(streamId);
+      // Follow the stream unless it has ended, also when it is active already (an app joining a live
+      // stream): statuses keep coming after this resolves (reconnecting, a new URL, the end).
+      if (!check() || this.isManagedStreamActive()) this.#follow(streamId);
     });
   }
 

@@ -51,7 +51,17 @@ interface Publishing {
 /** FFmpeg argv for the synthetic dirty stream (frames dropped irregularly, keyframes every ~2 s). */
 export function simPublishArgs(rtmpUrl: string): string[] {
   return [
-    ...['-hide_banner', '-nostdin', '-loglevel', 'error', '-re'],
+    ...[
+      '-hide_banner',
+      '-nostdin',
+      '-loglevel',
+      'error',
+      '-progress',
+      'pipe:1',
+      '-stats_period',
+      '0.5',
+      '-re',
+    ],
     ...['-f', 'lavfi', '-i', 'testsrc2=size=540x960:rate=15'],
     ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100'],
     // Drop about one frame in five, irregularly, as glasses do under load.
@@ -175,7 +185,9 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
   }
 
   #start(streamId: string, rtmpUrl: string): void {
-    if (this.#publishing) this.#stopPublishing('stopped');
+    // A start for the stream already publishing moves it (the cloud placed it on another relay): the old
+    // publish ends without `stopped`, which the cloud would take as the glasses ending the managed stream.
+    if (this.#publishing) this.#stopPublishing(this.#publishing.streamId === streamId ? 'moved' : 'stopped');
     this.#publishing = { streamId, rtmpUrl, child: null, attempt: 0, retryTimer: null, stopping: false };
     this.#send({ type: 'rtmp_stream_status', streamId, status: 'initializing' });
     this.#armKeepAliveTimeout();
@@ -187,16 +199,23 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     if (!p || p.stopping) return;
     this.#log.info({ url: redactUrl(p.rtmpUrl), attempt: p.attempt }, 'publishing');
     const child = spawn(this.#options.ffmpegPath ?? 'ffmpeg', simPublishArgs(p.rtmpUrl), {
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
     p.child = child;
     let errors = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors = (errors + d).slice(-500)));
-    this.#send({
-      type: 'rtmp_stream_status',
-      streamId: p.streamId,
-      status: p.attempt === 0 ? 'streaming' : 'reconnected',
+    // Like the real glasses, report streaming (or reconnected) only once the publish really flows: FFmpeg's
+    // first progress report comes after the RTMP connection and the first frames.
+    let reported = false;
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      if (reported || !d.includes('progress=') || this.#publishing !== p) return;
+      reported = true;
+      this.#send({
+        type: 'rtmp_stream_status',
+        streamId: p.streamId,
+        status: p.attempt === 0 ? 'streaming' : 'reconnected',
+      });
     });
     child.once('close', (code) => {
       if (this.#publishing !== p) return;
@@ -237,7 +256,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     p.retryTimer = setTimeout(() => this.#spawn(), pause);
   }
 
-  #stopPublishing(status: 'stopped' | 'error'): void {
+  #stopPublishing(status: 'stopped' | 'error' | 'moved'): void {
     const p = this.#publishing;
     if (!p) return;
     this.#publishing = null;
