@@ -11,7 +11,11 @@
  * Apps are told only when what they see changes (status, hlsUrl, message), so repeated glasses statuses
  * do not flood them; `state.reported` is also what a viewer who joins now is told.
  */
-import type { AppStreamStatus, GlassesStreamStatus } from '../contracts/mentra.ts';
+import {
+  type AppStreamStatus,
+  type GlassesStreamStatus,
+  GlassesStreamStatus as GlassesStreamStatusSchema,
+} from '../contracts/mentra.ts';
 
 export const STREAM_PHASES = [
   'initializing',
@@ -47,18 +51,8 @@ export interface LifecycleState {
   readonly reported: AppView;
 }
 
-const GLASSES_STATUSES = [
-  'initializing',
-  'connecting',
-  'streaming',
-  'active',
-  'reconnecting',
-  'reconnected',
-  'stopping',
-  'stopped',
-  'error',
-  'timeout',
-] as const satisfies readonly GlassesStreamStatus[];
+/** The glasses' statuses, from the contract (one list for the wire and the table). */
+const GLASSES_STATUSES = GlassesStreamStatusSchema.options;
 
 export type LifecycleEvent =
   /** `rtmp_stream_status` from the glasses. */
