@@ -9,6 +9,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { AppToCloud, type ManagedStreamStatus } from '../contracts/mentra.ts';
 import type { Logger } from '../shared/logger.ts';
 import { ManagedStreamError, type ManagedStreams } from './managed-streams.ts';
+import { acceptAuthenticated } from './ws-upgrade.ts';
 
 export const APP_WS_PATH = '/app-ws';
 
@@ -50,15 +51,8 @@ export class AppGateway {
   }
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    void this.#authenticate(request).then(
-      (userId) => {
-        if (!userId) {
-          socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n');
-          return;
-        }
-        this.#wss.handleUpgrade(request, socket, head, (ws) => this.#adopt(userId, ws));
-      },
-      () => socket.destroy(),
+    acceptAuthenticated(this.#wss, this.#authenticate, { request, socket, head }, (userId, ws) =>
+      this.#adopt(userId, ws),
     );
   }
 

@@ -13,6 +13,7 @@ import {
 } from '../contracts/mentra.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { GlassesLink } from './managed-streams.ts';
+import { acceptAuthenticated } from './ws-upgrade.ts';
 
 export const GLASSES_WS_PATH = '/glasses-ws';
 
@@ -39,15 +40,8 @@ export class GlassesGateway implements GlassesLink {
 
   /** Adopts an upgrade request for GLASSES_WS_PATH (the cloud routes upgrades by path). */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    void this.#options.authenticate(request).then(
-      (userId) => {
-        if (!userId) {
-          socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n');
-          return;
-        }
-        this.#wss.handleUpgrade(request, socket, head, (ws) => this.#adopt(userId, ws));
-      },
-      () => socket.destroy(),
+    acceptAuthenticated(this.#wss, this.#options.authenticate, { request, socket, head }, (userId, ws) =>
+      this.#adopt(userId, ws),
     );
   }
 
