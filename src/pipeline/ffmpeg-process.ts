@@ -80,10 +80,6 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
     return this.#started;
   }
 
-  get sinkStats(): FlvSink['stats'] | undefined {
-    return this.#sink?.stats;
-  }
-
   /** Spawns FFmpeg and writes the FLV header, metadata and codec configuration. */
   start(flv: FlvStart): void {
     if (this.#child) throw new Error('already started');

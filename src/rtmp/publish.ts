@@ -150,7 +150,7 @@ export class Publish extends TypedEmitter<PublishEvents> {
         : null;
     this.#metadataTag = Buffer.from(tagBody);
     if (this.#started) {
-      this.#emitTag({
+      this.safeEmit('tag', {
         type: FlvTagType.Script,
         timestamp,
         data: this.#metadataTag,
@@ -206,7 +206,7 @@ export class Publish extends TypedEmitter<PublishEvents> {
       this.#start();
     }
     // After start, configuration changes are forwarded in order with the frames.
-    this.#emitTag(tag);
+    this.safeEmit('tag', tag);
   }
 
   /** Ends the publish once; later calls are ignored. */
@@ -231,9 +231,5 @@ export class Publish extends TypedEmitter<PublishEvents> {
         this.#audioConfig !== null || this.stats.audioFrames > 0 || metaSays('audiocodecid', 'hasAudio'),
     };
     this.safeEmit('start', this.#started);
-  }
-
-  #emitTag(tag: MediaTag): void {
-    this.safeEmit('tag', tag);
   }
 }
