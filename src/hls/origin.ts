@@ -16,6 +16,8 @@ export interface OriginOptions {
   lookup(userPath: string, streamId: string): Packager | undefined;
   corsOrigins: '*' | string[];
   log?: Logger;
+  /** False while the relay takes no new streams (at capacity, draining): GET /ready answers 503. */
+  ready?: () => boolean;
 }
 
 export const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
@@ -39,6 +41,11 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
   });
 
   app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/ready', { schema: {} }, async (_request, reply) =>
+    (options.ready?.() ?? true)
+      ? reply.send({ status: 'ready' })
+      : reply.code(503).send({ status: 'not ready' }),
+  );
 
   app.get<{ Params: HlsParams }>(
     '/hls/:userPath/:streamId/:file',

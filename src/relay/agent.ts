@@ -1,9 +1,9 @@
 /**
- * The relay's side of the cloud contract, kept simple (retries with backoff, bounded queueing and drain
- * come with the operations issue): it registers, heartbeats every `heartbeatMs` with its streams, and
+ * The relay's side of the cloud contract: it registers, heartbeats every `heartbeatMs` with its streams, and
  * reports stream-started, hls-ready and stream-ended. A heartbeat answered "unknown relay" (the cloud lost
- * its state, or the first register failed) registers again. Calls never block media: they are fire-and-
- * forget from the streams' point of view, and failures are logged.
+ * its state, or the first register failed) registers again. Stream events go through a bounded queue, in
+ * order, each with an idempotency key, retried with backoff while the cloud is away (the oldest dropped and
+ * counted past `maxQueue`); nothing here ever blocks media.
  */
 import { hlsUserPath } from '../contracts/names.ts';
 import {
@@ -25,6 +25,16 @@ export interface RelayAgentOptions {
   log: Logger;
   /** Per-request timeout (default 5 s). */
   timeoutMs?: number;
+  /** Most stream events held while the cloud is unreachable (default 1000). */
+  maxQueue?: number;
+  /** Retry pauses for queued events: first, and the most (default 500 ms, 10 s; doubling). */
+  retryMs?: { first: number; max: number };
+}
+
+interface QueuedEvent {
+  path: string;
+  body: unknown;
+  key: string;
 }
 
 export class RelayAgent {
@@ -34,8 +44,13 @@ export class RelayAgent {
   #registered = false;
   #closed = false;
   readonly #detach: (() => void)[] = [];
-  /** Calls sent and failed, for tests and metrics. */
-  readonly stats = { sent: 0, failed: 0 };
+  /** Calls sent and failed, events dropped from a full queue: for tests and metrics. */
+  readonly stats = { sent: 0, failed: 0, dropped: 0 };
+  readonly #queue: QueuedEvent[] = [];
+  #sending = false;
+  #retryTimer: NodeJS.Timeout | null = null;
+  #retryPause = 0;
+  #nextKey = 0;
 
   constructor(options: RelayAgentOptions) {
     this.#options = options;
@@ -59,7 +74,7 @@ export class RelayAgent {
         dashUrl: '',
         relayId: this.#options.relay.relayId,
       };
-      void this.#post(RelayApiPaths.hlsReady, body);
+      this.#enqueue(RelayApiPaths.hlsReady, body);
     };
     const onEnded = (stream: { userId: string; streamId: string }): void =>
       this.#event(RelayApiPaths.streamEnded, stream);
@@ -80,6 +95,7 @@ export class RelayAgent {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
     for (const undo of this.#detach) undo();
     if (this.#registered)
       await this.#post(RelayApiPaths.deregister, { relayId: this.#options.relay.relayId });
@@ -111,22 +127,75 @@ export class RelayAgent {
     }
   }
 
+  /** Events still waiting for the cloud. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
   #event(path: string, stream: { userId: string; streamId: string }): void {
     const body: StreamEventRequest = {
       relayId: this.#options.relay.relayId,
       userId: stream.userId,
       streamId: stream.streamId,
     };
-    void this.#post(path, body);
+    this.#enqueue(path, body);
+  }
+
+  #enqueue(path: string, body: unknown): void {
+    if (this.#closed) return;
+    if (this.#queue.length >= (this.#options.maxQueue ?? 1000)) {
+      this.#queue.shift();
+      this.stats.dropped++;
+      this.#log.warn(
+        { dropped: this.stats.dropped },
+        'cloud unreachable for long: oldest stream event dropped',
+      );
+    }
+    this.#queue.push({
+      path,
+      body,
+      key: `${this.#options.relay.relayId}-${Date.now().toString(36)}-${this.#nextKey++}`,
+    });
+    void this.#drain();
+  }
+
+  /** Sends queued events in order; a failure pauses (with backoff) and keeps the event at the head. */
+  async #drain(): Promise<void> {
+    if (this.#sending || this.#retryTimer || this.#closed) return;
+    this.#sending = true;
+    try {
+      while (this.#queue.length > 0 && !this.#closed) {
+        const head = this.#queue[0]!;
+        const status = await this.#post(head.path, head.body, head.key);
+        if (status === 0 || status >= 500) {
+          const retry = this.#options.retryMs ?? { first: 500, max: 10_000 };
+          this.#retryPause = Math.min(retry.max, this.#retryPause ? this.#retryPause * 2 : retry.first);
+          this.#retryTimer = setTimeout(() => {
+            this.#retryTimer = null;
+            void this.#drain();
+          }, this.#retryPause);
+          return;
+        }
+        // Delivered, or refused for good (4xx: retrying would not help; it was logged).
+        this.#queue.shift();
+        this.#retryPause = 0;
+      }
+    } finally {
+      this.#sending = false;
+    }
   }
 
   /** POSTs JSON; resolves with the status, or 0 when the cloud could not be reached. Never throws. */
-  async #post(path: string, body: unknown): Promise<number> {
+  async #post(path: string, body: unknown, idempotencyKey?: string): Promise<number> {
     this.stats.sent++;
     try {
       const res = await fetch(new URL(path, this.#options.cloudUrl), {
         method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${this.#options.secret}` },
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${this.#options.secret}`,
+          ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
+        },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(this.#options.timeoutMs ?? 5000),
       });

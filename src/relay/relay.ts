@@ -1,7 +1,8 @@
 /**
  * The composition root of one relay: RTMP ingest → streams (repair, FFmpeg, packager) → HLS origin.
  * Every part is created here and closed here, children before parents: the RTMP server first (no new
- * publishes), then the streams (ENDLIST, FFmpeg stopped), then the origin, then the child reaper.
+ * publishes), then the streams (ENDLIST, FFmpeg stopped), then the origin, the control API and the metrics
+ * app, then the child reaper.
  */
 import type { FastifyInstance } from 'fastify';
 import { buildOrigin } from '../hls/origin.ts';
@@ -10,13 +11,24 @@ import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { StreamRegistry } from '../stream/registry.ts';
+import { StreamState } from '../stream/stream.ts';
+import { buildControlApi } from './control-api.ts';
+import { buildMetricsApp, createRelayMetrics } from './metrics.ts';
 
 export interface RelayHandle {
   rtmpPort: number;
   hlsPort: number;
+  /** Control API (health, readiness, operator routes). */
+  apiPort: number;
+  /** Prometheus /metrics. */
+  metricsPort: number;
   rtmp: RtmpServer;
   streams: StreamRegistry;
   origin: FastifyInstance;
+  api: FastifyInstance;
+  metrics: FastifyInstance;
+  /** True while the relay takes new streams (live streams below MAX_STREAMS). */
+  ready(): boolean;
   reaper: ChildReaper;
   /** `http://host:port/hls/{userPath}/{streamId}/index.m3u8` base, for logs. */
   hlsBase: string;
@@ -48,11 +60,38 @@ export async function startRelay(
     },
   });
   const detach = streams.attach(rtmp);
+  // Live = publishing or waiting for its publisher; draining joins this later.
+  const ready = (): boolean =>
+    streams.streams.filter((s) => s.state === StreamState.Publishing || s.state === StreamState.Reconnecting)
+      .length < config.cloud.maxStreams;
   const origin = buildOrigin({
     lookup: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.packager,
     corsOrigins: config.hls.corsOrigins,
     log,
+    ready,
   });
+  const startedAt = Date.now();
+  let hlsPort = config.hls.port;
+  let rtmpPort = config.rtmp.port;
+  const api = buildControlApi({
+    rtmp,
+    streams,
+    token: config.api.token,
+    ready,
+    relayInfo: () => ({
+      relayId: config.relay.id,
+      rtmpPort,
+      hlsPort,
+      maxStreams: config.cloud.maxStreams,
+      streams: streams.streams.length,
+      ready: ready(),
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      publishAuth: config.publishAuth,
+      profile: config.stream.profile,
+    }),
+  });
+  const relayMetrics = createRelayMetrics({ rtmp, streams });
+  const metrics = buildMetricsApp({ registry: relayMetrics.registry, onClose: relayMetrics.close });
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
@@ -61,16 +100,37 @@ export async function startRelay(
     await rtmp.close();
     await streams.close();
     await origin.close();
+    await api.close();
+    await metrics.close();
     reaper.close();
   };
   try {
-    const rtmpPort = await rtmp.listen(config.rtmp.port, config.rtmp.host);
-    await origin.listen({ port: config.hls.port, host: config.hls.host });
-    const address = origin.server.address();
-    const hlsPort = typeof address === 'object' && address ? address.port : config.hls.port;
+    rtmpPort = await rtmp.listen(config.rtmp.port, config.rtmp.host);
+    const listen = async (app: FastifyInstance, port: number, host: string): Promise<number> => {
+      await app.listen({ port, host });
+      const address = app.server.address();
+      return typeof address === 'object' && address ? address.port : port;
+    };
+    hlsPort = await listen(origin, config.hls.port, config.hls.host);
+    const apiPort = await listen(api, config.api.port, config.api.host);
+    const metricsPort = await listen(metrics, config.metrics.port, config.metrics.host);
     const hlsBase = `http://${options.publicHost ?? 'localhost'}:${hlsPort}/hls`;
-    log.info({ hlsPort }, 'HLS origin listening');
-    return { rtmpPort, hlsPort, rtmp, streams, origin, reaper, hlsBase, close };
+    log.info({ hlsPort, apiPort, metricsPort }, 'HLS origin, control API and metrics listening');
+    return {
+      rtmpPort,
+      hlsPort,
+      apiPort,
+      metricsPort,
+      rtmp,
+      streams,
+      origin,
+      api,
+      metrics,
+      ready,
+      reaper,
+      hlsBase,
+      close,
+    };
   } catch (err) {
     await close();
     throw err;

@@ -25,6 +25,11 @@ const EnvSchema = z.object({
   PUBLISH_AUTH: z.enum(['token', 'off']).optional(),
   HLS_HOST: z.string().min(1).default('0.0.0.0'),
   HLS_PORT: port(8888),
+  API_HOST: z.string().min(1).default('0.0.0.0'),
+  API_PORT: port(9997),
+  METRICS_HOST: z.string().min(1).default('0.0.0.0'),
+  METRICS_PORT: port(9998),
+  CONTROL_API_TOKEN: z.string().min(1).optional(),
   HLS_SEGMENT_SECONDS: seconds(2),
   HLS_LIST_SIZE: count(5),
   COPY_MAX_SEGMENT_SECONDS: count(6),
@@ -104,6 +109,18 @@ export interface RelayConfig {
   relay: {
     /** RELAY_ID: the `rly` claim publish tokens must carry. */
     id: string;
+  };
+  /** Control API (API_PORT, 9997): health, readiness, operator routes behind CONTROL_API_TOKEN. */
+  api: {
+    host: string;
+    port: number;
+    /** CONTROL_API_TOKEN; unset: the operator routes answer 503 (the composition may generate one). */
+    token: string | undefined;
+  };
+  /** Prometheus /metrics (METRICS_PORT, 9998). */
+  metrics: {
+    host: string;
+    port: number;
   };
   /** PUBLISH_TOKEN_SECRET (HS256, ≥ 32 bytes; the verifier checks). Unset: the composition decides. */
   publishTokenSecret: string | undefined;
@@ -200,6 +217,8 @@ export function loadConfig(
     publishAuth: e.PUBLISH_AUTH ?? defaults.publishAuth,
     recordDir: e.RECORD_DIR,
     relay: { id: e.RELAY_ID },
+    api: { host: e.API_HOST, port: e.API_PORT, token: e.CONTROL_API_TOKEN },
+    metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
     publishTokenSecret: e.PUBLISH_TOKEN_SECRET,
     cloud: {
       host: e.CLOUD_HOST,

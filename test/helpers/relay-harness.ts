@@ -29,6 +29,8 @@ export async function startTestRelay(
       RTMP_PORT: '0',
       HLS_HOST: '127.0.0.1',
       HLS_PORT: '0',
+      API_PORT: '0',
+      METRICS_PORT: '0',
       RECONNECT_WINDOW_SECONDS: '2',
       HLS_END_GRACE_SECONDS: '60',
       FFMPEG_WATCHDOG_SECONDS: '10',

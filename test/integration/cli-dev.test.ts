@@ -19,6 +19,8 @@ describe('rtmp-relay dev', () => {
         RTMP_PORT: '0',
         RTMP_HOST: '127.0.0.1',
         HLS_PORT: '0',
+        API_PORT: '0',
+        METRICS_PORT: '0',
         HLS_HOST: '127.0.0.1',
         LOG_LEVEL: 'info',
       },

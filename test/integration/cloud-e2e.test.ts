@@ -26,6 +26,8 @@ describe('managed stream end to end', () => {
         RTMP_PORT: '0',
         HLS_HOST: '127.0.0.1',
         HLS_PORT: '0',
+        API_PORT: '0',
+        METRICS_PORT: '0',
         CLOUD_HOST: '127.0.0.1',
         CLOUD_PORT: '0',
         RELAY_PUBLIC_URL: '127.0.0.1',

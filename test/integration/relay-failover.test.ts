@@ -52,6 +52,8 @@ function spawnRelay(id: string, cloudUrl: string): RelayProcess {
       RTMP_PORT: '0',
       HLS_HOST: '127.0.0.1',
       HLS_PORT: '0',
+      API_PORT: '0',
+      METRICS_PORT: '0',
       RELAY_PUBLIC_URL: '127.0.0.1',
       CLOUD_API_URL: cloudUrl,
       RELAY_SHARED_SECRET: RELAY_SECRET,

@@ -1,0 +1,144 @@
+/**
+ * The relay's control API (architecture §3, port API_PORT, 9997): `/health` and `/ready` for probes, and,
+ * behind `Authorization: Bearer <CONTROL_API_TOKEN>` (constant-time compare), the operator routes: list the
+ * streams with their stats, kick a live publish, relay info. Without a configured token the operator routes
+ * answer 503. fastify `build(opts)`, a schema on every route, tested through `inject()`.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { PUBLISH_APP, STREAM_ID_PATTERN, USER_ID_PATTERN } from '../contracts/names.ts';
+import type { RtmpServer } from '../rtmp/server.ts';
+import type { StreamRegistry } from '../stream/registry.ts';
+import type { Stream } from '../stream/stream.ts';
+
+export interface ControlApiOptions {
+  rtmp: RtmpServer;
+  streams: StreamRegistry;
+  /** CONTROL_API_TOKEN; unset: the operator routes answer 503. */
+  token: string | undefined;
+  /** What GET /api/relay answers (id, URLs, capacity…); called per request. */
+  relayInfo: () => Record<string, unknown>;
+  /** False while the relay takes no new streams (at capacity, draining): /ready answers 503. */
+  ready: () => boolean;
+  now?: () => number;
+}
+
+export interface StreamSummary {
+  key: string;
+  userId: string;
+  streamId: string;
+  state: string;
+  profile: string;
+  pipelineProfile: string | null;
+  decision: string;
+  segments: number;
+  breaches: number;
+  discontinuities: number;
+  ffmpeg: { starts: number; restarts: number; crashes: number; stalls: number };
+  repairs: Record<string, number>;
+  /** Seconds since the relay first saw this stream (this incarnation). */
+  uptimeSeconds: number;
+}
+
+interface KickParams {
+  userId: string;
+  streamId: string;
+}
+
+const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
+
+export function buildControlApi(options: ControlApiOptions): FastifyInstance {
+  const app: FastifyInstance = Fastify({ routerOptions: { maxParamLength: 200 } });
+  const now = options.now ?? Date.now;
+
+  // When each stream incarnation appeared; streams present before the API was built count from now.
+  const firstSeen = new WeakMap<Stream, number>();
+  const builtAt = now();
+  const onCreated = (stream: Stream): void => {
+    firstSeen.set(stream, now());
+  };
+  options.streams.on('created', onCreated);
+  app.addHook('onClose', async () => {
+    options.streams.off('created', onCreated);
+  });
+
+  const summary = (stream: Stream): StreamSummary => ({
+    key: stream.key,
+    userId: stream.userId,
+    streamId: stream.streamId,
+    state: stream.state,
+    profile: stream.profile,
+    pipelineProfile: stream.pipelineProfile,
+    decision: stream.decision,
+    segments: stream.packager.stats.segments,
+    breaches: stream.packager.stats.breaches,
+    discontinuities: stream.packager.stats.discontinuities,
+    ffmpeg: { ...stream.supervisor.stats },
+    repairs: { ...stream.repair.counts },
+    uptimeSeconds: Math.max(0, Math.round((now() - (firstSeen.get(stream) ?? builtAt)) / 1000)),
+  });
+
+  app.get('/health', { schema: {} }, async () => ({ status: 'ok' }));
+  app.get('/ready', { schema: {} }, async (_request, reply) =>
+    options.ready() ? reply.send({ status: 'ready' }) : reply.code(503).send({ status: 'not ready' }),
+  );
+
+  void app.register(async (api) => {
+    const expected = options.token === undefined ? null : digest(options.token);
+    api.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+      if (!expected) {
+        return reply
+          .code(503)
+          .send({ error: 'control API token not configured', code: 'CONTROL_API_DISABLED' });
+      }
+      const header = request.headers.authorization ?? '';
+      const token = header.startsWith('Bearer ') ? header.slice(7) : '';
+      // Hash both sides so the comparison is constant-time whatever the lengths.
+      if (!token || !timingSafeEqual(digest(token), expected)) {
+        return reply.code(401).send({ error: 'unauthorized', code: 'CONTROL_API_UNAUTHORIZED' });
+      }
+    });
+
+    api.get('/api/streams', { schema: {} }, async () => ({
+      streams: options.streams.streams.map(summary),
+    }));
+
+    api.post<{ Params: KickParams }>(
+      '/api/streams/:userId/:streamId/kick',
+      {
+        schema: {
+          params: {
+            type: 'object',
+            required: ['userId', 'streamId'],
+            properties: {
+              userId: { type: 'string', pattern: USER_ID_PATTERN.source },
+              streamId: { type: 'string', pattern: STREAM_ID_PATTERN.source },
+            },
+          },
+        },
+      },
+      async (request, reply) => {
+        const { userId, streamId } = request.params;
+        const key = `${PUBLISH_APP}/${userId}/${streamId}`;
+        if (!options.rtmp.kick(key)) {
+          return reply.code(404).send({ error: 'no live publish for this stream', code: 'STREAM_NOT_FOUND' });
+        }
+        return reply.send({ kicked: true, key });
+      },
+    );
+
+    api.get('/api/relay', { schema: {} }, async () => options.relayInfo());
+  });
+
+  app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'not found' }));
+  app.setErrorHandler(
+    (error: { statusCode?: number; validation?: unknown; message?: string }, _request, reply) => {
+      if (error.validation) {
+        return reply.code(400).send({ error: 'bad request', code: 'CONTROL_API_BAD_REQUEST' });
+      }
+      const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+      return reply.code(status).send({ error: status === 500 ? 'internal error' : 'bad request' });
+    },
+  );
+  return app;
+}

@@ -1,0 +1,278 @@
+/**
+ * Prometheus metrics of one relay (prom-client, its own Registry, never the global one). Collectors read the
+ * existing stats at scrape time: the RTMP server's `stats`, and each stream's packager, supervisor and
+ * timestamp-repair counters. Per-stream counters are summed over the streams still registered plus those
+ * that ended (folded in once, at `ended`), so the totals never go back when a stream is freed.
+ * `buildMetricsApp` serves them at GET /metrics (fastify `build(opts)`, tested through `inject()`).
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { RepairCounts } from '../media/timestamp-repair.ts';
+import type { Publish } from '../rtmp/publish.ts';
+import type { RtmpServer } from '../rtmp/server.ts';
+import type { StreamRegistry } from '../stream/registry.ts';
+import { type Stream, StreamState } from '../stream/stream.ts';
+
+export interface RelayMetricsOptions {
+  rtmp: RtmpServer;
+  streams: StreamRegistry;
+  /** Adds prom-client's default process metrics (CPU, memory, event loop); default true. */
+  defaultMetrics?: boolean;
+}
+
+export interface RelayMetrics {
+  registry: Registry;
+  /** Stops following the RTMP server and the registry. */
+  close(): void;
+}
+
+const REPAIR_KINDS = ['negative', 'duplicate', 'backward', 'jumpForward', 'wrap', 'avSkew'] as const;
+const REPAIR_LABEL: Record<(typeof REPAIR_KINDS)[number], string> = {
+  negative: 'negative',
+  duplicate: 'duplicate',
+  backward: 'backward',
+  jumpForward: 'jump_forward',
+  wrap: 'wrap',
+  avSkew: 'av_skew',
+};
+
+interface StreamTotals {
+  segments: number;
+  breaches: number;
+  discontinuities: number;
+  droppedFragments: number;
+  ffmpegStarts: number;
+  ffmpegRestarts: number;
+  ffmpegCrashes: number;
+  ffmpegStalls: number;
+  repairs: RepairCounts;
+}
+
+function emptyTotals(): StreamTotals {
+  return {
+    segments: 0,
+    breaches: 0,
+    discontinuities: 0,
+    droppedFragments: 0,
+    ffmpegStarts: 0,
+    ffmpegRestarts: 0,
+    ffmpegCrashes: 0,
+    ffmpegStalls: 0,
+    repairs: { negative: 0, duplicate: 0, backward: 0, jumpForward: 0, wrap: 0, avSkew: 0 },
+  };
+}
+
+function addStream(into: StreamTotals, stream: Stream): void {
+  const p = stream.packager.stats;
+  const s = stream.supervisor.stats;
+  into.segments += p.segments;
+  into.breaches += p.breaches;
+  into.discontinuities += p.discontinuities;
+  into.droppedFragments += p.droppedFragments;
+  into.ffmpegStarts += s.starts;
+  into.ffmpegRestarts += s.restarts;
+  into.ffmpegCrashes += s.crashes;
+  into.ffmpegStalls += s.stalls;
+  for (const kind of REPAIR_KINDS) into.repairs[kind] += stream.repair.counts[kind];
+}
+
+export function createRelayMetrics(options: RelayMetricsOptions): RelayMetrics {
+  const { rtmp, streams } = options;
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+
+  // Streams that ended: their counters are final, folded in once so a freed stream keeps counting.
+  const retired = emptyTotals();
+  const folded = new WeakSet<Stream>();
+  const onEnded = (stream: Stream): void => {
+    if (folded.has(stream)) return;
+    folded.add(stream);
+    addStream(retired, stream);
+  };
+  streams.on('ended', onEnded);
+
+  // Publishes: live ones read at scrape time, ended ones folded in.
+  const livePublishes = new Set<Publish>();
+  let retiredMediaBytes = 0;
+  const unpublishes = new Map<string, number>();
+  const onPublish = (publish: Publish): void => {
+    livePublishes.add(publish);
+  };
+  const onEnd = (publish: Publish, reason: { kind: string }): void => {
+    if (livePublishes.delete(publish)) retiredMediaBytes += publish.stats.mediaBytes;
+    unpublishes.set(reason.kind, (unpublishes.get(reason.kind) ?? 0) + 1);
+  };
+  rtmp.on('publish', onPublish);
+  rtmp.on('end', onEnd);
+
+  const totals = (): StreamTotals => {
+    const t = emptyTotals();
+    addTotals(t, retired);
+    for (const stream of streams.streams) if (!folded.has(stream)) addStream(t, stream);
+    return t;
+  };
+
+  const counter = (name: string, help: string, read: () => number): void => {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  };
+
+  new Gauge({
+    name: 'rtmp_relay_streams',
+    help: 'Streams registered on this relay, by state.',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const byState = new Map<string, number>(Object.values(StreamState).map((s) => [s, 0]));
+      for (const s of streams.streams) byState.set(s.state, (byState.get(s.state) ?? 0) + 1);
+      for (const [state, n] of byState) this.set({ state }, n);
+    },
+  });
+  new Gauge({
+    name: 'rtmp_relay_rtmp_connections',
+    help: 'RTMP connections open.',
+    registers: [registry],
+    collect() {
+      this.set(rtmp.stats.connectionsOpen);
+    },
+  });
+  counter(
+    'rtmp_relay_rtmp_connections_accepted_total',
+    'RTMP connections accepted.',
+    () => rtmp.stats.connectionsAccepted,
+  );
+  counter(
+    'rtmp_relay_rtmp_connections_refused_total',
+    'RTMP connections refused (limits).',
+    () => rtmp.stats.connectionsRefused,
+  );
+  counter('rtmp_relay_publishes_total', 'Publishes that went live.', () => rtmp.stats.publishes);
+  new Counter({
+    name: 'rtmp_relay_unpublishes_total',
+    help: 'Publishes that ended, by how.',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of unpublishes) this.inc({ reason }, n);
+    },
+  });
+  counter(
+    'rtmp_relay_takeovers_total',
+    'Publishes replaced by a newer publish of the same key.',
+    () => rtmp.stats.takeovers,
+  );
+  counter(
+    'rtmp_relay_auth_refusals_total',
+    'Publishes refused by authorization.',
+    () => rtmp.stats.authRefusals,
+  );
+  new Counter({
+    name: 'rtmp_relay_rtmp_errors_total',
+    help: 'RTMP failures, by error code.',
+    labelNames: ['code'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [code, n] of rtmp.stats.errors) this.inc({ code }, n);
+    },
+  });
+  counter(
+    'rtmp_relay_ingest_media_bytes_total',
+    'Audio and video payload bytes received from publishers.',
+    () => {
+      let bytes = retiredMediaBytes;
+      for (const p of livePublishes) bytes += p.stats.mediaBytes;
+      return bytes;
+    },
+  );
+  counter('rtmp_relay_hls_segments_total', 'HLS segments completed.', () => totals().segments);
+  counter(
+    'rtmp_relay_hls_target_duration_breaches_total',
+    'Segments that closed past the target duration without a keyframe.',
+    () => totals().breaches,
+  );
+  counter(
+    'rtmp_relay_hls_discontinuities_total',
+    'Segments that start a discontinuity.',
+    () => totals().discontinuities,
+  );
+  counter(
+    'rtmp_relay_hls_dropped_fragments_total',
+    'Fragments dropped by the packager.',
+    () => totals().droppedFragments,
+  );
+  counter('rtmp_relay_ffmpeg_starts_total', 'FFmpeg processes started.', () => totals().ffmpegStarts);
+  counter(
+    'rtmp_relay_ffmpeg_restarts_total',
+    'FFmpeg restarts after an exit.',
+    () => totals().ffmpegRestarts,
+  );
+  counter(
+    'rtmp_relay_ffmpeg_crashes_total',
+    'FFmpeg processes that exited with an error.',
+    () => totals().ffmpegCrashes,
+  );
+  counter(
+    'rtmp_relay_ffmpeg_stalls_total',
+    'FFmpeg processes the watchdog found stalled.',
+    () => totals().ffmpegStalls,
+  );
+  new Counter({
+    name: 'rtmp_relay_timestamp_repairs_total',
+    help: 'Tags the timestamp repair touched, by kind.',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const t = totals();
+      for (const kind of REPAIR_KINDS) this.inc({ kind: REPAIR_LABEL[kind] }, t.repairs[kind]);
+    },
+  });
+
+  return {
+    registry,
+    close() {
+      streams.off('ended', onEnded);
+      rtmp.off('publish', onPublish);
+      rtmp.off('end', onEnd);
+    },
+  };
+}
+
+function addTotals(into: StreamTotals, from: StreamTotals): void {
+  into.segments += from.segments;
+  into.breaches += from.breaches;
+  into.discontinuities += from.discontinuities;
+  into.droppedFragments += from.droppedFragments;
+  into.ffmpegStarts += from.ffmpegStarts;
+  into.ffmpegRestarts += from.ffmpegRestarts;
+  into.ffmpegCrashes += from.ffmpegCrashes;
+  into.ffmpegStalls += from.ffmpegStalls;
+  for (const kind of REPAIR_KINDS) into.repairs[kind] += from.repairs[kind];
+}
+
+export interface MetricsAppOptions {
+  registry: Registry;
+  /** Called when the app closes (e.g. RelayMetrics.close). */
+  onClose?: () => void;
+}
+
+export function buildMetricsApp(options: MetricsAppOptions): FastifyInstance {
+  const app: FastifyInstance = Fastify();
+  app.get('/metrics', { schema: {} }, async (_request, reply) => {
+    const text = await options.registry.metrics();
+    return reply.header('content-type', options.registry.contentType).send(text);
+  });
+  app.get('/health', { schema: {} }, async () => ({ status: 'ok' }));
+  app.addHook('onClose', async () => options.onClose?.());
+  return app;
+}

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { test } from 'node:test';
+import { buildOrigin } from '../../../src/hls/origin.ts';
+import { ChildReaper } from '../../../src/pipeline/child-reaper.ts';
+import { buildControlApi } from '../../../src/relay/control-api.ts';
+import { RtmpServer } from '../../../src/rtmp/server.ts';
+import { loadConfig } from '../../../src/shared/config.ts';
+import { silentLogger } from '../../../src/shared/logger.ts';
+import { StreamRegistry } from '../../../src/stream/registry.ts';
+import type { Stream } from '../../../src/stream/stream.ts';
+
+const TOKEN = 'control-token-for-tests';
+
+function build(options: { token?: string; ready?: () => boolean; kick?: (key: string) => boolean } = {}) {
+  const config = loadConfig({});
+  const reaper = new ChildReaper();
+  const rtmp = new RtmpServer({ log: silentLogger() });
+  const kicked: string[] = [];
+  if (options.kick) {
+    const kick = options.kick;
+    rtmp.kick = (key: string) => {
+      kicked.push(key);
+      return kick(key);
+    };
+  }
+  const streams = new StreamRegistry({ hls: config.hls, stream: config.stream, log: silentLogger(), reaper });
+  const app = buildControlApi({
+    rtmp,
+    streams,
+    token: 'token' in options ? options.token : TOKEN,
+    ready: options.ready ?? (() => true),
+    relayInfo: () => ({ relayId: 'relay-1', maxStreams: 20 }),
+  });
+  const close = async (): Promise<void> => {
+    await app.close();
+    reaper.close();
+  };
+  return { app, rtmp, streams, kicked, close };
+}
+
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+test('health answers without a token; ready follows the hook', async (t) => {
+  let ready = true;
+  const { app, close } = build({ ready: () => ready });
+  t.after(close);
+  const health = await app.inject({ method: 'GET', url: '/health' });
+  assert.equal(health.statusCode, 200);
+  assert.deepEqual(health.json(), { status: 'ok' });
+  assert.equal((await app.inject({ method: 'GET', url: '/ready' })).statusCode, 200);
+  ready = false;
+  const notReady = await app.inject({ method: 'GET', url: '/ready' });
+  assert.equal(notReady.statusCode, 503);
+});
+
+test('operator routes: 401 without or with a wrong token, 200 with it', async (t) => {
+  const { app, close } = build();
+  t.after(close);
+  for (const headers of [
+    {},
+    { authorization: 'Bearer wrong' },
+    { authorization: TOKEN },
+    { authorization: 'Bearer ' },
+  ]) {
+    for (const [method, url] of [
+      ['GET', '/api/streams'],
+      ['GET', '/api/relay'],
+      ['POST', '/api/streams/u/s/kick'],
+    ] as const) {
+      const res = await app.inject({ method, url, headers });
+      assert.equal(res.statusCode, 401, `${method} ${url} ${JSON.stringify(headers)}`);
+      assert.equal(res.json().code, 'CONTROL_API_UNAUTHORIZED');
+    }
+  }
+  const list = await app.inject({ method: 'GET', url: '/api/streams', headers: auth });
+  assert.equal(list.statusCode, 200);
+  assert.deepEqual(list.json(), { streams: [] });
+  const relay = await app.inject({ method: 'GET', url: '/api/relay', headers: auth });
+  assert.equal(relay.statusCode, 200);
+  assert.deepEqual(relay.json(), { relayId: 'relay-1', maxStreams: 20 });
+});
+
+test('kick: 404 for no live publish, 200 after kicking live/{userId}/{streamId}, 400 for a bad name', async (t) => {
+  const { app, kicked, close } = build({ kick: (key) => key === 'live/user@example.com/cam_1' });
+  t.after(close);
+  const unknown = await app.inject({ method: 'POST', url: '/api/streams/nobody/s1/kick', headers: auth });
+  assert.equal(unknown.statusCode, 404);
+  assert.equal(unknown.json().code, 'STREAM_NOT_FOUND');
+  const ok = await app.inject({
+    method: 'POST',
+    url: '/api/streams/user@example.com/cam_1/kick',
+    headers: auth,
+  });
+  assert.equal(ok.statusCode, 200);
+  assert.deepEqual(ok.json(), { kicked: true, key: 'live/user@example.com/cam_1' });
+  assert.deepEqual(kicked, ['live/nobody/s1', 'live/user@example.com/cam_1']);
+  const bad = await app.inject({ method: 'POST', url: '/api/streams/..evil/s1/kick', headers: auth });
+  assert.equal(bad.statusCode, 400);
+  const badStream = await app.inject({ method: 'POST', url: '/api/streams/u/s.1/kick', headers: auth });
+  assert.equal(badStream.statusCode, 400);
+  assert.equal(kicked.length, 2);
+});
+
+test('a real RtmpServer with nothing live answers 404 to a kick', async (t) => {
+  const { app, close } = build();
+  t.after(close);
+  const res = await app.inject({ method: 'POST', url: '/api/streams/u/s/kick', headers: auth });
+  assert.equal(res.statusCode, 404);
+});
+
+test('without CONTROL_API_TOKEN the operator routes answer 503; probes still work', async (t) => {
+  const { app, close } = build({ token: undefined });
+  t.after(close);
+  const res = await app.inject({ method: 'GET', url: '/api/streams', headers: auth });
+  assert.equal(res.statusCode, 503);
+  assert.equal(res.json().error, 'control API token not configured');
+  assert.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200);
+});
+
+test('closing the API stops following the registry', async () => {
+  const { app, streams } = build();
+  assert.equal(streams.listenerCount('created'), 1);
+  await app.close();
+  assert.equal(streams.listenerCount('created'), 0);
+});
+
+test('HLS origin /ready: ready by default, 503 at capacity, /health unchanged', async (t) => {
+  const plain = buildOrigin({ lookup: () => undefined, corsOrigins: '*' });
+  let full = false;
+  const gated = buildOrigin({ lookup: () => undefined, corsOrigins: '*', ready: () => !full });
+  t.after(() => Promise.all([plain.close(), gated.close()]));
+  assert.equal((await plain.inject({ method: 'GET', url: '/ready' })).statusCode, 200);
+  assert.equal((await gated.inject({ method: 'GET', url: '/ready' })).statusCode, 200);
+  full = true;
+  assert.equal((await gated.inject({ method: 'GET', url: '/ready' })).statusCode, 503);
+  const health = await gated.inject({ method: 'GET', url: '/health' });
+  assert.equal(health.statusCode, 200);
+  assert.deepEqual(health.json(), { status: 'ok' });
+});
+
+test('GET /api/streams lists each stream with its stats and uptime', async (t) => {
+  let clock = 1_000_000;
+  const registry = new EventEmitter() as EventEmitter & { streams: unknown[] };
+  const stream = {
+    key: 'live/u1/s1',
+    userId: 'u1',
+    streamId: 's1',
+    state: 'publishing',
+    profile: 'auto',
+    pipelineProfile: 'copy',
+    decision: 'GOP fits',
+    packager: { stats: { segments: 4, breaches: 1, discontinuities: 0 } },
+    supervisor: { stats: { starts: 2, restarts: 1, crashes: 1, stalls: 0 } },
+    repair: { counts: { negative: 0, duplicate: 3, backward: 0, jumpForward: 0, wrap: 0, avSkew: 0 } },
+  };
+  registry.streams = [];
+  const app = buildControlApi({
+    rtmp: new RtmpServer({ log: silentLogger() }),
+    streams: registry as unknown as StreamRegistry,
+    token: TOKEN,
+    ready: () => true,
+    relayInfo: () => ({}),
+    now: () => clock,
+  });
+  t.after(() => app.close());
+  registry.streams.push(stream);
+  registry.emit('created', stream as unknown as Stream);
+  clock += 42_000;
+  const res = await app.inject({ method: 'GET', url: '/api/streams', headers: auth });
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual(res.json(), {
+    streams: [
+      {
+        key: 'live/u1/s1',
+        userId: 'u1',
+        streamId: 's1',
+        state: 'publishing',
+        profile: 'auto',
+        pipelineProfile: 'copy',
+        decision: 'GOP fits',
+        segments: 4,
+        breaches: 1,
+        discontinuities: 0,
+        ffmpeg: { starts: 2, restarts: 1, crashes: 1, stalls: 0 },
+        repairs: { negative: 0, duplicate: 3, backward: 0, jumpForward: 0, wrap: 0, avSkew: 0 },
+        uptimeSeconds: 42,
+      },
+    ],
+  });
+});
