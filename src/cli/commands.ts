@@ -11,7 +11,7 @@ import { requireSecret, startRelayNode } from './compose.ts';
 export async function startCommand(
   command: 'relay' | 'cloud' | 'glasses-sim',
   args: string[],
-): Promise<{ close(): Promise<void> }> {
+): Promise<{ close(): Promise<void>; drain?(): Promise<void> }> {
   const config = loadConfig(process.env);
   const log = createLogger({ level: config.logLevel });
   if (command === 'relay') {

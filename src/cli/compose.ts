@@ -21,7 +21,7 @@ export async function startRelayNode(
   config: RelayConfig,
   log: Logger,
   secrets: { relaySecret: string; publishTokenSecret: string | null },
-): Promise<{ relay: RelayHandle; agent: RelayAgent; close(): Promise<void> }> {
+): Promise<{ relay: RelayHandle; agent: RelayAgent; drain(): Promise<void>; close(): Promise<void> }> {
   const authorize =
     config.publishAuth === 'token'
       ? createPublishTokenVerifier({
@@ -45,12 +45,21 @@ export async function startRelayNode(
     },
     heartbeatMs: config.cloud.heartbeatMs,
     streams: relay.streams,
+    draining: () => relay.draining,
     log,
   });
   await agent.start();
   return {
     relay,
     agent,
+    /** SIGTERM: refuse new publishes, tell the cloud, let streams finish, send every event, deregister. */
+    drain: async () => {
+      const drained = relay.drain(config.cloud.drainTimeoutMs);
+      await agent.heartbeatNow();
+      await drained;
+      await agent.flush(5000);
+      await agent.close();
+    },
     close: async () => {
       await agent.close();
       await relay.close();

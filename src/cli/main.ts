@@ -33,11 +33,13 @@ async function main(argv: string[]): Promise<number> {
     case 'cloud':
     case 'glasses-sim': {
       const handle = await startCommand(command, argv.slice(1));
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', () => resolve('SIGINT'));
+        process.once('SIGTERM', () => resolve('SIGTERM'));
       });
-      await handle.close();
+      // SIGTERM (Kubernetes, Porter) drains a relay gracefully; SIGINT stops at once.
+      if (signal === 'SIGTERM' && handle.drain) await handle.drain();
+      else await handle.close();
       return 0;
     }
     case 'help':

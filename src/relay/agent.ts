@@ -27,6 +27,8 @@ export interface RelayAgentOptions {
   timeoutMs?: number;
   /** Most stream events held while the cloud is unreachable (default 1000). */
   maxQueue?: number;
+  /** Whether the relay drains (reported in heartbeats). */
+  draining?: () => boolean;
   /** Retry pauses for queued events: first, and the most (default 500 ms, 10 s; doubling). */
   retryMs?: { first: number; max: number };
 }
@@ -90,6 +92,25 @@ export class RelayAgent {
     this.#timer = setInterval(() => void this.#heartbeat(), this.#options.heartbeatMs);
   }
 
+  /** Sends a heartbeat now (a drain starting, for instance). */
+  heartbeatNow(): Promise<void> {
+    return this.#heartbeat();
+  }
+
+  /** Waits until the queued events are sent, or `timeoutMs` passes (nothing unsent if the cloud answers). */
+  async flush(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#queue.length > 0 && Date.now() < deadline && !this.#closed) {
+      if (this.#retryTimer) {
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = null;
+      }
+      await this.#drain();
+      if (this.#queue.length > 0)
+        await new Promise<void>((r) => setTimeout(r, Math.min(200, deadline - Date.now())));
+    }
+  }
+
   /** Stops heartbeating and deregisters (best effort). */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -118,7 +139,7 @@ export class RelayAgent {
         state: s.state === 'idle' ? 'publishing' : s.state,
       })),
       cpu: 0,
-      draining: false,
+      draining: this.#options.draining?.() ?? false,
     };
     const status = await this.#post(RelayApiPaths.heartbeat, body);
     if (status === 404) {

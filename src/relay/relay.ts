@@ -27,8 +27,15 @@ export interface RelayHandle {
   origin: FastifyInstance;
   api: FastifyInstance;
   metrics: FastifyInstance;
-  /** True while the relay takes new streams (live streams below MAX_STREAMS). */
+  /** True while the relay takes new streams (live streams below MAX_STREAMS, and not draining). */
   ready(): boolean;
+  /** Draining: new publishes are refused and the cloud is told. */
+  readonly draining: boolean;
+  /**
+   * Graceful drain: refuse new publishes, let publishing streams run up to `timeoutMs` (a publisher that
+   * leaves cannot come back here, so waiting for it ends), then close everything.
+   */
+  drain(timeoutMs: number): Promise<void>;
   reaper: ChildReaper;
   /** `http://host:port/hls/{userPath}/{streamId}/index.m3u8` base, for logs. */
   hlsBase: string;
@@ -42,7 +49,9 @@ export async function startRelay(
 ): Promise<RelayHandle> {
   const reaper = new ChildReaper();
   const streams = new StreamRegistry({ hls: config.hls, stream: config.stream, log, reaper });
+  let draining = false;
   const authorize: AuthorizePublish = async (request) => {
+    if (draining) return { allow: false, reason: 'relay is draining' };
     const refusal = streams.checkPublish(request);
     if (refusal) return { allow: false, reason: refusal, badName: true };
     return options.authorize ? options.authorize(request) : { allow: true };
@@ -60,8 +69,9 @@ export async function startRelay(
     },
   });
   const detach = streams.attach(rtmp);
-  // Live = publishing or waiting for its publisher; draining joins this later.
+  // Live = publishing or waiting for its publisher.
   const ready = (): boolean =>
+    !draining &&
     streams.streams.filter((s) => s.state === StreamState.Publishing || s.state === StreamState.Reconnecting)
       .length < config.cloud.maxStreams;
   const origin = buildOrigin({
@@ -104,6 +114,32 @@ export async function startRelay(
     await metrics.close();
     reaper.close();
   };
+  const drain = async (timeoutMs: number): Promise<void> => {
+    draining = true;
+    const publishing = (): number => streams.streams.filter((s) => s.state === StreamState.Publishing).length;
+    log.info({ timeoutMs, publishing: publishing() }, 'draining: new publishes refused');
+    if (publishing() > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, timeoutMs);
+        function check(): void {
+          if (publishing() === 0) done();
+        }
+        function done(): void {
+          clearTimeout(timer);
+          for (const s of streams.streams) s.off('state', check);
+          streams.off('created', watch);
+          resolve();
+        }
+        function watch(stream: { on(e: 'state', l: () => void): unknown }): void {
+          stream.on('state', check);
+        }
+        for (const s of streams.streams) s.on('state', check);
+        streams.on('created', watch);
+      });
+    }
+    log.info({ publishing: publishing() }, 'drain over: closing');
+    await close();
+  };
   try {
     rtmpPort = await rtmp.listen(config.rtmp.port, config.rtmp.host);
     const listen = async (app: FastifyInstance, port: number, host: string): Promise<number> => {
@@ -127,6 +163,10 @@ export async function startRelay(
       api,
       metrics,
       ready,
+      get draining() {
+        return draining;
+      },
+      drain,
       reaper,
       hlsBase,
       close,

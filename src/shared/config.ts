@@ -61,6 +61,7 @@ const EnvSchema = z.object({
   ACK_TIMEOUT_SECONDS: seconds(10),
   MAX_MISSED_ACKS: count(3),
   REDIS_URL: z.string().url().optional(),
+  DRAIN_TIMEOUT_SECONDS: seconds(300),
   RTMP_RELAY_URLS: z.string().min(1).optional(),
   RTMP_RELAY_HLS_URLS: z.string().min(1).optional(),
 });
@@ -141,6 +142,8 @@ export interface RelayConfig {
     ackTimeoutMs: number;
     maxMissedAcks: number;
     redisUrl: string | undefined;
+    /** DRAIN_TIMEOUT_SECONDS: how long live streams may run on after SIGTERM. */
+    drainTimeoutMs: number;
     /** RTMP_RELAY_URLS / RTMP_RELAY_HLS_URLS: used when no relay is registered (the seed's static list). */
     staticRelays: { rtmpUrl: string; hlsUrl: string }[];
   };
@@ -234,6 +237,7 @@ export function loadConfig(
       ackTimeoutMs: e.ACK_TIMEOUT_SECONDS * 1000,
       maxMissedAcks: e.MAX_MISSED_ACKS,
       redisUrl: e.REDIS_URL,
+      drainTimeoutMs: e.DRAIN_TIMEOUT_SECONDS * 1000,
       staticRelays: staticRelays(e.RTMP_RELAY_URLS, e.RTMP_RELAY_HLS_URLS),
     },
   };
