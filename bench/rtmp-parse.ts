@@ -24,6 +24,7 @@ import { silentLogger } from '../src/shared/logger.ts';
 import { onceEvent } from '../src/shared/typed-emitter.ts';
 import { recordPublish } from '../test/fixtures/generate.ts';
 import { MemorySocket } from '../test/helpers/memory-socket.ts';
+import { freePort } from '../test/helpers/ports.ts';
 import { cpuChildren, cpuSelf } from './cpu.ts';
 
 const MEDIA_SECONDS = Number(process.env.BENCH_MEDIA_SECONDS ?? 60);
@@ -111,14 +112,6 @@ async function oursTcp(file: string): Promise<{ cpuS: number; flvBytes: number }
   const cpuS = cpuSelf() - t0;
   await server.close();
   return { cpuS, flvBytes: counter.flv };
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function ffmpegTcp(file: string, outFile: string): Promise<{ cpuS: number; flvBytes: number }> {

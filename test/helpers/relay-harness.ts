@@ -8,6 +8,7 @@ import { type RelayHandle, startRelay } from '../../src/relay/relay.ts';
 import { loadConfig } from '../../src/shared/config.ts';
 import { type Logger, silentLogger } from '../../src/shared/logger.ts';
 import type { Stream } from '../../src/stream/stream.ts';
+import { LOOPBACK_RELAY_ENV } from './ports.ts';
 
 export interface StreamRecord {
   stream: Stream;
@@ -25,12 +26,7 @@ export async function startTestRelay(
 ): Promise<{ relay: RelayHandle; records: Map<string, StreamRecord>; hls: (path: string) => string }> {
   const config = loadConfig(
     {
-      RTMP_HOST: '127.0.0.1',
-      RTMP_PORT: '0',
-      HLS_HOST: '127.0.0.1',
-      HLS_PORT: '0',
-      API_PORT: '0',
-      METRICS_PORT: '0',
+      ...LOOPBACK_RELAY_ENV,
       RECONNECT_WINDOW_SECONDS: '2',
       HLS_END_GRACE_SECONDS: '60',
       FFMPEG_WATCHDOG_SECONDS: '10',

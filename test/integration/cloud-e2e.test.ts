@@ -13,6 +13,7 @@ import { loadConfig } from '../../src/shared/config.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
 import { GlassesSim } from '../../src/sim/glasses-sim.ts';
 import { type BrowserHandle, launchBrowser } from '../helpers/browser.ts';
+import { LOOPBACK_CLOUD_ENV, LOOPBACK_RELAY_ENV } from '../helpers/ports.ts';
 
 describe('managed stream end to end', () => {
   let system: DevSystem;
@@ -22,14 +23,8 @@ describe('managed stream end to end', () => {
   before(async () => {
     const config = loadConfig(
       {
-        RTMP_HOST: '127.0.0.1',
-        RTMP_PORT: '0',
-        HLS_HOST: '127.0.0.1',
-        HLS_PORT: '0',
-        API_PORT: '0',
-        METRICS_PORT: '0',
-        CLOUD_HOST: '127.0.0.1',
-        CLOUD_PORT: '0',
+        ...LOOPBACK_RELAY_ENV,
+        ...LOOPBACK_CLOUD_ENV,
         RELAY_PUBLIC_URL: '127.0.0.1',
         RELAY_ID: 'e2e-relay',
         PUBLISH_AUTH: 'token',

@@ -4,22 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
 import { describe, it } from 'node:test';
 import { buildCloudApp } from '../../src/cloud/app.ts';
 import { RelayAgent } from '../../src/relay/agent.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
 import type { StreamRegistry } from '../../src/stream/registry.ts';
+import { freePort } from '../helpers/ports.ts';
 
 const SECRET = 'agent-test-secret-0123456789';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** A stand-in registry that emits what a real one does (one layer under test: the agent). */
 function fakeRegistry(): StreamRegistry & EventEmitter {

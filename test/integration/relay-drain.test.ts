@@ -11,20 +11,15 @@ import { loadConfig } from '../../src/shared/config.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
 import { fixturePath } from '../fixtures/generate.ts';
 import { FlvPublishError, publishFlv } from '../helpers/flv-publisher.ts';
+import { LOOPBACK_CLOUD_ENV, LOOPBACK_RELAY_ENV } from '../helpers/ports.ts';
 
 const RELAY_SECRET = 'drain-relay-secret-0123456789';
 
 describe('graceful drain', () => {
   it('refuses new publishes, reports draining, lets the live stream finish, then leaves cleanly', async () => {
     const env = {
-      CLOUD_HOST: '127.0.0.1',
-      CLOUD_PORT: '0',
-      RTMP_HOST: '127.0.0.1',
-      RTMP_PORT: '0',
-      HLS_HOST: '127.0.0.1',
-      HLS_PORT: '0',
-      API_PORT: '0',
-      METRICS_PORT: '0',
+      ...LOOPBACK_CLOUD_ENV,
+      ...LOOPBACK_RELAY_ENV,
       RELAY_ID: 'drainer',
       RELAY_PUBLIC_URL: '127.0.0.1',
       HEARTBEAT_SECONDS: '0.3',

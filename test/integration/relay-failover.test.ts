@@ -19,6 +19,7 @@ import { ManagedStreamClient } from '../../src/sdk/client.ts';
 import { loadConfig } from '../../src/shared/config.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
 import { GlassesSim } from '../../src/sim/glasses-sim.ts';
+import { LOOPBACK_RELAY_ENV } from '../helpers/ports.ts';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -48,12 +49,7 @@ function spawnRelay(id: string, cloudUrl: string): RelayProcess {
       ...process.env,
       LOG_LEVEL: 'info',
       RELAY_ID: id,
-      RTMP_HOST: '127.0.0.1',
-      RTMP_PORT: '0',
-      HLS_HOST: '127.0.0.1',
-      HLS_PORT: '0',
-      API_PORT: '0',
-      METRICS_PORT: '0',
+      ...LOOPBACK_RELAY_ENV,
       RELAY_PUBLIC_URL: '127.0.0.1',
       CLOUD_API_URL: cloudUrl,
       RELAY_SHARED_SECRET: RELAY_SECRET,
