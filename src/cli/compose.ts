@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type CloudHandle, startCloud } from '../cloud/cloud.ts';
-import { createPublishTokenVerifier } from '../cloud/tokens.ts';
+import { createPublishTokenVerifier, signPublishToken } from '../cloud/tokens.ts';
 import { RelayAgent } from '../relay/agent.ts';
 import { type RelayHandle, startRelay } from '../relay/relay.ts';
 import type { RelayConfig } from '../shared/config.ts';
@@ -45,6 +45,7 @@ export async function startRelayNode(
     },
     heartbeatMs: config.cloud.heartbeatMs,
     streams: relay.streams,
+    viewers: relay.viewers,
     draining: () => relay.draining,
     log,
   });
@@ -67,21 +68,44 @@ export async function startRelayNode(
   };
 }
 
+/** How long a dev publish token printed at start lives (a working day). */
+export const DEV_PUBLISH_TOKEN_TTL_SECONDS = 12 * 3600;
+
 export interface DevSystem {
   cloud: CloudHandle;
   relay: RelayHandle;
   agent: RelayAgent;
+  /** CONTROL_API_TOKEN (the dashboard and the relay's control API), generated unless configured. */
+  controlApiToken: string;
+  /** Whether `controlApiToken` was generated here (then printing it is fine: it lives as long as we do). */
+  controlApiTokenGenerated: boolean;
+  /**
+   * With PUBLISH_AUTH=token and a secret generated here: signs a publish token for this relay (printing it
+   * is fine, the secret dies with the process). Null otherwise.
+   */
+  signDevPublishToken: ((userId: string, streamId: string) => Promise<string>) | null;
   close(): Promise<void>;
 }
 
 /** Cloud + relay in one process; publish auth as configured (dev default: off). */
-export async function startDevSystem(config: RelayConfig, log: Logger): Promise<DevSystem> {
+export async function startDevSystem(
+  configured: RelayConfig,
+  log: Logger,
+  options: { dashboardRefreshMs?: number } = {},
+): Promise<DevSystem> {
+  const controlApiToken = configured.api.token ?? randomBytes(24).toString('base64url');
+  const config: RelayConfig = { ...configured, api: { ...configured.api, token: controlApiToken } };
   const relaySecret = config.cloud.relaySecret ?? randomBytes(24).toString('base64url');
   const publishTokenSecret =
     config.publishAuth === 'token'
       ? (config.publishTokenSecret ?? randomBytes(32).toString('base64url'))
       : null;
-  const cloud = await startCloud(config, log, { relaySecret, publishTokenSecret, userTokenSecret: null });
+  const cloud = await startCloud(config, log, {
+    relaySecret,
+    publishTokenSecret,
+    userTokenSecret: null,
+    ...(options.dashboardRefreshMs ? { dashboardRefreshMs: options.dashboardRefreshMs } : {}),
+  });
   const withCloud: RelayConfig = {
     ...config,
     cloud: { ...config.cloud, apiUrl: `http://127.0.0.1:${cloud.port}` },
@@ -91,6 +115,18 @@ export async function startDevSystem(config: RelayConfig, log: Logger): Promise<
     cloud,
     relay: node.relay,
     agent: node.agent,
+    controlApiToken,
+    controlApiTokenGenerated: configured.api.token === undefined,
+    signDevPublishToken:
+      publishTokenSecret && config.publishTokenSecret === undefined
+        ? (userId, streamId) =>
+            signPublishToken(publishTokenSecret, {
+              userId,
+              streamId,
+              relayId: config.relay.id,
+              ttlSeconds: DEV_PUBLISH_TOKEN_TTL_SECONDS,
+            })
+        : null,
     close: async () => {
       await node.close();
       await cloud.close();

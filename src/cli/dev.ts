@@ -1,7 +1,10 @@
 /**
  * `rtmp-relay dev`: the system on one machine: the cloud (in-memory store) and one relay (RTMP ingest,
- * cleaning, HLS origin) with its agent, in one process; the dashboard comes with its issue. Publish auth is
- * off by default here, loudly (PUBLISH_AUTH=token turns it on with a generated secret).
+ * cleaning, HLS origin) with its agent, in one process, plus the operator dashboard on the cloud. Publish
+ * auth is off by default here, loudly (PUBLISH_AUTH=token turns it on with a generated secret). The
+ * dashboard's CONTROL_API_TOKEN is generated unless set; a generated one is printed in the dashboard URL's
+ * fragment (which browsers never send to a server), so the printed link just opens. A configured one is
+ * never printed.
  */
 import { createWriteStream, mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -9,12 +12,14 @@ import { hlsUserPath } from '../contracts/names.ts';
 import { FlvSink } from '../media/flv-sink.ts';
 import { loadConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
-import { startDevSystem } from './compose.ts';
+import { DEV_PUBLISH_TOKEN_TTL_SECONDS, startDevSystem } from './compose.ts';
 
 export interface DevHandle {
   rtmpPort: number;
   hlsPort: number;
   cloudPort: number;
+  /** The dashboard's URL (with the generated token in its fragment when dev generated one). */
+  dashboardUrl: string;
   close(): Promise<void>;
 }
 
@@ -49,17 +54,36 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
     });
   }
 
+  // With publish auth on, a token for the README's example stream (only when the secret is ours to print).
+  let query = '';
+  if (config.publishAuth === 'token') {
+    if (system.signDevPublishToken) {
+      query = `?token=${await system.signDevPublishToken('test@user.com', 'stream123')}`;
+      logger.warn(
+        `PUBLISH AUTH IS ON: a dev token for live/test@user.com/stream123 (valid ${DEV_PUBLISH_TOKEN_TTL_SECONDS / 3600} h) is in the URL below`,
+      );
+    } else {
+      logger.info('PUBLISH AUTH IS ON with your PUBLISH_TOKEN_SECRET: publish with a token the cloud signs');
+    }
+  }
   logger.info(
-    `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${relay.rtmpPort}/live/test@user.com/stream123` +
+    `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${relay.rtmpPort}/live/test@user.com/stream123${query}` +
       ` — then watch ${relay.hlsBase}/test-user.com/stream123/index.m3u8`,
   );
   logger.info(
     `cloud: ${system.cloud.url} (managed streams: POST /api/managed-streams; glasses: /glasses-ws?userId=…)`,
   );
+  const dashboardUrl = system.controlApiTokenGenerated
+    ? `${system.cloud.dashboardUrl}#token=${encodeURIComponent(system.controlApiToken)}`
+    : system.cloud.dashboardUrl;
+  logger.info(
+    `dashboard: ${dashboardUrl}${system.controlApiTokenGenerated ? '' : ' (asks for CONTROL_API_TOKEN)'}`,
+  );
   return {
     rtmpPort: relay.rtmpPort,
     hlsPort: relay.hlsPort,
     cloudPort: system.cloud.port,
+    dashboardUrl,
     close: () => system.close(),
   };
 }

@@ -8,9 +8,10 @@ import { startDev } from './dev.ts';
 const USAGE = `usage: rtmp-relay <command>
 
 commands:
-  dev          the system on one machine: cloud (:8080) + relay (RTMP :1935, HLS :8888)
+  dev          the system on one machine: cloud (:8080, dashboard at /dashboard) + relay (RTMP :1935, HLS :8888)
   relay        one relay node; registers with CLOUD_API_URL (needs RELAY_SHARED_SECRET, PUBLISH_TOKEN_SECRET)
   cloud        the control plane on :8080 (needs RELAY_SHARED_SECRET, PUBLISH_TOKEN_SECRET; REDIS_URL optional)
+               with the operator dashboard at /dashboard (its API needs CONTROL_API_TOKEN)
   glasses-sim  simulated glasses: --user USER_ID [--cloud ws://localhost:8080]
   help         show this text
 

@@ -1,7 +1,8 @@
 /**
  * The composition root of the cloud (`rtmp-relay cloud`, and the cloud half of `dev`): the store (Redis
- * when REDIS_URL is set, else memory), managed streams, the glasses gateway, and the HTTP app (relay API,
- * managed-stream REST + SSE, /watch redirects). Closed children first: streams, gateway, app, store.
+ * when REDIS_URL is set, else memory), managed streams, the glasses gateway, the fleet view the relays'
+ * heartbeats feed, and the HTTP app (relay API, managed-stream REST + SSE, /watch redirects, the operator
+ * dashboard behind CONTROL_API_TOKEN). Closed children first: streams, gateway, app, store.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -11,6 +12,8 @@ import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { buildCloudApp } from './app.ts';
 import { APP_WS_PATH, AppGateway } from './app-gateway.ts';
+import { DASHBOARD_PATH, dashboardRoutes } from './dashboard-routes.ts';
+import { FleetView } from './fleet-view.ts';
 import { GLASSES_WS_PATH, GlassesGateway } from './glasses-gateway.ts';
 import { managedRoutes } from './managed-routes.ts';
 import { ManagedStreams } from './managed-streams.ts';
@@ -26,6 +29,9 @@ export interface CloudHandle {
   store: CloudStore;
   streams: ManagedStreams;
   glasses: GlassesGateway;
+  fleet: FleetView;
+  /** Where the operator dashboard is served (its API needs CONTROL_API_TOKEN). */
+  dashboardUrl: string;
   close(): Promise<void>;
 }
 
@@ -35,6 +41,8 @@ export interface StartCloudOptions {
   publishTokenSecret: string | null;
   /** Signs and checks user tokens; null accepts a plain `?userId=` / body userId (dev mode only). */
   userTokenSecret: string | null;
+  /** How often the dashboard's event stream pushes a snapshot (default: the heartbeat period, at most 2 s). */
+  dashboardRefreshMs?: number;
 }
 
 export async function startCloud(
@@ -73,13 +81,32 @@ export async function startCloud(
     log,
   });
   glassesRef.gateway = glasses;
+  const fleet = new FleetView({ expiryMs: c.relayExpiryMs });
   const app = buildCloudApp({
     store,
     relaySecret: options.relaySecret,
     events: {
-      hlsReady: (e) => void streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl),
+      heartbeat: (hb) => fleet.heartbeat(hb),
+      deregistered: (relayId) => fleet.deregistered(relayId),
+      hlsReady: (e) => {
+        fleet.hlsReady(e);
+        void streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl);
+      },
       streamEnded: (e) => void streams.relayStreamEnded(e.userId, e.streamId, e.relayId),
     },
+  });
+  void app.register(dashboardRoutes, {
+    relays: store,
+    fleet,
+    managed: (userId, streamId) => {
+      const m = streams.get(streamId);
+      if (!m || m.userId !== userId) return undefined;
+      return { phase: m.state.phase, status: m.state.reported.status, viewers: m.viewers.size };
+    },
+    token: config.api.token,
+    refreshMs: options.dashboardRefreshMs ?? Math.min(c.heartbeatMs, 2000),
+    lateAfterMs: c.heartbeatMs * 2.5,
+    log,
   });
   const apps = new AppGateway({
     streams,
@@ -116,13 +143,9 @@ export async function startCloud(
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : c.port;
   log.info({ port, store: c.redisUrl ? 'redis' : 'memory' }, 'cloud listening');
-  return {
-    port,
-    url: `http://${c.host === '0.0.0.0' ? 'localhost' : c.host}:${port}`,
-    app,
-    store,
-    streams,
-    glasses,
-    close,
-  };
+  const url = `http://${c.host === '0.0.0.0' ? 'localhost' : c.host}:${port}`;
+  const dashboardUrl = `${url}${DASHBOARD_PATH}`;
+  if (config.api.token) log.info({ url: dashboardUrl }, 'dashboard (its API takes CONTROL_API_TOKEN)');
+  else log.warn({ url: dashboardUrl }, 'dashboard API off: set CONTROL_API_TOKEN to use it');
+  return { port, url, app, store, streams, glasses, fleet, dashboardUrl, close };
 }

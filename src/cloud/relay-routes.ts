@@ -39,8 +39,12 @@ export interface RelayRoutesStore {
   release(streamKey: string): Promise<void>;
 }
 
-/** What the rest of the cloud hears from relays (the managed-stream lifecycle listens). */
+/** What the rest of the cloud hears from relays (the managed-stream lifecycle and the dashboard listen). */
 export interface RelayEvents {
+  /** A heartbeat the store accepted (the relay is known), with every stream and its stats as sent. */
+  heartbeat?(hb: HeartbeatRequest): void;
+  /** The relay deregistered (after the store forgot it). */
+  deregistered?(relayId: string): void;
   streamStarted?(event: z.infer<typeof StreamEventRequest>): void;
   streamEnded?(event: z.infer<typeof StreamEventRequest>): void;
   hlsReady?(event: z.infer<typeof HlsReadyRequest>): void;
@@ -112,6 +116,7 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     );
     if (!known)
       return reply.code(404).send({ error: 'unknown relay: register first', code: 'RELAY_UNKNOWN' });
+    events.heartbeat?.(hb);
     return { ok: true };
   });
 
@@ -119,6 +124,7 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     const r = body(DeregisterRequest, request, reply);
     if (!r) return reply;
     await options.store.removeRelay(r.relayId);
+    events.deregistered?.(r.relayId);
     return { ok: true };
   });
 

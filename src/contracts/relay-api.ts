@@ -32,9 +32,42 @@ export type RegisterRequest = z.infer<typeof RegisterRequest>;
 export const RelayStreamState = z.enum(['publishing', 'reconnecting', 'ended']);
 export type RelayStreamState = z.infer<typeof RelayStreamState>;
 
+/**
+ * What a relay measures of one stream, sent with each heartbeat (for the dashboard) and listed by the
+ * control API. Every field is optional so older relays and streams without media yet still validate.
+ */
+export const StreamStats = z.object({
+  /** copy | transcode | auto (what was asked) and what runs now. */
+  profile: z.string().max(32).optional(),
+  pipelineProfile: z.string().max(32).optional(),
+  videoCodec: z.string().max(32).optional(),
+  audioCodec: z.string().max(32).optional(),
+  width: z.number().int().min(0).max(16_384).optional(),
+  height: z.number().int().min(0).max(16_384).optional(),
+  /** Ingest video frames per second over the last few seconds. */
+  fps: z.number().min(0).max(1000).optional(),
+  /** Mean seconds between keyframes over the last few GOPs. */
+  keyframeIntervalSeconds: z.number().min(0).max(3600).optional(),
+  /** Ingest bitrate (audio + video payload), kbit/s over the last few seconds. */
+  bitrateKbps: z.number().min(0).max(1_000_000).optional(),
+  /** Distinct HLS clients seen in the last viewer window. */
+  viewers: z.number().int().min(0).max(10_000_000).optional(),
+  uptimeSeconds: z.number().min(0).optional(),
+  segments: z.number().int().min(0).optional(),
+});
+export type StreamStats = z.infer<typeof StreamStats>;
+
+export const HeartbeatStream = z.object({
+  userId: UserId,
+  streamId: StreamId,
+  state: RelayStreamState,
+  stats: StreamStats.optional(),
+});
+export type HeartbeatStream = z.infer<typeof HeartbeatStream>;
+
 export const HeartbeatRequest = z.object({
   relayId: RelayId,
-  streams: z.array(z.object({ userId: UserId, streamId: StreamId, state: RelayStreamState })).max(100_000),
+  streams: z.array(HeartbeatStream).max(100_000),
   /** Process CPU, 0–1 per core summed (load tie-breaker). */
   cpu: z.number().min(0).max(1024),
   draining: z.boolean(),

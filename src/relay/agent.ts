@@ -15,6 +15,8 @@ import {
 } from '../contracts/relay-api.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
+import { streamStats } from './stream-stats.ts';
+import type { ViewerTracker } from './viewers.ts';
 
 export interface RelayAgentOptions {
   cloudUrl: string;
@@ -31,6 +33,8 @@ export interface RelayAgentOptions {
   draining?: () => boolean;
   /** Retry pauses for queued events: first, and the most (default 500 ms, 10 s; doubling). */
   retryMs?: { first: number; max: number };
+  /** Viewers per stream (heartbeat stats). */
+  viewers?: ViewerTracker;
 }
 
 interface QueuedEvent {
@@ -53,6 +57,8 @@ export class RelayAgent {
   #retryTimer: NodeJS.Timeout | null = null;
   #retryPause = 0;
   #nextKey = 0;
+  /** Process CPU at the previous heartbeat, for the share used since. */
+  #cpuMark = { usage: process.cpuUsage(), at: performance.now() };
 
   constructor(options: RelayAgentOptions) {
     this.#options = options;
@@ -131,14 +137,16 @@ export class RelayAgent {
   async #heartbeat(): Promise<void> {
     if (this.#closed) return;
     if (!this.#registered) return this.#register();
+    const now = Date.now();
     const body: HeartbeatRequest = {
       relayId: this.#options.relay.relayId,
       streams: this.#options.streams.streams.map((s) => ({
         userId: s.userId,
         streamId: s.streamId,
         state: s.state === 'idle' ? 'publishing' : s.state,
+        stats: streamStats(s, this.#options.viewers, now),
       })),
-      cpu: 0,
+      cpu: this.#cpuSince(),
       draining: this.#options.draining?.() ?? false,
     };
     const status = await this.#post(RelayApiPaths.heartbeat, body);
@@ -146,6 +154,19 @@ export class RelayAgent {
       this.#registered = false;
       await this.#register();
     }
+  }
+
+  /**
+   * Cores this process used since the last heartbeat (user + system, 1 = one core busy). FFmpeg children
+   * are not counted: their CPU is the kernel's to report, and streams on the relay stand for them.
+   */
+  #cpuSince(): number {
+    const usage = process.cpuUsage();
+    const at = performance.now();
+    const usedUs = usage.user - this.#cpuMark.usage.user + (usage.system - this.#cpuMark.usage.system);
+    const elapsedUs = (at - this.#cpuMark.at) * 1000;
+    this.#cpuMark = { usage, at };
+    return elapsedUs > 0 ? Math.min(1024, Math.max(0, Math.round((usedUs / elapsedUs) * 1000) / 1000)) : 0;
   }
 
   /** Events still waiting for the cloud. */

@@ -7,9 +7,12 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { PUBLISH_APP, STREAM_ID_PATTERN, USER_ID_PATTERN } from '../contracts/names.ts';
+import type { StreamStats } from '../contracts/relay-api.ts';
 import type { RtmpServer } from '../rtmp/server.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
 import type { Stream } from '../stream/stream.ts';
+import { streamStats } from './stream-stats.ts';
+import type { ViewerTracker } from './viewers.ts';
 
 export interface ControlApiOptions {
   rtmp: RtmpServer;
@@ -20,6 +23,8 @@ export interface ControlApiOptions {
   relayInfo: () => Record<string, unknown>;
   /** False while the relay takes no new streams (at capacity, draining): /ready answers 503. */
   ready: () => boolean;
+  /** Viewers per stream, counted at the origin. */
+  viewers?: ViewerTracker;
   now?: () => number;
 }
 
@@ -36,6 +41,8 @@ export interface StreamSummary {
   discontinuities: number;
   ffmpeg: { starts: number; restarts: number; crashes: number; stalls: number };
   repairs: Record<string, number>;
+  /** Input codecs and size, fps, keyframe interval, bitrate, viewers (the heartbeat's stats). */
+  ingest: StreamStats;
   /** Seconds since the relay first saw this stream (this incarnation). */
   uptimeSeconds: number;
 }
@@ -51,17 +58,6 @@ export function buildControlApi(options: ControlApiOptions): FastifyInstance {
   const app: FastifyInstance = Fastify({ routerOptions: { maxParamLength: 200 } });
   const now = options.now ?? Date.now;
 
-  // When each stream incarnation appeared; streams present before the API was built count from now.
-  const firstSeen = new WeakMap<Stream, number>();
-  const builtAt = now();
-  const onCreated = (stream: Stream): void => {
-    firstSeen.set(stream, now());
-  };
-  options.streams.on('created', onCreated);
-  app.addHook('onClose', async () => {
-    options.streams.off('created', onCreated);
-  });
-
   const summary = (stream: Stream): StreamSummary => ({
     key: stream.key,
     userId: stream.userId,
@@ -75,7 +71,8 @@ export function buildControlApi(options: ControlApiOptions): FastifyInstance {
     discontinuities: stream.packager.stats.discontinuities,
     ffmpeg: { ...stream.supervisor.stats },
     repairs: { ...stream.repair.counts },
-    uptimeSeconds: Math.max(0, Math.round((now() - (firstSeen.get(stream) ?? builtAt)) / 1000)),
+    ingest: streamStats(stream, options.viewers, now()),
+    uptimeSeconds: Math.max(0, Math.round((now() - stream.createdAt) / 1000)),
   });
 
   app.get('/health', { schema: {} }, async () => ({ status: 'ok' }));

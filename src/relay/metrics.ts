@@ -6,22 +6,29 @@
  * `buildMetricsApp` serves them at GET /metrics (fastify `build(opts)`, tested through `inject()`).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { RepairCounts } from '../media/timestamp-repair.ts';
 import type { Publish } from '../rtmp/publish.ts';
 import type { RtmpServer } from '../rtmp/server.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
 import { type Stream, StreamState } from '../stream/stream.ts';
+import { HLS_REQUEST_KINDS, type HlsRequestKind } from './hls-requests.ts';
+import type { ViewerTracker } from './viewers.ts';
 
 export interface RelayMetricsOptions {
   rtmp: RtmpServer;
   streams: StreamRegistry;
+  /** Viewers per stream, counted at the origin. */
+  viewers?: ViewerTracker;
+  now?: () => number;
   /** Adds prom-client's default process metrics (CPU, memory, event loop); default true. */
   defaultMetrics?: boolean;
 }
 
 export interface RelayMetrics {
   registry: Registry;
+  /** One HLS request answered by the origin (see `observeOrigin`). */
+  observeHlsRequest(kind: HlsRequestKind, seconds: number): void;
   /** Stops following the RTMP server and the registry. */
   close(): void;
 }
@@ -91,6 +98,36 @@ export function createRelayMetrics(options: RelayMetricsOptions): RelayMetrics {
   };
   streams.on('ended', onEnded);
 
+  // Time to first segment (from the stream's first publish) and each segment's production time.
+  const firstSegment = new Histogram({
+    name: 'rtmp_relay_time_to_first_segment_seconds',
+    help: "From a stream's first publish to its first HLS segment (playable).",
+    buckets: [0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 15, 30],
+    registers: [registry],
+  });
+  const segmentProduction = new Histogram({
+    name: 'rtmp_relay_hls_segment_production_seconds',
+    help: "Wall-clock time from a segment's first fragment to the segment being served; about its duration when the relay keeps up.",
+    buckets: [0.25, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 15],
+    registers: [registry],
+  });
+  const hlsRequests = new Histogram({
+    name: 'rtmp_relay_hls_request_duration_seconds',
+    help: 'HLS origin response time, by kind (playlist_blocking waits for the part it asks for).',
+    labelNames: ['kind'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  for (const kind of HLS_REQUEST_KINDS) hlsRequests.zero({ kind });
+  const now = options.now ?? Date.now;
+  const onCreated = (stream: Stream): void => {
+    stream.packager.once('ready', () => firstSegment.observe((now() - stream.createdAt) / 1000));
+    stream.packager.on('segment', (segment) => {
+      segmentProduction.observe(Math.max(0, now() - segment.programDateTime) / 1000);
+    });
+  };
+  streams.on('created', onCreated);
+
   // Publishes: live ones read at scrape time, ended ones folded in.
   const livePublishes = new Set<Publish>();
   let retiredMediaBytes = 0;
@@ -136,6 +173,50 @@ export function createRelayMetrics(options: RelayMetricsOptions): RelayMetrics {
       for (const [state, n] of byState) this.set({ state }, n);
     },
   });
+  // Per stream: labelled by `stream` = userId/streamId; a stream's series go when it is freed.
+  const perStream = (name: string, help: string, read: (stream: Stream) => number | undefined): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['stream'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const stream of streams.streams) {
+          if (stream.state === StreamState.Ended) continue;
+          const value = read(stream);
+          if (value !== undefined) this.set({ stream: `${stream.userId}/${stream.streamId}` }, value);
+        }
+      },
+    });
+  };
+  perStream(
+    'rtmp_relay_stream_ingest_fps',
+    'Video frames per second the publisher sends.',
+    (s) => s.ingest.snapshot().fps,
+  );
+  perStream(
+    'rtmp_relay_stream_keyframe_interval_seconds',
+    "Mean seconds between the publisher's keyframes.",
+    (s) => s.ingest.snapshot().keyframeIntervalSeconds,
+  );
+  perStream(
+    'rtmp_relay_stream_ingest_bitrate_bits_per_second',
+    'Audio and video payload bitrate the publisher sends.',
+    (s) => {
+      const kbps = s.ingest.snapshot().bitrateKbps;
+      return kbps === undefined ? undefined : kbps * 1000;
+    },
+  );
+  perStream(
+    'rtmp_relay_stream_ingest_bytes',
+    'Media bytes received for the stream so far (all its publishes).',
+    (s) => s.ingest.snapshot().bytes,
+  );
+  perStream('rtmp_relay_stream_viewers', 'Distinct HLS clients seen in the viewer window.', (s) =>
+    options.viewers?.count(s.key, now()),
+  );
+
   new Gauge({
     name: 'rtmp_relay_rtmp_connections',
     help: 'RTMP connections open.',
@@ -240,8 +321,12 @@ export function createRelayMetrics(options: RelayMetricsOptions): RelayMetrics {
 
   return {
     registry,
+    observeHlsRequest(kind, seconds) {
+      hlsRequests.observe({ kind }, seconds);
+    },
     close() {
       streams.off('ended', onEnded);
+      streams.off('created', onCreated);
       rtmp.off('publish', onPublish);
       rtmp.off('end', onEnd);
     },

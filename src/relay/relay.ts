@@ -13,7 +13,9 @@ import type { Logger } from '../shared/logger.ts';
 import { StreamRegistry } from '../stream/registry.ts';
 import { StreamState } from '../stream/stream.ts';
 import { buildControlApi } from './control-api.ts';
+import { observeOrigin } from './hls-requests.ts';
 import { buildMetricsApp, createRelayMetrics } from './metrics.ts';
+import { ViewerTracker } from './viewers.ts';
 
 export interface RelayHandle {
   rtmpPort: number;
@@ -37,6 +39,8 @@ export interface RelayHandle {
    */
   drain(timeoutMs: number): Promise<void>;
   reaper: ChildReaper;
+  /** Viewers per stream, counted at the origin. */
+  viewers: ViewerTracker;
   /** `http://host:port/hls/{userPath}/{streamId}/index.m3u8` base, for logs. */
   hlsBase: string;
   close(): Promise<void>;
@@ -80,6 +84,14 @@ export async function startRelay(
     log,
     ready,
   });
+  const viewers = new ViewerTracker({ windowMs: config.hls.viewerWindowMs });
+  const relayMetrics = createRelayMetrics({ rtmp, streams, viewers });
+  observeOrigin(origin, {
+    streamKey: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.key,
+    viewers,
+    observe: relayMetrics.observeHlsRequest,
+  });
+  streams.on('ended', (stream) => viewers.forget(stream.key));
   const startedAt = Date.now();
   let hlsPort = config.hls.port;
   let rtmpPort = config.rtmp.port;
@@ -88,6 +100,7 @@ export async function startRelay(
     streams,
     token: config.api.token,
     ready,
+    viewers,
     relayInfo: () => ({
       relayId: config.relay.id,
       rtmpPort,
@@ -100,7 +113,6 @@ export async function startRelay(
       profile: config.stream.profile,
     }),
   });
-  const relayMetrics = createRelayMetrics({ rtmp, streams });
   const metrics = buildMetricsApp({ registry: relayMetrics.registry, onClose: relayMetrics.close });
   let closed = false;
   const close = async (): Promise<void> => {
@@ -168,6 +180,7 @@ export async function startRelay(
       },
       drain,
       reaper,
+      viewers,
       hlsBase,
       close,
     };

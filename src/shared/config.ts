@@ -36,6 +36,8 @@ const EnvSchema = z.object({
   CLEAN_PROFILE: z.enum(['auto', 'copy', 'transcode']).default('auto'),
   RECONNECT_WINDOW_SECONDS: seconds(120),
   HLS_END_GRACE_SECONDS: seconds(60),
+  /** A viewer counts while it fetched something of the stream within this window. */
+  HLS_VIEWER_WINDOW_SECONDS: seconds(15),
   FFMPEG_WATCHDOG_SECONDS: seconds(5),
   FFMPEG_RESTART_BACKOFF_SECONDS: z
     .string()
@@ -93,6 +95,7 @@ export interface RelayConfig {
     listSize: number;
     copyMaxSegmentSeconds: number;
     endGraceMs: number;
+    viewerWindowMs: number;
     /** `*` or a list of allowed origins. */
     corsOrigins: '*' | string[];
   };
@@ -203,6 +206,7 @@ export function loadConfig(
       listSize: e.HLS_LIST_SIZE,
       copyMaxSegmentSeconds: e.COPY_MAX_SEGMENT_SECONDS,
       endGraceMs: e.HLS_END_GRACE_SECONDS * 1000,
+      viewerWindowMs: e.HLS_VIEWER_WINDOW_SECONDS * 1000,
       corsOrigins:
         e.CORS_ALLOW_ORIGINS.trim() === '*'
           ? '*'

@@ -29,6 +29,7 @@ import { FfmpegSupervisor } from '../pipeline/supervisor.ts';
 import type { EndReason, Publish, PublishStart } from '../rtmp/publish.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
+import { IngestStats } from './ingest-stats.ts';
 
 export type CleanProfile = 'auto' | 'copy' | 'transcode';
 export const CLEAN_PROFILES: readonly CleanProfile[] = ['auto', 'copy', 'transcode'];
@@ -92,6 +93,10 @@ export class Stream extends TypedEmitter<StreamEvents> {
   readonly profile: CleanProfile;
   readonly packager: Packager;
   readonly repair = new TimestampRepair();
+  /** What the publisher sends: codecs, size, fps, keyframe interval, bitrate. */
+  readonly ingest = new IngestStats();
+  /** ms since the epoch: when this stream incarnation was created (its first publish). */
+  readonly createdAt = Date.now();
   readonly supervisor: FfmpegSupervisor;
   readonly #options: StreamOptions;
   readonly #log: Logger;
@@ -200,6 +205,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
   }
 
   #onStart(start: PublishStart): void {
+    this.ingest.start(start);
     const flv: FlvStart = {
       hasAudio: start.hasAudio,
       hasVideo: start.hasVideo,
@@ -240,6 +246,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
   #onTag(tag: MediaTag): void {
     const repaired = this.repair.repair(tag);
     if (!repaired) return;
+    this.ingest.tag(repaired);
     if (repaired.type === FlvTagType.Video && !repaired.isConfig) this.#watchGop(repaired);
     this.supervisor.write(repaired);
     // In copy, an input keyframe is an output keyframe at a known time: let the segment before it close.

@@ -11,38 +11,47 @@ import { describe, it } from 'node:test';
 import { startTool } from '../helpers/process.ts';
 import { publisherArgv } from '../helpers/publishers.ts';
 
+/** Starts `rtmp-relay dev` on free loopback ports and follows its JSON log lines. */
+function startDevCommand(extraEnv: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ['bin/rtmp-relay.mjs', 'dev'], {
+    env: {
+      ...process.env,
+      RTMP_PORT: '0',
+      RTMP_HOST: '127.0.0.1',
+      HLS_PORT: '0',
+      API_PORT: '0',
+      METRICS_PORT: '0',
+      CLOUD_PORT: '0',
+      CLOUD_HOST: '127.0.0.1',
+      HLS_HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      ...extraEnv,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  const waiters: {
+    match: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }[] = [];
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    const line = JSON.parse(text) as Record<string, unknown>;
+    lines.push(line);
+    for (const w of waiters.filter((x) => x.match(line))) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(line);
+    }
+  });
+  const waitLine = (match: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
+    const seen = lines.find(match);
+    return seen ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ match, resolve }));
+  };
+  return { child, lines, waitLine };
+}
+
 describe('rtmp-relay dev', () => {
   it('accepts a publish to live/test@user.com/stream123, serves its HLS, and exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, ['bin/rtmp-relay.mjs', 'dev'], {
-      env: {
-        ...process.env,
-        RTMP_PORT: '0',
-        RTMP_HOST: '127.0.0.1',
-        HLS_PORT: '0',
-        API_PORT: '0',
-        METRICS_PORT: '0',
-        HLS_HOST: '127.0.0.1',
-        LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const lines: Record<string, unknown>[] = [];
-    const waiters: {
-      match: (l: Record<string, unknown>) => boolean;
-      resolve: (l: Record<string, unknown>) => void;
-    }[] = [];
-    createInterface({ input: child.stdout! }).on('line', (text) => {
-      const line = JSON.parse(text) as Record<string, unknown>;
-      lines.push(line);
-      for (const w of waiters.filter((x) => x.match(line))) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(line);
-      }
-    });
-    const waitLine = (match: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
-      const seen = lines.find(match);
-      return seen ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ match, resolve }));
-    };
+    const { child, lines, waitLine } = startDevCommand();
     try {
       const listening = await waitLine((l) => l.msg === 'RTMP listening');
       assert.ok(
@@ -65,6 +74,38 @@ describe('rtmp-relay dev', () => {
       const res = await fetch(url.replace('localhost', '127.0.0.1'));
       assert.equal(res.status, 200);
       assert.match(await res.text(), /#EXTINF/);
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      assert.equal(code, 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('with PUBLISH_AUTH=token prints a dev token that publishes; without it the publish is refused', async () => {
+    const { child, lines, waitLine } = startDevCommand({ PUBLISH_AUTH: 'token' });
+    try {
+      const publishWith = await waitLine((l) => String(l.msg).startsWith('publish with: '));
+      assert.ok(lines.some((l) => /PUBLISH AUTH IS ON: a dev token/.test(String(l.msg))));
+      const url = /rtmp:\/\/\S+/.exec(String(publishWith.msg))?.[0] ?? '';
+      assert.match(
+        url,
+        /^rtmp:\/\/localhost:\d+\/live\/test@user\.com\/stream123\?token=[\w-]+\.[\w-]+\.[\w-]+$/,
+      );
+      const local = url.replace('localhost', '127.0.0.1');
+      const refused = publisherArgv('ffmpeg', {
+        url: local.replace(/\?token=.*/, ''),
+        seconds: 1,
+        live: false,
+      });
+      const noToken = await startTool(refused.command, refused.args, { timeoutMs: 60_000 }).done;
+      assert.notEqual(noToken.code, 0, 'a publish without the token fails');
+      const { command, args } = publisherArgv('ffmpeg', { url: local, seconds: 1, live: false });
+      const result = await startTool(command, args, { timeoutMs: 60_000 }).done;
+      assert.equal(result.code, 0, result.stderr);
+      const watch = await waitLine((l) => String(l.msg).startsWith('watch: '));
+      const res = await fetch(String(watch.msg).slice('watch: '.length).replace('localhost', '127.0.0.1'));
+      assert.equal(res.status, 200);
       child.kill('SIGTERM');
       const [code] = await once(child, 'exit');
       assert.equal(code, 0);

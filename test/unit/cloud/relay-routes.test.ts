@@ -165,4 +165,42 @@ describe('cloud relay routes', () => {
     assert.equal((await app.inject({ url: '/health' })).statusCode, 200);
     await app.close();
   });
+
+  it('tells heartbeat listeners (the dashboard) only what the store accepted, stats included', async () => {
+    const heard: string[] = [];
+    const store = fakeStore();
+    const app = buildCloudApp({
+      store,
+      relaySecret: SECRET,
+      events: {
+        heartbeat: (hb) =>
+          heard.push(`heartbeat:${hb.relayId}:${hb.streams.map((s) => `${s.state}/${s.stats?.fps ?? '-'}`)}`),
+        deregistered: (relayId) => heard.push(`deregistered:${relayId}:${store.known.has(relayId)}`),
+      },
+    });
+    const post = (url: string, payload: unknown) =>
+      app.inject({
+        method: 'POST',
+        url,
+        payload: payload as object,
+        headers: { authorization: `Bearer ${SECRET}` },
+      });
+    const beat = {
+      relayId: 'relay-1',
+      streams: [
+        { userId: 'a@b.com', streamId: 's1', state: 'publishing', stats: { fps: 14, bitrateKbps: 900 } },
+        { userId: 'a@b.com', streamId: 's2', state: 'ended' },
+      ],
+      cpu: 0.2,
+      draining: false,
+    };
+    assert.equal((await post('/api/relay/heartbeat', beat)).statusCode, 404);
+    assert.equal((await post('/api/relay/register', register)).statusCode, 200);
+    assert.equal((await post('/api/relay/heartbeat', beat)).statusCode, 200);
+    const badStats = { ...beat, streams: [{ ...beat.streams[0], stats: { fps: -1 } }] };
+    assert.equal((await post('/api/relay/heartbeat', badStats)).statusCode, 400);
+    assert.equal((await post('/api/relay/deregister', { relayId: 'relay-1' })).statusCode, 200);
+    assert.deepEqual(heard, ['heartbeat:relay-1:publishing/14,ended/-', 'deregistered:relay-1:false']);
+    await app.close();
+  });
 });

@@ -2,13 +2,15 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import { buildOrigin } from '../../../src/hls/origin.ts';
+import { FlvTagType } from '../../../src/media/flv-tag.ts';
 import { ChildReaper } from '../../../src/pipeline/child-reaper.ts';
 import { buildControlApi } from '../../../src/relay/control-api.ts';
+import { ViewerTracker } from '../../../src/relay/viewers.ts';
 import { RtmpServer } from '../../../src/rtmp/server.ts';
 import { loadConfig } from '../../../src/shared/config.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
+import { IngestStats } from '../../../src/stream/ingest-stats.ts';
 import { StreamRegistry } from '../../../src/stream/registry.ts';
-import type { Stream } from '../../../src/stream/stream.ts';
 
 const TOKEN = 'control-token-for-tests';
 
@@ -118,11 +120,10 @@ test('without CONTROL_API_TOKEN the operator routes answer 503; probes still wor
   assert.equal((await app.inject({ method: 'GET', url: '/health' })).statusCode, 200);
 });
 
-test('closing the API stops following the registry', async () => {
-  const { app, streams } = build();
-  assert.equal(streams.listenerCount('created'), 1);
-  await app.close();
+test('the API reads the registry on demand and never listens to it (nothing to release)', async () => {
+  const { streams, close } = build();
   assert.equal(streams.listenerCount('created'), 0);
+  await close();
 });
 
 test('HLS origin /ready: ready by default, 503 at capacity, /health unchanged', async (t) => {
@@ -139,10 +140,45 @@ test('HLS origin /ready: ready by default, 503 at capacity, /health unchanged', 
   assert.deepEqual(health.json(), { status: 'ok' });
 });
 
-test('GET /api/streams lists each stream with its stats and uptime', async (t) => {
+test('GET /api/streams lists each stream with its stats, ingest figures, viewers and uptime', async (t) => {
   let clock = 1_000_000;
   const registry = new EventEmitter() as EventEmitter & { streams: unknown[] };
+  // 540x960 H.264 + AAC at 10 fps, a keyframe every 2 s, 1000-byte frames: 80 kbit/s of video.
+  const ingest = new IngestStats();
+  ingest.start({
+    metadata: { width: 540, height: 960 },
+    metadataTag: null,
+    videoConfig: {
+      type: FlvTagType.Video,
+      timestamp: 0,
+      data: Buffer.from([0x17, 0, 0, 0, 0]),
+      keyframe: true,
+      isConfig: true,
+    },
+    audioConfig: {
+      type: FlvTagType.Audio,
+      timestamp: 0,
+      data: Buffer.from([0xaf, 0]),
+      keyframe: true,
+      isConfig: true,
+    },
+    hasAudio: true,
+    hasVideo: true,
+  });
+  for (let i = 0; i <= 40; i++) {
+    const keyframe = i % 20 === 0;
+    ingest.tag({
+      type: FlvTagType.Video,
+      timestamp: i * 100,
+      data: Buffer.alloc(1000, keyframe ? 0x17 : 0x27),
+      keyframe,
+      isConfig: false,
+    });
+  }
+  const viewers = new ViewerTracker({ windowMs: 10_000 });
   const stream = {
+    createdAt: clock,
+    ingest,
     key: 'live/u1/s1',
     userId: 'u1',
     streamId: 's1',
@@ -161,12 +197,16 @@ test('GET /api/streams lists each stream with its stats and uptime', async (t) =
     token: TOKEN,
     ready: () => true,
     relayInfo: () => ({}),
+    viewers,
     now: () => clock,
   });
   t.after(() => app.close());
   registry.streams.push(stream);
-  registry.emit('created', stream as unknown as Stream);
   clock += 42_000;
+  viewers.seen('live/u1/s1', 'a', clock - 20_000); // left the window
+  viewers.seen('live/u1/s1', 'b', clock - 1000);
+  viewers.seen('live/u1/s1', 'c', clock);
+  viewers.seen('live/u1/s1', 'c', clock);
   const res = await app.inject({ method: 'GET', url: '/api/streams', headers: auth });
   assert.equal(res.statusCode, 200);
   assert.deepEqual(res.json(), {
@@ -184,6 +224,20 @@ test('GET /api/streams lists each stream with its stats and uptime', async (t) =
         discontinuities: 0,
         ffmpeg: { starts: 2, restarts: 1, crashes: 1, stalls: 0 },
         repairs: { negative: 0, duplicate: 3, backward: 0, jumpForward: 0, wrap: 0, avSkew: 0 },
+        ingest: {
+          profile: 'auto',
+          pipelineProfile: 'copy',
+          uptimeSeconds: 42,
+          segments: 4,
+          viewers: 2,
+          videoCodec: 'h264',
+          audioCodec: 'aac',
+          width: 540,
+          height: 960,
+          fps: 10,
+          keyframeIntervalSeconds: 2,
+          bitrateKbps: 80,
+        },
         uptimeSeconds: 42,
       },
     ],

@@ -5,14 +5,20 @@ import { buildMetricsApp, createRelayMetrics } from '../../../src/relay/metrics.
 import { RtmpServer } from '../../../src/rtmp/server.ts';
 import { ErrorCodes } from '../../../src/shared/errors.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
+import { IngestStats } from '../../../src/stream/ingest-stats.ts';
 import type { StreamRegistry } from '../../../src/stream/registry.ts';
 import type { Stream } from '../../../src/stream/stream.ts';
 
 /** A stand-in for the registry layer: streams with the stats fields the collectors read. */
 function fakeStream(key: string, state: string) {
+  const [, userId, streamId] = key.split('/');
   return {
     key,
+    userId,
+    streamId,
     state,
+    createdAt: Date.now(),
+    ingest: new IngestStats(),
     packager: {
       stats: {
         segments: 0,

@@ -1,0 +1,28 @@
+/**
+ * One stream's stats in the contract's shape (`StreamStats`): what the control API lists and what each
+ * heartbeat carries to the cloud's dashboard. One function so both always say the same thing.
+ */
+import type { StreamStats } from '../contracts/relay-api.ts';
+import type { Stream } from '../stream/stream.ts';
+import type { ViewerTracker } from './viewers.ts';
+
+export function streamStats(stream: Stream, viewers: ViewerTracker | undefined, now: number): StreamStats {
+  const ingest = stream.ingest.snapshot();
+  const stats: StreamStats = {
+    profile: stream.profile,
+    uptimeSeconds: Math.max(0, Math.round((now - stream.createdAt) / 1000)),
+    segments: stream.packager.stats.segments,
+    viewers: viewers?.count(stream.key, now) ?? 0,
+  };
+  if (stream.pipelineProfile) stats.pipelineProfile = stream.pipelineProfile;
+  if (ingest.videoCodec) stats.videoCodec = ingest.videoCodec;
+  if (ingest.audioCodec) stats.audioCodec = ingest.audioCodec;
+  if (ingest.width) stats.width = ingest.width;
+  if (ingest.height) stats.height = ingest.height;
+  if (ingest.fps !== undefined) stats.fps = ingest.fps;
+  if (ingest.keyframeIntervalSeconds !== undefined) {
+    stats.keyframeIntervalSeconds = ingest.keyframeIntervalSeconds;
+  }
+  if (ingest.bitrateKbps !== undefined) stats.bitrateKbps = ingest.bitrateKbps;
+  return stats;
+}
