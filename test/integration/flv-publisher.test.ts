@@ -214,7 +214,7 @@ describe('FLV publisher', () => {
       user: 'dirty-user',
       stream: 'slice',
       token: TOKEN,
-      speed: 2,
+      speed: 1,
       fromMs,
       toMs,
     });
@@ -226,9 +226,9 @@ describe('FLV publisher', () => {
     const expected = d.videoTimestampsMs.filter((ms) => ms >= fromMs && ms < toMs);
     assert.deepEqual(frameTimes(rec.tags), expected);
     assert.ok(rec.tags.every((t) => t.timestamp >= fromMs && t.timestamp < toMs));
-    // About 2 s before the jump and 2 s after, plus at most 1 s for the jump itself, at speed 2: ~2.5 s.
-    // Waiting out the 5 s jump would take ~4.5 s.
-    assert.ok(elapsed > 2000 && elapsed < 3400, `${Math.round(elapsed)} ms`);
+    // About 2 s before the jump and 2 s after, plus at most 1 s for the jump itself, in real time: ~5 s.
+    // Waiting out the 5 s jump would take ~9 s: the bound between leaves room for a loaded machine.
+    assert.ok(elapsed > 4000 && elapsed < 7000, `${Math.round(elapsed)} ms`);
   });
 
   it('rebases a slice to start at 0 like a fresh publisher', async () => {
