@@ -4,11 +4,13 @@
  * publishes), then the streams (ENDLIST, FFmpeg stopped), then the origin, the control API and the metrics
  * app, then the child reaper.
  */
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { buildOrigin } from '../hls/origin.ts';
 import { ChildReaper } from '../pipeline/child-reaper.ts';
 import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
+import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { StreamRegistry } from '../stream/registry.ts';
 import { StreamState } from '../stream/stream.ts';
@@ -19,6 +21,8 @@ import { ViewerTracker } from './viewers.ts';
 
 export interface RelayHandle {
   rtmpPort: number;
+  /** RTMPS port when a certificate is configured, else null. */
+  rtmpsPort: number | null;
   hlsPort: number;
   /** Control API (health, readiness, operator routes). */
   apiPort: number;
@@ -154,6 +158,10 @@ export async function startRelay(
   };
   try {
     rtmpPort = await rtmp.listen(config.rtmp.port, config.rtmp.host);
+    const tlsConfig = config.rtmp.tls;
+    const rtmpsPort = tlsConfig
+      ? await rtmp.listenTls(tlsConfig.port, config.rtmp.host, readTlsFiles(tlsConfig))
+      : null;
     const listen = async (app: FastifyInstance, port: number, host: string): Promise<number> => {
       await app.listen({ port, host });
       const address = app.server.address();
@@ -166,6 +174,7 @@ export async function startRelay(
     log.info({ hlsPort, apiPort, metricsPort }, 'HLS origin, control API and metrics listening');
     return {
       rtmpPort,
+      rtmpsPort,
       hlsPort,
       apiPort,
       metricsPort,
@@ -188,4 +197,22 @@ export async function startRelay(
     await close();
     throw err;
   }
+}
+
+/** The RTMPS certificate and key (PEM); a missing or unreadable file stops the start with a clear error. */
+function readTlsFiles(tlsConfig: { certFile: string; keyFile: string }): { cert: Buffer; key: Buffer } {
+  const read = (file: string, name: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new RelayError(
+        ErrorCodes.CONFIG_INVALID,
+        `${name} ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      );
+    }
+  };
+  return {
+    cert: read(tlsConfig.certFile, 'RTMPS_CERT_FILE'),
+    key: read(tlsConfig.keyFile, 'RTMPS_KEY_FILE'),
+  };
 }

@@ -1,9 +1,11 @@
 /**
- * The RTMP server: a TCP listener, connection limits (overall and per IP), the live-publish registry with
- * the takeover rule, and the authorization hook. It owns its connections (a Set, closed with it) and emits
+ * The RTMP server: a TCP listener (and optionally an RTMPS one: TLS in front of the very same connection
+ * code), connection limits (overall and per IP), the live-publish registry with the takeover rule, and the
+ * authorization hook. It owns its connections (a Set, closed with it) and emits
  * typed `publish`, `takeover` and `end` events; what a publish yields is in ./publish.ts.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { type ErrorCode, ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
@@ -100,7 +102,9 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
   readonly #perIp = new Map<string, number>();
   /** Live publishes by stream key. */
   readonly #live = new Map<string, { conn: ServerConnection; publish: Publish }>();
-  #server: net.Server | null = null;
+  readonly #servers: net.Server[] = [];
+  #plainListening = false;
+  #tlsListening = false;
   #nextId = 1;
   #closed = false;
 
@@ -129,10 +133,48 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
 
   /** Starts listening; resolves with the bound port (use port 0 for a free one). */
   async listen(port: number, host = '0.0.0.0'): Promise<number> {
-    if (this.#server) throw new Error('already listening');
+    if (this.#plainListening) throw new Error('already listening');
+    this.#plainListening = true;
     const server = net.createServer({ noDelay: true }, (socket) => this.handleSocket(socket));
+    return this.#bind(server, port, host, 'RTMP listening');
+  }
+
+  /**
+   * RTMPS: a TLS listener whose decrypted sockets go through the same connection code and limits. The TLS
+   * handshake gets the RTMP handshake's timeout; a failed one is counted and logged (no secret in it).
+   */
+  async listenTls(
+    port: number,
+    host: string,
+    credentials: { key: string | Buffer; cert: string | Buffer },
+  ): Promise<number> {
+    if (this.#tlsListening) throw new Error('already listening for RTMPS');
+    this.#tlsListening = true;
+    const server = tls.createServer(
+      {
+        key: credentials.key,
+        cert: credentials.cert,
+        handshakeTimeout: this.#limits.handshakeTimeoutMs ?? 10_000,
+        minVersion: 'TLSv1.2',
+      },
+      (socket) => {
+        socket.setNoDelay(true);
+        this.handleSocket(socket);
+      },
+    );
+    // TLS handshakes in flight count against the connection cap too (a handshake flood is a flood).
+    server.maxConnections = this.#maxConnections;
+    server.on('tlsClientError', (err, socket) => {
+      this.countError(ErrorCodes.RTMPS_HANDSHAKE_FAILED);
+      this.#log.warn({ remote: socket.remoteAddress, reason: err.message }, 'RTMPS handshake failed');
+      socket.destroy();
+    });
+    return this.#bind(server, port, host, 'RTMPS listening');
+  }
+
+  async #bind(server: net.Server, port: number, host: string, message: string): Promise<number> {
     server.on('error', (err) => this.#log.error({ err }, 'listener error'));
-    this.#server = server;
+    this.#servers.push(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -142,7 +184,7 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
     });
     const address = server.address();
     const bound = typeof address === 'object' && address ? address.port : port;
-    this.#log.info({ port: bound, host }, 'RTMP listening');
+    this.#log.info({ port: bound, host }, message);
     return bound;
   }
 
@@ -281,10 +323,9 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    const server = this.#server;
-    this.#server = null;
+    const servers = this.#servers.splice(0);
     for (const conn of [...this.#connections])
       conn.close({ kind: 'server-close', message: 'server closing' });
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
   }
 }

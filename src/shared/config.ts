@@ -16,6 +16,10 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   RTMP_HOST: z.string().min(1).default('0.0.0.0'),
   RTMP_PORT: port(1935),
+  /** RTMPS (TLS in front of the same RTMP code): on when both files are set. */
+  RTMPS_PORT: port(1936),
+  RTMPS_CERT_FILE: z.string().min(1).optional(),
+  RTMPS_KEY_FILE: z.string().min(1).optional(),
   RTMP_MAX_CONNECTIONS: count(1000),
   RTMP_MAX_CONNECTIONS_PER_IP: count(20),
   RTMP_HANDSHAKE_TIMEOUT_SECONDS: seconds(10),
@@ -32,6 +36,13 @@ const EnvSchema = z.object({
   CONTROL_API_TOKEN: z.string().min(1).optional(),
   HLS_SEGMENT_SECONDS: seconds(2),
   HLS_LIST_SIZE: count(5),
+  /** Low-latency HLS (parts, blocking reload, delta updates) on the same URL; players without LL ignore it. */
+  HLS_LOW_LATENCY: z
+    .enum(['on', 'off', 'true', 'false', '1', '0'])
+    .default('on')
+    .transform((v) => v === 'on' || v === 'true' || v === '1'),
+  /** LL-HLS PART-TARGET, seconds: every part is at most this long. */
+  HLS_PART_SECONDS: z.coerce.number().min(0.2).max(2).default(0.5),
   COPY_MAX_SEGMENT_SECONDS: count(6),
   CLEAN_PROFILE: z.enum(['auto', 'copy', 'transcode']).default('auto'),
   RECONNECT_WINDOW_SECONDS: seconds(120),
@@ -87,12 +98,18 @@ export interface RelayConfig {
     idleTimeoutMs: number;
     authTimeoutMs: number;
     maxMessageSize: number;
+    /** RTMPS listener: set when RTMPS_CERT_FILE and RTMPS_KEY_FILE are (PEM files, read at start). */
+    tls: { port: number; certFile: string; keyFile: string } | null;
   };
   hls: {
     host: string;
     port: number;
     segmentSeconds: number;
     listSize: number;
+    /** HLS_LOW_LATENCY: LL-HLS tags and blocking reloads on the stream's playlist. */
+    lowLatency: boolean;
+    /** HLS_PART_SECONDS: LL-HLS PART-TARGET. */
+    partSeconds: number;
     copyMaxSegmentSeconds: number;
     endGraceMs: number;
     viewerWindowMs: number;
@@ -176,6 +193,18 @@ function staticRelays(
   }));
 }
 
+function rtmpsConfig(
+  port: number,
+  certFile: string | undefined,
+  keyFile: string | undefined,
+): RelayConfig['rtmp']['tls'] {
+  if (!certFile && !keyFile) return null;
+  if (!certFile || !keyFile) {
+    throw new RelayError(ErrorCodes.CONFIG_INVALID, 'RTMPS needs both RTMPS_CERT_FILE and RTMPS_KEY_FILE');
+  }
+  return { port, certFile, keyFile };
+}
+
 /** Parses the environment; throws CONFIG_INVALID naming every bad variable. */
 export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
@@ -198,12 +227,15 @@ export function loadConfig(
       idleTimeoutMs: e.RTMP_IDLE_TIMEOUT_SECONDS * 1000,
       authTimeoutMs: e.RTMP_AUTH_TIMEOUT_SECONDS * 1000,
       maxMessageSize: e.RTMP_MAX_MESSAGE_BYTES,
+      tls: rtmpsConfig(e.RTMPS_PORT, e.RTMPS_CERT_FILE, e.RTMPS_KEY_FILE),
     },
     hls: {
       host: e.HLS_HOST,
       port: e.HLS_PORT,
       segmentSeconds: e.HLS_SEGMENT_SECONDS,
       listSize: e.HLS_LIST_SIZE,
+      lowLatency: e.HLS_LOW_LATENCY,
+      partSeconds: e.HLS_PART_SECONDS,
       copyMaxSegmentSeconds: e.COPY_MAX_SEGMENT_SECONDS,
       endGraceMs: e.HLS_END_GRACE_SECONDS * 1000,
       viewerWindowMs: e.HLS_VIEWER_WINDOW_SECONDS * 1000,
