@@ -26,6 +26,7 @@ export async function startRelayNode(
     config.publishAuth === 'token'
       ? createPublishTokenVerifier({
           secret: requireSecret(secrets.publishTokenSecret ?? undefined, 'PUBLISH_TOKEN_SECRET'),
+          previousSecret: config.publishTokenSecretPrevious,
           relayId: config.relay.id,
         })
       : undefined;

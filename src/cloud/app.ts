@@ -9,6 +9,8 @@ import { type RelayEvents, type RelayRoutesStore, relayRoutes } from './relay-ro
 export interface CloudAppOptions {
   store: RelayRoutesStore;
   relaySecret: string;
+  /** RELAY_SHARED_SECRET_PREVIOUS, during a rotation. */
+  relaySecretPrevious?: string | undefined;
   events?: RelayEvents;
   now?: () => number;
 }
@@ -19,6 +21,7 @@ export function buildCloudApp(options: CloudAppOptions): FastifyInstance {
   void app.register(relayRoutes, {
     store: options.store,
     secret: options.relaySecret,
+    previousSecret: options.relaySecretPrevious,
     ...(options.events ? { events: options.events } : {}),
     ...(options.now ? { now: options.now } : {}),
   });

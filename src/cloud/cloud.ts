@@ -85,6 +85,7 @@ export async function startCloud(
   const app = buildCloudApp({
     store,
     relaySecret: options.relaySecret,
+    relaySecretPrevious: c.relaySecretPrevious,
     events: {
       heartbeat: (hb) => fleet.heartbeat(hb),
       deregistered: (relayId) => fleet.deregistered(relayId),

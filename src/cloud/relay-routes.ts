@@ -55,6 +55,8 @@ export interface RelayRoutesOptions {
   store: RelayRoutesStore;
   /** RELAY_SHARED_SECRET. */
   secret: string;
+  /** RELAY_SHARED_SECRET_PREVIOUS: also accepted while relays move to the new secret. */
+  previousSecret?: string | undefined;
   events?: RelayEvents;
   now?: () => number;
 }
@@ -68,7 +70,9 @@ export function streamKey(userId: string, streamId: string): string {
 }
 
 export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOptions): Promise<void> {
-  const expected = digest(options.secret);
+  const expected = [options.secret, options.previousSecret]
+    .filter((s): s is string => s !== undefined)
+    .map(digest);
   const now = options.now ?? Date.now;
   const events = options.events ?? {};
 
@@ -76,7 +80,10 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     const header = request.headers.authorization ?? '';
     const token = header.startsWith('Bearer ') ? header.slice(7) : '';
     // Hash both sides so the comparison is constant-time whatever the lengths.
-    if (!token || !timingSafeEqual(digest(token), expected)) {
+    const presented = token ? digest(token) : null;
+    // Compare with every accepted secret (no early exit), so timing says nothing about which matched.
+    const matches = expected.map((e) => presented !== null && timingSafeEqual(presented, e));
+    if (!matches.includes(true)) {
       return reply.code(401).send({ error: 'unauthorized', code: 'RELAY_UNAUTHORIZED' });
     }
   });

@@ -85,6 +85,11 @@ export async function signPublishToken(
 export interface PublishTokenVerifierOptions {
   /** PUBLISH_TOKEN_SECRET; at least 32 bytes. */
   secret: string | Uint8Array;
+  /**
+   * PUBLISH_TOKEN_SECRET_PREVIOUS, during a rotation: tokens signed with it still verify (until they expire),
+   * while the cloud already signs with the new one. At least 32 bytes too.
+   */
+  previousSecret?: string | Uint8Array | undefined;
   /** This relay's RELAY_ID: tokens must name it in `rly`. */
   relayId: string;
   /** Clock skew allowed on `exp` (and `nbf`), in seconds. Default 5. */
@@ -100,7 +105,8 @@ export type PublishTokenVerifier = (
 
 /** Builds the relay's publish-token check; throws at once on a weak secret or an invalid relay id. */
 export function createPublishTokenVerifier(options: PublishTokenVerifierOptions): PublishTokenVerifier {
-  const key = secretKey(options.secret);
+  const keys = [secretKey(options.secret)];
+  if (options.previousSecret !== undefined) keys.push(secretKey(options.previousSecret));
   if (!RelayId.safeParse(options.relayId).success) {
     throw new RelayError(ErrorCodes.CONFIG_INVALID, 'RELAY_ID: invalid relay id');
   }
@@ -116,16 +122,25 @@ export function createPublishTokenVerifier(options: PublishTokenVerifierOptions)
     if (token === undefined || token === '') return refuse(TokenRefusals.missing);
     if (token.length > MAX_TOKEN_LENGTH) return refuse(TokenRefusals.malformed);
     let payload: unknown;
-    try {
-      ({ payload } = await jwtVerify(token, key, {
-        algorithms: [ALG],
-        clockTolerance: tolerance,
-        currentDate: new Date(now()),
-        requiredClaims: ['sub', 'sid', 'rly', 'exp'],
-      }));
-    } catch (err) {
-      return refuse(classify(err));
+    let failure: unknown;
+    for (const key of keys) {
+      try {
+        ({ payload } = await jwtVerify(token, key, {
+          algorithms: [ALG],
+          clockTolerance: tolerance,
+          currentDate: new Date(now()),
+          requiredClaims: ['sub', 'sid', 'rly', 'exp'],
+        }));
+        failure = undefined;
+        break;
+      } catch (err) {
+        // A signature that fails with the current key may be one of the previous key's: try it. Any other
+        // failure (expired, malformed) is the same whatever the key.
+        failure = err;
+        if (!(err instanceof errors.JWSSignatureVerificationFailed)) break;
+      }
     }
+    if (failure !== undefined) return refuse(classify(failure));
     const claims = PublishTokenClaims.safeParse(payload);
     if (!claims.success) return refuse(TokenRefusals.claims);
     if (claims.data.rly !== relayId) return refuse(TokenRefusals.otherRelay);

@@ -60,10 +60,14 @@ const EnvSchema = z.object({
   /** Relay identity (publish tokens name it in `rly`); the host name when unset. */
   RELAY_ID: RelayId.default(() => hostRelayId(os.hostname())),
   PUBLISH_TOKEN_SECRET: z.string().min(1).optional(),
+  /** During a rotation: tokens signed with the previous secret still verify until they expire. */
+  PUBLISH_TOKEN_SECRET_PREVIOUS: z.string().min(1).optional(),
   CLOUD_HOST: z.string().min(1).default('0.0.0.0'),
   CLOUD_PORT: port(8080),
   CLOUD_API_URL: z.string().url().default('http://localhost:8080'),
   RELAY_SHARED_SECRET: z.string().min(1).optional(),
+  /** During a rotation: the cloud accepts relays still using the previous shared secret. */
+  RELAY_SHARED_SECRET_PREVIOUS: z.string().min(1).optional(),
   RELAY_PUBLIC_URL: z.string().min(1).optional(),
   PORTER_SERVICE_URL: z.string().min(1).optional(),
   HLS_PUBLIC_BASE_URL: z.string().url().optional(),
@@ -145,6 +149,8 @@ export interface RelayConfig {
   };
   /** PUBLISH_TOKEN_SECRET (HS256, ≥ 32 bytes; the verifier checks). Unset: the composition decides. */
   publishTokenSecret: string | undefined;
+  /** PUBLISH_TOKEN_SECRET_PREVIOUS: still accepted by relays during a rotation. */
+  publishTokenSecretPrevious: string | undefined;
   cloud: {
     host: string;
     port: number;
@@ -152,6 +158,8 @@ export interface RelayConfig {
     apiUrl: string;
     /** RELAY_SHARED_SECRET; unset: the composition decides (dev generates one). */
     relaySecret: string | undefined;
+    /** RELAY_SHARED_SECRET_PREVIOUS: the cloud still accepts it during a rotation. */
+    relaySecretPrevious: string | undefined;
     /** Host a relay announces for RTMP and HLS (RELAY_PUBLIC_URL, else PORTER_SERVICE_URL, else localhost). */
     relayPublicHost: string;
     hlsPublicBaseUrl: string | undefined;
@@ -259,11 +267,13 @@ export function loadConfig(
     api: { host: e.API_HOST, port: e.API_PORT, token: e.CONTROL_API_TOKEN },
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
     publishTokenSecret: e.PUBLISH_TOKEN_SECRET,
+    publishTokenSecretPrevious: e.PUBLISH_TOKEN_SECRET_PREVIOUS,
     cloud: {
       host: e.CLOUD_HOST,
       port: e.CLOUD_PORT,
       apiUrl: e.CLOUD_API_URL,
       relaySecret: e.RELAY_SHARED_SECRET,
+      relaySecretPrevious: e.RELAY_SHARED_SECRET_PREVIOUS,
       relayPublicHost: e.RELAY_PUBLIC_URL ?? e.PORTER_SERVICE_URL ?? 'localhost',
       hlsPublicBaseUrl: e.HLS_PUBLIC_BASE_URL,
       maxStreams: e.MAX_STREAMS,

@@ -61,6 +61,26 @@ describe('cloud relay routes', () => {
     await app.close();
   });
 
+  it('accepts the previous shared secret during a rotation, and only the two configured', async () => {
+    const store = fakeStore();
+    const previous = 'relay-shared-secret-previous-0123456789';
+    const app = buildCloudApp({ store, relaySecret: SECRET, relaySecretPrevious: previous });
+    for (const [secret, status] of [
+      [SECRET, 200],
+      [previous, 200],
+      ['relay-shared-secret-unknown-0123456789', 401],
+    ] as const) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/relay/register',
+        payload: register,
+        headers: { authorization: `Bearer ${secret}` },
+      });
+      assert.equal(res.statusCode, status, secret);
+    }
+    await app.close();
+  });
+
   it('registers idempotently, heartbeats, and asks an unknown relay to register', async () => {
     const store = fakeStore();
     const app = buildCloudApp({ store, relaySecret: SECRET });

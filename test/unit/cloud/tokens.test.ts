@@ -352,3 +352,42 @@ describe('config wiring (RELAY_ID, PUBLISH_TOKEN_SECRET)', () => {
     );
   });
 });
+
+describe('secret rotation', () => {
+  it('accepts tokens signed with the previous secret while it is configured, refuses them after', async () => {
+    const rotating = createPublishTokenVerifier({
+      secret: OTHER_SECRET,
+      previousSecret: SECRET,
+      relayId: 'relay-1',
+      now: () => NOW,
+    });
+    const rotated = createPublishTokenVerifier({ secret: OTHER_SECRET, relayId: 'relay-1', now: () => NOW });
+    const old = await signPublishToken(SECRET, GRANT, NOW);
+    const fresh = await signPublishToken(OTHER_SECRET, GRANT, NOW);
+    assert.deepEqual(await rotating({ ...REQUEST, token: old }), { allow: true });
+    assert.deepEqual(await rotating({ ...REQUEST, token: fresh }), { allow: true });
+    assert.deepEqual(await rotated({ ...REQUEST, token: fresh }), { allow: true });
+    assert.deepEqual(await rotated({ ...REQUEST, token: old }), {
+      allow: false,
+      reason: TokenRefusals.signature,
+    });
+    // An expired old token is refused as expired, not retried into a different answer.
+    const expired = await signPublishToken(SECRET, { ...GRANT, ttlSeconds: 60 }, NOW - 3_600_000);
+    assert.deepEqual(await rotating({ ...REQUEST, token: expired }), {
+      allow: false,
+      reason: TokenRefusals.expired,
+    });
+    // A token for someone else is refused whichever key signed it.
+    assert.deepEqual(await rotating({ userId: 'other@x.com', streamId: GRANT.streamId, token: old }), {
+      allow: false,
+      reason: TokenRefusals.otherUser,
+    });
+  });
+
+  it('refuses a weak previous secret at start', () => {
+    assert.throws(
+      () => createPublishTokenVerifier({ secret: SECRET, previousSecret: 'short', relayId: 'relay-1' }),
+      (e: unknown) => e instanceof RelayError && e.code === ErrorCodes.PUBLISH_TOKEN_SECRET_WEAK,
+    );
+  });
+});
