@@ -25,3 +25,14 @@ export function peakRss(pid: number): number {
     return 0; // exited between two samples: the last sample stands
   }
 }
+
+/** CPU seconds a live process has used so far (utime + stime); 0 once it is gone. */
+export function cpuOfPid(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * CLOCK_TICK_S;
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * Capacity: how many concurrent glasses streams one relay sustains in real time on this machine, per
+ * profile, with VIEWERS (5) classic-HLS viewers each, against the seed's FFmpeg command run the same way.
+ * The load generators replay the pre-encoded glasses fixture (854x480, 15 fps, 2 s GOP) in their own
+ * processes (no encoder anywhere in them) and their CPU is reported apart. Levels go up until one fails.
+ *
+ * A stream is on time while its segments keep arriving: no gap between two consecutive segments longer than
+ * 1.5 × TARGETDURATION and no drift (wall-clock time minus media time over the window) past 1.5 × TD. A
+ * level passes when every stream was ready within 30 s and on time for the whole window.
+ *   seed     N × the seed's command (reference/ffmpeg.md) reading the fixture looped with -re, writing HLS
+ *            files; segment arrival from the files' appearance
+ *   ours     the relay in this process (RTMP ingest → FFmpeg → packager → origin); segment arrival from the
+ *            packager; CPU = this process + its FFmpeg children over the window
+ * Env: BENCH_CAPACITY_PROFILES (seed,auto,copy,transcode), BENCH_CAPACITY_LEVELS, BENCH_CAPACITY_SECONDS
+ * (window, 20), BENCH_CAPACITY_VIEWERS (5).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, watch } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SEED_AUDIO_ENCODE, SEED_VIDEO_ENCODE } from '../src/pipeline/ffmpeg-args.ts';
+import { fixturePath } from '../test/fixtures/generate.ts';
+import { startTestRelay } from '../test/helpers/relay-harness.ts';
+import { cpuOfPid, cpuSelf } from './cpu.ts';
+
+const PROFILES = (process.env.BENCH_CAPACITY_PROFILES ?? 'seed,auto,copy,transcode').split(',');
+const LEVELS = (process.env.BENCH_CAPACITY_LEVELS ?? '1,2,4,6,8,12,16,24,32,40,48,64').split(',').map(Number);
+const WINDOW_S = Number(process.env.BENCH_CAPACITY_SECONDS ?? 20);
+const VIEWERS = Number(process.env.BENCH_CAPACITY_VIEWERS ?? 5);
+const WARMUP_S = 4;
+const READY_TIMEOUT_MS = 30_000;
+const HERE = import.meta.dirname;
+
+interface LevelResult {
+  profile: string;
+  streams: number;
+  pass: boolean;
+  why: string;
+  worstGapOverTd: number;
+  worstDriftS: number;
+  relayCores: number;
+  generatorCores: number;
+  viewerSegments: number;
+  viewerErrors: number;
+}
+
+/** Segment completion times (ms) and media durations (s) of one stream. */
+interface Arrivals {
+  times: number[];
+  durations: number[];
+}
+
+function judge(arrivals: Arrivals[], td: number, from: number, to: number) {
+  let worstGap = 0;
+  let worstDrift = 0;
+  for (const a of arrivals) {
+    const idx = a.times.map((t, i) => [t, i] as const).filter(([t]) => t >= from && t <= to);
+    if (idx.length < 2) {
+      worstGap = Number.POSITIVE_INFINITY;
+      continue;
+    }
+    for (let k = 1; k < idx.length; k++) worstGap = Math.max(worstGap, (idx[k]![0] - idx[k - 1]![0]) / 1000);
+    // The window's edges count as gaps too: a stream that stopped early is late.
+    worstGap = Math.max(worstGap, (to - idx.at(-1)![0]) / 1000);
+    const wall = (idx.at(-1)![0] - idx[0]![0]) / 1000;
+    let media = 0;
+    for (let k = 1; k < idx.length; k++) media += a.durations[idx[k]![1]]!;
+    worstDrift = Math.max(worstDrift, wall - media);
+  }
+  const pass = worstGap <= 1.5 * td && worstDrift <= 1.5 * td;
+  return { worstGapOverTd: worstGap / td, worstDriftS: worstDrift, pass };
+}
+
+function child(args: string[]): { proc: ChildProcess; report: Promise<Record<string, number>> } {
+  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const report = new Promise<Record<string, number>>((resolve) =>
+    proc.once('close', () => {
+      try {
+        resolve(JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as Record<string, number>);
+      } catch {
+        resolve({});
+      }
+    }),
+  );
+  return { proc, report };
+}
+
+async function ours(profile: string, n: number, file: string): Promise<LevelResult> {
+  const { relay } = await startTestRelay({
+    CLEAN_PROFILE: profile,
+    MAX_STREAMS: '10000',
+    RTMP_MAX_CONNECTIONS_PER_IP: '10000',
+    RECONNECT_WINDOW_SECONDS: '1',
+    RTMP_IDLE_TIMEOUT_SECONDS: '60',
+    FFMPEG_WATCHDOG_SECONDS: '15',
+  });
+  const arrivals = new Map<string, Arrivals>();
+  let td = 0;
+  relay.streams.on('created', (stream) => {
+    const a: Arrivals = { times: [], durations: [] };
+    arrivals.set(stream.key, a);
+    td = stream.packager.targetDuration;
+    stream.packager.on('segment', (s) => {
+      a.times.push(Date.now());
+      a.durations.push(s.duration);
+    });
+  });
+  const ready = new Set<string>();
+  const allReady = new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), READY_TIMEOUT_MS);
+    relay.streams.on('ready', (s) => {
+      ready.add(s.key);
+      if (ready.size === n) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    });
+  });
+  const publisher = child([
+    path.join(HERE, 'load-publisher.ts'),
+    file,
+    String(relay.rtmpPort),
+    String(n),
+    String(WINDOW_S + WARMUP_S + 40),
+    'cap',
+  ]);
+  const readyOk = await allReady;
+  await new Promise((r) => setTimeout(r, WARMUP_S * 1000));
+  const viewers = child([
+    path.join(HERE, 'load-viewers.ts'),
+    `http://127.0.0.1:${relay.hlsPort}/hls`,
+    'cap',
+    String(n),
+    String(VIEWERS),
+    String(WINDOW_S),
+  ]);
+  const ffmpegCpu = (): number =>
+    relay.streams.streams.reduce((sum, s) => sum + cpuOfPid(s.supervisor.running?.pid ?? -1), 0);
+  const from = Date.now();
+  const cpu0 = cpuSelf() + ffmpegCpu();
+  const viewerReport = await viewers.report;
+  const to = Date.now();
+  const relayCores = (cpuSelf() + ffmpegCpu() - cpu0) / ((to - from) / 1000);
+  publisher.proc.kill('SIGKILL');
+  await publisher.report;
+  const verdict = judge([...arrivals.values()], td || 2, from, to);
+  await relay.close();
+  const why = !readyOk ? `${ready.size}/${n} ready in 30 s` : verdict.pass ? '' : 'late segments';
+  return {
+    profile,
+    streams: n,
+    pass: readyOk && verdict.pass && arrivals.size === n,
+    why,
+    worstGapOverTd: verdict.worstGapOverTd,
+    worstDriftS: verdict.worstDriftS,
+    relayCores,
+    // The publisher is killed at the end (it would run on): its share is estimated from the viewers' window.
+    generatorCores: (viewerReport.cpuSeconds ?? 0) / WINDOW_S,
+    viewerSegments: viewerReport.segments ?? 0,
+    viewerErrors: viewerReport.errors ?? 0,
+  };
+}
+
+async function seed(n: number, file: string): Promise<LevelResult> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'bench-capacity-seed-'));
+  const arrivals: Arrivals[] = [];
+  const procs: ChildProcess[] = [];
+  const watchers: ReturnType<typeof watch>[] = [];
+  for (let i = 0; i < n; i++) {
+    const dir = path.join(root, `s${i}`);
+    mkdirSync(dir);
+    const a: Arrivals = { times: [], durations: [] };
+    arrivals.push(a);
+    const seen = new Set<string>();
+    watchers.push(
+      watch(dir, (_event, name) => {
+        // A segment is complete when the playlist lists it; the seed writes segment_NNN.ts then the playlist.
+        if (name && /segment_\d+\.ts$/.test(name) && !seen.has(name)) {
+          seen.add(name);
+          a.times.push(Date.now());
+          a.durations.push(2);
+        }
+      }),
+    );
+    procs.push(
+      spawn(
+        'ffmpeg',
+        [
+          ...['-re', '-stream_loop', '-1'],
+          ...['-fflags', '+genpts+igndts', '-use_wallclock_as_timestamps', '1', '-analyzeduration', '3M'],
+          ...['-loglevel', 'error', '-i', file],
+          ...SEED_VIDEO_ENCODE,
+          ...SEED_AUDIO_ENCODE,
+          ...['-reset_timestamps', '1', '-f', 'hls', '-hls_time', '2', '-hls_list_size', '5'],
+          ...['-hls_flags', 'delete_segments', '-hls_segment_filename', path.join(dir, 'segment_%03d.ts')],
+          path.join(dir, 'index.m3u8'),
+        ],
+        { stdio: 'ignore' },
+      ),
+    );
+  }
+  await new Promise((r) => setTimeout(r, (WARMUP_S + 4) * 1000));
+  const cpu = (): number => procs.reduce((sum, p) => sum + cpuOfPid(p.pid ?? -1), 0);
+  const from = Date.now();
+  const cpu0 = cpu();
+  await new Promise((r) => setTimeout(r, WINDOW_S * 1000));
+  const to = Date.now();
+  const cores = (cpu() - cpu0) / ((to - from) / 1000);
+  for (const p of procs) p.kill('SIGKILL');
+  for (const w of watchers) w.close();
+  rmSync(root, { recursive: true, force: true });
+  // The seed's segments follow its 2 s GOP; nginx would serve the files (not measured here).
+  const verdict = judge(arrivals, 2, from, to);
+  return {
+    profile: 'seed',
+    streams: n,
+    pass: verdict.pass,
+    why: verdict.pass ? '' : 'late segments',
+    worstGapOverTd: verdict.worstGapOverTd,
+    worstDriftS: verdict.worstDriftS,
+    relayCores: cores,
+    generatorCores: 0,
+    viewerSegments: 0,
+    viewerErrors: 0,
+  };
+}
+
+async function main(): Promise<void> {
+  const file = await fixturePath('glasses-854x480.flv');
+  const results: LevelResult[] = [];
+  for (const profile of PROFILES) {
+    for (const n of LEVELS) {
+      process.stderr.write(`capacity: ${profile} × ${n}…\n`);
+      const r = profile === 'seed' ? await seed(n, file) : await ours(profile, n, file);
+      results.push(r);
+      process.stderr.write(
+        `  ${r.pass ? 'pass' : `FAIL (${r.why})`}: worst gap ${r.worstGapOverTd.toFixed(2)} TD, drift ${r.worstDriftS.toFixed(2)} s, ${r.relayCores.toFixed(2)} cores\n`,
+      );
+      if (!r.pass) break;
+    }
+  }
+  const cores = os.cpus().length;
+  const best = (p: string): number =>
+    Math.max(0, ...results.filter((r) => r.profile === p && r.pass).map((r) => r.streams));
+  const seedBest = best('seed');
+  const lines = [
+    `Capacity on ${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, Node ${process.versions.node}: glasses 854x480 15 fps, ${VIEWERS} viewers per stream, ${WINDOW_S} s windows`,
+    '',
+    '| profile | streams | result | worst segment gap (× TD) | worst drift | relay CPU (cores) | per stream | generator CPU (viewers) | viewer segments / errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...results.map(
+      (r) =>
+        `| ${r.profile} | ${r.streams} | ${r.pass ? 'on time' : `**late** (${r.why})`} | ${Number.isFinite(r.worstGapOverTd) ? r.worstGapOverTd.toFixed(2) : '∞'} | ${r.worstDriftS.toFixed(2)} s | ${r.relayCores.toFixed(2)} | ${(r.relayCores / r.streams).toFixed(3)} | ${r.generatorCores.toFixed(2)} | ${r.viewerSegments} / ${r.viewerErrors} |`,
+    ),
+    '',
+    '| profile | most streams on time | per core | vs seed |',
+    '| --- | --- | --- | --- |',
+    ...PROFILES.map((p) => {
+      const b = best(p);
+      return `| ${p} | ${b} | ${(b / cores).toFixed(1)} | ${seedBest ? `${(b / seedBest).toFixed(1)}×` : '–'} |`;
+    }),
+  ];
+  console.log(lines.join('\n'));
+}
+
+await main();
