@@ -22,6 +22,7 @@ import { SEED_AUDIO_ENCODE, SEED_VIDEO_ENCODE } from '../src/pipeline/ffmpeg-arg
 import { fixturePath } from '../test/fixtures/generate.ts';
 import { startTestRelay } from '../test/helpers/relay-harness.ts';
 import { cpuOfPid, cpuSelf } from './cpu.ts';
+import { child } from './load-child.ts';
 
 const PROFILES = (process.env.BENCH_CAPACITY_PROFILES ?? 'seed,auto,copy,transcode').split(',');
 const LEVELS = (process.env.BENCH_CAPACITY_LEVELS ?? '1,2,4,6,8,12,16,24,32,40,48,64').split(',').map(Number);
@@ -69,24 +70,6 @@ function judge(arrivals: Arrivals[], td: number, from: number, to: number) {
   }
   const pass = worstGap <= 1.5 * td && worstDrift <= 1.5 * td;
   return { worstGapOverTd: worstGap / td, worstDriftS: worstDrift, pass };
-}
-
-function child(args: string[]): { proc: ChildProcess; report: Promise<Record<string, number>> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const report = new Promise<Record<string, number>>((resolve) =>
-    proc.once('close', () => {
-      try {
-        resolve(JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as Record<string, number>);
-      } catch {
-        resolve({});
-      }
-    }),
-  );
-  return { proc, report };
 }
 
 async function ours(profile: string, n: number, file: string): Promise<LevelResult> {
