@@ -1,0 +1,101 @@
+/**
+ * `npm run bench`: every benchmark, one after the other (they measure CPU: never two at once), each in its
+ * own process; their tables go to stdout and into one Markdown report, bench/RESULTS.md, with the machine
+ * it ran on. A benchmark that fails is reported as failed and the others still run (exit code 1 at the end).
+ * BENCH_ONLY=name,name runs a subset (names as listed below); BENCH_RESULTS=path writes elsewhere.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+interface Bench {
+  name: string;
+  file: string;
+  title: string;
+  goal: string;
+}
+
+const BENCHES: Bench[] = [
+  {
+    name: 'rtmp-parse',
+    file: 'rtmp-parse.ts',
+    title: 'RTMP ingest parsing',
+    goal: '< 0.5 % of a core per 1 Mbit/s stream',
+  },
+  {
+    name: 'hls-pipeline',
+    file: 'hls-pipeline.ts',
+    title: 'Cleaning pipeline vs the seed',
+    goal: 'auto on glasses input ≤ 1/20 of the seed CPU; transcode ≤ the seed; first segment ≤ 2.5 s',
+  },
+  {
+    name: 'latency',
+    file: 'latency.ts',
+    title: 'Glass-to-player latency',
+    goal: 'LL p50 ≤ 2.0 s, classic ≤ 5 s',
+  },
+  {
+    name: 'restream',
+    file: 'restream.ts',
+    title: 'Re-streaming cost per destination',
+    goal: '≤ 1 % of a core per destination (copy)',
+  },
+  {
+    name: 'placement',
+    file: 'placement.ts',
+    title: 'Placement in Redis',
+    goal: 'p99 ≤ 2 ms, ≥ 20× the seed scheme',
+  },
+  {
+    name: 'capacity',
+    file: 'capacity.ts',
+    title: 'Capacity per relay',
+    goal: 'auto: an order of magnitude more streams per core than the seed (5–8 on 4 cores)',
+  },
+];
+
+function run(file: string): Promise<{ code: number | null; stdout: string; seconds: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const child = spawn(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', path.join(import.meta.dirname, file)],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      process.stdout.write(d);
+    });
+    child.once('close', (code) => resolve({ code, stdout, seconds: (performance.now() - t0) / 1000 }));
+  });
+}
+
+const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
+const selected = BENCHES.filter((b) => !only || only.includes(b.name));
+const sections: string[] = [];
+let failed = false;
+for (const b of selected) {
+  process.stderr.write(`\n== ${b.name}\n`);
+  const r = await run(b.file);
+  failed ||= r.code !== 0;
+  sections.push(
+    `## ${b.title} (\`bench/${b.file}\`)\n\nGoal: ${b.goal}. ${r.code === 0 ? `Ran in ${r.seconds.toFixed(0)} s.` : `**Failed** (exit ${r.code}).`}\n\n${r.stdout.trim()}\n`,
+  );
+}
+const cpus = os.cpus();
+const report = [
+  '# Benchmark results',
+  '',
+  `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus[0]?.model ?? 'an unknown CPU'} × ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.versions.node}. Shared, noisy machines: compare the ratios within one run, not absolute figures across runs. Re-run with \`npm run bench\` (writes this file); \`npm run fuzz\` runs the long fuzzing targets.`,
+  '',
+  ...sections,
+].join('\n');
+const out = process.env.BENCH_RESULTS ?? path.join(import.meta.dirname, 'RESULTS.md');
+writeFileSync(out, report);
+process.stderr.write(`\nwrote ${out}\n`);
+process.exitCode = failed ? 1 : 0;
