@@ -17,6 +17,7 @@ import { StreamState } from '../stream/stream.ts';
 import { buildControlApi } from './control-api.ts';
 import { observeOrigin } from './hls-requests.ts';
 import { buildMetricsApp, createRelayMetrics } from './metrics.ts';
+import { Thumbnails } from './thumbnails.ts';
 import { ViewerTracker } from './viewers.ts';
 
 export interface RelayHandle {
@@ -88,6 +89,16 @@ export async function startRelay(
     log,
     ready,
   });
+  const thumbnails = new Thumbnails({
+    rtmp,
+    streams,
+    reaper,
+    log,
+    intervalMs: config.hls.thumbnailMs,
+    width: config.hls.thumbnailWidth,
+    ffmpegPath: config.stream.ffmpegPath,
+  });
+  thumbnails.route(origin, (userPath, streamId) => streams.byHlsPath(userPath, streamId));
   const viewers = new ViewerTracker({ windowMs: config.hls.viewerWindowMs });
   const relayMetrics = createRelayMetrics({ rtmp, streams, viewers });
   observeOrigin(origin, {
@@ -125,6 +136,7 @@ export async function startRelay(
     detach();
     await rtmp.close();
     await streams.close();
+    thumbnails.close();
     await origin.close();
     await api.close();
     await metrics.close();

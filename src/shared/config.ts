@@ -49,6 +49,9 @@ const EnvSchema = z.object({
   HLS_END_GRACE_SECONDS: seconds(60),
   /** A viewer counts while it fetched something of the stream within this window. */
   HLS_VIEWER_WINDOW_SECONDS: seconds(15),
+  /** A JPEG of the latest keyframe at most this often, per stream (served as thumbnail.jpg). */
+  THUMBNAIL_SECONDS: seconds(5),
+  THUMBNAIL_WIDTH: count(320).pipe(z.number().max(1920)),
   FFMPEG_WATCHDOG_SECONDS: seconds(5),
   FFMPEG_RESTART_BACKOFF_SECONDS: z
     .string()
@@ -117,6 +120,8 @@ export interface RelayConfig {
     copyMaxSegmentSeconds: number;
     endGraceMs: number;
     viewerWindowMs: number;
+    thumbnailMs: number;
+    thumbnailWidth: number;
     /** `*` or a list of allowed origins. */
     corsOrigins: '*' | string[];
   };
@@ -247,6 +252,8 @@ export function loadConfig(
       copyMaxSegmentSeconds: e.COPY_MAX_SEGMENT_SECONDS,
       endGraceMs: e.HLS_END_GRACE_SECONDS * 1000,
       viewerWindowMs: e.HLS_VIEWER_WINDOW_SECONDS * 1000,
+      thumbnailMs: e.THUMBNAIL_SECONDS * 1000,
+      thumbnailWidth: e.THUMBNAIL_WIDTH,
       corsOrigins:
         e.CORS_ALLOW_ORIGINS.trim() === '*'
           ? '*'
