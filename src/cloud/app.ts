@@ -4,6 +4,7 @@
  * secret). Managed-stream routes, gateways and the dashboard join as their issues land.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import { ErrorCodes, isRelayError } from '../shared/errors.ts';
 import { type RelayEvents, type RelayRoutesStore, relayRoutes } from './relay-routes.ts';
 
 export interface CloudAppOptions {
@@ -17,6 +18,16 @@ export interface CloudAppOptions {
 
 export function buildCloudApp(options: CloudAppOptions): FastifyInstance {
   const app: FastifyInstance = Fastify({ bodyLimit: 1024 * 1024 });
+  // The store being unreachable (Redis down) is a temporary condition, not a bug: 503, try again soon.
+  // Everything else keeps fastify's answer (its status code, or 500).
+  app.setErrorHandler(async (err, _request, reply) => {
+    if (isRelayError(err) && err.code === ErrorCodes.CLOUD_STORE_FAILED)
+      return reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({ error: 'the cloud store is unavailable; try again', code: err.code });
+    throw err;
+  });
   app.get('/health', async () => ({ status: 'ok' }));
   void app.register(relayRoutes, {
     store: options.store,

@@ -52,7 +52,7 @@ export async function startCloud(
 ): Promise<CloudHandle> {
   const c = config.cloud;
   const store: CloudStore = c.redisUrl
-    ? new RedisCloudStore({ redis: c.redisUrl, relayExpiryMs: c.relayExpiryMs })
+    ? new RedisCloudStore({ redis: c.redisUrl, relayExpiryMs: c.relayExpiryMs, log })
     : new MemoryCloudStore({ relayExpiryMs: c.relayExpiryMs });
   const glassesRef: { gateway: GlassesGateway | null } = { gateway: null };
   const streams = new ManagedStreams({
@@ -64,6 +64,7 @@ export async function startCloud(
     ackTimeoutMs: c.ackTimeoutMs,
     maxMissedAcks: c.maxMissedAcks,
     relayCheckMs: c.heartbeatMs,
+    relayExpiryMs: c.relayExpiryMs,
     hlsPublicBaseUrl: c.hlsPublicBaseUrl,
     staticRelays: c.staticRelays,
   });
@@ -87,8 +88,12 @@ export async function startCloud(
     relaySecret: options.relaySecret,
     relaySecretPrevious: c.relaySecretPrevious,
     events: {
+      contact: (relayId) => streams.relayContact(relayId),
       heartbeat: (hb) => fleet.heartbeat(hb),
-      deregistered: (relayId) => fleet.deregistered(relayId),
+      deregistered: (relayId) => {
+        streams.relayGone(relayId);
+        fleet.deregistered(relayId);
+      },
       hlsReady: (e) => {
         fleet.hlsReady(e);
         void streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl);

@@ -4,6 +4,15 @@
  * `start_rtmp_stream` / `stop_rtmp_stream` / keep-alives to the glasses, and `managed_stream_status` to every
  * viewer. It owns one keep-alive timer per stream and one relay-liveness timer; close() releases them.
  * Stream ids are short (the glasses' link is Bluetooth) and unguessable (crypto).
+ *
+ * A relay is lost, and its streams placed again, only when the store has not seen it within the relay expiry
+ * AND this instance has not heard from it either (`relayContact`: its register and heartbeat calls, also
+ * those the store could not take). So a store that lost its data (Redis restarted empty) or cannot answer
+ * moves nothing while the relays keep calling. Silence is counted only while this instance runs: when the
+ * liveness timer fires far too late, the process was not running (frozen, suspended, starved), the relays'
+ * calls of that time were never heard, and for one expiry after that no relay is declared lost; the relays
+ * are heard again meanwhile. A store call that fails inside an effect is logged, never thrown out; a
+ * placement or a start it prevented is tried again at the next liveness check.
  */
 import { randomBytes } from 'node:crypto';
 import type { CloudToGlasses, GlassesToCloud, ManagedStreamStatus } from '../contracts/mentra.ts';
@@ -11,7 +20,7 @@ import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import { KeepAliveTracker } from './keepalive.ts';
 import { begin, type Effect, type LifecycleEvent, type LifecycleState, transition } from './lifecycle.ts';
-import type { CloudStore } from './store.ts';
+import { type CloudStore, DEFAULT_RELAY_EXPIRY_MS } from './store.ts';
 import { signPublishToken } from './tokens.ts';
 
 /** How the cloud reaches a user's glasses (the glasses gateway). */
@@ -30,6 +39,8 @@ export interface ManagedStreamsOptions {
   maxMissedAcks: number;
   /** How often relays are checked for liveness (about a heartbeat period). */
   relayCheckMs: number;
+  /** RELAY_EXPIRY_SECONDS in ms (default 30 s): how long a relay may be silent before it is lost. */
+  relayExpiryMs?: number;
   reservationTtlMs?: number;
   /**
    * The seed's static relay list, used only while no relay is registered. Each counts as relay
@@ -40,6 +51,8 @@ export interface ManagedStreamsOptions {
   /** Replaces the relay's HLS base in announced URLs (a CDN), when set. */
   hlsPublicBaseUrl?: string | undefined;
   now?: () => number;
+  /** A clock that only moves forward, in ms (default performance.now): silences and pauses. */
+  monotonic?: () => number;
 }
 
 export interface ManagedStream {
@@ -50,6 +63,8 @@ export interface ManagedStream {
   state: LifecycleState;
   keepAlive: KeepAliveTracker;
   timer: NodeJS.Timeout;
+  /** An effect the store could not carry out, tried again at the next relay check. */
+  retry: 'place' | 'start' | null;
 }
 
 export type ManagedStreamsEvents = {
@@ -68,6 +83,8 @@ export class ManagedStreamError extends Error {
 }
 
 const STREAM_ID_BYTES = 6; // 8 base64url characters, 48 random bits
+/** Relays this instance remembers hearing from (the oldest is forgotten first). */
+const MAX_HEARD_RELAYS = 10_000;
 
 export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   readonly #o: ManagedStreamsOptions;
@@ -77,13 +94,25 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   readonly #byId = new Map<string, ManagedStream>();
   readonly #relayTimer: NodeJS.Timeout;
   readonly #static: { relayId: string; rtmpUrl: string; hlsUrl: string; streams: number }[];
+  readonly #monotonic: () => number;
+  readonly #expiryMs: number;
+  /** relayId → when this instance last heard from it (monotonic ms), oldest first. */
+  readonly #heard = new Map<string, number>();
+  /** When the liveness timer last fired (monotonic ms). */
+  #lastTick: number;
+  /** No relay is declared lost before this (monotonic ms): the instance was not running for a while. */
+  #graceUntil = 0;
+  #checking = false;
 
   constructor(options: ManagedStreamsOptions) {
     super();
     this.#o = options;
     this.#log = options.log.child({ component: 'managed-streams' });
     this.#now = options.now ?? Date.now;
-    this.#relayTimer = setInterval(() => void this.#checkRelays(), options.relayCheckMs);
+    this.#monotonic = options.monotonic ?? (() => performance.now());
+    this.#expiryMs = options.relayExpiryMs ?? DEFAULT_RELAY_EXPIRY_MS;
+    this.#lastTick = this.#monotonic();
+    this.#relayTimer = setInterval(() => void this.checkRelays(), options.relayCheckMs);
     this.#static = (options.staticRelays ?? []).map((r) => ({
       ...r,
       relayId: `static-${r.rtmpUrl.replace(/^rtmps?:\/\//, '').replace(/[^A-Za-z0-9._-]/g, '-')}`.slice(
@@ -112,6 +141,20 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       ...(hlsUrl ? { hlsUrl: this.#publicUrl(hlsUrl), dashUrl: '' } : {}),
       ...(message ? { message } : {}),
     };
+  }
+
+  /**
+   * A relay called (register or heartbeat), whether or not the store knew it or could answer: it is alive.
+   */
+  relayContact(relayId: string): void {
+    this.#heard.delete(relayId);
+    this.#heard.set(relayId, this.#monotonic());
+    if (this.#heard.size > MAX_HEARD_RELAYS) this.#heard.delete(this.#heard.keys().next().value!);
+  }
+
+  /** A relay deregistered: what this instance heard from it no longer keeps its streams. */
+  relayGone(relayId: string): void {
+    this.#heard.delete(relayId);
   }
 
   /** An app asks for the user's managed stream: it joins the live one, or one is created and placed. */
@@ -143,6 +186,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
         maxMissed: this.#o.maxMissedAcks,
       }),
       timer: setInterval(() => this.#keepAlive(stream), this.#o.keepAliveMs),
+      retry: null,
     };
     this.#byUser.set(userId, stream);
     this.#byId.set(streamId, stream);
@@ -198,6 +242,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   /** Ends every stream (cloud shutdown) and releases the timers. */
   async close(): Promise<void> {
     clearInterval(this.#relayTimer);
+    this.#heard.clear();
     for (const stream of [...this.#byId.values()])
       await this.#event(stream, { type: 'stop_requested', message: 'cloud stopping' });
     for (const stream of [...this.#byId.values()]) this.#forget(stream);
@@ -218,40 +263,62 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
 
   async #apply(stream: ManagedStream, effects: Effect[]): Promise<void> {
     for (const effect of effects) {
-      switch (effect.kind) {
-        case 'notify_apps':
-          this.safeEmit(
-            'status',
-            { userId: stream.userId, streamId: stream.streamId, viewers: [...stream.viewers] },
-            this.statusOf(stream),
-          );
-          break;
-        case 'start_glasses':
-          await this.#startGlasses(stream, effect.relayId);
-          break;
-        case 'stop_glasses':
-          this.#o.glasses.send(stream.userId, {
-            type: 'stop_rtmp_stream',
-            sessionId: stream.sessionId,
-            appId: 'MANAGED_STREAM',
+      try {
+        await this.#carryOut(stream, effect);
+      } catch (err) {
+        // The store is unreachable (only its calls throw here): log it, and try a placement or a start
+        // again at the next relay check; a release is left to the reservation's expiry and the relay's
+        // next heartbeat, which replaces what the store holds for it.
+        const retry =
+          effect.kind === 'place_relay' ? 'place' : effect.kind === 'start_glasses' ? 'start' : null;
+        if (retry) stream.retry = retry;
+        this.#log.warn(
+          {
             streamId: stream.streamId,
-            timestamp: this.#now(),
-          });
-          break;
-        case 'release_relay': {
-          const fixed = this.#static.find((r) => r.relayId === effect.relayId);
-          if (fixed) fixed.streams = Math.max(0, fixed.streams - 1);
-          else await this.#o.store.release(`${stream.userId}/${stream.streamId}`);
-          break;
-        }
-        case 'place_relay': {
-          const placement = await this.#place(`${stream.userId}/${stream.streamId}`);
-          await this.#event(
-            stream,
-            placement ? { type: 'replaced', relayId: placement.relayId } : { type: 'timeout' },
-          );
-          break;
-        }
+            effect: effect.kind,
+            retry: retry !== null,
+            err: (err as Error).message,
+          },
+          'managed stream: effect failed',
+        );
+      }
+    }
+  }
+
+  async #carryOut(stream: ManagedStream, effect: Effect): Promise<void> {
+    switch (effect.kind) {
+      case 'notify_apps':
+        this.safeEmit(
+          'status',
+          { userId: stream.userId, streamId: stream.streamId, viewers: [...stream.viewers] },
+          this.statusOf(stream),
+        );
+        break;
+      case 'start_glasses':
+        await this.#startGlasses(stream, effect.relayId);
+        break;
+      case 'stop_glasses':
+        this.#o.glasses.send(stream.userId, {
+          type: 'stop_rtmp_stream',
+          sessionId: stream.sessionId,
+          appId: 'MANAGED_STREAM',
+          streamId: stream.streamId,
+          timestamp: this.#now(),
+        });
+        break;
+      case 'release_relay': {
+        const fixed = this.#static.find((r) => r.relayId === effect.relayId);
+        if (fixed) fixed.streams = Math.max(0, fixed.streams - 1);
+        else await this.#o.store.release(`${stream.userId}/${stream.streamId}`);
+        break;
+      }
+      case 'place_relay': {
+        const placement = await this.#place(`${stream.userId}/${stream.streamId}`);
+        await this.#event(
+          stream,
+          placement ? { type: 'replaced', relayId: placement.relayId } : { type: 'timeout' },
+        );
+        break;
       }
     }
   }
@@ -314,8 +381,44 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     this.#o.glasses.send(stream.userId, { type: 'keep_rtmp_stream_alive', streamId: stream.streamId, ackId });
   }
 
-  async #checkRelays(): Promise<void> {
-    if (this.#byId.size === 0) return;
+  /**
+   * The liveness timer's work (public for tests): notices that this instance was not running, moves the
+   * streams of lost relays, and retries what a failed store call left undone. One check at a time.
+   */
+  async checkRelays(): Promise<void> {
+    const at = this.#monotonic();
+    const late = at - this.#lastTick - this.#o.relayCheckMs;
+    this.#lastTick = at;
+    // Far too late (by more than half of what a relay's expiry leaves after one check period): the process
+    // was not running, and the relays' calls of that time went unheard.
+    if (late > Math.max(this.#o.relayCheckMs, (this.#expiryMs - this.#o.relayCheckMs) / 2)) {
+      this.#graceUntil = at + this.#expiryMs;
+      this.#log.warn(
+        { pausedMs: Math.round(late), graceMs: this.#expiryMs },
+        'the cloud was not running: no relay is declared lost until each had an expiry to be heard',
+      );
+    }
+    if (this.#checking) return;
+    this.#checking = true;
+    try {
+      await this.#checkRelays(at);
+    } catch (err) {
+      this.#log.error({ err }, 'relay check failed');
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  async #checkRelays(at: number): Promise<void> {
+    if (at < this.#graceUntil) return;
+    const resumed = this.#graceUntil !== 0;
+    this.#graceUntil = 0;
+    if (this.#byId.size > 0) await this.#moveLostStreams();
+    if (resumed) this.#log.info('relay liveness checks resumed');
+  }
+
+  /** Places again the streams of relays neither the store nor this instance heard from lately. */
+  async #moveLostStreams(): Promise<void> {
     let live: Set<string>;
     try {
       live = new Set((await this.#o.store.liveRelays(this.#now())).map((r) => r.relayId));
@@ -323,11 +426,28 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       this.#log.warn({ err: (err as Error).message }, 'store unreachable: relay liveness not checked');
       return;
     }
+    const heardLately = (relayId: string): boolean => {
+      const heard = this.#heard.get(relayId);
+      return heard !== undefined && this.#monotonic() - heard < this.#expiryMs;
+    };
     for (const stream of [...this.#byId.values()]) {
+      if (this.#byId.get(stream.streamId) !== stream) continue; // ended meanwhile
       const relayId = stream.state.relayId;
-      if (relayId && !live.has(relayId) && !this.#static.some((r) => r.relayId === relayId)) {
+      if (
+        relayId &&
+        !live.has(relayId) &&
+        !heardLately(relayId) &&
+        !this.#static.some((r) => r.relayId === relayId)
+      ) {
         this.#log.warn({ streamId: stream.streamId, relayId }, 'relay lost: placing the stream again');
         await this.#event(stream, { type: 'relay_lost', relayId });
+      } else if (stream.retry) {
+        const retry = stream.retry;
+        stream.retry = null;
+        if (retry === 'place' && stream.state.phase === 'reconnecting' && relayId === null)
+          await this.#apply(stream, [{ kind: 'place_relay' }]);
+        else if (retry === 'start' && relayId !== null)
+          await this.#apply(stream, [{ kind: 'start_glasses', relayId }]);
       }
     }
   }

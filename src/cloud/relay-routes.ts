@@ -41,6 +41,11 @@ export interface RelayRoutesStore {
 
 /** What the rest of the cloud hears from relays (the managed-stream lifecycle and the dashboard listen). */
 export interface RelayEvents {
+  /**
+   * An authenticated register or heartbeat from this relay arrived, before the store is asked: the relay
+   * is alive even when the store does not know it (Redis came back empty) or cannot answer.
+   */
+  contact?(relayId: string): void;
   /** A heartbeat the store accepted (the relay is known), with every stream and its stats as sent. */
   heartbeat?(hb: HeartbeatRequest): void;
   /** The relay deregistered (after the store forgot it). */
@@ -106,6 +111,7 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
   app.post(RelayApiPaths.register, async (request, reply) => {
     const r = body(RegisterRequest, request, reply);
     if (!r) return reply;
+    events.contact?.(r.relayId);
     await options.store.upsertRelay(r, now());
     return { ok: true };
   });
@@ -113,6 +119,7 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
   app.post(RelayApiPaths.heartbeat, async (request, reply) => {
     const hb = body(HeartbeatRequest, request, reply);
     if (!hb) return reply;
+    events.contact?.(hb.relayId);
     const live = hb.streams
       .filter((s) => s.state !== 'ended')
       .map(({ userId, streamId }) => ({ userId, streamId }));

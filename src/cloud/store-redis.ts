@@ -19,10 +19,20 @@
  * Equal loads sort by member, that is by cpu then relayId. Dead relays stay indexed until a placement finds
  * one on top and unindexes it (its next heartbeat indexes it again). Expired reservations are reclaimed at the
  * start of every script that counts them.
+ *
+ * While Redis is unreachable every call fails fast (CLOUD_STORE_FAILED) instead of waiting in a queue: a
+ * connection this store opens flushes its queued commands at every failed reconnect (no retries per
+ * request, reconnects at most a second apart, 3 s to connect), and a command unanswered for 3 s fails too.
+ * A failed call is never sent later, so nothing stale runs against a Redis that came back; one that timed
+ * out on a hung server may still run when it answers (every script is idempotent or expires). A Redis that
+ * comes back empty (restarted without persistence) is refilled by the relays: their heartbeats hear
+ * "unknown relay", they register again and report their streams. The first failure after a success is
+ * logged as `store unreachable`, the first success after that as `store reachable again`.
  */
 import { Redis } from 'ioredis';
 import type { RegisterRequest } from '../contracts/relay-api.ts';
 import { ErrorCodes, toRelayError } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
 import {
   type CloudStore,
   type CloudStoreOptions,
@@ -39,7 +49,17 @@ export interface RedisCloudStoreOptions extends CloudStoreOptions {
   /** A connection (shared; the caller closes it) or a URL (the store opens and closes its own). */
   redis: Redis | string;
   prefix?: string;
+  /** Where connection loss and recovery are told (a connection this store opens; silent when absent). */
+  log?: Logger;
 }
+
+/** Client options of a connection the store opens: fail fast while Redis is away (see the header). */
+export const REDIS_CLIENT_OPTIONS = {
+  maxRetriesPerRequest: 0,
+  connectTimeout: 3000,
+  commandTimeout: 3000,
+  retryStrategy: (attempt: number): number => Math.min(attempt * 100, 1000),
+} as const;
 
 export const DEFAULT_REDIS_PREFIX = '{relay-cloud}:';
 
@@ -293,6 +313,7 @@ export class RedisCloudStore implements CloudStore {
   readonly #expiryMs: number;
   readonly #retentionMs: number;
   #closed = false;
+  #reachable = true;
 
   constructor(options: RedisCloudStoreOptions) {
     const resolved = resolveStoreOptions(options);
@@ -300,7 +321,9 @@ export class RedisCloudStore implements CloudStore {
     this.#retentionMs = resolved.relayRetentionMs;
     this.#prefix = options.prefix ?? DEFAULT_REDIS_PREFIX;
     this.#owned = typeof options.redis === 'string';
-    this.#redis = typeof options.redis === 'string' ? new Redis(options.redis) : options.redis;
+    this.#redis =
+      typeof options.redis === 'string' ? new Redis(options.redis, REDIS_CLIENT_OPTIONS) : options.redis;
+    if (this.#owned) this.#watchConnection(options.log);
     const p = this.#prefix;
     this.#keys = [`${p}seen`, `${p}assign`, `${p}resv`, `${p}eligible`];
     for (const [name, lua] of Object.entries(SCRIPTS)) {
@@ -388,7 +411,33 @@ export class RedisCloudStore implements CloudStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#owned) await this.#redis.quit();
+    if (this.#owned) {
+      // quit() waits for Redis to answer; an unreachable one gets disconnected instead.
+      if (this.#redis.status === 'ready') await this.#redis.quit();
+      else this.#redis.disconnect();
+    }
+  }
+
+  /**
+   * Logs the first loss of the connection and the first recovery. ioredis emits `error` at every failed
+   * reconnect; with no listener it would print each to stderr. The listeners go with the connection.
+   */
+  #watchConnection(log: Logger | undefined): void {
+    const lost = (why: string): void => {
+      if (!this.#reachable || this.#closed) return;
+      this.#reachable = false;
+      log?.warn({ store: 'redis', err: why }, 'store unreachable');
+    };
+    const onError = (err: Error): void => lost(err.message || String(err));
+    const onClose = (): void => lost('connection closed');
+    const onReady = (): void => {
+      if (this.#reachable) return;
+      this.#reachable = true;
+      log?.info({ store: 'redis' }, 'store reachable again');
+    };
+    this.#redis.on('error', onError);
+    this.#redis.on('close', onClose);
+    this.#redis.on('ready', onReady);
   }
 
   async #run(name: ScriptName, ...args: (string | number)[]): Promise<unknown> {

@@ -3,7 +3,8 @@
  * reports stream-started, hls-ready and stream-ended. A heartbeat answered "unknown relay" (the cloud lost
  * its state, or the first register failed) registers again. Stream events go through a bounded queue, in
  * order, each with an idempotency key, retried with backoff while the cloud is away (the oldest dropped and
- * counted past `maxQueue`); nothing here ever blocks media.
+ * counted past `maxQueue`); nothing here ever blocks media. One heartbeat at a time: a tick that finds the
+ * previous one still waiting on a slow or frozen cloud is skipped, so calls never pile up.
  */
 import { hlsUserPath } from '../contracts/names.ts';
 import {
@@ -57,6 +58,8 @@ export class RelayAgent {
   #retryTimer: NodeJS.Timeout | null = null;
   #retryPause = 0;
   #nextKey = 0;
+  /** The heartbeat (or register) in flight, if any. */
+  #beating: Promise<void> | null = null;
   /** Process CPU at the previous heartbeat, for the share used since. */
   #cpuMark = { usage: process.cpuUsage(), at: performance.now() };
 
@@ -95,12 +98,23 @@ export class RelayAgent {
       () => streams.off('ended', onEnded),
     );
     await this.#register();
-    this.#timer = setInterval(() => void this.#heartbeat(), this.#options.heartbeatMs);
+    this.#timer = setInterval(() => void this.#beat(), this.#options.heartbeatMs);
   }
 
-  /** Sends a heartbeat now (a drain starting, for instance). */
-  heartbeatNow(): Promise<void> {
-    return this.#heartbeat();
+  /** Sends a heartbeat now (a drain starting, for instance), after the one in flight if any. */
+  async heartbeatNow(): Promise<void> {
+    await this.#beating;
+    await this.#beat();
+  }
+
+  /** A heartbeat, unless one is in flight (then that one). */
+  #beat(): Promise<void> {
+    if (this.#beating) return this.#beating;
+    const beat = this.#heartbeat().finally(() => {
+      if (this.#beating === beat) this.#beating = null;
+    });
+    this.#beating = beat;
+    return beat;
   }
 
   /** Waits until the queued events are sent, or `timeoutMs` passes (nothing unsent if the cloud answers). */

@@ -1,8 +1,13 @@
 /**
  * The app-side client for managed streams (the MentraOS SDK surface on an app's camera module):
  * `startManagedStream` resolves once a playable `hlsUrl` exists (never waits for a `dashUrl`), and fails
- * after 30 s with a clear error; statuses arrive over server-sent events from the cloud.
+ * after 30 s with a clear error; statuses arrive over server-sent events from the cloud. A dropped event
+ * stream is followed again (with backoff) until the stream ends: a network fault is not a status of the
+ * stream, so apps never hear one as `error`; the cloud's first status on the new connection is passed on only
+ * when it differs from the last one heard. A cloud that no longer knows the stream answers 404: that ends it
+ * with `error`.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type ManagedStreamStatus, ManagedStreamStatus as StatusSchema } from '../contracts/mentra.ts';
 
 export interface ManagedStreamClientOptions {
@@ -14,6 +19,8 @@ export interface ManagedStreamClientOptions {
   token?: string;
   /** How long startManagedStream waits for a playable URL (default 30 s). */
   startTimeoutMs?: number;
+  /** Pauses before following a dropped event stream again: first and most (default 500 ms, 5 s). */
+  reconnectMs?: { first: number; max: number };
 }
 
 export interface ManagedStreamUrls {
@@ -144,38 +151,96 @@ export class ManagedStreamClient {
     return status;
   }
 
-  /** Follows the stream's server-sent events until they end or close() is called. */
+  /** Follows the stream's server-sent events until it ends or close() is called; a dropped one is reopened. */
   #follow(streamId: string): void {
     this.#events?.abort();
     const abort = new AbortController();
     this.#events = abort;
+    const { first, max } = this.#o.reconnectMs ?? { first: 500, max: 5000 };
     void (async () => {
-      try {
-        const res = await fetch(new URL(`/api/managed-streams/${streamId}/events`, this.#o.cloudUrl), {
-          headers: this.#headers(),
-          signal: abort.signal,
-        });
-        if (!res.body) return;
-        const decoder = new TextDecoder();
-        let buffer = '';
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          buffer += decoder.decode(chunk, { stream: true });
-          for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-            const event = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const data = event
-              .split('\n')
-              .filter((l) => l.startsWith('data: '))
-              .map((l) => l.slice(6))
-              .join('\n');
-            const parsed = StatusSchema.safeParse(JSON.parse(data || 'null'));
-            if (parsed.success) this.#accept(parsed.data);
+      let pause = 0;
+      for (let again = false; !abort.signal.aborted; again = true) {
+        if (again) {
+          pause = Math.min(max, pause ? pause * 2 : first);
+          try {
+            await sleep(pause, undefined, { signal: abort.signal });
+          } catch {
+            return; // aborted: close() or a new follow
           }
         }
-      } catch (err) {
-        if ((err as Error).name !== 'AbortError')
-          this.#accept({ type: 'managed_stream_status', status: 'error', message: (err as Error).message });
+        try {
+          if (await this.#readEvents(streamId, abort.signal, again)) return;
+          pause = 0; // it was connected: the next drop starts the backoff again
+        } catch {
+          // Aborted (close() or a new follow), or the cloud is unreachable or the connection broke: the
+          // loop ends in the first case and tries again in the others; the stream itself is not affected.
+        }
       }
     })();
   }
+
+  /**
+   * One connection to the event stream; true when following is over (the stream ended, or the cloud does
+   * not know it), false when the connection ended before the stream did. Throws on network errors.
+   */
+  async #readEvents(streamId: string, signal: AbortSignal, again: boolean): Promise<boolean> {
+    const res = await fetch(new URL(`/api/managed-streams/${streamId}/events`, this.#o.cloudUrl), {
+      headers: this.#headers(),
+      signal,
+    });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      this.#accept({
+        type: 'managed_stream_status',
+        status: 'error',
+        streamId,
+        message: 'the cloud no longer knows this stream',
+      });
+      return true;
+    }
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      throw new Error(`the event stream answered ${res.status}`);
+    }
+    const decoder = new TextDecoder();
+    let buffer = '';
+    let firstEvent = true;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = event
+          .split('\n')
+          .filter((l) => l.startsWith('data: '))
+          .map((l) => l.slice(6))
+          .join('\n');
+        let json: unknown;
+        try {
+          json = JSON.parse(data || 'null');
+        } catch {
+          continue; // not a status (a comment or a broken event): skipped
+        }
+        const parsed = StatusSchema.safeParse(json);
+        if (!parsed.success) continue;
+        const status = parsed.data;
+        // A new connection starts with the current status: already heard unless something changed.
+        const repeat = again && firstEvent && sameStatus(status, this.#last);
+        firstEvent = false;
+        if (!repeat) this.#accept(status);
+        if (status.status === 'stopped' || status.status === 'error') return true;
+      }
+    }
+    return false;
+  }
+}
+
+function sameStatus(a: ManagedStreamStatus, b: ManagedStreamStatus | undefined): boolean {
+  return (
+    b !== undefined &&
+    a.status === b.status &&
+    a.streamId === b.streamId &&
+    a.hlsUrl === b.hlsUrl &&
+    a.message === b.message
+  );
 }

@@ -2,8 +2,11 @@
  * A simulated pair of glasses (`rtmp-relay glasses-sim`): connects to the cloud's glasses WebSocket as a
  * user, obeys `start_rtmp_stream` / `stop_rtmp_stream`, answers keep-alives, and publishes a dirty synthetic
  * stream (portrait 540x960, ~12 fps, AAC mono 44.1 kHz) with FFmpeg to the URL it was given. Like the real
- * glasses it retries a failed publish up to 10 times (1 s, then ×1.5, with jitter), stops on an unknown
- * stream id in a keep-alive, and stops by itself after 60 s without one.
+ * glasses it retries a failed publish up to 10 times (1 s, then ×1.5, with jitter), counts a publish that
+ * stalls (no progress from FFmpeg for `stallTimeoutMs`: the network stopped taking data, and no FIN came) as
+ * failed, stops on an unknown stream id in a keep-alive, and stops by itself after 60 s without one. A cloud
+ * connection that drops is opened again (with backoff; the publish goes on meanwhile), and the glasses then
+ * repeat their current publish status, which the cloud may have missed.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import WebSocket from 'ws';
@@ -30,6 +33,12 @@ export interface GlassesSimOptions {
   retryFactor?: number;
   /** Stop streaming after this long without a keep-alive (default 60 s). */
   keepAliveTimeoutMs?: number;
+  /** A publish with no FFmpeg progress for this long failed (a socket write timeout; default 10 s). */
+  stallTimeoutMs?: number;
+  /** Pauses before opening a dropped cloud connection again: first and most (default 500 ms, 5 s). */
+  cloudRetryMs?: { first: number; max: number };
+  /** Where a publish really goes, given the rtmpUrl the cloud sent (tests route it through a proxy). */
+  publishUrl?: (rtmpUrl: string) => string;
 }
 
 export type GlassesSimEvents = {
@@ -46,7 +55,12 @@ interface Publishing {
   attempt: number;
   retryTimer: NodeJS.Timeout | null;
   stopping: boolean;
+  /** The last publish status sent, repeated after a cloud reconnect. */
+  status: GlassesToCloud | null;
 }
+
+/** The close code the cloud uses when a newer connection of the same user replaced this one. */
+const REPLACED = 4000;
 
 /** FFmpeg argv for the synthetic dirty stream (frames dropped irregularly, keyframes every ~2 s). */
 export function simPublishArgs(rtmpUrl: string): string[] {
@@ -81,6 +95,9 @@ export function simPublishArgs(rtmpUrl: string): string[] {
       '1M',
     ],
     ...['-c:a', 'aac', '-ac', '1', '-b:a', '64k'],
+    // A phone-sized socket send buffer (about half a second of this stream): over loopback the kernel would
+    // otherwise buffer megabytes, and a publish whose network went silent would take half a minute to stall.
+    ...['-send_buffer_size', '65536'],
     ...['-f', 'flv', rtmpUrl],
   ];
 }
@@ -91,6 +108,10 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
   #ws: WebSocket | null = null;
   #publishing: Publishing | null = null;
   #keepAliveTimer: NodeJS.Timeout | null = null;
+  #reconnectTimer: NodeJS.Timeout | null = null;
+  #reconnectPause = 0;
+  /** True from a dropped cloud connection until a new one opens. */
+  #reconnecting = false;
   #closed = false;
   /** False makes the glasses ignore keep-alives, as a hung phone would (for fault tests). */
   answerKeepAlives = true;
@@ -105,26 +126,23 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     return this.#publishing?.child != null;
   }
 
-  /** Connects to the cloud; resolves when the socket is open. */
+  /** The FFmpeg that publishes now, if any (fault tests follow it). */
+  get publisherPid(): number | null {
+    return this.#publishing?.child?.pid ?? null;
+  }
+
+  /** Whether the cloud connection is open now. */
+  get connected(): boolean {
+    return this.#ws?.readyState === WebSocket.OPEN;
+  }
+
+  /** Connects to the cloud; resolves when the socket is open. A connection that drops later is reopened. */
   async connect(): Promise<void> {
-    const url = new URL('/glasses-ws', this.#options.cloudUrl);
-    if (!this.#options.token) url.searchParams.set('userId', this.#options.userId);
-    const headers: Record<string, string> = this.#options.token
-      ? { authorization: `Bearer ${this.#options.token}` }
-      : {};
-    const ws = new WebSocket(url, { headers });
-    this.#ws = ws;
-    ws.on('message', (data) => this.#onMessage(String(data)));
-    ws.on('close', () => {
-      this.#log.info('cloud connection closed');
-      this.safeEmit('closed');
-    });
-    ws.on('error', (err) => this.#log.warn({ err: err.message }, 'cloud connection error'));
+    const ws = this.#open();
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
     });
-    this.safeEmit('connected');
   }
 
   async close(): Promise<void> {
@@ -132,10 +150,58 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     this.#closed = true;
     this.#stopPublishing('stopped');
     if (this.#keepAliveTimer) clearTimeout(this.#keepAliveTimer);
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     this.#ws?.close();
   }
 
+  #open(): WebSocket {
+    const url = new URL('/glasses-ws', this.#options.cloudUrl);
+    if (!this.#options.token) url.searchParams.set('userId', this.#options.userId);
+    const headers: Record<string, string> = this.#options.token
+      ? { authorization: `Bearer ${this.#options.token}` }
+      : {};
+    const ws = new WebSocket(url, { headers });
+    this.#ws = ws;
+    let opened = false;
+    ws.on('open', () => {
+      opened = true;
+      this.#reconnectPause = 0;
+      this.safeEmit('connected');
+      // The cloud may have missed statuses while the connection was down: say where the publish stands.
+      const status = this.#publishing?.status;
+      if (this.#reconnecting && status) this.#send(status);
+      this.#reconnecting = false;
+    });
+    ws.on('message', (data) => this.#onMessage(String(data)));
+    ws.on('close', (code) => {
+      if (this.#ws !== ws) return;
+      if (opened) {
+        this.#log.info({ code }, 'cloud connection closed');
+        this.safeEmit('closed');
+      }
+      // The first connect reports its own failure to the caller; later drops are retried, unless a newer
+      // connection of this user replaced this one (two would fight).
+      if (this.#closed || (!opened && !this.#reconnecting) || code === REPLACED) return;
+      this.#scheduleReconnect();
+    });
+    ws.on('error', (err) => this.#log.warn({ err: err.message }, 'cloud connection error'));
+    return ws;
+  }
+
+  #scheduleReconnect(): void {
+    const { first, max } = this.#options.cloudRetryMs ?? { first: 500, max: 5000 };
+    this.#reconnectPause = Math.min(max, this.#reconnectPause ? this.#reconnectPause * 2 : first);
+    this.#reconnecting = true;
+    this.#log.info({ inMs: this.#reconnectPause }, 'reconnecting to the cloud');
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = null;
+      if (!this.#closed) this.#open();
+    }, this.#reconnectPause);
+  }
+
   #send(message: GlassesToCloud): void {
+    const p = this.#publishing;
+    if (message.type === 'rtmp_stream_status' && p && p.streamId === message.streamId) p.status = message;
     if (this.#ws?.readyState === WebSocket.OPEN) this.#ws.send(JSON.stringify(message));
     this.safeEmit('status', message);
   }
@@ -188,7 +254,15 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     // A start for the stream already publishing moves it (the cloud placed it on another relay): the old
     // publish ends without `stopped`, which the cloud would take as the glasses ending the managed stream.
     if (this.#publishing) this.#stopPublishing(this.#publishing.streamId === streamId ? 'moved' : 'stopped');
-    this.#publishing = { streamId, rtmpUrl, child: null, attempt: 0, retryTimer: null, stopping: false };
+    this.#publishing = {
+      streamId,
+      rtmpUrl,
+      child: null,
+      attempt: 0,
+      retryTimer: null,
+      stopping: false,
+      status: null,
+    };
     this.#send({ type: 'rtmp_stream_status', streamId, status: 'initializing' });
     this.#armKeepAliveTimeout();
     this.#spawn();
@@ -197,19 +271,36 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
   #spawn(): void {
     const p = this.#publishing;
     if (!p || p.stopping) return;
-    this.#log.info({ url: redactUrl(p.rtmpUrl), attempt: p.attempt }, 'publishing');
-    const child = spawn(this.#options.ffmpegPath ?? 'ffmpeg', simPublishArgs(p.rtmpUrl), {
+    const url = this.#options.publishUrl?.(p.rtmpUrl) ?? p.rtmpUrl;
+    this.#log.info({ url: redactUrl(url), attempt: p.attempt }, 'publishing');
+    const child = spawn(this.#options.ffmpegPath ?? 'ffmpeg', simPublishArgs(url), {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
     p.child = child;
     let errors = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors = (errors + d).slice(-500)));
+    // FFmpeg reports progress every half second while the publish flows; when the network stops taking
+    // data its writes block and the reports stop: after `stallTimeoutMs` the publish has failed, as a
+    // phone's socket write timeout would say. The stuck FFmpeg is killed (the socket is abandoned).
+    let stalled = false;
+    let stallTimer: NodeJS.Timeout | null = null;
+    const armStall = (): void => {
+      if (stallTimer) clearTimeout(stallTimer);
+      stallTimer = setTimeout(() => {
+        stalled = true;
+        this.#log.warn({ streamId: p.streamId }, 'publish stalled: no progress from FFmpeg');
+        if (child.pid) killGroup(child.pid, 'SIGKILL');
+      }, this.#options.stallTimeoutMs ?? 10_000);
+    };
+    armStall();
     // Like the real glasses, report streaming (or reconnected) only once the publish really flows: FFmpeg's
     // first progress report comes after the RTMP connection and the first frames.
     let reported = false;
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      if (reported || !d.includes('progress=') || this.#publishing !== p) return;
+      if (!d.includes('progress=')) return;
+      armStall();
+      if (reported || this.#publishing !== p) return;
       reported = true;
       this.#send({
         type: 'rtmp_stream_status',
@@ -218,14 +309,15 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       });
     });
     child.once('close', (code) => {
+      if (stallTimer) clearTimeout(stallTimer);
       if (this.#publishing !== p) return;
       p.child = null;
       if (p.stopping) return;
-      this.#retry(code, errors);
+      this.#retry(code, stalled ? 'publish stalled' : 'publish failed', errors);
     });
   }
 
-  #retry(code: number | null, errors: string): void {
+  #retry(code: number | null, reason: string, errors: string): void {
     const p = this.#publishing!;
     const retries = this.#options.retries ?? 10;
     if (p.attempt >= retries) {
@@ -242,7 +334,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     const first = this.#options.firstRetryMs ?? 1000;
     const pause = first * (this.#options.retryFactor ?? 1.5) ** (p.attempt - 1) * (0.8 + Math.random() * 0.4);
     this.#log.warn(
-      { code, attempt: p.attempt, ffmpeg: errors.trim().split('\n').at(-1) },
+      { code, reason, attempt: p.attempt, ffmpeg: errors.trim().split('\n').at(-1) },
       'publish failed, retrying',
     );
     this.#send({
@@ -251,7 +343,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       status: 'reconnecting',
       attempt: p.attempt,
       maxAttempts: retries,
-      reason: 'publish failed',
+      reason,
     });
     p.retryTimer = setTimeout(() => this.#spawn(), pause);
   }
@@ -262,13 +354,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     this.#publishing = null;
     p.stopping = true;
     if (p.retryTimer) clearTimeout(p.retryTimer);
-    if (p.child?.pid) {
-      try {
-        process.kill(-p.child.pid, 'SIGTERM');
-      } catch {
-        // already gone
-      }
-    }
+    if (p.child?.pid) killGroup(p.child.pid, 'SIGTERM');
     if (status === 'stopped')
       this.#send({ type: 'rtmp_stream_status', streamId: p.streamId, status: 'stopped' });
   }
@@ -279,5 +365,13 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       this.#log.warn('no keep-alive from the cloud: stopping, as the real glasses do');
       this.#stopPublishing('stopped');
     }, this.#options.keepAliveTimeoutMs ?? 60_000);
+  }
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
   }
 }

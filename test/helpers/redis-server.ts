@@ -1,8 +1,9 @@
 /**
  * A real `redis-server` for tests and benchmarks: argv array, loopback only, a free port, no persistence, its
  * own temp dir, ready once it logs "Ready to accept connections". A missing binary FAILS with a clear message
- * (never a skip). `restart()` stops it and starts it again on the same port (chaos tests); `close()` is
- * idempotent, and a server still running when the process exits is killed with it.
+ * (never a skip). `restart()` stops it and starts it again on the same port (chaos tests), as `stop()` then
+ * `start()` do with an outage in between; `close()` is idempotent, and a server still running when the process
+ * exits is killed with it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,6 +16,10 @@ export interface RedisServer {
   readonly port: number;
   /** Stops the server (SIGTERM by default; SIGKILL for a crash) and starts it again on the same port, empty. */
   restart(options?: { signal?: NodeJS.Signals }): Promise<void>;
+  /** Stops the server (SIGTERM by default; SIGKILL for a crash); resolves once it has exited. */
+  stop(options?: { signal?: NodeJS.Signals }): Promise<void>;
+  /** Starts a stopped server again on the same port, empty (no-op while it runs). */
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -77,6 +82,14 @@ export async function startRedisServer(options: { binary?: string } = {}): Promi
       if (closed) throw new Error('redis-server: restart after close');
       await stop(signal);
       await start(port);
+    },
+    async stop({ signal = 'SIGTERM' } = {}) {
+      if (closed) throw new Error('redis-server: stop after close');
+      await stop(signal);
+    },
+    async start() {
+      if (closed) throw new Error('redis-server: start after close');
+      if (!child) await start(port);
     },
     async close() {
       if (closed) return;

@@ -105,4 +105,55 @@ describe('relay agent', () => {
     assert.equal(agent.stats.dropped, 3);
     await agent.close();
   });
+
+  it('sends one heartbeat at a time: a cloud that does not answer gets no pile of calls', async () => {
+    const port = await freePort();
+    let inFlight = 0;
+    let most = 0;
+    let beats = 0;
+    let release: () => void = () => {};
+    const answer = new Promise<void>((r) => (release = r));
+    let fiveSeen: () => void = () => {};
+    const five = new Promise<void>((r) => (fiveSeen = r));
+    const app = buildCloudApp({
+      relaySecret: SECRET,
+      store: {
+        upsertRelay: async () => {},
+        // A frozen cloud: the first heartbeat waits; the later ones would pile up behind it.
+        heartbeat: async () => {
+          inFlight++;
+          most = Math.max(most, inFlight);
+          if (++beats === 5) fiveSeen();
+          if (beats === 1) await answer;
+          inFlight--;
+          return true;
+        },
+        removeRelay: async () => {},
+        release: async () => {},
+      },
+    });
+    await app.listen({ port, host: '127.0.0.1' });
+    const agent = new RelayAgent({
+      cloudUrl: `http://127.0.0.1:${port}`,
+      secret: SECRET,
+      relay,
+      heartbeatMs: 20,
+      streams: fakeRegistry(),
+      log: silentLogger(),
+    });
+    try {
+      await agent.start();
+      assert.equal(agent.registered, true);
+      // Twenty-five periods without an answer: still the one call. Then the cloud answers and the
+      // heartbeats go on, one after the other.
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(beats, 1, 'no second heartbeat while the first waits');
+      release();
+      await five;
+      assert.equal(most, 1, 'never two in flight');
+    } finally {
+      await agent.close();
+      await app.close();
+    }
+  });
 });

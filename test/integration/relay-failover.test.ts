@@ -8,11 +8,7 @@
  * stream is not disturbed, and no FFmpeg the killed relay ran is left.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { type CloudHandle, startCloud } from '../../src/cloud/cloud.ts';
 import { signUserToken } from '../../src/cloud/user-tokens.ts';
 import type { ManagedStreamStatus } from '../../src/contracts/mentra.ts';
@@ -20,10 +16,17 @@ import { ManagedStreamClient } from '../../src/sdk/client.ts';
 import { loadConfig } from '../../src/shared/config.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
 import { GlassesSim } from '../../src/sim/glasses-sim.ts';
-import { LOOPBACK_RELAY_ENV } from '../helpers/ports.ts';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.ts';
+import {
+  ffmpegChildren,
+  ffmpegGone,
+  groupExists,
+  killGroup,
+  type NodeProcess,
+  spawnRelay,
+  watchStatuses,
+} from '../helpers/relay-process.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const HEARTBEAT_SECONDS = 0.5;
 const EXPIRY_SECONDS = 2;
 /** The issue's bound (3 × expiry), plus slack for a loaded CI machine. */
@@ -33,182 +36,19 @@ const RELAY_SECRET = 'relay-shared-secret-failover-0123456789';
 const PUBLISH_SECRET = 'publish-token-secret-failover-0123456789abcdef';
 const USER_SECRET = 'user-token-secret-failover-0123456789abcdefgh';
 
-type LogLine = Record<string, unknown>;
-
-interface RelayProcess {
-  id: string;
-  child: ChildProcess;
-  pid: number;
-  exited: Promise<void>;
-  waitLine(match: (line: LogLine) => boolean, timeoutMs: number): Promise<LogLine>;
-}
-
-function spawnRelay(id: string, cloudUrl: string): RelayProcess {
-  const child = spawn(process.execPath, ['bin/rtmp-relay.mjs', 'relay'], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      LOG_LEVEL: 'info',
-      RELAY_ID: id,
-      ...LOOPBACK_RELAY_ENV,
-      RELAY_PUBLIC_URL: '127.0.0.1',
-      CLOUD_API_URL: cloudUrl,
-      RELAY_SHARED_SECRET: RELAY_SECRET,
-      PUBLISH_TOKEN_SECRET: PUBLISH_SECRET,
-      PUBLISH_AUTH: 'token',
-      HEARTBEAT_SECONDS: String(HEARTBEAT_SECONDS),
-      RELAY_EXPIRY_SECONDS: String(EXPIRY_SECONDS),
-      MAX_STREAMS: '2',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // its own process group: SIGKILLed as a group, like a node going away
-  });
-  if (child.pid === undefined) throw new Error(`relay ${id} did not start`);
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    stderr = (stderr + d).slice(-4000);
-  });
-  const lines: LogLine[] = [];
-  const waiters = new Set<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }>();
-  createInterface({ input: child.stdout! }).on('line', (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      return; // not a log line
-    }
-    lines.push(line);
-    for (const w of waiters) {
-      if (w.match(line)) {
-        waiters.delete(w);
-        w.resolve(line);
-      }
-    }
-  });
-  let exitedCode = '';
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exitedCode = String(code ?? signal);
-      resolve();
-    }),
-  );
-  const waitLine = (match: (l: LogLine) => boolean, timeoutMs: number): Promise<LogLine> => {
-    const seen = lines.find(match);
-    if (seen) return Promise.resolve(seen);
-    return new Promise<LogLine>((resolve, reject) => {
-      const fail = (why: string): void => {
-        waiters.delete(waiter);
-        reject(
-          new Error(`relay ${id}: ${why}\nstderr: ${stderr}\nlast lines: ${JSON.stringify(lines.slice(-5))}`),
-        );
-      };
-      const timer = setTimeout(() => fail(`no matching log line in ${timeoutMs} ms`), timeoutMs);
-      const waiter = {
-        match,
-        resolve: (l: LogLine) => {
-          clearTimeout(timer);
-          resolve(l);
-        },
-      };
-      waiters.add(waiter);
-      void exited.then(() => {
-        clearTimeout(timer);
-        if (waiters.has(waiter)) fail(`exited (${exitedCode}) before the line`);
-      });
-    });
-  };
-  return { id, child, pid: child.pid, exited, waitLine };
-}
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // the group is gone already
-  }
-}
-
-/** True while the process group has a member (signal 0 only checks). */
-function groupExists(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
-
-/** /proc/{pid}/stat as {comm, state, ppid}; null when the process is gone. */
-function procStat(pid: number): { comm: string; state: string; ppid: number } | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const close = stat.lastIndexOf(')');
-    const comm = stat.slice(stat.indexOf('(') + 1, close);
-    const [state, ppid] = stat
-      .slice(close + 2)
-      .split(' ')
-      .slice(0, 2);
-    return { comm, state: state!, ppid: Number(ppid) };
-  } catch {
-    return null;
-  }
-}
-
-/** The FFmpeg processes whose parent is `pid`. */
-function ffmpegChildren(pid: number): number[] {
-  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-    .trim()
-    .split(/\s+/)
-    .filter(Boolean)
-    .map(Number);
-  return children.filter((c) => procStat(c)?.comm === 'ffmpeg');
-}
-
-/** Gone, or a zombie nobody has reaped yet (it runs nothing), or the pid now belongs to something else. */
-function ffmpegGone(pid: number): boolean {
-  const s = procStat(pid);
-  return s === null || s.state === 'Z' || s.state === 'X' || s.comm !== 'ffmpeg';
-}
-
-/** Statuses an app heard, and a way to wait for one. */
-function watchStatuses(client: ManagedStreamClient): {
-  seen: ManagedStreamStatus[];
-  waitFor(
-    match: (s: ManagedStreamStatus, seen: ManagedStreamStatus[]) => boolean,
-    ms: number,
-  ): Promise<ManagedStreamStatus>;
-} {
-  const seen: ManagedStreamStatus[] = [];
-  const waiters = new Set<(s: ManagedStreamStatus) => void>();
-  client.onManagedStreamStatus((s) => {
-    seen.push(s);
-    for (const w of [...waiters]) w(s);
-  });
-  return {
-    seen,
-    waitFor: (match, ms) =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(
-            new Error(`no matching status in ${ms} ms; heard ${JSON.stringify(seen.map((s) => s.status))}`),
-          );
-        }, ms);
-        const check = (s: ManagedStreamStatus): void => {
-          if (!match(s, seen)) return;
-          clearTimeout(timer);
-          waiters.delete(check);
-          resolve(s);
-        };
-        waiters.add(check);
-      }),
-  };
-}
+const RELAY_ENV = {
+  RELAY_SHARED_SECRET: RELAY_SECRET,
+  PUBLISH_TOKEN_SECRET: PUBLISH_SECRET,
+  PUBLISH_AUTH: 'token',
+  HEARTBEAT_SECONDS: String(HEARTBEAT_SECONDS),
+  RELAY_EXPIRY_SECONDS: String(EXPIRY_SECONDS),
+  MAX_STREAMS: '2',
+};
 
 describe('relay failover', () => {
   let redis: RedisServer;
   let cloud: CloudHandle;
-  const relays = new Map<string, RelayProcess & { hlsBase: string }>();
+  const relays = new Map<string, NodeProcess & { hlsBase: string }>();
   const sims: GlassesSim[] = [];
   const clients: ManagedStreamClient[] = [];
   // Relays run in their own process groups: if this process dies first, they go with it.
@@ -235,7 +75,7 @@ describe('relay failover', () => {
       userTokenSecret: USER_SECRET,
     });
     const cloudUrl = `http://127.0.0.1:${cloud.port}`;
-    const spawned = ['relay-a', 'relay-b', 'relay-c'].map((id) => spawnRelay(id, cloudUrl));
+    const spawned = ['relay-a', 'relay-b', 'relay-c'].map((id) => spawnRelay(id, cloudUrl, RELAY_ENV));
     for (const r of spawned) relays.set(r.id, { ...r, hlsBase: '' });
     await Promise.all(
       spawned.map(async (r) => {

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManagedStreamError, ManagedStreams } from '../../../src/cloud/managed-streams.ts';
+import type { CloudStore } from '../../../src/cloud/store.ts';
 import { MemoryCloudStore } from '../../../src/cloud/store-memory.ts';
-import type { CloudToGlasses } from '../../../src/contracts/mentra.ts';
+import type { CloudToGlasses, ManagedStreamStatus } from '../../../src/contracts/mentra.ts';
+import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
 
 function setup(options: { staticRelays?: { rtmpUrl: string; hlsUrl: string }[] } = {}) {
@@ -78,6 +80,171 @@ describe('managed streams', () => {
       sent.some((s) => s.message.type === 'stop_rtmp_stream'),
       'the last viewer left',
     );
+    await streams.close();
+  });
+});
+
+const EXPIRY = 1000;
+
+/**
+ * Relay liveness with a clock the test moves (store time and the monotonic clock together), a store that
+ * can be made to fail call by call, and a timer that never fires on its own (checks are called by hand).
+ */
+function livenessSetup() {
+  const clock = { now: 1_000_000 };
+  const memory = new MemoryCloudStore({ relayExpiryMs: EXPIRY });
+  const failing = new Set<keyof CloudStore>();
+  const store = new Proxy(memory, {
+    get(target, name: keyof CloudStore) {
+      const value = target[name];
+      if (typeof value !== 'function') return value;
+      return async (...args: unknown[]) => {
+        if (failing.has(name)) throw new RelayError(ErrorCodes.CLOUD_STORE_FAILED, 'Redis is down');
+        return (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+      };
+    },
+  }) as CloudStore;
+  const sent: { userId: string; message: CloudToGlasses }[] = [];
+  const streams = new ManagedStreams({
+    store,
+    glasses: {
+      send: (userId, message) => {
+        sent.push({ userId, message });
+        return true;
+      },
+    },
+    log: silentLogger(),
+    tokenSecret: null,
+    keepAliveMs: 600_000,
+    ackTimeoutMs: 10_000,
+    maxMissedAcks: 3,
+    relayCheckMs: 60_000,
+    relayExpiryMs: EXPIRY,
+    now: () => clock.now,
+    monotonic: () => clock.now,
+  });
+  const statuses: ManagedStreamStatus[] = [];
+  streams.on('status', (_who, status) => statuses.push(status));
+  const relay = (id: string) => ({
+    relayId: id,
+    rtmpUrl: `rtmp://${id}:1935`,
+    hlsUrl: `http://${id}:8888`,
+    maxStreams: 1,
+  });
+  /** The relay calls as its agent does: a heartbeat, and when the store does not know it, a register. */
+  const beat = async (id: string, reported: { userId: string; streamId: string }[] = []) => {
+    streams.relayContact(id);
+    if (failing.has('heartbeat')) return;
+    const report = { streams: reported, cpu: 0, draining: false };
+    if (await memory.heartbeat(id, report, clock.now)) return;
+    await memory.upsertRelay(relay(id), clock.now);
+    await memory.heartbeat(id, report, clock.now);
+  };
+  const startsFor = (relayId: string) =>
+    sent.filter(
+      (s) => s.message.type === 'start_rtmp_stream' && s.message.rtmpUrl.startsWith(`rtmp://${relayId}:`),
+    ).length;
+  return { clock, memory, failing, streams, sent, statuses, relay, beat, startsFor };
+}
+
+describe('managed streams: relay liveness and store faults', () => {
+  it('keeps the streams of a relay the store lost while it still calls; moves them once it is silent', async () => {
+    const { clock, memory, streams, statuses, relay, beat, startsFor } = livenessSetup();
+    await memory.upsertRelay(relay('r1'), clock.now);
+    const first = await streams.request('a@b.com', 'com.app');
+    await memory.upsertRelay(relay('r2'), clock.now);
+    assert.equal(startsFor('r1'), 1);
+    await streams.hlsReady('a@b.com', first.streamId!, 'r1', 'http://r1:8888/hls/a-b.com/x/index.m3u8');
+    // Redis restarted empty: the store knows no relay, but r1 keeps calling (its heartbeats hear 404).
+    await memory.removeRelay('r1');
+    await memory.removeRelay('r2');
+    for (let i = 0; i < 5; i++) {
+      clock.now += EXPIRY / 2;
+      await beat('r1');
+      await streams.checkRelays();
+    }
+    assert.deepEqual(
+      statuses.map((s) => s.status),
+      ['initializing', 'active'],
+      'nothing moved, nobody was told anything',
+    );
+    // r2 registers again and heartbeats; r1 falls silent for the expiry: now it is lost.
+    await memory.upsertRelay(relay('r2'), clock.now);
+    clock.now += EXPIRY;
+    await beat('r2');
+    await streams.checkRelays();
+    assert.equal(startsFor('r2'), 1, 'moved to r2');
+    assert.equal(statuses.at(-1)?.status, 'reconnecting');
+    await streams.close();
+  });
+
+  it('after the cloud was not running, gives every relay an expiry to be heard before any is lost', async () => {
+    const { clock, memory, streams, statuses, relay, beat, startsFor } = livenessSetup();
+    await memory.upsertRelay(relay('r1'), clock.now);
+    await streams.request('a@b.com', 'com.app');
+    await memory.upsertRelay(relay('r2'), clock.now);
+    const onR2 = [{ userId: 'c@d.com', streamId: (await streams.request('c@d.com', 'com.app')).streamId! }];
+    await memory.upsertRelay(relay('r3'), clock.now);
+    assert.deepEqual([startsFor('r1'), startsFor('r2')], [1, 1]);
+    // Frozen for five minutes: every relay looks expired, and nothing was heard meanwhile.
+    clock.now += 300_000;
+    await streams.checkRelays();
+    clock.now += EXPIRY / 2;
+    await beat('r2', onR2);
+    await beat('r3');
+    await streams.checkRelays();
+    assert.deepEqual(
+      statuses.map((s) => s.status),
+      ['initializing', 'initializing'],
+      'no relay lost during the grace',
+    );
+    // The grace is over: r2 was heard again, r1 was not and is lost; its stream moves to r3.
+    clock.now += EXPIRY / 2 + 1;
+    await beat('r2', onR2);
+    await beat('r3');
+    await streams.checkRelays();
+    assert.equal(startsFor('r3'), 1, "r1's stream moved to r3");
+    assert.equal(startsFor('r2'), 1, "r2's stream stayed");
+    assert.deepEqual(
+      statuses.map((s) => s.status),
+      ['initializing', 'initializing', 'reconnecting'],
+    );
+    await streams.close();
+  });
+
+  it('never throws a store failure out of an effect; a placement it prevented is tried again', async () => {
+    const { clock, memory, failing, streams, statuses, relay, beat, startsFor } = livenessSetup();
+    await memory.upsertRelay(relay('r1'), clock.now);
+    const first = await streams.request('a@b.com', 'com.app');
+    await memory.upsertRelay(relay('r2'), clock.now);
+    const second = await streams.request('c@d.com', 'com.app');
+    // The store goes down: the glasses of the first stream stop; ending it must release the relay,
+    // which fails, and the stream ends all the same (this rejected, unhandled, and crashed the cloud).
+    failing.add('release');
+    await streams.glassesMessage('a@b.com', {
+      type: 'rtmp_stream_status',
+      streamId: first.streamId!,
+      status: 'stopped',
+    });
+    assert.equal(streams.get(first.streamId!), undefined, 'ended');
+    assert.equal(statuses.at(-1)?.status, 'stopped');
+    // r2 dies while placement fails: the stream waits, reconnecting, for the store to come back.
+    await memory.upsertRelay(relay('r3'), clock.now);
+    failing.add('place');
+    clock.now += EXPIRY;
+    await beat('r3');
+    await streams.checkRelays();
+    assert.equal(streams.get(second.streamId!)?.state.phase, 'reconnecting');
+    assert.equal(streams.get(second.streamId!)?.state.relayId, null);
+    assert.equal(startsFor('r3'), 0);
+    await streams.checkRelays();
+    assert.equal(startsFor('r3'), 0, 'still down');
+    failing.clear();
+    await beat('r3');
+    await streams.checkRelays();
+    assert.equal(startsFor('r3'), 1, 'placed again once the store answers');
+    assert.equal(streams.get(second.streamId!)?.state.relayId, 'r3');
+    assert.ok(!statuses.some((s) => s.status === 'error'), 'nobody was told of an error');
     await streams.close();
   });
 });

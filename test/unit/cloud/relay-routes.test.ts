@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { buildCloudApp } from '../../../src/cloud/app.ts';
 import type { RelayRoutesStore } from '../../../src/cloud/relay-routes.ts';
+import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
 
 const SECRET = 'relay-shared-secret-for-tests-0123456789';
 
@@ -221,6 +222,52 @@ describe('cloud relay routes', () => {
     assert.equal((await post('/api/relay/heartbeat', badStats)).statusCode, 400);
     assert.equal((await post('/api/relay/deregister', { relayId: 'relay-1' })).statusCode, 200);
     assert.deepEqual(heard, ['heartbeat:relay-1:publishing/14,ended/-', 'deregistered:relay-1:false']);
+    await app.close();
+  });
+
+  it('tells contact listeners of every authenticated register and heartbeat, known to the store or not', async () => {
+    const contacts: string[] = [];
+    const store = fakeStore();
+    const app = buildCloudApp({ store, relaySecret: SECRET, events: { contact: (id) => contacts.push(id) } });
+    const post = (url: string, payload: object, authorization = `Bearer ${SECRET}`) =>
+      app.inject({ method: 'POST', url, payload, headers: { authorization } });
+    const beat = { relayId: 'relay-1', streams: [], cpu: 0, draining: false };
+    assert.equal((await post('/api/relay/heartbeat', beat)).statusCode, 404, 'unknown: still a contact');
+    assert.equal((await post('/api/relay/heartbeat', beat, 'Bearer nope')).statusCode, 401);
+    assert.equal((await post('/api/relay/heartbeat', { relayId: 'relay-1' })).statusCode, 400);
+    assert.equal((await post('/api/relay/register', register)).statusCode, 200);
+    assert.equal((await post('/api/relay/heartbeat', beat)).statusCode, 200);
+    assert.deepEqual(contacts, ['relay-1', 'relay-1', 'relay-1']);
+    await app.close();
+  });
+
+  it('answers 503 (try again) when the store cannot be reached, after telling contact listeners', async () => {
+    const contacts: string[] = [];
+    const down = async (): Promise<never> => {
+      throw new RelayError(ErrorCodes.CLOUD_STORE_FAILED, 'Reached the max retries per request limit');
+    };
+    const app = buildCloudApp({
+      store: { upsertRelay: down, heartbeat: down, removeRelay: down, release: down },
+      relaySecret: SECRET,
+      events: { contact: (id) => contacts.push(id) },
+    });
+    app.get('/boom', async () => {
+      throw new Error('a bug');
+    });
+    const headers = { authorization: `Bearer ${SECRET}` };
+    for (const [url, payload] of [
+      ['/api/relay/register', register],
+      ['/api/relay/heartbeat', { relayId: 'relay-1', streams: [], cpu: 0, draining: false }],
+      ['/api/relay/stream-ended', { relayId: 'relay-1', userId: 'a@b.com', streamId: 's1' }],
+    ] as const) {
+      const res = await app.inject({ method: 'POST', url, payload, headers });
+      assert.equal(res.statusCode, 503, url);
+      assert.equal(res.headers['retry-after'], '1');
+      assert.equal(res.json().code, 'CLOUD_STORE_FAILED');
+    }
+    assert.deepEqual(contacts, ['relay-1', 'relay-1']);
+    // Anything else keeps fastify's own answer.
+    assert.equal((await app.inject({ url: '/boom' })).statusCode, 500);
     await app.close();
   });
 });

@@ -9,6 +9,7 @@ import type { CloudStore, CloudStoreOptions, RelayRecord } from '../../../src/cl
 import { MemoryCloudStore } from '../../../src/cloud/store-memory.ts';
 import { RedisCloudStore } from '../../../src/cloud/store-redis.ts';
 import type { RegisterRequest } from '../../../src/contracts/relay-api.ts';
+import { captureLogs } from '../../helpers/log-capture.ts';
 import { type RedisServer, startRedisServer } from '../../helpers/redis-server.ts';
 
 interface Implementation {
@@ -421,6 +422,53 @@ describe('redis store key hygiene', () => {
       assert.deepEqual(await admin.keys(`${prefix}*`), []);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('redis store while Redis is away', () => {
+  it('fails fast with CLOUD_STORE_FAILED, says so once, and works again on a Redis that came back empty', async () => {
+    const server = await startRedisServer();
+    const logs = captureLogs();
+    const store = new RedisCloudStore({ redis: server.url, relayExpiryMs: EXPIRY, log: logs.log });
+    try {
+      await store.upsertRelay(relay('a'), T0);
+      assert.equal((await store.liveRelays(T0)).length, 1);
+      await server.stop({ signal: 'SIGKILL' });
+      // Every call fails, promptly (no queue waiting for a Redis that is not there), and none runs later.
+      for (let i = 0; i < 3; i++) {
+        const started = Date.now();
+        await assert.rejects(store.upsertRelay(relay('b'), T0), { code: 'CLOUD_STORE_FAILED' });
+        await assert.rejects(store.liveRelays(T0), { code: 'CLOUD_STORE_FAILED' });
+        assert.ok(Date.now() - started < 2500, `failed in ${Date.now() - started} ms`);
+      }
+      await server.start();
+      // Back, empty: the scripts are loaded again (NOSCRIPT), a heartbeat hears "unknown", a register works.
+      const back = async (): Promise<boolean> => {
+        for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+          try {
+            return await store.heartbeat('a', { streams: [], cpu: 0, draining: false }, T0);
+          } catch {
+            await new Promise((r) => setTimeout(r, 50)); // still reconnecting
+          }
+        }
+        throw new Error('the store did not come back');
+      };
+      assert.equal(await back(), false, 'the new Redis does not know relay a');
+      await store.upsertRelay(relay('a'), T0);
+      assert.deepEqual(
+        (await store.liveRelays(T0)).map((r) => r.relayId),
+        ['a'],
+        'relay b, refused while Redis was down, was never written later',
+      );
+      const said = logs.lines().map((l) => l.msg);
+      assert.deepEqual(
+        said.filter((m) => m === 'store unreachable' || m === 'store reachable again'),
+        ['store unreachable', 'store reachable again'],
+      );
+    } finally {
+      await store.close();
+      await server.close();
     }
   });
 });
