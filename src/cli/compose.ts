@@ -47,6 +47,7 @@ export async function startRelayNode(
     heartbeatMs: config.cloud.heartbeatMs,
     streams: relay.streams,
     viewers: relay.viewers,
+    restreaming: relay.restreaming,
     draining: () => relay.draining,
     log,
   });

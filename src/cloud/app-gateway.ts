@@ -89,7 +89,10 @@ export class AppGateway {
     try {
       if (message.type === 'managed_stream_request') {
         s.packages.add(message.packageName);
-        this.#send(s, await this.#streams.request(s.userId, message.packageName));
+        this.#send(
+          s,
+          await this.#streams.request(s.userId, message.packageName, message.restreamDestinations ?? []),
+        );
       } else if (message.type === 'managed_stream_stop') {
         s.packages.delete(message.packageName);
         await this.#streams.stop(s.userId, message.packageName);

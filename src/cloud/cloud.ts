@@ -98,6 +98,8 @@ export async function startCloud(
         fleet.hlsReady(e);
         void streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl);
       },
+      destinations: (userId, streamId) => streams.destinationsOf(userId, streamId),
+      restreamStatus: (e) => streams.restreamStatus(e.userId, e.streamId, e.outputs),
       streamEnded: (e) => void streams.relayStreamEnded(e.userId, e.streamId, e.relayId),
     },
   });

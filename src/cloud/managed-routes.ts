@@ -34,7 +34,11 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
     if (!(await options.authenticate(request, parsed.data.userId)))
       return reply.code(401).send({ error: 'unauthorized' });
     try {
-      return await streams.request(parsed.data.userId, parsed.data.packageName);
+      return await streams.request(
+        parsed.data.userId,
+        parsed.data.packageName,
+        parsed.data.restreamDestinations ?? [],
+      );
     } catch (err) {
       if (err instanceof ManagedStreamError)
         return reply.code(503).send({ error: err.message, code: err.code });

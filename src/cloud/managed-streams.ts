@@ -65,7 +65,21 @@ export interface ManagedStream {
   timer: NodeJS.Timeout;
   /** An effect the store could not carry out, tried again at the next relay check. */
   retry: 'place' | 'start' | null;
+  /** Re-streaming destinations each viewing app asked for (the relay pushes their union). */
+  destinations: Map<string, RestreamTarget[]>;
+  /** The relay's last report of those destinations (URLs redacted), sent to apps as `outputs`. */
+  outputs: RestreamOutputStatus[];
 }
+
+export interface RestreamTarget {
+  url: string;
+  name?: string | undefined;
+}
+
+export type RestreamOutputStatus = NonNullable<ManagedStreamStatus['outputs']>[number];
+
+/** Destinations pushed per stream at most (the app contract allows 10 per request). */
+export const MAX_STREAM_DESTINATIONS = 10;
 
 export type ManagedStreamsEvents = {
   /** A status for every viewer of a stream (the app gateway and SSE fan it out). */
@@ -134,12 +148,17 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   /** The status a viewer sees now. */
   statusOf(stream: ManagedStream): ManagedStreamStatus {
     const { status, hlsUrl, message } = stream.state.reported;
+    const url = hlsUrl ? this.#publicUrl(hlsUrl) : null;
+    // The relay serves the latest keyframe next to the playlist (relay thumbnails).
+    const thumbnailUrl = url?.replace(/index\.m3u8$/, 'thumbnail.jpg');
     return {
       type: 'managed_stream_status',
       status,
       streamId: stream.streamId,
-      ...(hlsUrl ? { hlsUrl: this.#publicUrl(hlsUrl), dashUrl: '' } : {}),
+      ...(url ? { hlsUrl: url, dashUrl: '' } : {}),
+      ...(thumbnailUrl && thumbnailUrl !== url ? { thumbnailUrl, previewUrl: thumbnailUrl } : {}),
       ...(message ? { message } : {}),
+      ...(stream.outputs.length > 0 ? { outputs: stream.outputs } : {}),
     };
   }
 
@@ -158,10 +177,15 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   }
 
   /** An app asks for the user's managed stream: it joins the live one, or one is created and placed. */
-  async request(userId: string, packageName: string): Promise<ManagedStreamStatus> {
+  async request(
+    userId: string,
+    packageName: string,
+    destinations: readonly RestreamTarget[] = [],
+  ): Promise<ManagedStreamStatus> {
     const existing = this.#byUser.get(userId);
     if (existing) {
       existing.viewers.add(packageName);
+      this.#setDestinations(existing, packageName, destinations);
       return this.statusOf(existing);
     }
     const streamId = randomBytes(STREAM_ID_BYTES)
@@ -187,7 +211,10 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       }),
       timer: setInterval(() => this.#keepAlive(stream), this.#o.keepAliveMs),
       retry: null,
+      destinations: new Map(),
+      outputs: [],
     };
+    this.#setDestinations(stream, packageName, destinations);
     this.#byUser.set(userId, stream);
     this.#byId.set(streamId, stream);
     this.#log.info({ userId, streamId, relayId: placement.relayId }, 'managed stream created');
@@ -200,6 +227,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     const stream = this.#byUser.get(userId);
     if (!stream) return;
     stream.viewers.delete(packageName);
+    stream.destinations.delete(packageName);
     if (stream.viewers.size === 0) await this.#event(stream, { type: 'last_viewer_left' });
   }
 
@@ -218,6 +246,40 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       attempt: message.attempt,
       maxAttempts: message.maxAttempts,
     });
+  }
+
+  /** What the relay should push for this stream: every viewing app's destinations, each URL once. */
+  destinationsOf(userId: string, streamId: string): RestreamTarget[] {
+    const stream = this.#byId.get(streamId);
+    if (!stream || stream.userId !== userId) return [];
+    const byUrl = new Map<string, RestreamTarget>();
+    for (const list of stream.destinations.values()) {
+      for (const d of list) if (!byUrl.has(d.url)) byUrl.set(d.url, d);
+    }
+    return [...byUrl.values()].slice(0, MAX_STREAM_DESTINATIONS);
+  }
+
+  /** The relay reports its re-streaming outputs: apps hear the new list with the current status. */
+  restreamStatus(userId: string, streamId: string, outputs: RestreamOutputStatus[]): void {
+    const stream = this.#byId.get(streamId);
+    if (!stream || stream.userId !== userId) return;
+    const same = JSON.stringify(stream.outputs) === JSON.stringify(outputs);
+    stream.outputs = outputs;
+    if (same) return;
+    this.safeEmit(
+      'status',
+      { userId: stream.userId, streamId: stream.streamId, viewers: [...stream.viewers] },
+      this.statusOf(stream),
+    );
+  }
+
+  #setDestinations(
+    stream: ManagedStream,
+    packageName: string,
+    destinations: readonly RestreamTarget[],
+  ): void {
+    if (destinations.length === 0) stream.destinations.delete(packageName);
+    else stream.destinations.set(packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS));
   }
 
   /** hls-ready from a relay. */

@@ -13,6 +13,7 @@ import {
   HlsReadyRequest,
   RegisterRequest,
   RelayApiPaths,
+  RestreamStatusRequest,
   StreamEventRequest,
   StreamId,
   UserId,
@@ -54,6 +55,8 @@ export interface RelayEvents {
   streamEnded?(event: z.infer<typeof StreamEventRequest>): void;
   hlsReady?(event: z.infer<typeof HlsReadyRequest>): void;
   destinations?(userId: string, streamId: string): { url: string; name?: string }[];
+  /** The relay's re-streaming outputs for a stream changed. */
+  restreamStatus?(event: RestreamStatusRequest): void;
 }
 
 export interface RelayRoutesOptions {
@@ -154,6 +157,13 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     if (!e) return reply;
     await options.store.release(streamKey(e.userId, e.streamId));
     events.streamEnded?.(e);
+    return { ok: true };
+  });
+
+  app.post(RelayApiPaths.restreamStatus, async (request, reply) => {
+    const e = body(RestreamStatusRequest, request, reply);
+    if (!e) return reply;
+    events.restreamStatus?.(e);
     return { ok: true };
   });
 

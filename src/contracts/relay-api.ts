@@ -102,6 +102,21 @@ export const RestreamDestination = z.object({
 export const DestinationsResponse = z.object({ destinations: z.array(RestreamDestination) });
 export type DestinationsResponse = z.infer<typeof DestinationsResponse>;
 
+/** A stream's re-streaming destinations as the relay sees them (URLs with the stream key redacted). */
+export const RestreamOutput = z.object({
+  url: z.string().max(1024),
+  name: z.string().max(128).optional(),
+  status: z.enum(['active', 'error', 'stopped']),
+  error: z.string().max(500).optional(),
+});
+export const RestreamStatusRequest = z.object({
+  relayId: RelayId,
+  userId: UserId,
+  streamId: StreamId,
+  outputs: z.array(RestreamOutput).max(32),
+});
+export type RestreamStatusRequest = z.infer<typeof RestreamStatusRequest>;
+
 export const RelayApiPaths = {
   register: '/api/relay/register',
   heartbeat: '/api/relay/heartbeat',
@@ -110,6 +125,7 @@ export const RelayApiPaths = {
   streamEnded: '/api/relay/stream-ended',
   hlsReady: '/api/rtmp-relay/hls-ready',
   destinations: '/api/relay/destinations',
+  restreamStatus: '/api/relay/restream-status',
 } as const;
 
 /** Publish token claims (JWT HS256 signed by the cloud with PUBLISH_TOKEN_SECRET). */

@@ -8,14 +8,18 @@
  */
 import { hlsUserPath } from '../contracts/names.ts';
 import {
+  DestinationsResponse,
   type HeartbeatRequest,
   type HlsReadyRequest,
   type RegisterRequest,
   RelayApiPaths,
+  type RestreamStatusRequest,
   type StreamEventRequest,
 } from '../contracts/relay-api.ts';
+import type { RestreamOutput } from '../restream/manager.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
+import type { Restreaming } from './restreaming.ts';
 import { streamStats } from './stream-stats.ts';
 import type { ViewerTracker } from './viewers.ts';
 
@@ -36,6 +40,8 @@ export interface RelayAgentOptions {
   retryMs?: { first: number; max: number };
   /** Viewers per stream (heartbeat stats). */
   viewers?: ViewerTracker;
+  /** Re-streaming: destinations asked from the cloud at each stream's start and each heartbeat. */
+  restreaming?: Restreaming;
 }
 
 interface QueuedEvent {
@@ -75,8 +81,10 @@ export class RelayAgent {
   /** Registers (once; a failure is retried by the heartbeat loop) and starts heartbeating. */
   async start(): Promise<void> {
     const { streams } = this.#options;
-    const onCreated = (stream: { userId: string; streamId: string }): void =>
+    const onCreated = (stream: { key: string; userId: string; streamId: string }): void => {
       this.#event(RelayApiPaths.streamStarted, stream);
+      void this.#destinations(stream);
+    };
     const onReady = (stream: { userId: string; streamId: string }): void => {
       const body: HlsReadyRequest = {
         userId: stream.userId,
@@ -92,6 +100,15 @@ export class RelayAgent {
     streams.on('created', onCreated);
     streams.on('ready', onReady);
     streams.on('ended', onEnded);
+    const restreaming = this.#options.restreaming;
+    if (restreaming) {
+      const onOutputs = (stream: { userId: string; streamId: string }, outputs: RestreamOutput[]): void => {
+        const body: RestreamStatusRequest = { relayId: this.#options.relay.relayId, ...stream, outputs };
+        this.#enqueue(RelayApiPaths.restreamStatus, body);
+      };
+      restreaming.on('outputs', onOutputs);
+      this.#detach.push(() => restreaming.off('outputs', onOutputs));
+    }
     this.#detach.push(
       () => streams.off('created', onCreated),
       () => streams.off('ready', onReady),
@@ -164,6 +181,12 @@ export class RelayAgent {
       draining: this.#options.draining?.() ?? false,
     };
     const status = await this.#post(RelayApiPaths.heartbeat, body);
+    // Destinations can change while a stream is live (apps join and leave): ask again for each live one.
+    if (status === 200 && this.#options.restreaming) {
+      for (const stream of this.#options.streams.streams) {
+        if (stream.state !== 'ended') await this.#destinations(stream);
+      }
+    }
     if (status === 404) {
       this.#registered = false;
       await this.#register();
@@ -181,6 +204,29 @@ export class RelayAgent {
     const elapsedUs = (at - this.#cpuMark.at) * 1000;
     this.#cpuMark = { usage, at };
     return elapsedUs > 0 ? Math.min(1024, Math.max(0, Math.round((usedUs / elapsedUs) * 1000) / 1000)) : 0;
+  }
+
+  /** Asks the cloud for a stream's re-streaming destinations and hands them to the restreaming. */
+  async #destinations(stream: { key: string; userId: string; streamId: string }): Promise<void> {
+    const restreaming = this.#options.restreaming;
+    if (!restreaming || this.#closed) return;
+    const path = `${RelayApiPaths.destinations}/${encodeURIComponent(stream.userId)}/${encodeURIComponent(stream.streamId)}`;
+    try {
+      const res = await fetch(new URL(path, this.#options.cloudUrl), {
+        headers: { authorization: `Bearer ${this.#options.secret}` },
+        signal: AbortSignal.timeout(this.#options.timeoutMs ?? 5000),
+      });
+      if (!res.ok) {
+        await res.arrayBuffer();
+        return;
+      }
+      const parsed = DestinationsResponse.safeParse(await res.json());
+      // No answer keeps what runs (a cloud blip must not stop a live restream); an answer replaces it.
+      if (parsed.success) restreaming.setDestinations(stream.key, parsed.data.destinations);
+      else this.#log.warn({ path }, 'cloud sent destinations that break the contract');
+    } catch (err) {
+      this.#log.debug({ err: (err as Error).message }, 'destinations not fetched (cloud unreachable)');
+    }
   }
 
   /** Events still waiting for the cloud. */

@@ -17,6 +17,7 @@ import { StreamState } from '../stream/stream.ts';
 import { buildControlApi } from './control-api.ts';
 import { observeOrigin } from './hls-requests.ts';
 import { buildMetricsApp, createRelayMetrics } from './metrics.ts';
+import { Restreaming } from './restreaming.ts';
 import { Thumbnails } from './thumbnails.ts';
 import { ViewerTracker } from './viewers.ts';
 
@@ -46,6 +47,8 @@ export interface RelayHandle {
   reaper: ChildReaper;
   /** Viewers per stream, counted at the origin. */
   viewers: ViewerTracker;
+  /** Re-streaming per stream: destinations set by the agent, outputs reported back. */
+  restreaming: Restreaming;
   /** `http://host:port/hls/{userPath}/{streamId}/index.m3u8` base, for logs. */
   hlsBase: string;
   close(): Promise<void>;
@@ -99,6 +102,7 @@ export async function startRelay(
     ffmpegPath: config.stream.ffmpegPath,
   });
   thumbnails.route(origin, (userPath, streamId) => streams.byHlsPath(userPath, streamId));
+  const restreaming = new Restreaming({ streams, log });
   const viewers = new ViewerTracker({ windowMs: config.hls.viewerWindowMs });
   const relayMetrics = createRelayMetrics({ rtmp, streams, viewers });
   observeOrigin(origin, {
@@ -137,6 +141,7 @@ export async function startRelay(
     await rtmp.close();
     await streams.close();
     thumbnails.close();
+    restreaming.close();
     await origin.close();
     await api.close();
     await metrics.close();
@@ -202,6 +207,7 @@ export async function startRelay(
       drain,
       reaper,
       viewers,
+      restreaming,
       hlsBase,
       close,
     };

@@ -67,6 +67,10 @@ export type StreamEvents = {
   ended: [];
   /** Private to the registry: memory may be released. */
   '@freed': [];
+  /** A publish began (repaired configuration), for consumers of the clean input (re-streaming). */
+  input: [FlvStart];
+  /** A repaired media tag, in order, for the same consumers. */
+  media: [MediaTag];
 };
 
 /** The seed's encode: -r 30 -g 60. */
@@ -213,6 +217,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
       videoConfig: start.videoConfig ? this.#repaired(start.videoConfig) : null,
       audioConfig: start.audioConfig ? this.#repaired(start.audioConfig) : null,
     };
+    this.safeEmit('input', flv);
     if (this.#pipelineProfile === null) {
       this.#pipelineProfile = this.#initialProfile(start);
       this.supervisor.begin(flv, this.#pipelineProfile);
@@ -247,6 +252,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
     const repaired = this.repair.repair(tag);
     if (!repaired) return;
     this.ingest.tag(repaired);
+    this.safeEmit('media', repaired);
     if (repaired.type === FlvTagType.Video && !repaired.isConfig) this.#watchGop(repaired);
     this.supervisor.write(repaired);
     // In copy, an input keyframe is an output keyframe at a known time: let the segment before it close.

@@ -84,6 +84,46 @@ describe('managed streams', () => {
   });
 });
 
+describe('managed streams: re-streaming and thumbnails', () => {
+  it("pushes the union of the viewing apps' destinations, and tells apps the outputs the relay reports", async () => {
+    const { streams, store } = setup();
+    await store.upsertRelay(
+      { relayId: 'r1', rtmpUrl: 'rtmp://relay1:1935', hlsUrl: 'http://relay1:8888', maxStreams: 5 },
+      Date.now(),
+    );
+    try {
+      const heard: ManagedStreamStatus[] = [];
+      streams.on('status', (_who, status) => heard.push(status));
+      const yt = { url: 'rtmp://a.rtmp.youtube.com/live2/KEY1', name: 'YouTube' };
+      const tw = { url: 'rtmps://live.twitch.tv/app/KEY2' };
+      const first = await streams.request('a@b.com', 'com.one', [yt]);
+      const id = first.streamId!;
+      await streams.request('a@b.com', 'com.two', [yt, tw]);
+      assert.deepEqual(streams.destinationsOf('a@b.com', id), [yt, tw], 'each URL once');
+      assert.deepEqual(streams.destinationsOf('other@b.com', id), [], "not another user's stream");
+      await streams.stop('a@b.com', 'com.two');
+      assert.deepEqual(streams.destinationsOf('a@b.com', id), [yt], 'a leaving app takes its destinations');
+
+      const outputs = [
+        { url: 'rtmp://a.rtmp.youtube.com/live2/[redacted]', name: 'YouTube', status: 'active' as const },
+      ];
+      const before = heard.length;
+      streams.restreamStatus('a@b.com', id, outputs);
+      streams.restreamStatus('a@b.com', id, outputs); // the same report again: no new status
+      assert.equal(heard.length, before + 1, 'one status for the new outputs');
+      assert.deepEqual(heard.at(-1)!.outputs, outputs);
+      assert.deepEqual(streams.statusOf(streams.get(id)!).outputs, outputs);
+
+      await streams.hlsReady('a@b.com', id, 'r1', `http://relay1:8888/hls/a-b.com/${id}/index.m3u8`);
+      const active = streams.statusOf(streams.get(id)!);
+      assert.equal(active.thumbnailUrl, `http://relay1:8888/hls/a-b.com/${id}/thumbnail.jpg`);
+      assert.equal(active.previewUrl, active.thumbnailUrl);
+    } finally {
+      await streams.close(); // its timers would keep the test process alive
+    }
+  });
+});
+
 const EXPIRY = 1000;
 
 /**

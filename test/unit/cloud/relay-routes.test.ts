@@ -82,6 +82,35 @@ describe('cloud relay routes', () => {
     await app.close();
   });
 
+  it('passes re-streaming statuses on, and refuses malformed ones', async () => {
+    const store = fakeStore();
+    const seen: unknown[] = [];
+    const app = buildCloudApp({
+      store,
+      relaySecret: SECRET,
+      events: { restreamStatus: (e) => seen.push(e) },
+    });
+    const headers = { authorization: `Bearer ${SECRET}` };
+    const ok = {
+      relayId: 'relay-1',
+      userId: 'a@b.com',
+      streamId: 's1',
+      outputs: [{ url: 'rtmp://x/app/[redacted]', status: 'error', error: 'connection refused' }],
+    };
+    const res = await app.inject({ method: 'POST', url: '/api/relay/restream-status', payload: ok, headers });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(seen, [ok]);
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/api/relay/restream-status',
+      payload: { ...ok, outputs: [{ url: 'x', status: 'exploded' }] },
+      headers,
+    });
+    assert.equal(bad.statusCode, 400);
+    assert.equal(seen.length, 1);
+    await app.close();
+  });
+
   it('registers idempotently, heartbeats, and asks an unknown relay to register', async () => {
     const store = fakeStore();
     const app = buildCloudApp({ store, relaySecret: SECRET });

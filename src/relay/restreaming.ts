@@ -1,0 +1,74 @@
+/**
+ * Re-streaming on the relay: one RestreamManager per stream (made when the stream is created, closed when it
+ * ends), fed the stream's clean input (repaired configuration and tags, from the Stream's `input` and
+ * `media` events) so every destination gets the same monotonic timeline the HLS path gets. Destinations
+ * come from outside (the agent asks the cloud); each change of a stream's outputs is emitted for the agent
+ * to report. A failing or slow destination only ever drops its own media (the pusher's bounded queue).
+ */
+import type { RestreamDestination, RestreamOutput } from '../restream/manager.ts';
+import { RestreamManager, type RestreamManagerOptions } from '../restream/manager.ts';
+import type { Logger } from '../shared/logger.ts';
+import { TypedEmitter } from '../shared/typed-emitter.ts';
+import type { StreamRegistry } from '../stream/registry.ts';
+import type { Stream } from '../stream/stream.ts';
+
+export type RestreamingEvents = {
+  /** A stream's outputs changed (a destination's status, one added or removed). */
+  outputs: [{ userId: string; streamId: string }, RestreamOutput[]];
+};
+
+export interface RestreamingOptions {
+  streams: StreamRegistry;
+  log: Logger;
+  /** Pusher timers and limits (tests set them short). */
+  tuning?: Omit<RestreamManagerOptions, 'log'>;
+}
+
+export class Restreaming extends TypedEmitter<RestreamingEvents> {
+  readonly #byKey = new Map<string, RestreamManager>();
+  readonly #detach: (() => void)[] = [];
+
+  constructor(options: RestreamingOptions) {
+    super();
+    const { streams } = options;
+    const onCreated = (stream: Stream): void => {
+      const manager = new RestreamManager({
+        ...options.tuning,
+        log: options.log.child({ key: stream.key, component: 'restream' }),
+      });
+      this.#byKey.set(stream.key, manager);
+      const onInput = (start: Parameters<RestreamManager['start']>[0]): void => manager.start(start);
+      const onMedia = (tag: Parameters<RestreamManager['tag']>[0]): void => manager.tag(tag);
+      const onStatus = (): void => {
+        this.safeEmit('outputs', { userId: stream.userId, streamId: stream.streamId }, manager.outputs());
+      };
+      stream.on('input', onInput);
+      stream.on('media', onMedia);
+      manager.on('status', onStatus);
+      stream.once('ended', () => {
+        stream.off('input', onInput);
+        stream.off('media', onMedia);
+        manager.close(); // emits `stopped` for each destination: the last report
+        manager.off('status', onStatus);
+        if (this.#byKey.get(stream.key) === manager) this.#byKey.delete(stream.key);
+      });
+    };
+    streams.on('created', onCreated);
+    this.#detach.push(() => streams.off('created', onCreated));
+  }
+
+  /** The destinations of the stream with this key (diffed: kept ones carry on). Unknown keys are ignored. */
+  setDestinations(key: string, destinations: readonly RestreamDestination[]): void {
+    this.#byKey.get(key)?.setDestinations([...destinations]);
+  }
+
+  outputs(key: string): RestreamOutput[] {
+    return this.#byKey.get(key)?.outputs() ?? [];
+  }
+
+  close(): void {
+    for (const undo of this.#detach.splice(0)) undo();
+    for (const m of this.#byKey.values()) m.close();
+    this.#byKey.clear();
+  }
+}
