@@ -1,15 +1,34 @@
 /**
- * The HLS origin (fastify, `build(opts)` + `inject()` in tests): playlists, init segments and media
- * segments straight from the packagers in memory. Only names a packager made are served; a request never
+ * The HLS origin (fastify, `build(opts)` + `inject()` in tests): playlists, init segments, media segments and
+ * LL-HLS parts straight from the packagers in memory. Only names a packager made are served; a request never
  * becomes a file path. CORS on every response (errors and preflight included), short caching for playlists,
- * immutable caching for segments (their names are unique per stream incarnation), ETags.
+ * immutable caching for segments and parts (their names are unique per stream incarnation), ETags.
+ *
+ * Low-latency streams (rfc8216bis §6.2.5, §6.2.6):
+ * - `_HLS_msn=M[&_HLS_part=P]` holds the playlist request until segment M (or part P of it) is listed, then
+ *   answers with the whole playlist; `_HLS_part` without `_HLS_msn` or a malformed value is a 400, and so is
+ *   a request too far ahead (`Packager.tooFarAhead`). Directives are ignored once the playlist has ENDLIST,
+ *   and for classic streams.
+ * - `_HLS_skip=YES|v2` answers with a delta update (EXT-X-SKIP) while the stream is live.
+ * - A stream that just started answers its first plain playlist requests once complete segments after the
+ *   first hold PART-HOLD-BACK of media (`Packager.startable`: where hls.js starts on parts without a stall).
+ * - A request for the part the preload hint names is held until that part exists, then sent whole.
+ * Every hold is bounded (ParkedRequests): per stream and overall caps (503 when full), the longest wait
+ * (three TARGETDURATIONs, at most 10 s; then 503, as §6.2.5.2 asks), the client leaving, the stream ending
+ * (parked playlist requests get the final playlist, parked part requests a 404 unless the part came) and
+ * the origin closing (preClose: 503 at once, so close() never waits on a held request).
+ *
+ * Caching: the plain playlist `max-age=1`; a blocking answer is keyed by its query and stays true (it holds
+ * what was asked for), so it may be cached for one TARGETDURATION; refusals and 404s of names that may exist
+ * later (a playlist before the first segment, a part before it is made) `no-store`.
  */
 import { createHash } from 'node:crypto';
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { isValidStreamId, STREAM_ID_PATTERN } from '../contracts/names.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Packager } from './packager.ts';
+import { ParkedRequests, type ParkLimits } from './parked.ts';
 
 export interface OriginOptions {
   /** The packager serving /hls/{userPath}/{streamId}/, if any. */
@@ -18,12 +37,22 @@ export interface OriginOptions {
   log?: Logger;
   /** False while the relay takes no new streams (at capacity, draining): GET /ready answers 503. */
   ready?: () => boolean;
+  /** Bounds of held requests (blocking reloads, preload-hinted parts). */
+  blocking?: Partial<ParkLimits> & {
+    /** Longest hold in ms; default three TARGETDURATIONs of the stream, at most MAX_HOLD_MS. */
+    maxHoldMs?: number;
+  };
 }
 
 export const PLAYLIST_TYPE = 'application/vnd.apple.mpegurl';
+/** The longest a request is held by default (below the 10 s a player's first-byte timeout usually is). */
+export const MAX_HOLD_MS = 10_000;
 /** userPath: a userId with `@` written as `-`, so the same alphabet without `@`. */
 const USER_PATH_PATTERN = /^(?!\.)(?!.*\.\.)[A-Za-z0-9._+-]{1,128}$/;
-const FILE_PATTERN = /^(index\.m3u8|[0-9a-f]{8}-init\d{1,9}\.mp4|[0-9a-f]{8}-seg\d{1,15}\.m4s)$/;
+const FILE_PATTERN =
+  /^(index\.m3u8|[0-9a-f]{8}-init\d{1,9}\.mp4|[0-9a-f]{8}-seg\d{1,15}\.m4s|[0-9a-f]{8}-part\d{1,15}\.m4s)$/;
+const DECIMAL_INTEGER = /^\d{1,15}$/;
+const NO_STORE = 'no-store';
 
 interface HlsParams {
   userPath: string;
@@ -31,9 +60,45 @@ interface HlsParams {
   file: string;
 }
 
+type Query = Record<string, string | string[] | undefined>;
+
+/** `_HLS_msn` / `_HLS_part` as numbers; an error message for what §6.2.5.2 calls a bad request. */
+function deliveryDirectives(query: Query): { msn?: number; part?: number } | { error: string } {
+  const one = (name: string): string | undefined | null => {
+    const v = query[name];
+    return Array.isArray(v) ? null : v;
+  };
+  const msn = one('_HLS_msn');
+  const part = one('_HLS_part');
+  if (msn === null || part === null) return { error: 'repeated delivery directive' };
+  if (part !== undefined && msn === undefined) return { error: '_HLS_part without _HLS_msn' };
+  if (msn !== undefined && !DECIMAL_INTEGER.test(msn)) return { error: '_HLS_msn is not a decimal integer' };
+  if (part !== undefined && !DECIMAL_INTEGER.test(part))
+    return { error: '_HLS_part is not a decimal integer' };
+  return {
+    ...(msn !== undefined ? { msn: Number(msn) } : {}),
+    ...(part !== undefined ? { part: Number(part) } : {}),
+  };
+}
+
+const parkedByOrigin = new WeakMap<FastifyInstance, ParkedRequests>();
+
+/** The requests an origin holds now (blocking reloads, hinted parts), for tests and metrics. */
+export function heldRequests(origin: FastifyInstance): number {
+  return parkedByOrigin.get(origin)?.size ?? 0;
+}
+
 export function buildOrigin(options: OriginOptions): FastifyInstance {
   // No fastify logger: a line per segment request would drown the relay's logs. Failures are logged below.
   const app: FastifyInstance = Fastify({ routerOptions: { maxParamLength: 200 } });
+  const parked = new ParkedRequests(options.blocking);
+  const holdMs = (packager: Packager): number =>
+    options.blocking?.maxHoldMs ?? Math.min(3 * packager.targetDuration * 1000, MAX_HOLD_MS);
+  // Held requests end before fastify waits for requests in flight to finish.
+  app.addHook('preClose', async () => parked.close());
+  app.addHook('onClose', async () => parked.close());
+  parkedByOrigin.set(app, parked);
+
   void app.register(cors, {
     origin: options.corsOrigins === '*' ? '*' : options.corsOrigins,
     methods: ['GET', 'HEAD', 'OPTIONS'],
@@ -47,7 +112,57 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
       : reply.code(503).send({ status: 'not ready' }),
   );
 
-  app.get<{ Params: HlsParams }>(
+  /** A held request that could not be answered as asked. */
+  const unavailable = (reply: FastifyReply, why: string): FastifyReply =>
+    reply.code(503).header('cache-control', NO_STORE).header('retry-after', '1').send({ error: why });
+
+  const sendPlaylist = async (
+    packager: Packager,
+    query: Query,
+    headers: Record<string, string | string[] | undefined>,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> => {
+    if (!packager.ready) {
+      return reply.code(404).header('cache-control', NO_STORE).send({ error: 'stream not playable yet' });
+    }
+    const directives = deliveryDirectives(query);
+    if ('error' in directives) {
+      return reply.code(400).header('cache-control', NO_STORE).send({ error: directives.error });
+    }
+    // Directives apply to a live low-latency playlist only (§6.2.5.1, §6.2.5.2: ignored after ENDLIST).
+    const live = packager.lowLatency && !packager.ended;
+    const { msn, part } = directives;
+    const blocking = live && msn !== undefined;
+    if (!blocking && !packager.startable) {
+      // A stream just starting: the first playlist waits until a player can start on parts (see startable).
+      const outcome = await parked.park(packager, () => packager.startable, holdMs(packager), reply.raw);
+      if (outcome === 'closed') return unavailable(reply, 'origin closing');
+      if (outcome === 'aborted') return reply.code(503).header('cache-control', NO_STORE).send();
+    }
+    if (blocking) {
+      if (packager.tooFarAhead(msn, part)) {
+        return reply.code(400).header('cache-control', NO_STORE).send({ error: 'too far ahead' });
+      }
+      const outcome = await parked.park(packager, () => packager.has(msn, part), holdMs(packager), reply.raw);
+      if (outcome === 'full') return unavailable(reply, 'too many held requests');
+      if (outcome === 'timeout') return unavailable(reply, 'not produced in time');
+      if (outcome === 'closed') return unavailable(reply, 'origin closing');
+      if (outcome === 'aborted') return reply.code(503).header('cache-control', NO_STORE).send();
+    }
+    const skip = live && (query._HLS_skip === 'YES' || query._HLS_skip === 'v2');
+    const text = packager.playlist({ skip });
+    const etag = `"${createHash('sha1').update(text).digest('base64url').slice(0, 16)}"`;
+    const cache = packager.ended
+      ? 'public, max-age=60'
+      : blocking
+        ? `public, max-age=${packager.targetDuration}`
+        : 'public, max-age=1, s-maxage=1';
+    reply.header('content-type', PLAYLIST_TYPE).header('cache-control', cache).header('etag', etag);
+    if (headers['if-none-match'] === etag) return reply.code(304).send();
+    return reply.send(text);
+  };
+
+  app.get<{ Params: HlsParams; Querystring: Query }>(
     '/hls/:userPath/:streamId/:file',
     {
       schema: {
@@ -66,19 +181,26 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
       const { userPath, streamId, file } = request.params;
       const packager = isValidStreamId(streamId) ? options.lookup(userPath, streamId) : undefined;
       if (!packager) return reply.code(404).send({ error: 'stream not found' });
-      if (file === 'index.m3u8') {
-        if (!packager.ready) return reply.code(404).send({ error: 'stream not playable yet' });
-        const text = packager.playlist();
-        const etag = `"${createHash('sha1').update(text).digest('base64url').slice(0, 16)}"`;
-        reply
-          .header('content-type', PLAYLIST_TYPE)
-          .header('cache-control', packager.ended ? 'public, max-age=60' : 'public, max-age=1, s-maxage=1')
-          .header('etag', etag);
-        if (request.headers['if-none-match'] === etag) return reply.code(304).send();
-        return reply.send(text);
+      if (file === 'index.m3u8') return sendPlaylist(packager, request.query, request.headers, reply);
+      let resource = packager.resource(file);
+      if (!resource && packager.isNextPart(file)) {
+        // The preload hint's part: sent whole once it exists (§6.2.6), never in pieces.
+        const outcome = await parked.park(
+          packager,
+          () => packager.resource(file) !== undefined,
+          holdMs(packager),
+          reply.raw,
+        );
+        if (outcome === 'full') return unavailable(reply, 'too many held requests');
+        if (outcome === 'timeout') return unavailable(reply, 'not produced in time');
+        if (outcome === 'closed') return unavailable(reply, 'origin closing');
+        resource = packager.resource(file);
+        if (!resource)
+          return reply.code(404).header('cache-control', NO_STORE).send({ error: 'no such part' });
       }
-      const resource = packager.resource(file);
-      if (!resource) return reply.code(404).send({ error: 'no such segment' });
+      // no-store: a part asked for before it exists must not stay a 404 in a CDN.
+      if (!resource)
+        return reply.code(404).header('cache-control', NO_STORE).send({ error: 'no such segment' });
       const etag = `"${file}"`;
       reply
         .header('content-type', 'video/mp4')

@@ -86,6 +86,8 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
         profile,
         segmentSeconds: this.#options.hls.segmentSeconds,
         listSize: this.#options.hls.listSize,
+        lowLatency: this.#options.hls.lowLatency,
+        partSeconds: this.#options.hls.partSeconds,
         copyMaxSegmentSeconds: this.#options.hls.copyMaxSegmentSeconds,
         reconnectWindowMs: this.#options.stream.reconnectWindowMs,
         endGraceMs: this.#options.hls.endGraceMs,

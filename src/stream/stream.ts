@@ -11,7 +11,7 @@
  * for the stream's life so the switch never changes it.
  */
 
-import { Packager } from '../hls/packager.ts';
+import { DEFAULT_PART_SECONDS, Packager } from '../hls/packager.ts';
 import type { FlvStart } from '../media/flv-sink.ts';
 import {
   FlvTagType,
@@ -23,7 +23,7 @@ import {
 } from '../media/flv-tag.ts';
 import { TimestampRepair } from '../media/timestamp-repair.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
-import type { PipelineProfile } from '../pipeline/ffmpeg-args.ts';
+import { type PipelineProfile, partFragmentMs } from '../pipeline/ffmpeg-args.ts';
 import type { FfmpegExit } from '../pipeline/ffmpeg-process.ts';
 import { FfmpegSupervisor } from '../pipeline/supervisor.ts';
 import type { EndReason, Publish, PublishStart } from '../rtmp/publish.ts';
@@ -49,6 +49,10 @@ export interface StreamOptions {
   profile: CleanProfile;
   segmentSeconds: number;
   listSize: number;
+  /** LL-HLS (HLS_LOW_LATENCY); default on. */
+  lowLatency?: boolean;
+  /** LL-HLS PART-TARGET in seconds (HLS_PART_SECONDS); default 0.5. */
+  partSeconds?: number;
   copyMaxSegmentSeconds: number;
   reconnectWindowMs: number;
   endGraceMs: number;
@@ -131,6 +135,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
         options.copyMaxSegmentSeconds,
       ),
       listSize: options.listSize,
+      lowLatency: options.lowLatency ?? true,
+      partSeconds: options.partSeconds ?? DEFAULT_PART_SECONDS,
     });
     this.packager.once('ready', () => {
       this.#log.info({ profile: this.#pipelineProfile }, 'HLS ready');
@@ -140,6 +146,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
       log: this.#log,
       reaper: options.reaper,
       watchdogMs: options.watchdogMs,
+      // LL-HLS parts are whole fragments grouped by the packager: small fragments (see partFragmentMs).
+      ...(this.packager.lowLatency ? { fragmentMs: partFragmentMs(this.packager.partTarget) } : {}),
       ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
       ...(options.ffmpegPath ? { ffmpegPath: options.ffmpegPath } : {}),
     });

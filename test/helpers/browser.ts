@@ -40,6 +40,17 @@ export interface PlaybackSample {
   atMs: number;
   currentTime: number;
   ended: boolean;
+  /** hls.js `latency`: seconds from the playlist's live edge to currentTime (null before it knows). */
+  hlsLatency: number | null;
+  /** Date.now() − hls.js `playingDate` (the playlist's PROGRAM-DATE-TIME of what plays), ms; null before. */
+  pdtLatencyMs: number | null;
+}
+
+/** A frame-number stamp read back from a presented frame (PlayOptions.stamps). */
+export interface FrameStamp {
+  value: number;
+  /** Wall clock (ms since the epoch) at which Chromium presented the frame. */
+  presentedAt: number;
 }
 
 export interface Stall {
@@ -63,6 +74,8 @@ export interface PlaybackReport {
   samples: PlaybackSample[];
   /** hls.js LEVEL_LOADED events: the media playlist loads, refreshes of a live playlist included. */
   levelsLoaded: number;
+  /** With PlayOptions.stamps: the stamp of each presented frame, in order (requestVideoFrameCallback). */
+  stamps: FrameStamp[];
 }
 
 export interface PlayOptions {
@@ -74,6 +87,11 @@ export interface PlayOptions {
   hlsConfig?: Record<string, unknown>;
   /** How long to wait for the first 'playing' event before giving up (default 30 s). */
   startTimeoutMs?: number;
+  /**
+   * Read a frame-number stamp from every presented frame: `bits` black/white blocks across the top `height`
+   * pixels, bit b (least significant first) in block b (test/fixtures/steady.ts draws them).
+   */
+  stamps?: { bits: number; height: number };
 }
 
 export interface BrowserHandle {
@@ -104,7 +122,40 @@ const PAGE_HTML = `<!doctype html>
     const e = video.error;
     report({ kind: 'videoError', text: 'video element: MediaError ' + (e ? e.code + ' ' + e.message : '?') });
   });
-  window.sample = () => ({ currentTime: video.currentTime, ended: video.ended });
+  window.sample = () => {
+    const hls = window.hls;
+    const latency = hls && Number.isFinite(hls.latency) && hls.latency > 0 ? hls.latency : null;
+    const date = hls && hls.playingDate ? hls.playingDate.getTime() : null;
+    return {
+      currentTime: video.currentTime,
+      ended: video.ended,
+      hlsLatency: latency,
+      pdtLatencyMs: date === null ? null : Date.now() - date,
+    };
+  };
+  window.stamps = [];
+  window.readStamps = (bits, height) => {
+    const canvas = document.createElement('canvas');
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    const onFrame = (_now, meta) => {
+      const w = video.videoWidth;
+      if (w > 0) {
+        canvas.width = w;
+        canvas.height = height;
+        ctx.drawImage(video, 0, 0, w, height, 0, 0, w, height);
+        const row = ctx.getImageData(0, Math.floor(height / 2), w, 1).data;
+        const block = Math.floor(w / bits);
+        let value = 0;
+        for (let b = 0; b < bits; b++) {
+          const x = b * block + Math.floor(block / 2);
+          if (row[x * 4] > 128) value += 2 ** b;
+        }
+        window.stamps.push({ value, presentedAt: performance.timeOrigin + meta.expectedDisplayTime });
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  };
   window.startPlayback = (url, config) => {
     if (typeof Hls === 'undefined') throw new Error('hls.js did not load');
     if (!Hls.isSupported()) throw new Error('hls.js is not supported here (no MediaSource with H.264/AAC)');
@@ -191,7 +242,10 @@ async function launchChromium(): Promise<Browser> {
  * and is a stall when no later sample advances within STALL_THRESHOLD_MS; samples after the video ended
  * don't count. A freeze still going at the last sample is a stall if it already lasted over the threshold.
  */
-export function computeStalls(samples: PlaybackSample[], thresholdMs = STALL_THRESHOLD_MS): Stall[] {
+export function computeStalls(
+  samples: Pick<PlaybackSample, 'atMs' | 'currentTime' | 'ended'>[],
+  thresholdMs = STALL_THRESHOLD_MS,
+): Stall[] {
   const stalls: Stall[] = [];
   const first = samples[0];
   if (!first) return stalls;
@@ -223,6 +277,7 @@ async function playInBrowser(
   const nonFatalErrors: string[] = [];
   const samples: PlaybackSample[] = [];
   let levelsLoaded = 0;
+  let stamps: FrameStamp[] = [];
   let t0 = performance.now();
   const since = (): number => Math.round(performance.now() - t0);
 
@@ -266,6 +321,9 @@ async function playInBrowser(
     await page.goto(`${pageOrigin}/`, { waitUntil: 'load' });
 
     const config = { lowLatencyMode: options.lowLatency ?? false, ...options.hlsConfig };
+    if (options.stamps) {
+      await page.evaluate(`readStamps(${options.stamps.bits}, ${options.stamps.height})`);
+    }
     t0 = performance.now();
     try {
       await page.evaluate(`startPlayback(${JSON.stringify(url)}, ${JSON.stringify(config)})`);
@@ -289,10 +347,11 @@ async function playInBrowser(
         const wait = begin + tick * SAMPLE_INTERVAL_MS - performance.now();
         if (wait > 0) await sleep(wait);
         const atMs = since();
-        const s = (await page.evaluate('sample()')) as { currentTime: number; ended: boolean };
-        samples.push({ atMs, currentTime: s.currentTime, ended: s.ended });
+        const s = (await page.evaluate('sample()')) as Omit<PlaybackSample, 'atMs'>;
+        samples.push({ atMs, ...s });
         if (tick * SAMPLE_INTERVAL_MS >= options.seconds * 1000) break;
       }
+      if (options.stamps) stamps = (await page.evaluate('window.stamps')) as FrameStamp[];
     }
   } finally {
     await context.close();
@@ -308,6 +367,7 @@ async function playInBrowser(
     nonFatalErrors,
     samples,
     levelsLoaded,
+    stamps,
   };
 }
 

@@ -1,0 +1,200 @@
+/**
+ * Glass-to-player latency, end to end, classic HLS against LL-HLS on the same URL.
+ *
+ * The publisher (a real-time RTMP publisher in this process, replaying a 540x960 15 fps fixture) sends
+ * frames whose picture carries their number as black and white blocks across the top (test/fixtures/
+ * steady.ts). The relay stamps nothing: the number goes through the whole media path (RTMP ingest, timestamp
+ * repair, FFmpeg copy or transcode, packager, origin, hls.js, Chromium's decoder). In the browser a
+ * requestVideoFrameCallback reads the number back from every presented frame, with the wall-clock time
+ * Chromium presents it. Latency of a frame = presentation time − the time the relay received that frame
+ * from the publisher (on loopback, when the publisher sent it). So "glass" here is the publisher's send:
+ * a real pair of glasses adds its capture, encode and uplink before that.
+ *
+ * Players (Chromium + hls.js, defaults but for the mode, one after the other on the same stream, each for
+ * 25 s once the stream has run long enough for a classic player to sit at HOLD-BACK; the figures are over
+ * the last 15 s, after the start-up and any catch-up):
+ *   classic            lowLatencyMode off: starts HOLD-BACK (three TARGETDURATIONs) from the end
+ *   LL                 lowLatencyMode on: PART-HOLD-BACK (3 × PART-TARGET = 1.5 s), blocking reloads, parts
+ *   LL, catch-up 1.5×  the same with maxLiveSyncPlaybackRate 1.5, so it speeds up to its target after a
+ *                      start on the keyframe part before it (what an app that wants the live edge sets)
+ * Also shown: Date.now() − hls.js playingDate, which reads EXT-X-PROGRAM-DATE-TIME (ingest plus FFmpeg
+ * time, so it leaves out the publisher→relay leg), and hls.js's own latency estimate (to the playlist end).
+ */
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { FlvTagType, type MediaTag } from '../src/media/flv-tag.ts';
+import type { Publish } from '../src/rtmp/publish.ts';
+import { FIXTURE_DIR } from '../test/fixtures/generate.ts';
+import { generateSteadyFlv, STAMP_BITS, STAMP_HEIGHT, type SteadyRecipe } from '../test/fixtures/steady.ts';
+import { type BrowserHandle, launchBrowser, type PlaybackReport } from '../test/helpers/browser.ts';
+import { publishFlv } from '../test/helpers/flv-publisher.ts';
+import { startTestRelay } from '../test/helpers/relay-harness.ts';
+
+const WATCH_SECONDS = 25;
+/** Frames presented in the first seconds of a player (start-up, catch-up) are left out. */
+const SETTLE_SECONDS = 10;
+
+const stamped = (gopSeconds: number): SteadyRecipe => ({
+  width: 540,
+  height: 960,
+  fps: 15,
+  seconds: 115,
+  gopSeconds,
+  videoKbps: 1000,
+  stamp: true,
+});
+
+interface Scenario {
+  name: string;
+  profile: 'copy' | 'transcode';
+  recipe: SteadyRecipe;
+  env: Record<string, string>;
+  /** TARGETDURATION the profile announces with that env (for the warm-up). */
+  targetDuration: number;
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: 'copy, 15 fps, GOP 2 s', profile: 'copy', recipe: stamped(2), env: {}, targetDuration: 6 },
+  {
+    name: 'transcode (30 fps out), GOP 2 s',
+    profile: 'transcode',
+    recipe: stamped(2),
+    env: {},
+    targetDuration: 2,
+  },
+  {
+    name: 'copy, 15 fps, GOP 1 s, 1 s segments',
+    profile: 'copy',
+    recipe: stamped(1),
+    env: { HLS_SEGMENT_SECONDS: '1', COPY_MAX_SEGMENT_SECONDS: '1' },
+    targetDuration: 1,
+  },
+];
+
+const MODES = [
+  { name: 'classic', lowLatency: false, hlsConfig: {} },
+  { name: 'LL', lowLatency: true, hlsConfig: {} },
+  { name: 'LL, catch-up 1.5×', lowLatency: true, hlsConfig: { maxLiveSyncPlaybackRate: 1.5 } },
+] as const;
+
+interface Row {
+  scenario: string;
+  mode: string;
+  p50: number;
+  p95: number;
+  frames: number;
+  pdtP50: number;
+  hlsP50: number;
+  stalls: number;
+  errors: number;
+}
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** The stamped fixture, generated once into the fixture cache (the generator's sources key it). */
+async function stampedFixture(r: SteadyRecipe): Promise<string> {
+  const file = path.join(FIXTURE_DIR, `stamped-${r.fps}fps-gop${r.gopSeconds}-${r.seconds}s.flv`);
+  if (existsSync(file)) return file;
+  mkdirSync(FIXTURE_DIR, { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, await generateSteadyFlv(r));
+  renameSync(tmp, file);
+  return file;
+}
+
+async function runScenario(s: Scenario, browser: BrowserHandle): Promise<Row[]> {
+  const file = await stampedFixture(s.recipe);
+  const { relay, records, hls } = await startTestRelay({ HLS_LOW_LATENCY: 'on', ...s.env });
+  try {
+    // Frame n of the fixture is the n-th coded video frame the publisher sends: when the relay got it.
+    const receivedAt: number[] = [];
+    relay.rtmp.on('publish', (publish: Publish) => {
+      publish.on('tag', (tag: MediaTag) => {
+        if (tag.type === FlvTagType.Video && !tag.isConfig) receivedAt.push(Date.now());
+      });
+    });
+    const pub = publishFlv(file, { port: relay.rtmpPort, user: 'bench', stream: `lat?profile=${s.profile}` });
+    await pub.started;
+    const rec = records.get('lat')!;
+    await rec.ready;
+    // Long enough for a classic player to start at HOLD-BACK instead of the start of a short playlist.
+    const warmMs = (3 * s.targetDuration + 3) * 1000;
+    await new Promise((resolve) => setTimeout(resolve, warmMs));
+    const url = hls('bench/lat/index.m3u8');
+    const reports: PlaybackReport[] = [];
+    for (const m of MODES) {
+      reports.push(
+        await browser.playHls(url, {
+          seconds: WATCH_SECONDS,
+          lowLatency: m.lowLatency,
+          hlsConfig: m.hlsConfig,
+          stamps: { bits: STAMP_BITS, height: STAMP_HEIGHT },
+        }),
+      );
+    }
+    await pub.stop();
+    return MODES.map((m, i) => row(s.name, m.name, reports[i]!, receivedAt));
+  } finally {
+    await relay.close();
+  }
+}
+
+function row(scenario: string, mode: string, report: PlaybackReport, receivedAt: number[]): Row {
+  const seen = new Set<number>();
+  const latencies: number[] = [];
+  const settledAt = (report.stamps[0]?.presentedAt ?? 0) + SETTLE_SECONDS * 1000;
+  for (const stamp of report.stamps) {
+    if (seen.has(stamp.value)) continue; // a repeated frame (transcode's 30 fps from 15 fps input)
+    seen.add(stamp.value);
+    const sent = receivedAt[stamp.value];
+    if (sent !== undefined && stamp.presentedAt >= settledAt) latencies.push(stamp.presentedAt - sent);
+  }
+  const settled = report.samples.filter(
+    (x) => x.atMs - (report.startedAfterMs ?? 0) >= SETTLE_SECONDS * 1000,
+  );
+  const pdt = settled.map((x) => x.pdtLatencyMs).filter((x): x is number => x !== null);
+  const est = settled.map((x) => x.hlsLatency).filter((x): x is number => x !== null);
+  return {
+    scenario,
+    mode,
+    p50: percentile(latencies, 50) / 1000,
+    p95: percentile(latencies, 95) / 1000,
+    frames: latencies.length,
+    pdtP50: percentile(pdt, 50) / 1000,
+    hlsP50: percentile(est, 50),
+    stalls: report.stalls.length,
+    errors: report.fatalErrors.length,
+  };
+}
+
+async function main(): Promise<void> {
+  const browser = await launchBrowser();
+  const rows: Row[] = [];
+  try {
+    for (const s of SCENARIOS) {
+      process.stderr.write(`latency: ${s.name}…\n`);
+      rows.push(...(await runScenario(s, browser)));
+    }
+  } finally {
+    await browser.close();
+  }
+  const f = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)} s` : '—');
+  const lines = [
+    `Glass-to-player latency: publisher send → frame presented in Chromium + hls.js, each player ${WATCH_SECONDS} s, figures over its last ${WATCH_SECONDS - SETTLE_SECONDS} s (${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores). PART-TARGET 0.5 s. Goal (copy at 15 fps): LL p50 ≤ 2.0 s, classic ≤ 5 s.`,
+    '',
+    '| stream | player | p50 | p95 | frames | PDT-based p50 | hls.js latency p50 | stalls / fatal errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map(
+      (r) =>
+        `| ${r.scenario} | ${r.mode} | ${f(r.p50)} | ${f(r.p95)} | ${r.frames} | ${f(r.pdtP50)} | ${f(r.hlsP50)} | ${r.stalls} / ${r.errors} |`,
+    ),
+  ];
+  console.log(lines.join('\n'));
+}
+
+await main();
