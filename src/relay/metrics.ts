@@ -20,6 +20,8 @@ export interface RelayMetricsOptions {
   streams: StreamRegistry;
   /** Viewers per stream, counted at the origin. */
   viewers?: ViewerTracker;
+  /** Requests the HLS origin holds now (LL-HLS). */
+  heldRequests?: () => number;
   now?: () => number;
   /** Adds prom-client's default process metrics (CPU, memory, event loop); default true. */
   defaultMetrics?: boolean;
@@ -45,6 +47,8 @@ const REPAIR_LABEL: Record<(typeof REPAIR_KINDS)[number], string> = {
 
 interface StreamTotals {
   segments: number;
+  parts: number;
+  partBreaches: number;
   breaches: number;
   discontinuities: number;
   droppedFragments: number;
@@ -58,6 +62,8 @@ interface StreamTotals {
 function emptyTotals(): StreamTotals {
   return {
     segments: 0,
+    parts: 0,
+    partBreaches: 0,
     breaches: 0,
     discontinuities: 0,
     droppedFragments: 0,
@@ -73,6 +79,8 @@ function addStream(into: StreamTotals, stream: Stream): void {
   const p = stream.packager.stats;
   const s = stream.supervisor.stats;
   into.segments += p.segments;
+  into.parts += p.parts;
+  into.partBreaches += p.partBreaches;
   into.breaches += p.breaches;
   into.discontinuities += p.discontinuities;
   into.droppedFragments += p.droppedFragments;
@@ -276,6 +284,23 @@ export function createRelayMetrics(options: RelayMetricsOptions): RelayMetrics {
     },
   );
   counter('rtmp_relay_hls_segments_total', 'HLS segments completed.', () => totals().segments);
+  counter('rtmp_relay_hls_parts_total', 'LL-HLS parts completed.', () => totals().parts);
+  counter(
+    'rtmp_relay_hls_part_target_breaches_total',
+    'LL-HLS parts longer than PART-TARGET (a single frame longer than it: input under about 2 fps).',
+    () => totals().partBreaches,
+  );
+  if (options.heldRequests) {
+    const held = options.heldRequests;
+    new Gauge({
+      name: 'rtmp_relay_hls_held_requests',
+      help: 'LL-HLS requests the origin holds (blocking playlist reloads and preload-hinted parts).',
+      registers: [registry],
+      collect() {
+        this.set(held());
+      },
+    });
+  }
   counter(
     'rtmp_relay_hls_target_duration_breaches_total',
     'Segments that closed past the target duration without a keyframe.',
@@ -335,6 +360,8 @@ export function createRelayMetrics(options: RelayMetricsOptions): RelayMetrics {
 
 function addTotals(into: StreamTotals, from: StreamTotals): void {
   into.segments += from.segments;
+  into.parts += from.parts;
+  into.partBreaches += from.partBreaches;
   into.breaches += from.breaches;
   into.discontinuities += from.discontinuities;
   into.droppedFragments += from.droppedFragments;

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import { buildOrigin } from '../hls/origin.ts';
+import { buildOrigin, heldRequests } from '../hls/origin.ts';
 import { ChildReaper } from '../pipeline/child-reaper.ts';
 import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
@@ -104,7 +104,12 @@ export async function startRelay(
   thumbnails.route(origin, (userPath, streamId) => streams.byHlsPath(userPath, streamId));
   const restreaming = new Restreaming({ streams, log });
   const viewers = new ViewerTracker({ windowMs: config.hls.viewerWindowMs });
-  const relayMetrics = createRelayMetrics({ rtmp, streams, viewers });
+  const relayMetrics = createRelayMetrics({
+    rtmp,
+    streams,
+    viewers,
+    heldRequests: () => heldRequests(origin),
+  });
   observeOrigin(origin, {
     streamKey: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.key,
     viewers,

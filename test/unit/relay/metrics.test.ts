@@ -27,6 +27,8 @@ function fakeStream(key: string, state: string) {
         breaches: 0,
         droppedFragments: 0,
         longestSegment: 0,
+        parts: 0,
+        partBreaches: 0,
       },
     },
     supervisor: { stats: { starts: 0, restarts: 0, crashes: 0, stalls: 0 } },
@@ -84,6 +86,8 @@ test('metrics read the RTMP and stream stats at scrape time', async (t) => {
   const a = fakeStream('live/u/a', 'publishing');
   const b = fakeStream('live/u/b', 'reconnecting');
   a.packager.stats.segments = 5;
+  a.packager.stats.parts = 40;
+  b.packager.stats.partBreaches = 1;
   b.packager.stats.segments = 2;
   a.supervisor.stats.starts = 2;
   a.supervisor.stats.restarts = 1;
@@ -102,6 +106,8 @@ test('metrics read the RTMP and stream stats at scrape time', async (t) => {
   assert.equal(sample(text, 'rtmp_relay_streams{state="reconnecting"}'), 1);
   assert.equal(sample(text, 'rtmp_relay_streams{state="ended"}'), 0);
   assert.equal(sample(text, 'rtmp_relay_hls_segments_total'), 7);
+  assert.equal(sample(text, 'rtmp_relay_hls_parts_total'), 40);
+  assert.equal(sample(text, 'rtmp_relay_hls_part_target_breaches_total'), 1);
   assert.equal(sample(text, 'rtmp_relay_ffmpeg_starts_total'), 3);
   assert.equal(sample(text, 'rtmp_relay_ffmpeg_restarts_total'), 1);
   assert.equal(sample(text, 'rtmp_relay_ffmpeg_crashes_total'), 1);
