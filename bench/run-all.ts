@@ -31,6 +31,12 @@ const BENCHES: Bench[] = [
     goal: 'auto on glasses input ≤ 1/20 of the seed CPU; transcode ≤ the seed; first segment ≤ 2.5 s',
   },
   {
+    name: 'abr',
+    file: 'abr.ts',
+    title: 'ABR ladder vs separate transcodes',
+    goal: 'the ladder (3 rungs, one decode) ≤ 0.7 × the CPU of two separate seed-style transcodes',
+  },
+  {
     name: 'latency',
     file: 'latency.ts',
     title: 'Glass-to-player latency',

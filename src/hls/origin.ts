@@ -18,6 +18,11 @@
  * (parked playlist requests get the final playlist, parked part requests a 404 unless the part came) and
  * the origin closing (preClose: 503 at once, so close() never waits on a held request).
  *
+ * ABR streams (`lookupAbr`): `index.m3u8` is the multivariant playlist (404 until every rendition is
+ * playable), `{rung}.m3u8` (e.g. `540p.m3u8`) each rendition's media playlist, with everything above
+ * (blocking reload, delta updates, startable) per rendition plus EXT-X-RENDITION-REPORTs for the others, and
+ * inits, segments and parts are found by their name's prefix, unique per rendition.
+ *
  * Caching: the plain playlist `max-age=1`; a blocking answer is keyed by its query and stays true (it holds
  * what was asked for), so it may be cached for one TARGETDURATION; refusals and 404s of names that may exist
  * later (a playlist before the first segment, a part before it is made) `no-store`.
@@ -29,10 +34,28 @@ import { isValidStreamId, STREAM_ID_PATTERN } from '../contracts/names.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Packager } from './packager.ts';
 import { ParkedRequests, type ParkLimits } from './parked.ts';
+import type { RenditionReport } from './playlist.ts';
+
+/**
+ * An ABR stream's renditions, as the origin needs them: `index.m3u8` is the multivariant playlist, each
+ * rendition's media playlist is `{rung}.m3u8`, and every init, segment and part belongs to one packager.
+ */
+export interface AbrSource {
+  /** The multivariant playlist; null until every rendition is playable. */
+  multivariant(): string | null;
+  /** The packager behind a rendition playlist name (`540p.m3u8`). */
+  rendition(file: string): Packager | undefined;
+  /** The packager that made an init, segment or part name. */
+  packagerFor(file: string): Packager | undefined;
+  /** EXT-X-RENDITION-REPORT entries for the renditions other than `self`. */
+  reports(self: Packager): RenditionReport[];
+}
 
 export interface OriginOptions {
   /** The packager serving /hls/{userPath}/{streamId}/, if any. */
   lookup(userPath: string, streamId: string): Packager | undefined;
+  /** The renditions of an ABR stream at that path, if it is one (checked before `lookup`). */
+  lookupAbr?(userPath: string, streamId: string): AbrSource | undefined;
   corsOrigins: '*' | string[];
   log?: Logger;
   /** False while the relay takes no new streams (at capacity, draining): GET /ready answers 503. */
@@ -50,7 +73,7 @@ export const MAX_HOLD_MS = 10_000;
 /** userPath: a userId with `@` written as `-`, so the same alphabet without `@`. */
 const USER_PATH_PATTERN = /^(?!\.)(?!.*\.\.)[A-Za-z0-9._+-]{1,128}$/;
 const FILE_PATTERN =
-  /^(index\.m3u8|[0-9a-f]{8}-init\d{1,9}\.mp4|[0-9a-f]{8}-seg\d{1,15}\.m4s|[0-9a-f]{8}-part\d{1,15}\.m4s)$/;
+  /^(index\.m3u8|[1-9]\d{1,4}p\.m3u8|[0-9a-f]{8}-init\d{1,9}\.mp4|[0-9a-f]{8}-seg\d{1,15}\.m4s|[0-9a-f]{8}-part\d{1,15}\.m4s)$/;
 const DECIMAL_INTEGER = /^\d{1,15}$/;
 const NO_STORE = 'no-store';
 
@@ -121,6 +144,7 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
     query: Query,
     headers: Record<string, string | string[] | undefined>,
     reply: FastifyReply,
+    reports?: () => RenditionReport[],
   ): Promise<FastifyReply> => {
     if (!packager.ready) {
       return reply.code(404).header('cache-control', NO_STORE).send({ error: 'stream not playable yet' });
@@ -150,7 +174,8 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
       if (outcome === 'aborted') return reply.code(503).header('cache-control', NO_STORE).send();
     }
     const skip = live && (query._HLS_skip === 'YES' || query._HLS_skip === 'v2');
-    const text = packager.playlist({ skip });
+    const renditionReports = reports?.();
+    const text = packager.playlist({ skip, ...(renditionReports ? { renditionReports } : {}) });
     const etag = `"${createHash('sha1').update(text).digest('base64url').slice(0, 16)}"`;
     const cache = packager.ended
       ? 'public, max-age=60'
@@ -179,9 +204,33 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
     },
     async (request, reply) => {
       const { userPath, streamId, file } = request.params;
-      const packager = isValidStreamId(streamId) ? options.lookup(userPath, streamId) : undefined;
+      const valid = isValidStreamId(streamId);
+      const abr = valid ? options.lookupAbr?.(userPath, streamId) : undefined;
+      let packager = abr ? undefined : valid ? options.lookup(userPath, streamId) : undefined;
+      if (abr) {
+        if (file === 'index.m3u8') {
+          const text = abr.multivariant();
+          if (text === null) {
+            return reply
+              .code(404)
+              .header('cache-control', NO_STORE)
+              .send({ error: 'stream not playable yet' });
+          }
+          return reply
+            .header('content-type', PLAYLIST_TYPE)
+            .header('cache-control', 'public, max-age=1, s-maxage=1')
+            .send(text);
+        }
+        const rendition = file.endsWith('.m3u8') ? abr.rendition(file) : undefined;
+        if (rendition) {
+          return sendPlaylist(rendition, request.query, request.headers, reply, () => abr.reports(rendition));
+        }
+        packager = file.endsWith('.m3u8') ? undefined : abr.packagerFor(file);
+        if (!packager) return reply.code(404).header('cache-control', NO_STORE).send({ error: 'not found' });
+      }
       if (!packager) return reply.code(404).send({ error: 'stream not found' });
       if (file === 'index.m3u8') return sendPlaylist(packager, request.query, request.headers, reply);
+      if (file.endsWith('.m3u8')) return reply.code(404).send({ error: 'not found' });
       let resource = packager.resource(file);
       if (!resource && packager.isNextPart(file)) {
         // The preload hint's part: sent whole once it exists (§6.2.6), never in pieces.

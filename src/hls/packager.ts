@@ -38,6 +38,7 @@ import {
   type OpenPlaylistSegment,
   type PlaylistPart,
   type PlaylistSegment,
+  type RenditionReport,
   renderMediaPlaylist,
   type ServerControl,
   skippableSegments,
@@ -424,8 +425,11 @@ export class Packager extends TypedEmitter<PackagerEvents> {
     this.safeEmit('update');
   }
 
-  /** The playlist; `skip` asks for a delta update (ignored for classic or ended streams). */
-  playlist(options: { skip?: boolean } = {}): string {
+  /**
+   * The playlist; `skip` asks for a delta update (ignored for classic or ended streams); `renditionReports`
+   * (an ABR rendition's view of the others) are listed at the end.
+   */
+  playlist(options: { skip?: boolean; renditionReports?: readonly RenditionReport[] } = {}): string {
     const sc = this.#serverControl;
     const segments: PlaylistSegment[] = this.#segments;
     let listed: PlaylistSegment[] = segments;
@@ -458,6 +462,7 @@ export class Packager extends TypedEmitter<PackagerEvents> {
       discontinuitySequence: this.#discontinuitySequence,
       segments: listed,
       ended: this.#ended,
+      ...(options.renditionReports?.length ? { renditionReports: options.renditionReports } : {}),
       ...(sc
         ? {
             serverControl: sc,

@@ -241,6 +241,27 @@ export async function selectEncoder(
   return { encoder: 'libx264', tried };
 }
 
+const probed = new Map<string, Promise<EncoderProbeResult>>();
+
+/**
+ * `selectEncoder` with the real FFmpeg, once per process per setting (every relay in a process shares the
+ * machine's GPUs, and a probe costs FFmpeg start-ups).
+ */
+export function probeEncoderOnce(
+  setting: EncoderSetting,
+  options: { ffmpegPath?: string; vaapiDevice?: string } = {},
+): Promise<EncoderProbeResult> {
+  const key = `${setting}|${options.ffmpegPath ?? 'ffmpeg'}|${options.vaapiDevice ?? ''}`;
+  let result = probed.get(key);
+  if (!result) {
+    result = selectEncoder(setting, ffmpegProbeRunner(options.ffmpegPath), {
+      ...(options.vaapiDevice ? { vaapiDevice: options.vaapiDevice } : {}),
+    });
+    probed.set(key, result);
+  }
+  return result;
+}
+
 /**
  * GPU encode sessions on this relay: at most `max` at once (NVENC on consumer cards: 3–8). A stream takes
  * one for its transcode and gives it back when its FFmpeg stops; none free means libx264.

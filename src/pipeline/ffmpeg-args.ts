@@ -17,6 +17,11 @@ export interface FfmpegArgsOptions {
    * partFragmentMs.
    */
   fragmentMs?: number;
+  /**
+   * The video encode for `transcode` (see ./encoders.ts): `input` goes before `-i` (hardware decode and
+   * device setup), `output` replaces the seed's libx264 encode. Default: the seed's encode.
+   */
+  videoEncode?: { input: readonly string[]; output: readonly string[] };
 }
 
 /**
@@ -75,6 +80,7 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): string[] {
     '100000',
     '-probesize',
     '32768',
+    ...(options.profile === 'transcode' && options.hasVideo ? (options.videoEncode?.input ?? []) : []),
     '-f',
     'flv',
     '-i',
@@ -86,7 +92,7 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): string[] {
   if (options.profile === 'copy') {
     args.push('-c', 'copy');
   } else {
-    if (options.hasVideo) args.push(...SEED_VIDEO_ENCODE);
+    if (options.hasVideo) args.push(...(options.videoEncode?.output ?? SEED_VIDEO_ENCODE));
     if (options.hasAudio) args.push(...SEED_AUDIO_ENCODE);
   }
   args.push(

@@ -26,8 +26,9 @@ export interface FfmpegExit {
 }
 
 export type FfmpegProcessEvents = {
-  init: [Fmp4Init];
-  fragment: [Fmp4Fragment];
+  /** An output's init segment; the second argument is the output's index (0 unless `outputs` > 1). */
+  init: [Fmp4Init, number];
+  fragment: [Fmp4Fragment, number];
   exit: [FfmpegExit];
 };
 
@@ -42,6 +43,11 @@ export interface FfmpegProcessOptions {
   maxLogLines?: number;
   /** Grace between SIGTERM and SIGKILL. */
   killGraceMs?: number;
+  /**
+   * fMP4 outputs (default 1): output 0 on stdout, output i > 0 on fd i + 2 (the ABR ladder's `pipe:3`…),
+   * each read by its own fMP4 reader. It counts as started once every output produced its init segment.
+   */
+  outputs?: number;
 }
 
 const STDERR_WINDOW_MS = 10_000;
@@ -49,7 +55,8 @@ const STDERR_WINDOW_MS = 10_000;
 export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
   readonly #options: FfmpegProcessOptions;
   readonly #log: Logger;
-  readonly #reader = new Fmp4Reader();
+  readonly #readers: Fmp4Reader[];
+  readonly #initsSeen = new Set<number>();
   #child: ChildProcess | null = null;
   #sink: FlvSink | null = null;
   #started = false;
@@ -67,6 +74,7 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
     super();
     this.#options = options;
     this.#log = options.log;
+    this.#readers = Array.from({ length: Math.max(1, options.outputs ?? 1) }, () => new Fmp4Reader());
     this.exited = new Promise((resolve) => {
       this.#resolveExit = resolve;
     });
@@ -83,8 +91,10 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
   /** Spawns FFmpeg and writes the FLV header, metadata and codec configuration. */
   start(flv: FlvStart): void {
     if (this.#child) throw new Error('already started');
+    const extra = this.#readers.length - 1;
+    const stdio: 'pipe'[] = Array.from({ length: 3 + extra }, () => 'pipe');
     const child = spawn(this.#options.ffmpegPath ?? 'ffmpeg', this.#options.args, {
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio,
       detached: true, // own process group: killed as a group, and not by a terminal's Ctrl-C
     });
     this.#child = child;
@@ -98,7 +108,13 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
       // EPIPE: FFmpeg exited; its exit is reported on its own. Anything else is worth a line.
       if (err.code !== 'EPIPE') this.#log.warn({ err }, 'ffmpeg stdin error');
     });
-    child.stdout!.on('data', (chunk: Buffer) => this.#onStdout(chunk));
+    child.stdout!.on('data', (chunk: Buffer) => this.#onOutput(0, chunk));
+    for (let i = 1; i <= extra; i++) {
+      const pipe = child.stdio[i + 2] as NodeJS.ReadableStream | null;
+      pipe?.on('data', (chunk: Buffer) => this.#onOutput(i, chunk));
+      // EPIPE/EOF on an extra pipe follows FFmpeg's exit, reported on its own.
+      pipe?.on('error', (err: Error) => this.#log.debug({ err, output: i }, 'ffmpeg output pipe error'));
+    }
     createInterface({ input: child.stderr! }).on('line', (line) => this.#onStderr(line));
     this.#sink = new FlvSink(child.stdin!, {
       log: this.#log,
@@ -131,15 +147,16 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
     return this.exited;
   }
 
-  #onStdout(chunk: Buffer): void {
+  #onOutput(output: number, chunk: Buffer): void {
     if (this.#error) return;
     try {
-      this.#reader.push(chunk, {
+      this.#readers[output]!.push(chunk, {
         init: (init) => {
-          this.#started = true;
-          this.safeEmit('init', init);
+          this.#initsSeen.add(output);
+          if (this.#initsSeen.size === this.#readers.length) this.#started = true;
+          this.safeEmit('init', init, output);
         },
-        fragment: (fragment) => this.safeEmit('fragment', fragment),
+        fragment: (fragment) => this.safeEmit('fragment', fragment, output),
       });
     } catch (err) {
       this.#error = toRelayError(err, ErrorCodes.FFMPEG_OUTPUT_INVALID);

@@ -11,8 +11,10 @@
  *   any segment;
  * - dimensions are even (H.264 4:2:0).
  * One FFmpeg decodes once, splits the frames (`split`), scales each branch and writes each rendition as its
- * own fragmented MP4 on its own pipe (stdout for the first, fd 3, 4, … for the others); audio is encoded once
- * per rendition (AAC is cheap next to video) so each rendition plays alone.
+ * own fragmented MP4 on its own pipe (stdout for the first, fd 3, 4, … for the others); every rendition
+ * carries the audio so each plays alone (AAC input is copied, anything else encoded once per rendition).
+ * Frames: resampled to 30 fps, or, for input known to be at most 30 fps (glasses: 9–15), kept as they come,
+ * which halves the ladder's CPU (see `capFps`; bench/abr.ts measures it).
  */
 import { SEED_AUDIO_ENCODE } from './ffmpeg-args.ts';
 
@@ -83,19 +85,31 @@ export function ladderFor(width: number, height: number, classes = LADDER_CLASSE
   return rungs;
 }
 
+export interface LadderArgsOptions {
+  hasAudio: boolean;
+  fragmentMs: number;
+  /**
+   * Resample to LADDER_FPS (default true). False keeps the input's frames as they come (`-fps_mode
+   * passthrough`): for input known to be at most LADDER_FPS, such as glasses at 9–15 fps, encoding the
+   * duplicates that a 30 fps output would invent costs about half of the ladder's CPU for nothing. Keyframes
+   * stay aligned across rungs: they are forced on time, and every rung gets the same frames.
+   */
+  capFps?: boolean;
+  /** The input's audio is AAC: every rendition carries it as is instead of encoding it once per rung. */
+  copyAudio?: boolean;
+}
+
 /**
  * argv for the ABR profile: FLV on stdin, rendition i's fragmented MP4 on fd i + (i === 0 ? 1 : 2) — that
  * is stdout for the first and 3, 4, … for the others (spawn them with that many pipes).
  */
-export function ladderArgs(
-  rungs: readonly Rung[],
-  options: { hasAudio: boolean; fragmentMs: number },
-): string[] {
+export function ladderArgs(rungs: readonly Rung[], options: LadderArgsOptions): string[] {
   if (rungs.length === 0) throw new RangeError('an empty ladder');
   const gop = LADDER_FPS * LADDER_GOP_SECONDS;
   const labels = rungs.map((_, i) => `v${i}`);
+  const capFps = options.capFps ?? true;
   const graph = [
-    `[0:v:0]fps=${LADDER_FPS},split=${rungs.length}${labels.map((l) => `[${l}in]`).join('')}`,
+    `[0:v:0]${capFps ? `fps=${LADDER_FPS},` : ''}split=${rungs.length}${labels.map((l) => `[${l}in]`).join('')}`,
     ...rungs.map((r, i) => `[${labels[i]}in]scale=${r.width}:${r.height},format=yuv420p[${labels[i]}]`),
   ].join(';');
   const args = [
@@ -116,6 +130,8 @@ export function ladderArgs(
   ];
   rungs.forEach((r, i) => {
     args.push('-map', `[${labels[i]}]`);
+    // An output option: every rendition needs it (else FFmpeg picks its own frame-rate mode per output).
+    if (!capFps) args.push('-fps_mode', 'passthrough');
     if (options.hasAudio) args.push('-map', '0:a:0');
     args.push(
       ...['-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency'],
@@ -126,7 +142,7 @@ export function ladderArgs(
       ...['-b:v', `${r.videoKbps}k`, '-maxrate', `${Math.round(r.videoKbps * 1.25)}k`],
       ...['-bufsize', `${r.videoKbps * 2}k`],
     );
-    if (options.hasAudio) args.push(...SEED_AUDIO_ENCODE);
+    if (options.hasAudio) args.push(...(options.copyAudio ? ['-c:a', 'copy'] : SEED_AUDIO_ENCODE));
     args.push(
       '-f',
       'mp4',

@@ -7,14 +7,16 @@
  * Every exit is reported; stop() is "we stopped it", never confused with "it died".
  */
 import type { FlvStart } from '../media/flv-sink.ts';
-import { FlvTagType, type MediaTag } from '../media/flv-tag.ts';
+import { FlvTagType, type MediaTag, parseAudioTag, SoundFormat } from '../media/flv-tag.ts';
 import type { Fmp4Fragment, Fmp4Init } from '../media/fmp4.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import type { ChildReaper } from './child-reaper.ts';
+import { encoderArgs, type GpuSessions, isGpuEncoder, SEED_TARGET, type VideoEncoder } from './encoders.ts';
 import { buildFfmpegArgs, type PipelineProfile } from './ffmpeg-args.ts';
 import { type FfmpegExit, FfmpegProcess } from './ffmpeg-process.ts';
+import { ladderArgs, type Rung } from './ladder.ts';
 
 export interface SupervisorOptions {
   log: Logger;
@@ -25,6 +27,12 @@ export interface SupervisorOptions {
   /** No output for this long while input flows: restart. */
   watchdogMs: number;
   fragmentMs?: number;
+  /**
+   * The H.264 encoder chosen at start (./encoders.ts) and the relay's GPU sessions. A GPU encoder is used for
+   * `transcode` while a session is free; an FFmpeg that fails while on the GPU makes this stream fall back to
+   * libx264 for the rest of its life.
+   */
+  encoder?: { name: VideoEncoder; gpu: GpuSessions; vaapiDevice?: string };
 }
 
 export interface SupervisorStats {
@@ -36,8 +44,9 @@ export interface SupervisorStats {
 
 export type SupervisorEvents = {
   /** A new FFmpeg produced its init segment (after the first, the packager marks a discontinuity). */
-  init: [Fmp4Init];
-  fragment: [Fmp4Fragment];
+  init: [Fmp4Init, number];
+  /** A fragment; the second argument is the output (the ABR rendition's index; 0 otherwise). */
+  fragment: [Fmp4Fragment, number];
   /** An FFmpeg exited; `exit.error` says why when we did not ask it to. */
   exit: [FfmpegExit];
 };
@@ -64,7 +73,14 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
   #stopped = false;
   /** Input timestamp (ms) of the first tag the current FFmpeg got, and its first output time (s). */
   #runInputStartMs: number | null = null;
+  /** Gives the current FFmpeg's GPU session back; null when it runs on the CPU. */
+  #gpuRelease: (() => void) | null = null;
+  /** The GPU encoder failed for this stream: libx264 from now on. */
+  #gpuFailed = false;
   #runOutputStart: number | null = null;
+  /** ABR: every FFmpeg makes this ladder (one output per rung) instead of the profile's single output. */
+  #ladder: readonly Rung[] | null = null;
+  #ladderCapFps = true;
 
   constructor(options: SupervisorOptions) {
     super();
@@ -85,8 +101,24 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
     return this.#gop.find((t) => t.type === FlvTagType.Video)?.timestamp ?? null;
   }
 
-  /** Starts the first FFmpeg for a publish. */
-  begin(flv: FlvStart, profile: PipelineProfile): void {
+  /** The ABR ladder the FFmpeg runs make, if any. */
+  get ladder(): readonly Rung[] | null {
+    return this.#ladder;
+  }
+
+  /**
+   * Starts the first FFmpeg for a publish. With `ladder` (the ABR profile), every run makes that ladder from
+   * one decode, one fMP4 output per rung, and the watchdog counts output on any of them.
+   */
+  begin(
+    flv: FlvStart,
+    profile: PipelineProfile,
+    options: { ladder?: readonly Rung[]; capFps?: boolean } = {},
+  ): void {
+    if (options.ladder) {
+      this.#ladder = options.ladder;
+      this.#ladderCapFps = options.capFps ?? true;
+    }
     this.#flv = flv;
     this.#profile = profile;
     this.#stopped = false;
@@ -189,17 +221,31 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
   #spawn(replay: MediaTag[]): void {
     const flv = this.#flv;
     if (!flv || this.#stopped) return;
-    const args = buildFfmpegArgs({
-      profile: this.#profile,
-      hasVideo: flv.hasVideo,
-      hasAudio: flv.hasAudio,
-      ...(this.#options.fragmentMs ? { fragmentMs: this.#options.fragmentMs } : {}),
-    });
+    const ladder = this.#ladder;
+    // The ABR ladder encodes with libx264 (ladder.ts): it takes no GPU session.
+    const videoEncode = ladder ? undefined : this.#videoEncode(flv);
+    const args = ladder
+      ? ladderArgs(ladder, {
+          hasAudio: flv.hasAudio,
+          fragmentMs: this.#options.fragmentMs ?? 500,
+          capFps: this.#ladderCapFps,
+          // AAC input is carried as is by every rendition (checked per run: a publisher may come back with other audio).
+          copyAudio:
+            flv.audioConfig !== null && parseAudioTag(flv.audioConfig.data)?.codec === SoundFormat.Aac,
+        })
+      : buildFfmpegArgs({
+          profile: this.#profile,
+          hasVideo: flv.hasVideo,
+          hasAudio: flv.hasAudio,
+          ...(this.#options.fragmentMs ? { fragmentMs: this.#options.fragmentMs } : {}),
+          ...(videoEncode ? { videoEncode } : {}),
+        });
     const proc = new FfmpegProcess({
       args,
       log: this.#log.child({ ffmpeg: this.stats.starts + 1, profile: this.#profile }),
       reaper: this.#options.reaper,
       ...(this.#options.ffmpegPath ? { ffmpegPath: this.#options.ffmpegPath } : {}),
+      ...(ladder ? { outputs: ladder.length } : {}),
     });
     this.#process = proc;
     this.#runInputStartMs = null;
@@ -207,17 +253,17 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
     this.#lastOutputAt = Date.now();
     this.#lastInputAt = 0;
     // Only the current FFmpeg speaks: one still flushing after a new publish began is not heard.
-    proc.on('init', (init) => {
+    proc.on('init', (init, output) => {
       if (this.#process !== proc) return;
       this.#lastOutputAt = Date.now();
       this.#failures = 0;
-      this.safeEmit('init', init);
+      this.safeEmit('init', init, output);
     });
-    proc.on('fragment', (fragment) => {
+    proc.on('fragment', (fragment, output) => {
       if (this.#process !== proc) return;
       this.#lastOutputAt = Date.now();
-      this.#runOutputStart ??= fragment.startSeconds;
-      this.safeEmit('fragment', fragment);
+      if (output === 0) this.#runOutputStart ??= fragment.startSeconds;
+      this.safeEmit('fragment', fragment, output);
     });
     proc.once('exit', (exit) => this.#onExit(proc, exit));
     this.stats.starts++;
@@ -230,8 +276,39 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
     if (replay.length > 0) this.#lastInputAt = Date.now();
   }
 
+  /** A GPU encode when one is configured, free and has not failed for this stream; else undefined. */
+  #videoEncode(flv: FlvStart): ReturnType<typeof encoderArgs> | undefined {
+    this.#gpuRelease?.();
+    this.#gpuRelease = null;
+    const enc = this.#options.encoder;
+    if (!enc || this.#profile !== 'transcode' || !flv.hasVideo || !isGpuEncoder(enc.name)) return undefined;
+    if (this.#gpuFailed) return undefined;
+    const release = enc.gpu.acquire();
+    if (!release) {
+      this.#log.info(
+        { encoder: enc.name, sessions: enc.gpu.max },
+        'no GPU session free: transcoding on the CPU',
+      );
+      return undefined;
+    }
+    this.#gpuRelease = release;
+    return encoderArgs(enc.name, SEED_TARGET, enc.vaapiDevice ? { vaapiDevice: enc.vaapiDevice } : {});
+  }
+
   #onExit(proc: FfmpegProcess, exit: FfmpegExit): void {
     if (this.#process === proc) this.#process = null;
+    if (this.#gpuRelease) {
+      this.#gpuRelease();
+      this.#gpuRelease = null;
+      if (exit.error && !exit.requested) {
+        this.#gpuFailed = true;
+        this.#options.encoder!.gpu.fallbacks++;
+        this.#log.warn(
+          { encoder: this.#options.encoder!.name, code: exit.error.code },
+          'the GPU encoder failed: this stream transcodes on the CPU from now on',
+        );
+      }
+    }
     if (exit.error) {
       this.stats.crashes++;
       this.#log.warn({ code: exit.error.code, exitCode: exit.code, signal: exit.signal }, exit.error.message);

@@ -8,6 +8,12 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { buildOrigin, heldRequests } from '../hls/origin.ts';
 import { ChildReaper } from '../pipeline/child-reaper.ts';
+import {
+  type EncoderProbeResult,
+  GpuSessions,
+  isGpuEncoder,
+  probeEncoderOnce,
+} from '../pipeline/encoders.ts';
 import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
@@ -57,10 +63,33 @@ export interface RelayHandle {
 export async function startRelay(
   config: RelayConfig,
   log: Logger,
-  options: { authorize?: AuthorizePublish; publicHost?: string } = {},
+  options: {
+    authorize?: AuthorizePublish;
+    publicHost?: string;
+    /** The encoder probe's answer, when the caller has it (tests force a GPU encoder this machine lacks). */
+    encoderProbe?: EncoderProbeResult;
+  } = {},
 ): Promise<RelayHandle> {
   const reaper = new ChildReaper();
-  const streams = new StreamRegistry({ hls: config.hls, stream: config.stream, log, reaper });
+  // The H.264 encoder for transcodes: a GPU one when the probe finds it working, libx264 otherwise.
+  const probe =
+    options.encoderProbe ??
+    (await probeEncoderOnce(config.stream.videoEncoder, {
+      ffmpegPath: config.stream.ffmpegPath,
+      vaapiDevice: config.stream.vaapiDevice,
+    }));
+  const gpu = new GpuSessions(isGpuEncoder(probe.encoder) ? config.stream.gpuMaxSessions : 0);
+  log.info(
+    { encoder: probe.encoder, tried: probe.tried, gpuSessions: gpu.max },
+    `transcodes encode with ${probe.encoder}`,
+  );
+  const streams = new StreamRegistry({
+    hls: config.hls,
+    stream: config.stream,
+    log,
+    reaper,
+    encoder: { name: probe.encoder, gpu, vaapiDevice: config.stream.vaapiDevice },
+  });
   let draining = false;
   const authorize: AuthorizePublish = async (request) => {
     if (draining) return { allow: false, reason: 'relay is draining' };
@@ -88,6 +117,7 @@ export async function startRelay(
       .length < config.cloud.maxStreams;
   const origin = buildOrigin({
     lookup: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.packager,
+    lookupAbr: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.abr ?? undefined,
     corsOrigins: config.hls.corsOrigins,
     log,
     ready,
@@ -135,6 +165,8 @@ export async function startRelay(
       uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       publishAuth: config.publishAuth,
       profile: config.stream.profile,
+      encoder: probe.encoder,
+      gpu: { sessions: gpu.max, used: gpu.used, fallbacks: gpu.fallbacks },
     }),
   });
   const metrics = buildMetricsApp({ registry: relayMetrics.registry, onClose: relayMetrics.close });

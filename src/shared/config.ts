@@ -44,7 +44,7 @@ const EnvSchema = z.object({
   /** LL-HLS PART-TARGET, seconds: every part is at most this long. */
   HLS_PART_SECONDS: z.coerce.number().min(0.2).max(2).default(0.5),
   COPY_MAX_SEGMENT_SECONDS: count(6),
-  CLEAN_PROFILE: z.enum(['auto', 'copy', 'transcode']).default('auto'),
+  CLEAN_PROFILE: z.enum(['auto', 'copy', 'transcode', 'abr']).default('auto'),
   RECONNECT_WINDOW_SECONDS: seconds(120),
   HLS_END_GRACE_SECONDS: seconds(60),
   /** A viewer counts while it fetched something of the stream within this window. */
@@ -58,6 +58,11 @@ const EnvSchema = z.object({
     .regex(/^\d+(\.\d+)?(,\d+(\.\d+)?)*$/, 'comma-separated seconds')
     .default('0.25,1,2,5'),
   FFMPEG_PATH: z.string().min(1).default('ffmpeg'),
+  /** H.264 encoder for transcodes: `auto` probes the GPU encoders at start, else libx264. */
+  VIDEO_ENCODER: z.enum(['auto', 'libx264', 'h264_nvenc', 'h264_vaapi', 'h264_qsv']).default('auto'),
+  /** Concurrent GPU encode sessions (consumer NVIDIA cards cap NVENC sessions); past it, libx264. */
+  GPU_MAX_SESSIONS: z.coerce.number().int().min(0).max(1000).default(3),
+  VAAPI_DEVICE: z.string().min(1).default('/dev/dri/renderD128'),
   CORS_ALLOW_ORIGINS: z.string().min(1).default('*'),
   RECORD_DIR: z.string().min(1).optional(),
   /** Relay identity (publish tokens name it in `rly`); the host name when unset. */
@@ -126,11 +131,14 @@ export interface RelayConfig {
     corsOrigins: '*' | string[];
   };
   stream: {
-    profile: 'auto' | 'copy' | 'transcode';
+    profile: 'auto' | 'copy' | 'transcode' | 'abr';
     reconnectWindowMs: number;
     watchdogMs: number;
     backoffMs: number[];
     ffmpegPath: string;
+    videoEncoder: 'auto' | 'libx264' | 'h264_nvenc' | 'h264_vaapi' | 'h264_qsv';
+    gpuMaxSessions: number;
+    vaapiDevice: string;
   };
   /** `off` only where the caller allows it (dev mode); `token` otherwise. */
   publishAuth: 'token' | 'off';
@@ -267,6 +275,9 @@ export function loadConfig(
       watchdogMs: e.FFMPEG_WATCHDOG_SECONDS * 1000,
       backoffMs: e.FFMPEG_RESTART_BACKOFF_SECONDS.split(',').map((v) => Number(v) * 1000),
       ffmpegPath: e.FFMPEG_PATH,
+      videoEncoder: e.VIDEO_ENCODER,
+      gpuMaxSessions: e.GPU_MAX_SESSIONS,
+      vaapiDevice: e.VAAPI_DEVICE,
     },
     publishAuth: e.PUBLISH_AUTH ?? defaults.publishAuth,
     recordDir: e.RECORD_DIR,

@@ -5,6 +5,7 @@
  * Bounded: at most `WINDOW_MS` of samples (and a hard cap) are held, whatever the publisher sends.
  */
 
+import { avcSequenceHeaderSize } from '../media/avc-sps.ts';
 import {
   FlvTagType,
   type MediaTag,
@@ -74,8 +75,17 @@ export class IngestStats {
   #width: number | undefined;
   #height: number | undefined;
 
+  /** The picture size the H.264 SPS of the latest configuration declares (for inputs without onMetaData size). */
+  spsSize: { width: number; height: number } | null = null;
+
+  /** The frame rate onMetaData declares (`framerate`), if any. */
+  metadataFps: number | undefined;
+
   /** A publish started (the first, or the publisher back): codecs and size from its configuration. */
   start(start: PublishStart): void {
+    this.spsSize = start.videoConfig ? avcSequenceHeaderSize(start.videoConfig.data) : null;
+    const fps = start.metadata?.framerate ?? start.metadata?.videoframerate;
+    this.metadataFps = typeof fps === 'number' && fps > 0 && fps <= 240 ? fps : undefined;
     const video = start.videoConfig ? parseVideoTag(start.videoConfig.data) : null;
     const audio = start.audioConfig ? parseAudioTag(start.audioConfig.data) : null;
     this.#videoCodec = start.hasVideo ? (videoName(video?.codec) ?? this.#videoCodec) : undefined;

@@ -10,7 +10,7 @@ import type { PublishAuthRequest, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
-import { CLEAN_PROFILES, type CleanProfile, Stream } from './stream.ts';
+import { CLEAN_PROFILES, type CleanProfile, Stream, type StreamOptions } from './stream.ts';
 
 export type StreamRegistryEvents = {
   created: [Stream];
@@ -23,6 +23,8 @@ export interface StreamRegistryOptions {
   stream: RelayConfig['stream'];
   log: Logger;
   reaper: ChildReaper;
+  /** The H.264 encoder and GPU sessions for transcodes (relay start probes them). */
+  encoder?: StreamOptions['encoder'];
 }
 
 export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
@@ -94,6 +96,7 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
         watchdogMs: this.#options.stream.watchdogMs,
         backoffMs: this.#options.stream.backoffMs,
         ffmpegPath: this.#options.stream.ffmpegPath,
+        ...(this.#options.encoder ? { encoder: this.#options.encoder } : {}),
         log: this.#log,
         reaper: this.#options.reaper,
       });

@@ -11,7 +11,7 @@
  * for the stream's life so the switch never changes it.
  */
 
-import { DEFAULT_PART_SECONDS, Packager } from '../hls/packager.ts';
+import { DEFAULT_PART_SECONDS, Packager, type PackagerOptions } from '../hls/packager.ts';
 import type { FlvStart } from '../media/flv-sink.ts';
 import {
   FlvTagType,
@@ -25,14 +25,16 @@ import { TimestampRepair } from '../media/timestamp-repair.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
 import { type PipelineProfile, partFragmentMs } from '../pipeline/ffmpeg-args.ts';
 import type { FfmpegExit } from '../pipeline/ffmpeg-process.ts';
-import { FfmpegSupervisor } from '../pipeline/supervisor.ts';
+import { LADDER_FPS, ladderFor } from '../pipeline/ladder.ts';
+import { FfmpegSupervisor, type SupervisorOptions } from '../pipeline/supervisor.ts';
 import type { EndReason, Publish, PublishStart } from '../rtmp/publish.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
+import { AbrRenditions } from './abr.ts';
 import { IngestStats } from './ingest-stats.ts';
 
-export type CleanProfile = 'auto' | 'copy' | 'transcode';
-export const CLEAN_PROFILES: readonly CleanProfile[] = ['auto', 'copy', 'transcode'];
+export type CleanProfile = 'auto' | 'copy' | 'transcode' | 'abr';
+export const CLEAN_PROFILES: readonly CleanProfile[] = ['auto', 'copy', 'transcode', 'abr'];
 
 export const StreamState = {
   Idle: 'idle',
@@ -61,6 +63,8 @@ export interface StreamOptions {
   log: Logger;
   reaper: ChildReaper;
   ffmpegPath?: string;
+  /** The H.264 encoder and GPU sessions for transcodes (see pipeline/encoders.ts). */
+  encoder?: SupervisorOptions['encoder'];
 }
 
 export type StreamEvents = {
@@ -89,7 +93,7 @@ export function targetDurationFor(
   copyMaxSegmentSeconds: number,
 ): number {
   if (profile === 'copy') return copyMaxSegmentSeconds;
-  if (profile === 'transcode') return Math.ceil(segmentSeconds);
+  if (profile === 'transcode' || profile === 'abr') return Math.ceil(segmentSeconds);
   // auto: a segment closes at the first keyframe past 0.75 × target, and a copied GOP is at most 1.1 × target.
   return Math.ceil(segmentSeconds * 0.75 + segmentSeconds * AUTO_COPY_GOP_FACTOR);
 }
@@ -106,6 +110,9 @@ export class Stream extends TypedEmitter<StreamEvents> {
   /** ms since the epoch: when this stream incarnation was created (its first publish). */
   readonly createdAt = Date.now();
   readonly supervisor: FfmpegSupervisor;
+  /** The ABR profile's renditions (the first is `packager`); null for other profiles or before the start. */
+  abr: AbrRenditions | null = null;
+  readonly #packagerOptions: PackagerOptions;
   readonly #options: StreamOptions;
   readonly #log: Logger;
   #state: StreamStateName = StreamState.Idle;
@@ -127,7 +134,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
     this.streamId = options.streamId;
     this.profile = options.profile;
     this.#log = options.log.child({ key: options.key });
-    this.packager = new Packager({
+    this.#packagerOptions = {
       segmentSeconds: options.segmentSeconds,
       targetDuration: targetDurationFor(
         options.profile,
@@ -137,10 +144,16 @@ export class Stream extends TypedEmitter<StreamEvents> {
       listSize: options.listSize,
       lowLatency: options.lowLatency ?? true,
       partSeconds: options.partSeconds ?? DEFAULT_PART_SECONDS,
-    });
+    };
+    this.packager = new Packager(this.#packagerOptions);
     this.packager.once('ready', () => {
-      this.#log.info({ profile: this.#pipelineProfile }, 'HLS ready');
-      this.safeEmit('ready');
+      const ready = (): void => {
+        this.#log.info({ profile: this.#pipelineProfile, abr: this.abr !== null }, 'HLS ready');
+        this.safeEmit('ready');
+      };
+      // ABR: index.m3u8 (the multivariant playlist) is served once every rendition is playable.
+      if (this.abr) this.abr.whenReady(ready);
+      else ready();
     });
     this.supervisor = new FfmpegSupervisor({
       log: this.#log,
@@ -150,13 +163,21 @@ export class Stream extends TypedEmitter<StreamEvents> {
       ...(this.packager.lowLatency ? { fragmentMs: partFragmentMs(this.packager.partTarget) } : {}),
       ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
       ...(options.ffmpegPath ? { ffmpegPath: options.ffmpegPath } : {}),
+      ...(options.encoder ? { encoder: options.encoder } : {}),
     });
-    this.supervisor.on('init', (init) => this.packager.setInit(init));
-    this.supervisor.on('fragment', (fragment) => {
-      this.packager.pushFragment(fragment);
-      // The seed's encode puts a keyframe every 2 s exactly (60 frames at 30 fps): the next one is known.
-      if (this.supervisor.profile === 'transcode' && fragment.keyframe) {
-        this.packager.hintKeyframe(fragment.startSeconds + TRANSCODE_GOP_SECONDS);
+    this.supervisor.on('init', (init, output) => {
+      if (this.abr) this.abr.setInit(output, init);
+      else if (output === 0) this.packager.setInit(init);
+    });
+    this.supervisor.on('fragment', (fragment, output) => {
+      const packager = this.abr ? this.abr.renditions[output]?.packager : output === 0 ? this.packager : null;
+      if (!packager) return;
+      packager.pushFragment(fragment);
+      // The seed's encode (and the ABR ladder's) puts a keyframe every 2 s exactly: the next one is known.
+      // Not for an ABR ladder that keeps the input's frames: a keyframe falls on the first frame past 2 s.
+      const exact = this.abr === null || this.abr.frameRate === LADDER_FPS;
+      if (this.supervisor.profile === 'transcode' && fragment.keyframe && exact) {
+        packager.hintKeyframe(fragment.startSeconds + TRANSCODE_GOP_SECONDS);
       }
     });
     this.supervisor.on('exit', (exit) => this.#onFfmpegExit(exit));
@@ -228,11 +249,41 @@ export class Stream extends TypedEmitter<StreamEvents> {
     this.safeEmit('input', flv);
     if (this.#pipelineProfile === null) {
       this.#pipelineProfile = this.#initialProfile(start);
-      this.supervisor.begin(flv, this.#pipelineProfile);
+      if (this.profile === 'abr') this.#startAbr(flv);
+      else this.supervisor.begin(flv, this.#pipelineProfile);
       return;
     }
     // The publisher is back: a new FFmpeg (new init, hence a discontinuity) with its configuration.
     this.supervisor.begin(flv, this.#pipelineProfile);
+  }
+
+  /**
+   * ABR: the ladder comes from the input's size (onMetaData, else the H.264 SPS), fixed for the stream's
+   * life (a publisher back with another size is scaled to the same rungs). Without a known size, or without
+   * video, the stream falls back to the seed's transcode and says so.
+   */
+  #startAbr(flv: FlvStart): void {
+    const size = this.#inputSize();
+    if (!flv.hasVideo || !size) {
+      this.decision = `transcode: abr needs ${flv.hasVideo ? 'the input size, which is unknown' : 'video'}`;
+      this.#log.warn({ hasVideo: flv.hasVideo }, `abr: ${this.decision}`);
+      this.supervisor.begin(flv, 'transcode');
+      return;
+    }
+    const rungs = ladderFor(size.width, size.height);
+    // Input known to be at most 30 fps keeps its frames (no duplicates to encode); else 30 fps.
+    const fps = this.ingest.metadataFps;
+    const capFps = !(fps !== undefined && fps <= LADDER_FPS + 0.5);
+    this.abr = new AbrRenditions(rungs, this.packager, this.#packagerOptions, capFps ? LADDER_FPS : fps!);
+    this.decision = `abr: ${rungs.map((r) => `${r.name} ${r.width}x${r.height}@${r.videoKbps}k`).join(', ')}`;
+    this.#log.info({ width: size.width, height: size.height, rungs: rungs.map((r) => r.name) }, 'abr ladder');
+    this.supervisor.begin(flv, 'transcode', { ladder: rungs, capFps });
+  }
+
+  #inputSize(): { width: number; height: number } | null {
+    const snap = this.ingest.snapshot();
+    if (snap.width && snap.height) return { width: snap.width, height: snap.height };
+    return this.ingest.spsSize ?? null;
   }
 
   #repaired(tag: MediaTag): MediaTag {
@@ -240,6 +291,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
   }
 
   #initialProfile(start: PublishStart): PipelineProfile {
+    if (this.profile === 'abr') return 'transcode'; // the ladder is a transcode; #startAbr decides
     if (this.profile !== 'auto') {
       this.decision = `${this.profile} requested`;
       return this.profile;
@@ -295,15 +347,19 @@ export class Stream extends TypedEmitter<StreamEvents> {
   #discardCurrentGop(): void {
     const gopStart = this.supervisor.gopStartMs;
     const from = gopStart === null ? null : this.supervisor.outputSecondsFor(gopStart);
-    if (from !== null) this.packager.discardFrom(from);
-    this.packager.closeOpen();
+    for (const packager of this.abr?.packagers ?? [this.packager]) {
+      if (from !== null) packager.discardFrom(from);
+      packager.closeOpen();
+    }
   }
 
   #onFfmpegExit(exit: FfmpegExit): void {
     // A crash restarts from the current GOP: drop what would be shown twice. A requested stop keeps
     // everything; with the publisher gone, what FFmpeg flushed becomes the last segment.
     if (exit.error && this.#state === StreamState.Publishing) this.#discardCurrentGop();
-    else if (this.#state !== StreamState.Publishing) this.packager.closeOpen();
+    else if (this.#state !== StreamState.Publishing) {
+      for (const packager of this.abr?.packagers ?? [this.packager]) packager.closeOpen();
+    }
   }
 
   #onPublishEnd(publish: Publish, reason: EndReason): void {
@@ -330,7 +386,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
     this.#detach?.();
     this.#detach = null;
     await this.supervisor.stop({ flush: true });
-    this.packager.end();
+    for (const packager of this.abr?.packagers ?? [this.packager]) packager.end();
     this.#log.info(
       { why, ...this.packager.stats, ...this.supervisor.stats, repairs: this.repair.counts },
       'stream ended',

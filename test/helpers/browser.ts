@@ -76,6 +76,17 @@ export interface PlaybackReport {
   levelsLoaded: number;
   /** With PlayOptions.stamps: the stamp of each presented frame, in order (requestVideoFrameCallback). */
   stamps: FrameStamp[];
+  /** The variants hls.js found (MANIFEST_PARSED): one for a media playlist, one per rendition for ABR. */
+  levels: HlsLevel[];
+  /** hls.js LEVEL_SWITCHED events: the level whose fragments play from then on (ms since loadSource()). */
+  levelSwitches: { atMs: number; level: number }[];
+}
+
+export interface HlsLevel {
+  width: number;
+  height: number;
+  bitrate: number;
+  url: string;
 }
 
 export interface PlayOptions {
@@ -92,6 +103,8 @@ export interface PlayOptions {
    * pixels, bit b (least significant first) in block b (test/fixtures/steady.ts draws them).
    */
   stamps?: { bits: number; height: number };
+  /** Pick a level once playback has gone on this long (`hls.nextLevel`: a switch at a fragment boundary). */
+  switchLevels?: { afterSeconds: number; level: number }[];
 }
 
 export interface BrowserHandle {
@@ -103,6 +116,8 @@ export interface BrowserHandle {
 type PageEvent =
   | { kind: 'playing' }
   | { kind: 'levelLoaded' }
+  | { kind: 'manifest'; levels: HlsLevel[] }
+  | { kind: 'levelSwitched'; level: number }
   | { kind: 'hlsError'; fatal: boolean; text: string }
   | { kind: 'videoError'; text: string }
   | { kind: 'playRejected'; text: string };
@@ -169,7 +184,12 @@ const PAGE_HTML = `<!doctype html>
       const text = [data.type + '/' + data.details + status, url, String(reason)].filter(Boolean).join(' ');
       report({ kind: 'hlsError', fatal: !!data.fatal, text });
     });
-    hls.on(Hls.Events.MANIFEST_PARSED, () => {
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_event, data) => report({ kind: 'levelSwitched', level: data.level }));
+    hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
+      const levels = (data.levels || []).map((l) => ({
+        width: l.width, height: l.height, bitrate: l.bitrate, url: String(l.url),
+      }));
+      report({ kind: 'manifest', levels });
       const played = video.play();
       if (played) played.catch((err) => report({ kind: 'playRejected', text: 'play(): ' + err }));
     });
@@ -277,6 +297,8 @@ async function playInBrowser(
   const nonFatalErrors: string[] = [];
   const samples: PlaybackSample[] = [];
   let levelsLoaded = 0;
+  let levels: HlsLevel[] = [];
+  const levelSwitches: { atMs: number; level: number }[] = [];
   let stamps: FrameStamp[] = [];
   let t0 = performance.now();
   const since = (): number => Math.round(performance.now() - t0);
@@ -295,6 +317,12 @@ async function playInBrowser(
         break;
       case 'levelLoaded':
         levelsLoaded++;
+        break;
+      case 'manifest':
+        levels = event.levels;
+        break;
+      case 'levelSwitched':
+        levelSwitches.push({ atMs: since(), level: event.level });
         break;
       case 'hlsError':
         (event.fatal ? fatalErrors : nonFatalErrors).push(`${since()} ms: ${event.text}`);
@@ -343,9 +371,13 @@ async function playInBrowser(
     if (played) {
       // The measurement: sample for the wanted duration on a fixed grid (no drift from slow evaluates).
       const begin = performance.now();
+      const switches = [...(options.switchLevels ?? [])].sort((a, b) => a.afterSeconds - b.afterSeconds);
       for (let tick = 0; ; tick++) {
         const wait = begin + tick * SAMPLE_INTERVAL_MS - performance.now();
         if (wait > 0) await sleep(wait);
+        while (switches[0] && tick * SAMPLE_INTERVAL_MS >= switches[0].afterSeconds * 1000) {
+          await page.evaluate(`window.hls.nextLevel = ${Number(switches.shift()!.level)}`);
+        }
         const atMs = since();
         const s = (await page.evaluate('sample()')) as Omit<PlaybackSample, 'atMs'>;
         samples.push({ atMs, ...s });
@@ -368,6 +400,8 @@ async function playInBrowser(
     samples,
     levelsLoaded,
     stamps,
+    levels,
+    levelSwitches,
   };
 }
 

@@ -140,3 +140,16 @@ test('GPU sessions are capped; a refusal is a CPU fall-back, counted', () => {
   assert.ok(gpu.acquire());
   assert.equal(new GpuSessions(0).acquire(), null);
 });
+
+test('a GPU encode goes into the transcode argv: device setup before -i, the encoder instead of the seed', async () => {
+  const { buildFfmpegArgs } = await import('../../../src/pipeline/ffmpeg-args.ts');
+  const nvenc = encoderArgs('h264_nvenc');
+  const args = buildFfmpegArgs({ profile: 'transcode', hasVideo: true, hasAudio: true, videoEncode: nvenc });
+  const input = args.indexOf('-i');
+  assert.ok(args.indexOf('-hwaccel') >= 0 && args.indexOf('-hwaccel') < input, 'hwaccel before the input');
+  assert.equal(args[args.indexOf('-c:v') + 1], 'h264_nvenc');
+  assert.ok(!args.includes('libx264'));
+  // Copy never encodes: the GPU argv does not apply.
+  const copy = buildFfmpegArgs({ profile: 'copy', hasVideo: true, hasAudio: true, videoEncode: nvenc });
+  assert.ok(!copy.includes('-hwaccel') && !copy.includes('h264_nvenc'));
+});

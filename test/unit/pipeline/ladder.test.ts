@@ -55,6 +55,25 @@ test('one decode, a scaled branch per rung, aligned keyframes, a pipe per rendit
   assert.ok(!silent.includes('0:a:0') && !silent.includes('aac'));
 });
 
+test('input of at most 30 fps keeps its frames; AAC input is copied into every rendition', () => {
+  const rungs = ladderFor(540, 960);
+  const args = ladderArgs(rungs, { hasAudio: true, fragmentMs: 500, capFps: false, copyAudio: true });
+  const graph = args[args.indexOf('-filter_complex') + 1]!;
+  assert.ok(graph.startsWith('[0:v:0]split=3[v0in]'), graph);
+  assert.equal(
+    args.filter((a, i) => a === 'passthrough' && args[i - 1] === '-fps_mode').length,
+    3,
+    'an output option, so once per rendition',
+  );
+  assert.equal(args.filter((a, i) => a === 'copy' && args[i - 1] === '-c:a').length, 3);
+  assert.ok(!args.includes('aac'), 'no audio encode');
+  assert.equal(
+    args.filter((a) => a === 'expr:gte(t,n_forced*2)').length,
+    3,
+    'keyframes still forced on time',
+  );
+});
+
 test('multivariant playlist: highest first, every attribute the players need', () => {
   const text = renderMultivariantPlaylist([
     {

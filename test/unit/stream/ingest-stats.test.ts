@@ -91,3 +91,22 @@ test('configuration tags and script data are not media', () => {
   s.tag({ type: FlvTagType.Script, timestamp: 0, data: Buffer.alloc(50), keyframe: false, isConfig: true });
   assert.equal(s.snapshot().bytes, 0);
 });
+
+test('for ABR: the SPS size of the sequence header and the frame rate onMetaData declares', () => {
+  const sps = Buffer.from('6764001facd940881e7bf0110000030001000003003c0f183196', 'hex');
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(sps.length);
+  const header = Buffer.concat([Buffer.from([0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1]), len, sps]);
+  const s = new IngestStats();
+  s.start(
+    start({
+      metadata: { framerate: 15 },
+      videoConfig: { ...video(0, true, 5), data: header, isConfig: true },
+    }),
+  );
+  assert.deepEqual(s.spsSize, { width: 540, height: 960 });
+  assert.equal(s.metadataFps, 15);
+  s.start(start({ metadata: { framerate: 'x' } }));
+  assert.equal(s.spsSize, null, 'a configuration without a readable SPS');
+  assert.equal(s.metadataFps, undefined);
+});
