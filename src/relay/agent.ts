@@ -66,6 +66,8 @@ export class RelayAgent {
   #nextKey = 0;
   /** The heartbeat (or register) in flight, if any. */
   #beating: Promise<void> | null = null;
+  /** The destinations round in flight, if any. */
+  #refreshing: Promise<unknown> | null = null;
   /** Process CPU at the previous heartbeat, for the share used since. */
   #cpuMark = { usage: process.cpuUsage(), at: performance.now() };
 
@@ -181,11 +183,14 @@ export class RelayAgent {
       draining: this.#options.draining?.() ?? false,
     };
     const status = await this.#post(RelayApiPaths.heartbeat, body);
-    // Destinations can change while a stream is live (apps join and leave): ask again for each live one.
-    if (status === 200 && this.#options.restreaming) {
-      for (const stream of this.#options.streams.streams) {
-        if (stream.state !== 'ended') await this.#destinations(stream);
-      }
+    // Destinations can change while a stream is live (apps join and leave): ask again for each live one,
+    // beside the heartbeat (never delaying the next one) and never two rounds at once.
+    if (status === 200 && this.#options.restreaming && !this.#refreshing) {
+      this.#refreshing = Promise.all(
+        this.#options.streams.streams.filter((s) => s.state !== 'ended').map((s) => this.#destinations(s)),
+      ).finally(() => {
+        this.#refreshing = null;
+      });
     }
     if (status === 404) {
       this.#registered = false;
