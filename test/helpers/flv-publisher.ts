@@ -282,12 +282,22 @@ export function publishFlv(source: FlvSource, options: FlvPublishOptions): FlvPu
       throw closedByPeer();
     }
     markStarted();
-    if (!ending) await sendPaced();
-    if (closed()) {
-      if (ending) return; // dropped, or the server closed after stop()
-      throw closedByPeer();
+    try {
+      if (!ending) await sendPaced();
+      if (closed()) {
+        if (ending) return; // dropped, or the server closed after stop()
+        throw closedByPeer();
+      }
+      await unpublish();
+    } catch (err) {
+      // A reset (ECONNRESET, EPIPE) surfaces as the socket's error: the server closed the connection.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ECONNRESET' || code === 'EPIPE') {
+        if (ending) return;
+        throw closedByPeer();
+      }
+      throw err;
     }
-    await unpublish();
   }
 
   const done = run();
