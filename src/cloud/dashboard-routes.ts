@@ -24,23 +24,11 @@ import type { RelayStreamState, StreamStats } from '../contracts/relay-api.ts';
 import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { FleetRelay, FleetStream } from './fleet-view.ts';
+import type { RelayRecord } from './store.ts';
 
 /** What the dashboard needs of the store: the live relays. */
 export interface DashboardRelaySource {
-  liveRelays(now: number): Promise<
-    {
-      relayId: string;
-      rtmpUrl: string;
-      hlsUrl: string;
-      maxStreams: number;
-      region?: string;
-      cpu: number;
-      draining: boolean;
-      lastSeen: number;
-      streams: number;
-      reserved: number;
-    }[]
-  >;
+  liveRelays(now: number): Promise<RelayRecord[]>;
 }
 
 /** What the dashboard needs of the fleet view. */

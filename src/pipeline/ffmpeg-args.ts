@@ -5,6 +5,8 @@
  * into parts. Nothing from a request or a stream key ever reaches these arguments.
  */
 
+import { encoderArgs, SEED_TARGET } from './encoders.ts';
+
 export type PipelineProfile = 'copy' | 'transcode';
 
 export interface FfmpegArgsOptions {
@@ -36,41 +38,17 @@ export function partFragmentMs(partSeconds: number): number {
   return Math.min(100, Math.max(20, Math.round(partSeconds * 100)));
 }
 
-/** The seed's encode (reference/ffmpeg.md), reproduced exactly. */
-export const SEED_VIDEO_ENCODE = [
-  '-c:v',
-  'libx264',
-  '-preset',
-  'veryfast',
-  '-tune',
-  'zerolatency',
-  '-profile:v',
-  'baseline',
-  '-level',
-  '3.1',
-  '-r',
-  '30',
-  '-g',
-  '60',
-  '-keyint_min',
-  '60',
-  '-sc_threshold',
-  '0',
-  '-b:v',
-  '2M',
-  '-maxrate',
-  '2.5M',
-  '-bufsize',
-  '4M',
-  '-pix_fmt',
-  'yuv420p',
-] as const;
+/**
+ * The seed's encode (reference/ffmpeg.md), reproduced exactly: libx264 at the seed's target, written once in
+ * ./encoders.ts (golden-tested in ffmpeg-args.test.ts).
+ */
+export const SEED_VIDEO_ENCODE: readonly string[] = encoderArgs('libx264', SEED_TARGET).output;
 
 export const SEED_AUDIO_ENCODE = ['-c:a', 'aac', '-ar', '48000', '-ac', '2', '-b:a', '128k'] as const;
 
-export function buildFfmpegArgs(options: FfmpegArgsOptions): string[] {
-  const fragmentUs = Math.round((options.fragmentMs ?? 500) * 1000);
-  const args = [
+/** FFmpeg's start, for every pipeline: quiet, a small probe, FLV on stdin; `beforeInput` precedes `-i`. */
+export function flvInputArgs(beforeInput: readonly string[] = []): string[] {
+  return [
     '-hide_banner',
     '-nostdin',
     '-loglevel',
@@ -80,12 +58,31 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): string[] {
     '100000',
     '-probesize',
     '32768',
-    ...(options.profile === 'transcode' && options.hasVideo ? (options.videoEncode?.input ?? []) : []),
+    ...beforeInput,
     '-f',
     'flv',
     '-i',
     'pipe:0',
   ];
+}
+
+/** One fragmented-MP4 output on `pipe:{fd}`: a fragment at every keyframe and at least every `fragmentMs`. */
+export function fmp4OutputArgs(fragmentMs: number, fd: number): string[] {
+  return [
+    '-f',
+    'mp4',
+    '-movflags',
+    '+frag_keyframe+empty_moov+default_base_moof',
+    '-frag_duration',
+    String(Math.round(fragmentMs * 1000)),
+    `pipe:${fd}`,
+  ];
+}
+
+export function buildFfmpegArgs(options: FfmpegArgsOptions): string[] {
+  const args = flvInputArgs(
+    options.profile === 'transcode' && options.hasVideo ? (options.videoEncode?.input ?? []) : [],
+  );
   // Only the first video and audio stream: mid-stream metadata would otherwise add a data stream.
   if (options.hasVideo) args.push('-map', '0:v:0');
   if (options.hasAudio) args.push('-map', '0:a:0');
@@ -95,14 +92,6 @@ export function buildFfmpegArgs(options: FfmpegArgsOptions): string[] {
     if (options.hasVideo) args.push(...(options.videoEncode?.output ?? SEED_VIDEO_ENCODE));
     if (options.hasAudio) args.push(...SEED_AUDIO_ENCODE);
   }
-  args.push(
-    '-f',
-    'mp4',
-    '-movflags',
-    '+frag_keyframe+empty_moov+default_base_moof',
-    '-frag_duration',
-    String(fragmentUs),
-    'pipe:1',
-  );
+  args.push(...fmp4OutputArgs(options.fragmentMs ?? 500, 1));
   return args;
 }

@@ -16,7 +16,7 @@
  * Frames: resampled to 30 fps, or, for input known to be at most 30 fps (glasses: 9–15), kept as they come,
  * which halves the ladder's CPU (see `capFps`; bench/abr.ts measures it).
  */
-import { SEED_AUDIO_ENCODE } from './ffmpeg-args.ts';
+import { flvInputArgs, fmp4OutputArgs, SEED_AUDIO_ENCODE } from './ffmpeg-args.ts';
 
 export interface LadderClass {
   /** Short side in pixels. */
@@ -112,22 +112,7 @@ export function ladderArgs(rungs: readonly Rung[], options: LadderArgsOptions): 
     `[0:v:0]${capFps ? `fps=${LADDER_FPS},` : ''}split=${rungs.length}${labels.map((l) => `[${l}in]`).join('')}`,
     ...rungs.map((r, i) => `[${labels[i]}in]scale=${r.width}:${r.height},format=yuv420p[${labels[i]}]`),
   ].join(';');
-  const args = [
-    '-hide_banner',
-    '-nostdin',
-    '-loglevel',
-    'warning',
-    '-analyzeduration',
-    '100000',
-    '-probesize',
-    '32768',
-    '-f',
-    'flv',
-    '-i',
-    'pipe:0',
-    '-filter_complex',
-    graph,
-  ];
+  const args = [...flvInputArgs(), '-filter_complex', graph];
   rungs.forEach((r, i) => {
     args.push('-map', `[${labels[i]}]`);
     // An output option: every rendition needs it (else FFmpeg picks its own frame-rate mode per output).
@@ -143,15 +128,7 @@ export function ladderArgs(rungs: readonly Rung[], options: LadderArgsOptions): 
       ...['-bufsize', `${r.videoKbps * 2}k`],
     );
     if (options.hasAudio) args.push(...(options.copyAudio ? ['-c:a', 'copy'] : SEED_AUDIO_ENCODE));
-    args.push(
-      '-f',
-      'mp4',
-      '-movflags',
-      '+frag_keyframe+empty_moov+default_base_moof',
-      '-frag_duration',
-      String(Math.round(options.fragmentMs * 1000)),
-      `pipe:${i === 0 ? 1 : i + 2}`,
-    );
+    args.push(...fmp4OutputArgs(options.fragmentMs, i === 0 ? 1 : i + 2));
   });
   return args;
 }
