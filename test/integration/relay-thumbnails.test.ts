@@ -8,20 +8,8 @@ import { isJpeg } from '../../src/pipeline/thumbnailer.ts';
 import { onceEvent } from '../../src/shared/typed-emitter.ts';
 import { fixturePath } from '../fixtures/generate.ts';
 import { type FlvPublisher, publishFlv } from '../helpers/flv-publisher.ts';
+import { jpegSize } from '../helpers/jpeg.ts';
 import { type StreamRecord, startTestRelay } from '../helpers/relay-harness.ts';
-
-/** Width and height from a JPEG's SOF0/SOF2 segment. */
-function jpegSize(jpeg: Buffer): { width: number; height: number } {
-  let at = 2;
-  while (at + 9 < jpeg.length) {
-    const marker = jpeg[at + 1]!;
-    if (marker === 0xc0 || marker === 0xc2) {
-      return { height: jpeg.readUInt16BE(at + 5), width: jpeg.readUInt16BE(at + 7) };
-    }
-    at += 2 + jpeg.readUInt16BE(at + 2);
-  }
-  throw new Error('no SOF segment');
-}
 
 describe('relay thumbnails', () => {
   let relay: Awaited<ReturnType<typeof startTestRelay>>['relay'];

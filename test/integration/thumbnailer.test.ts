@@ -13,21 +13,7 @@ import { silentLogger } from '../../src/shared/logger.ts';
 import { onceEvent } from '../../src/shared/typed-emitter.ts';
 import { DIRTY_540X960, GLASSES_854X480 } from '../fixtures/dirty.ts';
 import { fixturePath } from '../fixtures/generate.ts';
-
-/** Width and height from a JPEG's SOF0/SOF2 segment. */
-function jpegSize(jpeg: Buffer): { width: number; height: number } {
-  let at = 2;
-  while (at + 9 < jpeg.length) {
-    if (jpeg[at] !== 0xff) throw new Error(`bad marker at ${at}`);
-    const marker = jpeg[at + 1]!;
-    const length = jpeg.readUInt16BE(at + 2);
-    if (marker === 0xc0 || marker === 0xc2) {
-      return { height: jpeg.readUInt16BE(at + 5), width: jpeg.readUInt16BE(at + 7) };
-    }
-    at += 2 + length;
-  }
-  throw new Error('no SOF segment');
-}
+import { jpegSize } from '../helpers/jpeg.ts';
 
 async function video(name: 'glasses-854x480.flv' | 'dirty-540x960.flv') {
   const tags = readFlv(readFileSync(await fixturePath(name))).tags;
