@@ -98,10 +98,16 @@ const rssGrowth = growth((s) => s.rssMb);
 const heapGrowth = growth((s) => s.heapMb);
 const fdRange = Math.max(...half.map((s) => s.fds)) - Math.min(...half.map((s) => s.fds));
 const eldWorst = Math.max(...half.map((s) => s.eldP99Ms));
+// Event-loop delay is flat when the second half's median p99 is within 1.5× (+5 ms) of the first half's.
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+const firstHalf = samples.slice(1, Math.floor(samples.length / 2)); // the first sample holds the start-up
+const eldFirst = median(firstHalf.map((s) => s.eldP99Ms));
+const eldSecond = median(half.map((s) => s.eldP99Ms));
 const flat =
   rssGrowth < Math.max(5, half[0]!.rssMb * 0.1) &&
   heapGrowth < Math.max(5, half[0]!.heapMb * 0.1) &&
   fdRange <= 2 &&
+  eldSecond <= eldFirst * 1.5 + 5 &&
   half.every((s) => s.ffmpeg === STREAMS);
 const clean = errors.ffmpegCrashes === 0 && errors.rtmpErrors === 0 && errors.viewerErrors === 0;
 const every = Math.max(1, Math.floor(samples.length / 12));
@@ -118,7 +124,7 @@ console.log(
           `| ${s.atS} s | ${s.rssMb.toFixed(0)} MB | ${s.heapMb.toFixed(1)} MB | ${s.fds} | ${s.ffmpeg} | ${s.eldP99Ms.toFixed(1)} ms | ${s.segments} |`,
       ),
     '',
-    `Second half: RSS ${rssGrowth >= 0 ? '+' : ''}${rssGrowth.toFixed(1)} MB, heap ${heapGrowth >= 0 ? '+' : ''}${heapGrowth.toFixed(1)} MB, fds range ${fdRange}, worst event-loop p99 ${eldWorst.toFixed(1)} ms.`,
+    `Second half: RSS ${rssGrowth >= 0 ? '+' : ''}${rssGrowth.toFixed(1)} MB, heap ${heapGrowth >= 0 ? '+' : ''}${heapGrowth.toFixed(1)} MB, fds range ${fdRange}, event-loop p99 median ${eldFirst.toFixed(1)} → ${eldSecond.toFixed(1)} ms (worst ${eldWorst.toFixed(1)} ms).`,
     `Errors: ${JSON.stringify(errors)}; viewers fetched ${viewerReport.segments ?? 0} segments.`,
     `Verdict: ${flat ? 'flat' : '**not flat**'}, ${clean ? 'no errors' : '**errors**'}.`,
   ].join('\n'),

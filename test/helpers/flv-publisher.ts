@@ -132,11 +132,16 @@ export function publishFlv(source: FlvSource, options: FlvPublishOptions): FlvPu
   let ending: 'stop' | 'drop' | null = null;
   let sentTags = 0;
   let streamId = 1;
-  let wake: () => void = () => {};
-  /** Settles when stop(), drop() or the socket's close should end whatever the run is waiting for. */
-  const interrupted = new Promise<void>((resolve) => {
-    wake = resolve;
-  });
+  /** Latched by stop(), drop() or the socket's close: whatever the run waits for ends at once. */
+  let interrupted = false;
+  /** The one wait in progress (the run waits for one thing at a time); settles it as interrupted. */
+  let waiter: (() => void) | null = null;
+  const wake = (): void => {
+    interrupted = true;
+    const w = waiter;
+    waiter = null;
+    w?.();
+  };
   let markStarted: () => void = () => {};
   let failStart: (err: unknown) => void = () => {};
   const started = new Promise<void>((resolve, reject) => {
@@ -161,18 +166,31 @@ export function publishFlv(source: FlvSource, options: FlvPublishOptions): FlvPu
     sentTags++;
     return ok;
   };
-  /** Waits for `p` unless interrupted first; true when `p` won. */
-  const until = async (p: Promise<unknown>): Promise<boolean> => {
-    let won = false;
-    await Promise.race([
+  /**
+   * Waits for `p` unless interrupted first; true when `p` won. No reaction is left on a long-lived promise
+   * per wait: a publisher sends tens of tags a second for hours in the soak.
+   */
+  const until = (p: Promise<unknown>): Promise<boolean> =>
+    new Promise<boolean>((resolve) => {
+      if (interrupted) {
+        p.catch(() => {});
+        resolve(false);
+        return;
+      }
+      let settled = false;
+      const finish = (won: boolean): void => {
+        if (settled) return;
+        settled = true;
+        if (waiter === onWake) waiter = null;
+        resolve(won && ending === null);
+      };
+      const onWake = (): void => finish(false);
+      waiter = onWake;
       p.then(
-        () => (won = true),
-        () => {},
-      ),
-      interrupted,
-    ]);
-    return won && ending === null;
-  };
+        () => finish(true),
+        () => finish(false),
+      );
+    });
   const sleep = (ms: number): Promise<boolean> => {
     let timer: NodeJS.Timeout | undefined;
     return until(new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))).finally(() =>
