@@ -15,9 +15,10 @@
  * (window, 20), BENCH_CAPACITY_VIEWERS (5).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, watch } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, watch } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { SEED_AUDIO_ENCODE, SEED_VIDEO_ENCODE } from '../src/pipeline/ffmpeg-args.ts';
 import { fixturePath } from '../test/fixtures/generate.ts';
 import { startTestRelay } from '../test/helpers/relay-harness.ts';
@@ -40,9 +41,18 @@ interface LevelResult {
   worstGapOverTd: number;
   worstDriftS: number;
   relayCores: number;
-  generatorCores: number;
+  /** The relay's event-loop delay p99 over the window (ms). */
+  eldP99Ms: number;
+  publisherCores: number;
+  /** The worst lateness of a publisher's tag against real time over the window (ms). */
+  publisherLateMs: number;
+  viewerCores: number;
+  /** Whole-machine CPU busy over the window (cores), everything included. */
+  machineCores: number;
   viewerSegments: number;
   viewerErrors: number;
+  viewerLateP99Ms: number;
+  viewerLateMaxMs: number;
 }
 
 /** Segment completion times (ms) and media durations (s) of one stream. */
@@ -72,15 +82,28 @@ function judge(arrivals: Arrivals[], td: number, from: number, to: number) {
   return { worstGapOverTd: worstGap / td, worstDriftS: worstDrift, pass };
 }
 
+const ms = (v: number): string => (Number.isFinite(v) ? `${(v / 1000).toFixed(2)} s` : '–');
+
+/** CPU seconds the whole machine has been busy (all cores, /proc/stat: everything but idle and iowait). */
+function machineBusy(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - fields[3]! - fields[4]!) * 0.01;
+}
+
 async function ours(profile: string, n: number, file: string): Promise<LevelResult> {
-  const { relay } = await startTestRelay({
-    CLEAN_PROFILE: profile,
-    MAX_STREAMS: '10000',
-    RTMP_MAX_CONNECTIONS_PER_IP: '10000',
-    RECONNECT_WINDOW_SECONDS: '1',
-    RTMP_IDLE_TIMEOUT_SECONDS: '60',
-    FFMPEG_WATCHDOG_SECONDS: '15',
-  });
+  const { relay } = await startTestRelay(
+    {
+      CLEAN_PROFILE: profile,
+      MAX_STREAMS: '10000',
+      RTMP_MAX_CONNECTIONS_PER_IP: '10000',
+      RECONNECT_WINDOW_SECONDS: '1',
+      RTMP_IDLE_TIMEOUT_SECONDS: '60',
+      FFMPEG_WATCHDOG_SECONDS: '15',
+    },
+    undefined,
+    { record: false },
+  );
   const arrivals = new Map<string, Arrivals>();
   let td = 0;
   relay.streams.on('created', (stream) => {
@@ -123,28 +146,51 @@ async function ours(profile: string, n: number, file: string): Promise<LevelResu
   ]);
   const ffmpegCpu = (): number =>
     relay.streams.streams.reduce((sum, s) => sum + cpuOfPid(s.supervisor.running?.pid ?? -1), 0);
+  const publisherCpu = (): number => cpuOfPid(publisher.proc.pid ?? -1);
+  const eld = monitorEventLoopDelay({ resolution: 10 });
+  eld.enable();
+  publisher.proc.kill('SIGUSR2'); // its lateness counts from here
   const from = Date.now();
   const cpu0 = cpuSelf() + ffmpegCpu();
+  const pub0 = publisherCpu();
+  const machine0 = machineBusy();
   const viewerReport = await viewers.report;
   const to = Date.now();
-  const relayCores = (cpuSelf() + ffmpegCpu() - cpu0) / ((to - from) / 1000);
-  publisher.proc.kill('SIGKILL');
-  await publisher.report;
+  const seconds = (to - from) / 1000;
+  const relayCores = (cpuSelf() + ffmpegCpu() - cpu0) / seconds;
+  const publisherCores = (publisherCpu() - pub0) / seconds;
+  const machineCores = (machineBusy() - machine0) / seconds;
+  eld.disable();
+  publisher.proc.kill('SIGTERM');
+  const publisherReport = await publisher.report;
   const verdict = judge([...arrivals.values()], td || 2, from, to);
   await relay.close();
-  const why = !readyOk ? `${ready.size}/${n} ready in 30 s` : verdict.pass ? '' : 'late segments';
+  const lateMax = viewerReport.lateMaxMs ?? Number.POSITIVE_INFINITY;
+  const viewersOnTime = (viewerReport.errors ?? 1) === 0 && lateMax <= 1.5 * (td || 2) * 1000;
+  const why = !readyOk
+    ? `${ready.size}/${n} ready in 30 s`
+    : !verdict.pass
+      ? 'late segments'
+      : !viewersOnTime
+        ? 'viewers late'
+        : '';
   return {
     profile,
     streams: n,
-    pass: readyOk && verdict.pass && arrivals.size === n,
+    pass: readyOk && verdict.pass && viewersOnTime && arrivals.size === n,
     why,
     worstGapOverTd: verdict.worstGapOverTd,
     worstDriftS: verdict.worstDriftS,
     relayCores,
-    // The publisher is killed at the end (it would run on): its share is estimated from the viewers' window.
-    generatorCores: (viewerReport.cpuSeconds ?? 0) / WINDOW_S,
+    eldP99Ms: eld.percentile(99) / 1e6,
+    publisherCores,
+    publisherLateMs: publisherReport.maxLateMs ?? Number.NaN,
+    viewerCores: (viewerReport.cpuSeconds ?? 0) / WINDOW_S,
+    machineCores,
     viewerSegments: viewerReport.segments ?? 0,
     viewerErrors: viewerReport.errors ?? 0,
+    viewerLateP99Ms: viewerReport.lateP99Ms ?? Number.NaN,
+    viewerLateMaxMs: lateMax,
   };
 }
 
@@ -190,9 +236,11 @@ async function seed(n: number, file: string): Promise<LevelResult> {
   const cpu = (): number => procs.reduce((sum, p) => sum + cpuOfPid(p.pid ?? -1), 0);
   const from = Date.now();
   const cpu0 = cpu();
+  const machine0 = machineBusy();
   await new Promise((r) => setTimeout(r, WINDOW_S * 1000));
   const to = Date.now();
   const cores = (cpu() - cpu0) / ((to - from) / 1000);
+  const machineCores = (machineBusy() - machine0) / ((to - from) / 1000);
   for (const p of procs) p.kill('SIGKILL');
   for (const w of watchers) w.close();
   rmSync(root, { recursive: true, force: true });
@@ -206,9 +254,16 @@ async function seed(n: number, file: string): Promise<LevelResult> {
     worstGapOverTd: verdict.worstGapOverTd,
     worstDriftS: verdict.worstDriftS,
     relayCores: cores,
-    generatorCores: 0,
+    eldP99Ms: Number.NaN,
+    // The seed reads the fixture itself (-re): its publisher is inside its own CPU figure.
+    publisherCores: 0,
+    publisherLateMs: Number.NaN,
+    viewerCores: 0,
+    machineCores,
     viewerSegments: 0,
     viewerErrors: 0,
+    viewerLateP99Ms: Number.NaN,
+    viewerLateMaxMs: Number.NaN,
   };
 }
 
@@ -221,7 +276,7 @@ async function main(): Promise<void> {
       const r = profile === 'seed' ? await seed(n, file) : await ours(profile, n, file);
       results.push(r);
       process.stderr.write(
-        `  ${r.pass ? 'pass' : `FAIL (${r.why})`}: worst gap ${r.worstGapOverTd.toFixed(2)} TD, drift ${r.worstDriftS.toFixed(2)} s, ${r.relayCores.toFixed(2)} cores\n`,
+        `  ${r.pass ? 'pass' : `FAIL (${r.why})`}: worst gap ${r.worstGapOverTd.toFixed(2)} TD, drift ${r.worstDriftS.toFixed(2)} s, viewers late p99 ${ms(r.viewerLateP99Ms)} max ${ms(r.viewerLateMaxMs)}, relay ${r.relayCores.toFixed(2)} cores (loop p99 ${ms(r.eldP99Ms)}), publisher ${r.publisherCores.toFixed(2)} cores (late ${ms(r.publisherLateMs)}), machine ${r.machineCores.toFixed(2)} cores\n`,
       );
       if (!r.pass) break;
     }
@@ -233,11 +288,11 @@ async function main(): Promise<void> {
   const lines = [
     `Capacity on ${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, Node ${process.versions.node}: glasses 854x480 15 fps, ${VIEWERS} viewers per stream, ${WINDOW_S} s windows`,
     '',
-    '| profile | streams | result | worst segment gap (× TD) | worst drift | relay CPU (cores) | per stream | generator CPU (viewers) | viewer segments / errors |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| profile | streams | result | worst segment gap (× TD) | worst drift | viewers: segments / errors, lateness p99 / max | relay CPU (cores) | per stream | relay event-loop p99 | publisher CPU (late) | viewers CPU | machine busy (cores) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map(
       (r) =>
-        `| ${r.profile} | ${r.streams} | ${r.pass ? 'on time' : `**late** (${r.why})`} | ${Number.isFinite(r.worstGapOverTd) ? r.worstGapOverTd.toFixed(2) : '∞'} | ${r.worstDriftS.toFixed(2)} s | ${r.relayCores.toFixed(2)} | ${(r.relayCores / r.streams).toFixed(3)} | ${r.generatorCores.toFixed(2)} | ${r.viewerSegments} / ${r.viewerErrors} |`,
+        `| ${r.profile} | ${r.streams} | ${r.pass ? 'on time' : `**late** (${r.why})`} | ${Number.isFinite(r.worstGapOverTd) ? r.worstGapOverTd.toFixed(2) : '∞'} | ${r.worstDriftS.toFixed(2)} s | ${r.profile === 'seed' ? '–' : `${r.viewerSegments} / ${r.viewerErrors}, ${ms(r.viewerLateP99Ms)} / ${ms(r.viewerLateMaxMs)}`} | ${r.relayCores.toFixed(2)} | ${(r.relayCores / r.streams).toFixed(3)} | ${ms(r.eldP99Ms)} | ${r.profile === 'seed' ? '– (inside)' : `${r.publisherCores.toFixed(2)} (${ms(r.publisherLateMs)})`} | ${r.profile === 'seed' ? '–' : r.viewerCores.toFixed(2)} | ${r.machineCores.toFixed(2)} |`,
     ),
     '',
     '| profile | most streams on time | per core | vs seed |',

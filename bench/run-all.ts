@@ -6,9 +6,9 @@
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { longRuns, machineLine } from './report.ts';
 
 interface Bench {
   name: string;
@@ -93,13 +93,20 @@ for (const b of selected) {
     `## ${b.title} (\`bench/${b.file}\`)\n\nGoal: ${b.goal}. ${r.code === 0 ? `Ran in ${r.seconds.toFixed(0)} s.` : `**Failed** (exit ${r.code}).`}\n\n${r.stdout.trim()}\n`,
   );
 }
-const cpus = os.cpus();
 const report = [
   '# Benchmark results',
   '',
-  `Measured ${new Date().toISOString().slice(0, 10)} on ${cpus[0]?.model ?? 'an unknown CPU'} × ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.versions.node}. Shared, noisy machines: compare the ratios within one run, not absolute figures across runs. Re-run with \`npm run bench\` (writes this file); \`npm run fuzz\` runs the long fuzzing targets.`,
+  `${machineLine()} Shared, noisy machines: compare the ratios within one run, not absolute figures across runs. Re-run with \`npm run bench\` (writes this file).`,
   '',
   ...sections,
+  '# Long runs',
+  '',
+  'Not part of `npm run bench` (tens of minutes each): each writes its table to `bench/results/` and this report quotes the last run of each, with its own date.',
+  '',
+  ...longRuns([
+    { name: 'soak', command: 'npm run soak' },
+    { name: 'fuzz', command: 'npm run fuzz' },
+  ]).map((s) => `${s.trim()}\n`),
 ].join('\n');
 const out = process.env.BENCH_RESULTS ?? path.join(import.meta.dirname, 'RESULTS.md');
 writeFileSync(out, report);

@@ -62,6 +62,11 @@ export interface FlvPublisher {
   drop(options?: { reset?: boolean }): void;
   /** Tags sent so far: metadata, sequence headers and frames. */
   readonly sentTags: number;
+  /**
+   * The worst lateness (ms) of a paced send against its schedule since the last call, then starts over:
+   * how far a loaded load generator fell behind real time.
+   */
+  takeMaxLateMs(): number;
 }
 
 export class FlvPublishError extends Error {
@@ -131,6 +136,7 @@ export function publishFlv(source: FlvSource, options: FlvPublishOptions): FlvPu
   let client: TestClient | null = null;
   let ending: 'stop' | 'drop' | null = null;
   let sentTags = 0;
+  let maxLateMs = 0;
   let streamId = 1;
   /** Latched by stop(), drop() or the socket's close: whatever the run waits for ends at once. */
   let interrupted = false;
@@ -258,6 +264,8 @@ export function publishFlv(source: FlvSource, options: FlvPublishOptions): FlvPu
       const wait = startedAt + mediaMs / speed - performance.now();
       if (wait > 0 && Number.isFinite(speed) && !(await sleep(wait))) return;
       if (ending || closed()) return;
+      if (Number.isFinite(speed))
+        maxLateMs = Math.max(maxLateMs, performance.now() - startedAt - mediaMs / speed);
       if (!send(tag) && !(await until(once(client!.socket, 'drain')))) return;
     }
   }
@@ -326,6 +334,11 @@ export function publishFlv(source: FlvSource, options: FlvPublishOptions): FlvPu
     started,
     get sentTags() {
       return sentTags;
+    },
+    takeMaxLateMs() {
+      const late = maxLateMs;
+      maxLateMs = 0;
+      return late;
     },
     stop() {
       if (!ending) ending = 'stop';

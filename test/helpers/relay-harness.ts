@@ -20,9 +20,18 @@ export interface StreamRecord {
   ended: Promise<void>;
 }
 
+export interface TestRelayOptions {
+  /**
+   * Keep every init and segment each stream produced in `records` (default true, what tests assert on).
+   * Benchmarks that run for minutes turn it off: the records would hold all the media they ever made.
+   */
+  record?: boolean;
+}
+
 export async function startTestRelay(
   env: Record<string, string> = {},
   log: Logger = silentLogger(),
+  options: TestRelayOptions = {},
 ): Promise<{ relay: RelayHandle; records: Map<string, StreamRecord>; hls: (path: string) => string }> {
   const config = loadConfig(
     {
@@ -49,6 +58,9 @@ export async function startTestRelay(
       ended: new Promise((r) => (ended = r)),
     };
     records.set(stream.streamId, record);
+    stream.once('ready', () => ready());
+    stream.once('ended', () => ended());
+    if (options.record === false) return;
     stream.supervisor.on('init', (init) => record.inits.push(init));
     stream.packager.on('segment', (segment) => {
       record.segments.push(segment);
@@ -58,8 +70,6 @@ export async function startTestRelay(
         discontinuity: Number(/#EXT-X-DISCONTINUITY-SEQUENCE:(\d+)/.exec(text)?.[1]),
       });
     });
-    stream.once('ready', () => ready());
-    stream.once('ended', () => ended());
   });
   const hls = (path: string): string => `http://127.0.0.1:${relay.hlsPort}/hls/${path}`;
   return { relay, records, hls };
