@@ -3,7 +3,8 @@
  * closed when it ends), fed the publisher's keyframes and decoder configuration straight from the RTMP
  * publishes (a thumbnail needs no timestamps, so repair does not matter), and served by the origin at
  * `/hls/{userPath}/{streamId}/thumbnail.jpg` (a static route next to the HLS files; nothing from the request
- * becomes a path). Announced to apps as `thumbnailUrl` next to `hlsUrl`.
+ * becomes a path). Announced to apps as `thumbnailUrl` next to `hlsUrl`. Made on demand after the first
+ * (see Thumbnailer): a stream nobody previews costs no decodes.
  */
 import type { FastifyInstance } from 'fastify';
 import { isValidStreamId, STREAM_ID_PATTERN } from '../contracts/names.ts';
@@ -65,9 +66,13 @@ export class Thumbnails {
     this.#detach.push(() => rtmp.off('publish', onPublish));
   }
 
-  /** The latest JPEG of the stream at this HLS path, if any. */
-  latest(stream: Stream | undefined): Buffer | undefined {
-    return stream ? this.#byKey.get(stream.key)?.latest?.jpeg : undefined;
+  /**
+   * The stream's latest JPEG for a viewer asking now, if any: asking keeps its thumbnails coming, and one
+   * older than two intervals waits for the decode it started.
+   */
+  async latest(stream: Stream | undefined): Promise<Buffer | undefined> {
+    const t = stream ? this.#byKey.get(stream.key) : undefined;
+    return (await t?.fresh(2 * this.#options.intervalMs))?.jpeg;
   }
 
   /** Adds GET /hls/{userPath}/{streamId}/thumbnail.jpg to the origin (before it listens). */
@@ -88,7 +93,7 @@ export class Thumbnails {
       },
       async (request, reply) => {
         const { userPath, streamId } = request.params;
-        const jpeg = isValidStreamId(streamId) ? this.latest(lookup(userPath, streamId)) : undefined;
+        const jpeg = isValidStreamId(streamId) ? await this.latest(lookup(userPath, streamId)) : undefined;
         if (!jpeg)
           return reply.code(404).header('cache-control', 'no-store').send({ error: 'no thumbnail yet' });
         // A new one every few seconds: a CDN may keep one for a second or two.

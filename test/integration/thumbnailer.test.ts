@@ -1,6 +1,7 @@
 /**
  * Thumbnails from real keyframes with real FFmpeg: a valid JPEG of the right size, at most one per
- * interval, a corrupt keyframe counted (never a crash), and nothing left running after close().
+ * interval and after the first only on demand, a corrupt keyframe counted (never a crash), and nothing
+ * left running after close().
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -107,4 +108,42 @@ test('a corrupt keyframe or one without configuration is a counted failure, not 
     t.close();
     reaper.close();
   }
+});
+
+test('after the first, thumbnails are made only while somebody asks: fresh() waits for the decode it starts', async () => {
+  const reaper = new ChildReaper();
+  let clock = 0;
+  const { config, keyframes } = await video('glasses-854x480.flv');
+  const t = new Thumbnailer({ reaper, log: silentLogger(), intervalMs: 1000, width: 160, now: () => clock });
+  try {
+    t.setConfig(config);
+    const first = next(t);
+    t.keyframe(keyframes[0]!);
+    await first; // the first comes unasked
+    clock += 5000;
+    t.keyframe(keyframes[1]!);
+    assert.equal(reaper.size, 0, 'nobody asked: the keyframe is held, not decoded');
+    assert.equal(t.stats.made, 1);
+
+    clock += 1000;
+    const asked = await t.fresh(2000); // the latest is 6 s old: this starts a decode and waits for it
+    assert.equal(t.stats.made, 2);
+    assert.equal(asked?.at, 6000, 'the fresh one, not the stale one');
+    assert.ok(asked && isJpeg(asked.jpeg));
+
+    clock += 1500; // within the demand window (3 × interval): keyframes are decoded again
+    const third = next(t);
+    t.keyframe(keyframes[2]!);
+    await third;
+    assert.equal(t.stats.made, 3);
+    assert.equal((await t.fresh(2000))?.at, 7500, 'young enough: answered at once');
+
+    clock += 10_000; // the window is over: held again
+    t.keyframe(keyframes[3]!);
+    assert.equal(reaper.size, 0);
+  } finally {
+    t.close();
+    reaper.close();
+  }
+  assert.equal(t.stats.made, 3);
 });
