@@ -23,6 +23,8 @@ interface Sample {
   atS: number;
   rssMb: number;
   heapMb: number;
+  /** Buffers outside the JS heap (media in the playlist windows, sockets): Node's arrayBuffers. */
+  buffersMb: number;
   fds: number;
   ffmpeg: number;
   eldP99Ms: number;
@@ -76,6 +78,7 @@ const take = (): void => {
     atS: Math.round((Date.now() - t0) / 1000),
     rssMb: mb(mem.rss),
     heapMb: mb(mem.heapUsed),
+    buffersMb: mb(mem.arrayBuffers),
     fds: fds(),
     ffmpeg: relay.reaper.size,
     eldP99Ms: eld.percentile(99) / 1e6,
@@ -122,13 +125,13 @@ const every = Math.max(1, Math.floor(samples.length / 12));
 const table = [
   `Soak: ${STREAMS} streams (auto, glasses 854x480 15 fps) × ${VIEWERS} viewers for ${MINUTES} min`,
   '',
-  '| t | RSS | heap | fds | FFmpeg | event-loop p99 | segments |',
-  '| --- | --- | --- | --- | --- | --- | --- |',
+  '| t | RSS | heap | buffers | fds | FFmpeg | event-loop p99 | segments |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ...samples
     .filter((_, i) => i % every === 0 || i === samples.length - 1)
     .map(
       (s) =>
-        `| ${s.atS} s | ${s.rssMb.toFixed(0)} MB | ${s.heapMb.toFixed(1)} MB | ${s.fds} | ${s.ffmpeg} | ${s.eldP99Ms.toFixed(1)} ms | ${s.segments} |`,
+        `| ${s.atS} s | ${s.rssMb.toFixed(0)} MB | ${s.heapMb.toFixed(1)} MB | ${s.buffersMb.toFixed(0)} MB | ${s.fds} | ${s.ffmpeg} | ${s.eldP99Ms.toFixed(1)} ms | ${s.segments} |`,
     ),
   '',
   `Second half: RSS ${rssGrowth >= 0 ? '+' : ''}${rssGrowth.toFixed(1)} MB, heap ${heapGrowth >= 0 ? '+' : ''}${heapGrowth.toFixed(1)} MB, fds at most ${fdsFirstMax} → ${fdsSecondMax}, event-loop p99 median ${eldFirst.toFixed(1)} → ${eldSecond.toFixed(1)} ms (worst ${eldWorst.toFixed(1)} ms).`,
