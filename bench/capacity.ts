@@ -11,7 +11,7 @@
  *            files; segment arrival from the files' appearance
  *   ours     the relay in this process (RTMP ingest → FFmpeg → packager → origin); segment arrival from the
  *            packager; CPU = this process + its FFmpeg children over the window
- * Env: BENCH_CAPACITY_PROFILES (seed,auto,copy,transcode), BENCH_CAPACITY_LEVELS, BENCH_CAPACITY_SECONDS
+ * Env: BENCH_CAPACITY_PROFILES (seed,auto,copy,transcode), BENCH_CAPACITY_LEVELS (one list for all), BENCH_CAPACITY_SECONDS
  * (window, 20), BENCH_CAPACITY_VIEWERS (5).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -26,7 +26,13 @@ import { cpuOfPid, cpuSelf } from './cpu.ts';
 import { child } from './load-child.ts';
 
 const PROFILES = (process.env.BENCH_CAPACITY_PROFILES ?? 'seed,auto,copy,transcode').split(',');
-const LEVELS = (process.env.BENCH_CAPACITY_LEVELS ?? '1,2,4,6,8,12,16,24,32,40,48,64').split(',').map(Number);
+/** Levels per profile: fine where transcodes run out, coarse where copies go far. */
+const LEVELS_ENV = process.env.BENCH_CAPACITY_LEVELS?.split(',').map(Number);
+const levelsOf = (profile: string): number[] =>
+  LEVELS_ENV ??
+  (profile === 'seed' || profile === 'transcode'
+    ? [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16]
+    : [4, 8, 16, 24, 32, 40, 48, 64, 80, 96, 128]);
 const WINDOW_S = Number(process.env.BENCH_CAPACITY_SECONDS ?? 20);
 const VIEWERS = Number(process.env.BENCH_CAPACITY_VIEWERS ?? 5);
 const WARMUP_S = 4;
@@ -271,7 +277,7 @@ async function main(): Promise<void> {
   const file = await fixturePath('glasses-854x480.flv');
   const results: LevelResult[] = [];
   for (const profile of PROFILES) {
-    for (const n of LEVELS) {
+    for (const n of levelsOf(profile)) {
       process.stderr.write(`capacity: ${profile} × ${n}…\n`);
       const r = profile === 'seed' ? await seed(n, file) : await ours(profile, n, file);
       results.push(r);
