@@ -78,6 +78,9 @@ export function thumbnailArgs(width: number): string[] {
   ];
 }
 
+/** Callers of fresh() that may wait for one decode; more are answered with what there is. */
+const MAX_WAITERS = 64;
+
 export class Thumbnailer extends TypedEmitter<ThumbnailerEvents> {
   readonly #options: ThumbnailerOptions;
   readonly #now: () => number;
@@ -124,7 +127,9 @@ export class Thumbnailer extends TypedEmitter<ThumbnailerEvents> {
     this.#askedAt = this.#now();
     this.#schedule();
     const latest = this.#latest;
-    if ((latest && this.#now() - latest.at <= maxAgeMs) || !this.#running || this.#closed) return latest;
+    const young = latest !== null && this.#now() - latest.at <= maxAgeMs;
+    // A crowd asking at once is served what there is rather than parked without bound.
+    if (young || !this.#running || this.#closed || this.#waiters.size >= MAX_WAITERS) return latest;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, this.#options.timeoutMs ?? 5000);
       function done(): void {
