@@ -2,10 +2,11 @@
  * `npm run bench`: every benchmark, one after the other (they measure CPU: never two at once), each in its
  * own process; their tables go to stdout and into one Markdown report, bench/RESULTS.md, with the machine
  * it ran on. A benchmark that fails is reported as failed and the others still run (exit code 1 at the end).
- * BENCH_ONLY=name,name runs a subset (names as listed below); BENCH_RESULTS=path writes elsewhere.
+ * BENCH_ONLY=name,name re-runs a subset (names as listed below) and keeps the other sections of the existing
+ * report; BENCH_RESULTS=path writes elsewhere.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { longRuns, machineLine } from './report.ts';
@@ -83,20 +84,38 @@ function run(file: string): Promise<{ code: number | null; stdout: string; secon
 
 const only = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
 const selected = BENCHES.filter((b) => !only || only.includes(b.name));
+const out = process.env.BENCH_RESULTS ?? path.join(import.meta.dirname, 'RESULTS.md');
+/** A section of the existing report, by its heading, to keep when BENCH_ONLY re-runs only some. */
+const previous = (b: Bench): string | undefined => {
+  if (!only || !existsSync(out)) return undefined;
+  const text = readFileSync(out, 'utf8');
+  const start = text.indexOf(heading(b));
+  if (start < 0) return undefined;
+  const body = text.indexOf('\n', start); // past its own heading
+  const next = body < 0 ? -1 : text.slice(body).search(/^#{1,2} /m);
+  return `${text.slice(start, next < 0 ? undefined : body + next).trim()}\n`;
+};
+const heading = (b: Bench): string => `## ${b.title} (\`bench/${b.file}\`)`;
 const sections: string[] = [];
 let failed = false;
-for (const b of selected) {
+for (const b of BENCHES) {
+  if (!selected.includes(b)) {
+    const kept = previous(b);
+    if (kept) sections.push(kept);
+    continue;
+  }
   process.stderr.write(`\n== ${b.name}\n`);
   const r = await run(b.file);
   failed ||= r.code !== 0;
+  const when = only ? ` (re-run alone, ${machineLine()})` : '';
   sections.push(
-    `## ${b.title} (\`bench/${b.file}\`)\n\nGoal: ${b.goal}. ${r.code === 0 ? `Ran in ${r.seconds.toFixed(0)} s.` : `**Failed** (exit ${r.code}).`}\n\n${r.stdout.trim()}\n`,
+    `${heading(b)}\n\nGoal: ${b.goal}. ${r.code === 0 ? `Ran in ${r.seconds.toFixed(0)} s${when}.` : `**Failed** (exit ${r.code}).`}\n\n${r.stdout.trim()}\n`,
   );
 }
 const report = [
   '# Benchmark results',
   '',
-  `${machineLine()} Shared, noisy machines: compare the ratios within one run, not absolute figures across runs. Re-run with \`npm run bench\` (writes this file).`,
+  `${only && existsSync(out) ? (readFileSync(out, 'utf8').split('\n')[2] ?? machineLine()) : `${machineLine()} Shared, noisy machines: compare the ratios within one run, not absolute figures across runs. Re-run with \`npm run bench\` (writes this file; \`BENCH_ONLY=name,…\` re-runs some and keeps the rest).`}`,
   '',
   ...sections,
   '# Long runs',
@@ -108,7 +127,6 @@ const report = [
     { name: 'fuzz', command: 'npm run fuzz' },
   ]).map((s) => `${s.trim()}\n`),
 ].join('\n');
-const out = process.env.BENCH_RESULTS ?? path.join(import.meta.dirname, 'RESULTS.md');
 writeFileSync(out, report);
 process.stderr.write(`\nwrote ${out}\n`);
 process.exitCode = failed ? 1 : 0;
