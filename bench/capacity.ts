@@ -32,9 +32,11 @@ const PROFILES = (process.env.BENCH_CAPACITY_PROFILES ?? 'seed,auto,copy,transco
 const LEVELS_ENV = process.env.BENCH_CAPACITY_LEVELS?.split(',').map(Number);
 const levelsOf = (profile: string): number[] =>
   LEVELS_ENV ??
-  (profile === 'seed' || profile === 'transcode'
+  (profile === 'transcode'
     ? [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16]
-    : [4, 8, 16, 24, 32, 40, 48, 64, 80, 96, 128]);
+    : profile === 'seed'
+      ? [2, 4, 6, 8, 10, 12, 16, 20, 24, 28, 32, 40]
+      : [4, 8, 16, 24, 32, 40, 48, 64, 80, 96, 128]);
 const WINDOW_S = Number(process.env.BENCH_CAPACITY_SECONDS ?? 20);
 const VIEWERS = Number(process.env.BENCH_CAPACITY_VIEWERS ?? 5);
 const WARMUP_S = 4;
