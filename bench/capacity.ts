@@ -4,11 +4,10 @@
  * The load generators replay the pre-encoded glasses fixture (854x480, 15 fps, 2 s GOP) in their own
  * processes (no encoder anywhere in them) and their CPU is reported apart. Levels go up until one fails.
  *
- * A stream is on time while its segments keep arriving: no gap between two consecutive segments longer than
- * 1.5 × TARGETDURATION and no drift (wall-clock time minus media time over the window) past 1.5 × TD; and
- * for ours its viewers keep up: no fetch errors, and their lateness p99 (segment fetched minus its media's
- * end by PROGRAM-DATE-TIME) within one TD of the profile's first level. A level passes when every stream was
- * ready within 30 s and on time for the whole window.
+ * A stream is on time while its segments keep arriving: none later than 1.5 × TARGETDURATION against the
+ * stream's own media clock (see judge); and for ours its viewers keep up: no fetch errors, and their
+ * lateness p99 (segment fetched minus its media's end by PROGRAM-DATE-TIME) within one TD of the profile's
+ * first level. A level passes when every stream was ready within 30 s and on time for the whole window.
  *   seed     N × the seed's command (reference/ffmpeg.md) reading the fixture looped with -re, writing HLS
  *            files; segment arrival from the files' appearance
  *   ours     the relay in this process (RTMP ingest → FFmpeg → packager → origin); segment arrival from the
@@ -49,7 +48,8 @@ interface LevelResult {
   pass: boolean;
   why: string;
   worstGapOverTd: number;
-  worstDriftS: number;
+  /** The latest segment against its stream's media clock, in TARGETDURATIONs (the judged figure). */
+  worstLateOverTd: number;
   relayCores: number;
   /** The relay's event-loop delay p99 over the window (ms). */
   eldP99Ms: number;
@@ -71,27 +71,42 @@ interface Arrivals {
   durations: number[];
 }
 
+/**
+ * A segment's lateness: how much later than the media clock it arrived. The clock is each stream's own, set
+ * by its most punctual segment in the window (arrival minus media time so far, at its least), so a stream
+ * whose segments come 2 s apart one moment and 2.1 s the next is on time while one falling behind is not.
+ * The window's end counts too: a stream whose next segment is overdue by then (its last one plus one TD)
+ * is late by that much. The gap between two arrivals is reported, not judged: an early segment followed by
+ * a punctual one makes a long gap without anything being late.
+ */
 function judge(arrivals: Arrivals[], td: number, from: number, to: number) {
   let worstGap = 0;
-  let worstDrift = 0;
+  let worstLate = 0;
   for (const a of arrivals) {
     const idx = a.times.map((t, i) => [t, i] as const).filter(([t]) => t >= from && t <= to);
     if (idx.length < 2) {
       worstGap = Number.POSITIVE_INFINITY;
+      worstLate = Number.POSITIVE_INFINITY;
       continue;
     }
-    for (let k = 1; k < idx.length; k++) worstGap = Math.max(worstGap, (idx[k]![0] - idx[k - 1]![0]) / 1000);
-    // The window's edges count as gaps too: a stream that stopped early is late.
-    worstGap = Math.max(worstGap, (to - idx.at(-1)![0]) / 1000);
-    const wall = (idx.at(-1)![0] - idx[0]![0]) / 1000;
+    const offsets: number[] = []; // arrival minus media time since the window's first segment (s)
     let media = 0;
-    for (let k = 1; k < idx.length; k++) media += a.durations[idx[k]![1]]!;
-    worstDrift = Math.max(worstDrift, wall - media);
+    for (let k = 0; k < idx.length; k++) {
+      if (k > 0) {
+        media += a.durations[idx[k]![1]]!;
+        worstGap = Math.max(worstGap, (idx[k]![0] - idx[k - 1]![0]) / 1000);
+      }
+      offsets.push((idx[k]![0] - idx[0]![0]) / 1000 - media);
+    }
+    const clock = Math.min(...offsets);
+    const overdue = (to - idx[0]![0]) / 1000 - (media + td); // the next segment, due by the window's end
+    worstLate = Math.max(worstLate, Math.max(overdue, ...offsets) - clock);
   }
-  const pass = worstGap <= 1.5 * td && worstDrift <= 1.5 * td;
-  return { worstGapOverTd: worstGap / td, worstDriftS: worstDrift, pass };
+  const pass = worstLate <= 1.5 * td;
+  return { worstGapOverTd: worstGap / td, worstLateOverTd: worstLate / td, pass };
 }
 
+const td2 = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '∞');
 const ms = (v: number): string => (Number.isFinite(v) ? `${(v / 1000).toFixed(2)} s` : '–');
 
 /** CPU seconds the whole machine has been busy (all cores, /proc/stat: everything but idle and iowait). */
@@ -206,7 +221,7 @@ async function ours(
     pass: readyOk && verdict.pass && viewersOnTime && arrivals.size === n,
     why,
     worstGapOverTd: verdict.worstGapOverTd,
-    worstDriftS: verdict.worstDriftS,
+    worstLateOverTd: verdict.worstLateOverTd,
     relayCores,
     eldP99Ms: eld.percentile(99) / 1e6,
     publisherCores,
@@ -278,7 +293,7 @@ async function seed(n: number, file: string): Promise<LevelResult> {
     pass: verdict.pass,
     why: verdict.pass ? '' : 'late segments',
     worstGapOverTd: verdict.worstGapOverTd,
-    worstDriftS: verdict.worstDriftS,
+    worstLateOverTd: verdict.worstLateOverTd,
     relayCores: cores,
     eldP99Ms: Number.NaN,
     // The seed reads the fixture itself (-re): its publisher is inside its own CPU figure.
@@ -303,7 +318,7 @@ async function main(): Promise<void> {
       const r = profile === 'seed' ? await seed(n, file) : await ours(profile, n, file, baseline);
       results.push(r);
       process.stderr.write(
-        `  ${r.pass ? 'pass' : `FAIL (${r.why})`}: worst gap ${r.worstGapOverTd.toFixed(2)} TD, drift ${r.worstDriftS.toFixed(2)} s, viewers late p99 ${ms(r.viewerLateP99Ms)} max ${ms(r.viewerLateMaxMs)}, relay ${r.relayCores.toFixed(2)} cores (loop p99 ${ms(r.eldP99Ms)}), publisher ${r.publisherCores.toFixed(2)} cores (late ${ms(r.publisherLateMs)}), machine ${r.machineCores.toFixed(2)} cores\n`,
+        `  ${r.pass ? 'pass' : `FAIL (${r.why})`}: worst segment ${td2(r.worstLateOverTd)} TD late (gap ${td2(r.worstGapOverTd)} TD), viewers late p99 ${ms(r.viewerLateP99Ms)} max ${ms(r.viewerLateMaxMs)}, relay ${r.relayCores.toFixed(2)} cores (loop p99 ${ms(r.eldP99Ms)}), publisher ${r.publisherCores.toFixed(2)} cores (late ${ms(r.publisherLateMs)}), machine ${r.machineCores.toFixed(2)} cores\n`,
       );
       if (!r.pass) break;
     }
@@ -315,11 +330,11 @@ async function main(): Promise<void> {
   const lines = [
     `Capacity on ${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, Node ${process.versions.node}: glasses 854x480 15 fps, ${VIEWERS} viewers per stream, ${WINDOW_S} s windows`,
     '',
-    '| profile | streams | result | worst segment gap (× TD) | worst drift | viewers: segments / errors, lateness p99 / max | relay CPU (cores) | per stream | relay event-loop p99 | publisher CPU (late) | viewers CPU | machine busy (cores) |',
+    '| profile | streams | result | worst segment lateness (× TD) | worst gap between segments (× TD) | viewers: segments / errors, lateness p99 / max | relay CPU (cores) | per stream | relay event-loop p99 | publisher CPU (late) | viewers CPU | machine busy (cores) |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map(
       (r) =>
-        `| ${r.profile} | ${r.streams} | ${r.pass ? 'on time' : `**late** (${r.why})`} | ${Number.isFinite(r.worstGapOverTd) ? r.worstGapOverTd.toFixed(2) : '∞'} | ${r.worstDriftS.toFixed(2)} s | ${r.profile === 'seed' ? '–' : `${r.viewerSegments} / ${r.viewerErrors}, ${ms(r.viewerLateP99Ms)} / ${ms(r.viewerLateMaxMs)}`} | ${r.relayCores.toFixed(2)} | ${(r.relayCores / r.streams).toFixed(3)} | ${ms(r.eldP99Ms)} | ${r.profile === 'seed' ? '– (inside)' : `${r.publisherCores.toFixed(2)} (${ms(r.publisherLateMs)})`} | ${r.profile === 'seed' ? '–' : r.viewerCores.toFixed(2)} | ${r.machineCores.toFixed(2)} |`,
+        `| ${r.profile} | ${r.streams} | ${r.pass ? 'on time' : `**late** (${r.why})`} | ${td2(r.worstLateOverTd)} | ${td2(r.worstGapOverTd)} | ${r.profile === 'seed' ? '–' : `${r.viewerSegments} / ${r.viewerErrors}, ${ms(r.viewerLateP99Ms)} / ${ms(r.viewerLateMaxMs)}`} | ${r.relayCores.toFixed(2)} | ${(r.relayCores / r.streams).toFixed(3)} | ${ms(r.eldP99Ms)} | ${r.profile === 'seed' ? '– (inside)' : `${r.publisherCores.toFixed(2)} (${ms(r.publisherLateMs)})`} | ${r.profile === 'seed' ? '–' : r.viewerCores.toFixed(2)} | ${r.machineCores.toFixed(2)} |`,
     ),
     '',
     '| profile | most streams on time | per core | vs seed |',

@@ -107,9 +107,9 @@ for (const b of BENCHES) {
   process.stderr.write(`\n== ${b.name}\n`);
   const r = await run(b.file);
   failed ||= r.code !== 0;
-  const when = only ? ` (re-run alone, ${machineLine()})` : '';
+  const when = only ? `\n\nRe-run on its own, after the rest of this report. ${machineLine()}` : '';
   sections.push(
-    `${heading(b)}\n\nGoal: ${b.goal}. ${r.code === 0 ? `Ran in ${r.seconds.toFixed(0)} s${when}.` : `**Failed** (exit ${r.code}).`}\n\n${r.stdout.trim()}\n`,
+    `${heading(b)}\n\nGoal: ${b.goal}. ${r.code === 0 ? `Ran in ${r.seconds.toFixed(0)} s.${when}` : `**Failed** (exit ${r.code}).`}\n\n${r.stdout.trim()}\n`,
   );
 }
 const report = [
