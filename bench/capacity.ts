@@ -2,14 +2,17 @@
  * Capacity: how many concurrent glasses streams one relay sustains in real time on this machine, per
  * profile, with VIEWERS (5) classic-HLS viewers each, against the seed's FFmpeg command run the same way.
  * The load generators replay the pre-encoded glasses fixture (854x480, 15 fps, 2 s GOP) in their own
- * processes (no encoder anywhere in them) and their CPU is reported apart. Levels go up until one fails.
+ * processes (no encoder anywhere in them; the seed's is this process, which then runs no relay) and their
+ * CPU is reported apart. Levels go up until one fails.
  *
  * A stream is on time while its segments keep arriving: none later than 1.5 × TARGETDURATION against the
  * stream's own media clock (see judge); and for ours its viewers keep up: no fetch errors, and their
  * lateness p99 (segment fetched minus its media's end by PROGRAM-DATE-TIME) within one TD of the profile's
  * first level. A level passes when every stream was ready within 30 s and on time for the whole window.
- *   seed     N × the seed's command (reference/ffmpeg.md) reading the fixture looped with -re, writing HLS
- *            files; segment arrival from the files' appearance
+ *   seed     N × the seed's command (bench/seed.ts) writing HLS files, each fed the looped fixture through a
+ *            pipe in real time by this process (its publisher); segment arrival from the files' appearance.
+ *            It stamps frames with the wall clock, so a starved seed's segments stay punctual while it reads
+ *            its input late: it keeps up while no write into its pipe is later than 1.5 × TD
  *   ours     the relay in this process (RTMP ingest → FFmpeg → packager → origin); segment arrival from the
  *            packager; CPU = this process + its FFmpeg children over the window
  * Env: BENCH_CAPACITY_PROFILES (seed,auto,copy,transcode), BENCH_CAPACITY_LEVELS (one list for all),
@@ -20,11 +23,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, watch } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { SEED_AUDIO_ENCODE, SEED_VIDEO_ENCODE } from '../src/pipeline/ffmpeg-args.ts';
+import { readFlv } from '../src/media/flv-reader.ts';
 import { fixturePath } from '../test/fixtures/generate.ts';
 import { startTestRelay } from '../test/helpers/relay-harness.ts';
 import { cpuOfPid, cpuSelf } from './cpu.ts';
+import { looped } from './fixture-loop.ts';
 import { child } from './load-child.ts';
+import { feedFlvPaced, type PacedFeed, seedArgs } from './seed.ts';
 
 const PROFILES = (process.env.BENCH_CAPACITY_PROFILES ?? 'seed,auto,copy,transcode').split(',');
 /** Levels per profile: fine where transcodes run out, coarse where copies go far. */
@@ -237,8 +242,11 @@ async function ours(
 
 async function seed(n: number, file: string): Promise<LevelResult> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'bench-capacity-seed-'));
+  const flv = readFlv(readFileSync(file));
+  const tags = looped(flv.tags, (WARMUP_S + 4 + WINDOW_S + 30) * 1000);
   const arrivals: Arrivals[] = [];
   const procs: ChildProcess[] = [];
+  const feeds: PacedFeed[] = [];
   const watchers: ReturnType<typeof watch>[] = [];
   for (let i = 0; i < n; i++) {
     const dir = path.join(root, `s${i}`);
@@ -248,7 +256,7 @@ async function seed(n: number, file: string): Promise<LevelResult> {
     const seen = new Set<string>();
     watchers.push(
       watch(dir, (_event, name) => {
-        // A segment is complete when the playlist lists it; the seed writes segment_NNN.ts then the playlist.
+        // The seed opens segment_NNN.ts when the one before it is complete (its GOP is a fixed 2 s).
         if (name && /segment_\d+\.ts$/.test(name) && !seen.has(name)) {
           seen.add(name);
           a.times.push(Date.now());
@@ -256,49 +264,48 @@ async function seed(n: number, file: string): Promise<LevelResult> {
         }
       }),
     );
-    procs.push(
-      spawn(
-        'ffmpeg',
-        [
-          ...['-re', '-stream_loop', '-1'],
-          ...['-fflags', '+genpts+igndts', '-use_wallclock_as_timestamps', '1', '-analyzeduration', '3M'],
-          ...['-loglevel', 'error', '-i', file],
-          ...SEED_VIDEO_ENCODE,
-          ...SEED_AUDIO_ENCODE,
-          ...['-reset_timestamps', '1', '-f', 'hls', '-hls_time', '2', '-hls_list_size', '5'],
-          ...['-hls_flags', 'delete_segments', '-hls_segment_filename', path.join(dir, 'segment_%03d.ts')],
-          path.join(dir, 'index.m3u8'),
-        ],
-        { stdio: 'ignore' },
-      ),
-    );
+    const proc = spawn('ffmpeg', seedArgs(dir), { stdio: ['pipe', 'ignore', 'ignore'] });
+    procs.push(proc);
+    // Staggered over about a second, as the publishers are, so keyframes do not all align.
+    await new Promise((r) => setTimeout(r, (Math.random() * 2000) / n));
+    feeds.push(feedFlvPaced(proc.stdin!, flv.header, tags));
   }
   await new Promise((r) => setTimeout(r, (WARMUP_S + 4) * 1000));
   const cpu = (): number => procs.reduce((sum, p) => sum + cpuOfPid(p.pid ?? -1), 0);
+  for (const f of feeds) f.takeMaxLateMs();
   const from = Date.now();
   const cpu0 = cpu();
+  const feeder0 = cpuSelf();
   const machine0 = machineBusy();
   await new Promise((r) => setTimeout(r, WINDOW_S * 1000));
   const to = Date.now();
-  const cores = (cpu() - cpu0) / ((to - from) / 1000);
-  const machineCores = (machineBusy() - machine0) / ((to - from) / 1000);
+  const window = (to - from) / 1000;
+  const cores = (cpu() - cpu0) / window;
+  const feederCores = (cpuSelf() - feeder0) / window;
+  const machineCores = (machineBusy() - machine0) / window;
+  // The seed stamps frames with the wall clock, so a starved seed still writes a 2 s segment every 2 s:
+  // it falls behind by reading its input late (the pipe stays full), which the feeders' lateness shows.
+  const inputLateMs = Math.max(0, ...feeds.map((f) => f.takeMaxLateMs()));
+  for (const f of feeds) f.stop();
   for (const p of procs) p.kill('SIGKILL');
   for (const w of watchers) w.close();
+  await Promise.all(feeds.map((f) => f.done));
   rmSync(root, { recursive: true, force: true });
-  // The seed's segments follow its 2 s GOP; nginx would serve the files (not measured here).
+  // nginx would serve the files (not measured here).
   const verdict = judge(arrivals, 2, from, to);
+  const keptUp = inputLateMs <= 1.5 * 2 * 1000;
   return {
     profile: 'seed',
     streams: n,
-    pass: verdict.pass,
-    why: verdict.pass ? '' : 'late segments',
+    pass: verdict.pass && keptUp,
+    why: !verdict.pass ? 'late segments' : keptUp ? '' : 'input read late',
     worstGapOverTd: verdict.worstGapOverTd,
     worstLateOverTd: verdict.worstLateOverTd,
     relayCores: cores,
     eldP99Ms: Number.NaN,
-    // The seed reads the fixture itself (-re): its publisher is inside its own CPU figure.
-    publisherCores: 0,
-    publisherLateMs: Number.NaN,
+    // Its publisher is this process, pacing the fixture into each seed's stdin.
+    publisherCores: feederCores,
+    publisherLateMs: inputLateMs,
     viewerCores: 0,
     machineCores,
     viewerSegments: 0,
@@ -334,7 +341,7 @@ async function main(): Promise<void> {
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map(
       (r) =>
-        `| ${r.profile} | ${r.streams} | ${r.pass ? 'on time' : `**late** (${r.why})`} | ${td2(r.worstLateOverTd)} | ${td2(r.worstGapOverTd)} | ${r.profile === 'seed' ? '–' : `${r.viewerSegments} / ${r.viewerErrors}, ${ms(r.viewerLateP99Ms)} / ${ms(r.viewerLateMaxMs)}`} | ${r.relayCores.toFixed(2)} | ${(r.relayCores / r.streams).toFixed(3)} | ${ms(r.eldP99Ms)} | ${r.profile === 'seed' ? '– (inside)' : `${r.publisherCores.toFixed(2)} (${ms(r.publisherLateMs)})`} | ${r.profile === 'seed' ? '–' : r.viewerCores.toFixed(2)} | ${r.machineCores.toFixed(2)} |`,
+        `| ${r.profile} | ${r.streams} | ${r.pass ? 'on time' : `**late** (${r.why})`} | ${td2(r.worstLateOverTd)} | ${td2(r.worstGapOverTd)} | ${r.profile === 'seed' ? '–' : `${r.viewerSegments} / ${r.viewerErrors}, ${ms(r.viewerLateP99Ms)} / ${ms(r.viewerLateMaxMs)}`} | ${r.relayCores.toFixed(2)} | ${(r.relayCores / r.streams).toFixed(3)} | ${ms(r.eldP99Ms)} | ${r.publisherCores.toFixed(2)} (${ms(r.publisherLateMs)}) | ${r.profile === 'seed' ? '–' : r.viewerCores.toFixed(2)} | ${r.machineCores.toFixed(2)} |`,
     ),
     '',
     '| profile | most streams on time | per core | vs seed |',

@@ -16,34 +16,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, watch } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readFlv } from '../src/media/flv-reader.ts';
-import { FlvSink } from '../src/media/flv-sink.ts';
 import { FlvTagType, type MediaTag } from '../src/media/flv-tag.ts';
-import { SEED_AUDIO_ENCODE, SEED_VIDEO_ENCODE } from '../src/pipeline/ffmpeg-args.ts';
 import { onceEvent } from '../src/shared/typed-emitter.ts';
 import { fixturePath } from '../test/fixtures/generate.ts';
 import { startTestRelay } from '../test/helpers/relay-harness.ts';
 import { cpuChildren, cpuSelf, peakRss } from './cpu.ts';
-
-/** The seed's command (reference/ffmpeg.md) with its input on a pipe; its encode is the same list ours uses. */
-const SEED_ARGS = (dir: string): string[] => [
-  ...[
-    '-fflags',
-    '+genpts+igndts',
-    '-use_wallclock_as_timestamps',
-    '1',
-    '-analyzeduration',
-    '3M',
-    '-loglevel',
-    'error',
-  ],
-  ...['-f', 'flv', '-i', 'pipe:0'],
-  ...SEED_VIDEO_ENCODE,
-  ...SEED_AUDIO_ENCODE,
-  '-reset_timestamps',
-  '1',
-  ...['-f', 'hls', '-hls_time', '2', '-hls_list_size', '5', '-hls_flags', 'delete_segments'],
-  ...['-hls_segment_filename', path.join(dir, 'segment_%03d.ts'), path.join(dir, 'index.m3u8')],
-];
+import { feedFlvPaced, seedArgs } from './seed.ts';
 
 interface Result {
   input: string;
@@ -57,26 +35,11 @@ interface Result {
   firstSegmentS: number;
 }
 
-/** Writes tags to a Writable in real time by their timestamps (jumps clamped to 1 s, like a publisher). */
-async function paceInto(tags: MediaTag[], write: (t: MediaTag) => void): Promise<void> {
-  const start = Date.now();
-  let media = 0;
-  let last: number | null = null;
-  for (const tag of tags) {
-    if (last !== null) media += Math.min(1000, Math.max(0, tag.timestamp - last));
-    last = tag.timestamp;
-    const due = start + media - Date.now();
-    if (due > 0) await new Promise<void>((r) => setTimeout(r, due));
-    write(tag);
-  }
-}
-
 async function seed(file: string, input: string, mediaS: number): Promise<Result> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-seed-'));
   const flv = readFlv(readFileSync(file));
   const before = cpuChildren();
-  const child = spawn('ffmpeg', SEED_ARGS(dir), { stdio: ['pipe', 'ignore', 'inherit'] });
-  const sink = new FlvSink(child.stdin!);
+  const child = spawn('ffmpeg', seedArgs(dir), { stdio: ['pipe', 'ignore', 'inherit'] });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   let peak = 0;
   const sampler = setInterval(() => (peak = Math.max(peak, peakRss(child.pid!))), 250);
@@ -88,19 +51,8 @@ async function seed(file: string, input: string, mediaS: number): Promise<Result
       if (text.includes('#EXTINF')) firstSegmentS = (Date.now() - t0) / 1000;
     }
   });
-  const config = (type: number) => flv.tags.find((t) => t.type === type && t.isConfig) ?? null;
-  sink.start({
-    hasAudio: flv.header.hasAudio,
-    hasVideo: flv.header.hasVideo,
-    metadataTag: flv.tags.find((t) => t.type === FlvTagType.Script)?.data ?? null,
-    videoConfig: config(FlvTagType.Video),
-    audioConfig: config(FlvTagType.Audio),
-  });
-  await paceInto(
-    flv.tags.filter((t) => !t.isConfig),
-    (t) => sink.write(t),
-  );
-  sink.end();
+  await feedFlvPaced(child.stdin!, flv.header, flv.tags).done;
+  child.stdin!.end();
   await exited;
   clearInterval(sampler);
   watcher.close();

@@ -7,30 +7,13 @@
 // Usage: node --import tsx bench/load-publisher.ts FILE PORT COUNT SECONDS PREFIX
 import { readFileSync } from 'node:fs';
 import { readFlv } from '../src/media/flv-reader.ts';
-import { FlvTagType, type MediaTag } from '../src/media/flv-tag.ts';
 import { type FlvPublisher, publishFlv } from '../test/helpers/flv-publisher.ts';
+import { looped } from './fixture-loop.ts';
 
 const [file, port, count, seconds, prefix] = process.argv.slice(2);
 if (!file || !port || !count || !seconds || !prefix) {
   console.error('usage: load-publisher.ts FILE PORT COUNT SECONDS PREFIX');
   process.exit(2);
-}
-
-/** The fixture repeated until `ms` of media: configuration once, every loop shifted by the fixture's length. */
-function looped(tags: readonly MediaTag[], ms: number): MediaTag[] {
-  const head = tags.filter((t) => t.isConfig || t.type === FlvTagType.Script);
-  const media = tags.filter((t) => !t.isConfig && t.type !== FlvTagType.Script);
-  const first = media[0]!.timestamp;
-  const span = media.at(-1)!.timestamp - first + 70; // one frame past the last
-  const out = [...head];
-  for (let offset = 0; offset < ms; offset += span) {
-    for (const t of media) {
-      const timestamp = t.timestamp - first + offset;
-      if (timestamp >= ms) break;
-      out.push({ ...t, timestamp });
-    }
-  }
-  return out;
 }
 
 const tags = looped(readFlv(readFileSync(file)).tags, Number(seconds) * 1000);
