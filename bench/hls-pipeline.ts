@@ -16,7 +16,6 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, watch } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readFlv } from '../src/media/flv-reader.ts';
-import { FlvTagType, type MediaTag } from '../src/media/flv-tag.ts';
 import { onceEvent } from '../src/shared/typed-emitter.ts';
 import { fixturePath } from '../test/fixtures/generate.ts';
 import { startTestRelay } from '../test/helpers/relay-harness.ts';
