@@ -26,6 +26,7 @@ import { SEED_AUDIO_ENCODE, SEED_VIDEO_ENCODE } from '../src/pipeline/ffmpeg-arg
 import { ladderArgs, ladderFor } from '../src/pipeline/ladder.ts';
 import { fixturePath } from '../test/fixtures/generate.ts';
 import { cpuChildren } from './cpu.ts';
+import { mediaSchedule } from './fixture-loop.ts';
 
 const REPEAT = Number(process.env.BENCH_ABR_REPEAT ?? 2);
 const FRAGMENT_MS = 500;
@@ -87,12 +88,9 @@ function start(args: string[], outputs: number, flv: FlvStart): Spawned {
 /** Writes tags in real time by their timestamps (jumps clamped to 1 s, like a publisher). */
 async function paceInto(tags: MediaTag[], write: (t: MediaTag) => void): Promise<void> {
   const begin = Date.now();
-  let media = 0;
-  let last: number | null = null;
+  const dueAt = mediaSchedule();
   for (const tag of tags) {
-    if (last !== null) media += Math.min(1000, Math.max(0, tag.timestamp - last));
-    last = tag.timestamp;
-    const due = begin + media - Date.now();
+    const due = begin + dueAt(tag.timestamp) - Date.now();
     if (due > 0) await new Promise<void>((r) => setTimeout(r, due));
     write(tag);
   }

@@ -11,6 +11,7 @@ import type { FlvHeaderFlags } from '../src/media/flv-reader.ts';
 import type { MediaTag } from '../src/media/flv-tag.ts';
 import { flvHeader, flvTag } from '../src/media/flv-writer.ts';
 import { SEED_AUDIO_ENCODE, SEED_VIDEO_ENCODE } from '../src/pipeline/ffmpeg-args.ts';
+import { mediaSchedule } from './fixture-loop.ts';
 
 /** The seed's command reading FLV from stdin; its encode is the same list ours uses for `transcode`. */
 export function seedArgs(dir: string): string[] {
@@ -45,24 +46,20 @@ export function feedFlvPaced(out: Writable, flags: FlvHeaderFlags, tags: readonl
   out.on('error', () => {
     stopped = true; // the reader exited (EPIPE): nothing more to measure
   });
-  const closed = once(out, 'close').then(
-    () => {
+  const closed = new Promise<void>((resolve) =>
+    out.once('close', () => {
       stopped = true;
-    },
-    () => {
-      stopped = true;
-    },
+      resolve();
+    }),
   );
   const done = (async () => {
     out.write(flvHeader(flags));
     const start = performance.now();
-    let media = 0;
-    let last: number | null = null;
+    const dueAt = mediaSchedule();
     for (const tag of tags) {
       if (stopped) return;
       if (!tag.isConfig) {
-        if (last !== null) media += Math.min(1000, Math.max(0, tag.timestamp - last));
-        last = tag.timestamp;
+        const media = dueAt(tag.timestamp);
         const wait = start + media - performance.now();
         if (wait > 0) await new Promise<void>((r) => setTimeout(r, wait));
         if (stopped) return;
