@@ -1,0 +1,35 @@
+/**
+ * The source interface every ingest implements (style rule 9: the stream declares what it needs): one
+ * authorized publish yielding its start (codec configuration), access units in arrival order, configuration
+ * changes, and an end. `stream/` attaches to a MediaSource and never sees RTMP, SRT or WHIP.
+ */
+import type { EndReason, PublishInfo } from '../contracts/publish.ts';
+import type { TypedEmitter } from '../shared/typed-emitter.ts';
+import type { AccessUnit, SourceStart, TrackConfig } from './access-unit.ts';
+
+export type SourceEvents = {
+  /** The first frame arrived; configurations that came before it are in the start. Emitted once. */
+  start: [SourceStart];
+  /** One frame, in arrival order, on the publisher's clock (repair happens in the stream). */
+  au: [AccessUnit];
+  /** A track's configuration changed mid-stream (new SPS/PPS, new AudioSpecificConfig). */
+  config: [TrackConfig];
+  /** The publish is over; emitted once. */
+  end: [EndReason];
+};
+
+export interface SourceCounters {
+  videoFrames: number;
+  audioFrames: number;
+  keyframes: number;
+  mediaBytes: number;
+}
+
+export interface MediaSource extends TypedEmitter<SourceEvents> {
+  readonly info: PublishInfo;
+  /** Set once `start` was emitted. */
+  readonly started: SourceStart | null;
+  readonly ended: EndReason | null;
+  /** Ask the publisher for a keyframe (WHIP: PLI/FIR); a no-op where the protocol cannot. */
+  requestKeyframe?(): void;
+}
