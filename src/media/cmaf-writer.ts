@@ -19,7 +19,8 @@
  *   audio held past `maxAudioHoldMs` (video stalled) goes out alone, in a fragment with no video run.
  * - Audio-only: a fragment whenever the queue holds `audioFragmentMs` of samples.
  * - Video decode times are ticks(dts) = round(dts_ms × 90), raised to one tick past the previous sample's
- *   when a source repeats or reverses a DTS (an MP4 decode timeline only goes forward; counted).
+ *   when a source repeats or reverses a DTS (an MP4 decode timeline only goes forward; counted), and to 0
+ *   below 0 (tfdt is unsigned). Audio decode times below 0 become 0 likewise.
  * - Audio decode time runs on by frameSamples per sample while the access unit's own DTS stays within one
  *   frame of it; past that (a real gap or overlap) it resyncs to the DTS (counted) and the samples from
  *   there on go in a new traf of the same track with its own tfdt (14496-12 allows several trafs per track
@@ -568,6 +569,8 @@ export class CmafWriter {
     w.head(mdatSize, MDAT);
     if (video) w.bytes(video.data);
     for (const a of audio) w.bytes(a.data);
+    // The Buffer came from allocUnsafe: a size computed wrong would leave old memory in a fragment.
+    if (w.pos !== w.buf.length) throw new Error(`CMAF writer bug: wrote ${w.pos} of ${w.buf.length} bytes`);
 
     const sampleCount = (video ? 1 : 0) + audio.length;
     this.stats.fragments++;
