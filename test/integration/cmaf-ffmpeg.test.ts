@@ -197,6 +197,11 @@ const INPUTS: { name: string; flv: () => Promise<string>; bframes: boolean }[] =
     flv: () => fixturePath('glasses-854x480.flv'),
     bframes: false,
   },
+  {
+    name: 'the dirty fixture (a varying frame rate, a 7 s GOP, a 5 s timestamp jump)',
+    flv: () => fixturePath('dirty-540x960.flv'),
+    bframes: false,
+  },
 ];
 
 describe('cmaf: our fragments carry what FFmpeg -c copy -f mp4 carries', { timeout: 300_000 }, () => {
