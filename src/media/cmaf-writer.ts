@@ -421,8 +421,8 @@ export class CmafWriter {
   }
 
   /**
-   * Takes one access unit; returns the fragments it completed (none, one, or for a video frame after a
-   * stall, one). Throws CMAF_INPUT_INVALID for a track the writer was not configured with or a timestamp
+   * Takes one access unit; returns the fragments it completed (at most one: a video frame completes the
+   * frame before it, an audio frame may complete an audio-only fragment). Throws CMAF_INPUT_INVALID for a track the writer was not configured with or a timestamp
    * that is not a finite number.
    */
   push(au: AccessUnit): Fmp4Fragment[] {
