@@ -1,8 +1,8 @@
 /**
  * The CMAF writer against FFmpeg on the same input: an FLV FFmpeg encoded (x264 main profile with B-frames
- * + AAC; baseline + AAC; the glasses fixture) goes through our FLV reader, the FLV demuxer and CmafWriter
- * into a file, and through `ffmpeg -c copy -f mp4 -movflags +frag_keyframe+empty_moov+default_base_moof`
- * into another. ffprobe must find the same packets in both, per stream and in order: payload hashes,
+ * + AAC; baseline + AAC; the glasses and dirty fixtures) goes through our FLV reader, the FLV demuxer
+ * (src/media/flv-demux.ts, as RTMP publishes take it) and CmafWriter into a file, and through
+ * `ffmpeg -c copy -f mp4 -movflags +frag_keyframe+empty_moov+default_base_moof` into another. ffprobe must find the same packets in both, per stream and in order: payload hashes,
  * keyframe flags, and timestamps within one tick (of the coarser time base) once the starts are aligned
  * (FFmpeg moves each track's first sample to 0, so the first packet is left out of the timing check);
  * audio within one AAC frame, because our audio clock counts samples where FFmpeg copies FLV's rounded
@@ -14,67 +14,35 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { AccessUnit, AudioConfig, VideoConfig } from '../../src/media/access-unit.ts';
+import {
+  type AccessUnit,
+  type AudioConfig,
+  isAudioConfig,
+  isVideoConfig,
+  type VideoConfig,
+} from '../../src/media/access-unit.ts';
 import { CmafWriter } from '../../src/media/cmaf-writer.ts';
+import { FlvDemuxer } from '../../src/media/flv-demux.ts';
 import { readFlv } from '../../src/media/flv-reader.ts';
-import { FlvTagType, type MediaTag } from '../../src/media/flv-tag.ts';
-import { isKeyframeAu, parseAvcConfig } from '../../src/media/nal.ts';
+import type { MediaTag } from '../../src/media/flv-tag.ts';
 import { fixturePath } from '../fixtures/generate.ts';
+import { generateSteadyFlv } from '../fixtures/steady.ts';
 import { runTool, startTool } from '../helpers/process.ts';
 
-const AAC_RATES = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
-
-/**
- * H.264 + AAC FLV tags to configurations and access units (a stand-in for src/media/flv-demux.ts until it
- * is on this branch): the avcC record (4-byte NAL lengths, as x264 writes), the AudioSpecificConfig, and
- * frames with PTS = DTS + the composition time, keyframes from the NAL types.
- */
-function demux(tags: MediaTag[]): {
-  video: VideoConfig | null;
-  audio: AudioConfig | null;
-  aus: AccessUnit[];
-} {
-  let video: VideoConfig | null = null;
-  let audio: AudioConfig | null = null;
+/** FLV tags to the writer's configurations and access units, through the relay's own FLV demuxer. */
+function demux(tags: MediaTag[]): { video: VideoConfig; audio: AudioConfig; aus: AccessUnit[] } {
+  const demuxer = new FlvDemuxer();
   const aus: AccessUnit[] = [];
+  let configs = 0;
   for (const tag of tags) {
-    const body = tag.data;
-    if (tag.type === FlvTagType.Video && (body[0]! & 0x0f) === 7) {
-      if (body[1] === 0) {
-        const record = Buffer.from(body.subarray(5));
-        const avcc = parseAvcConfig(record);
-        assert.equal(video, null, 'one video configuration');
-        assert.equal(avcc.lengthSize, 4);
-        video = { kind: 'video', codec: 'h264', record, width: avcc.width ?? 0, height: avcc.height ?? 0 };
-      } else if (body[1] === 1) {
-        const data = body.subarray(5);
-        const dts = tag.timestamp;
-        aus.push({
-          track: 'video',
-          dts,
-          pts: dts + body.readIntBE(2, 3),
-          keyframe: isKeyframeAu('h264', data),
-          data,
-        });
-      }
-    } else if (tag.type === FlvTagType.Audio && body[0]! >> 4 === 10) {
-      if (body[1] === 0) {
-        const asc = Buffer.from(body.subarray(2));
-        assert.equal(audio, null, 'one audio configuration');
-        const sampleRate = AAC_RATES[((asc[0]! & 0x07) << 1) | (asc[1]! >> 7)]!;
-        const channels = (asc[1]! >> 3) & 0x0f;
-        audio = { kind: 'audio', codec: 'aac', config: asc, sampleRate, channels, frameSamples: 1024 };
-      } else {
-        aus.push({
-          track: 'audio',
-          dts: tag.timestamp,
-          pts: tag.timestamp,
-          keyframe: true,
-          data: body.subarray(2),
-        });
-      }
-    }
+    const out = demuxer.push(tag);
+    if (out?.config) configs++;
+    if (out?.au) aus.push(out.au);
   }
+  assert.equal(configs, 2, 'one configuration per track (a change would need a new writer)');
+  assert.equal(demuxer.skipped, 0);
+  const { video, audio } = demuxer;
+  assert.ok(isVideoConfig(video) && isAudioConfig(audio), 'H.264 and AAC');
   return { video, audio, aus };
 }
 
@@ -155,43 +123,21 @@ async function decodeAll(file: string): Promise<{ video: number; audio: number }
 
 let dir = '';
 
-/** An FLV as FFmpeg encodes it: 4 s of test pattern and tone, x264 with the given options. */
-async function encodeFlv(name: string, x264: string[]): Promise<string> {
-  const file = path.join(dir, `${name}.flv`);
-  await runTool('ffmpeg', [
-    ...['-hide_banner', '-loglevel', 'error', '-nostdin', '-y'],
-    ...['-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=15'],
-    ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100'],
-    ...['-map', '0:v', '-map', '1:a', '-t', '4'],
-    ...[
-      '-c:v',
-      'libx264',
-      '-preset',
-      'veryfast',
-      '-threads',
-      '1',
-      '-pix_fmt',
-      'yuv420p',
-      '-g',
-      '15',
-      ...x264,
-    ],
-    ...['-c:a', 'aac', '-ac', '1', '-f', 'flv', file],
-  ]);
+/** A baseline-profile FLV made by the steady fixture generator (x264 baseline has no B-frames). */
+async function baselineFlv(): Promise<string> {
+  const file = path.join(dir, 'baseline.flv');
+  const recipe = { width: 320, height: 240, fps: 15, seconds: 4, gopSeconds: 1, videoKbps: 300 } as const;
+  writeFileSync(file, await generateSteadyFlv({ ...recipe, profile: 'baseline' }));
   return file;
 }
 
 const INPUTS: { name: string; flv: () => Promise<string>; bframes: boolean; jump?: boolean }[] = [
   {
-    name: 'x264 main profile with B-frames + AAC',
-    flv: () => encodeFlv('main-bframes', ['-profile:v', 'main', '-bf', '2']),
+    name: 'x264 main profile with B-frames + AAC (854x480, 20 s)',
+    flv: () => fixturePath('bframes-15fps.flv'),
     bframes: true,
   },
-  {
-    name: 'x264 baseline + AAC',
-    flv: () => encodeFlv('baseline', ['-profile:v', 'baseline']),
-    bframes: false,
-  },
+  { name: 'x264 baseline + AAC', flv: baselineFlv, bframes: false },
   {
     name: 'the glasses fixture (854x480, dropped frames)',
     flv: () => fixturePath('glasses-854x480.flv'),
@@ -216,7 +162,6 @@ describe('cmaf: our fragments carry what FFmpeg -c copy -f mp4 carries', { timeo
       const flv = await input.flv();
       const base = path.join(dir, path.basename(flv, '.flv'));
       const { video, audio, aus } = demux(readFlv(readFileSync(flv)).tags);
-      assert.ok(video && audio);
       const writer = new CmafWriter({ video, audio });
       const fragments = [...aus.flatMap((au) => writer.push(au)), ...writer.flush()];
       writeFileSync(`${base}.ours.mp4`, Buffer.concat([writer.init.data, ...fragments.map((f) => f.data)]));
