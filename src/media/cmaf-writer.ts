@@ -66,8 +66,13 @@ function invalidConfig(message: string): never {
 
 // ---- Init segment ----
 
-/** ftyp: ISO 14496-12 6th edition (tfdt v1, signed composition offsets) and CMAF's structural brand. */
-const FTYP = box('ftyp', ascii('iso6'), u32(0), ascii('iso6'), ascii('cmfc'), ascii('mp41'));
+/**
+ * ftyp: ISO 14496-12 6th edition (tfdt v1, signed composition offsets). CMAF's structural brand 'cmfc' only
+ * on a single-track init: a CMAF track file holds one track (ISO 23000-19 §7.2), and a muxed audio+video
+ * file, though built the same way, is not one.
+ */
+const FTYP_CMAF = box('ftyp', ascii('iso6'), u32(0), ascii('iso6'), ascii('cmfc'), ascii('mp41'));
+const FTYP_MUXED = box('ftyp', ascii('iso6'), u32(0), ascii('iso6'), ascii('mp41'));
 
 interface TrackPlan {
   track: Fmp4Track;
@@ -293,7 +298,8 @@ function initFrom(plans: TrackPlan[]): Fmp4Init {
   );
   const trex = plans.map((p) => fullBox('trex', 0, 0, u32(p.track.id), u32(1), zeros(12)));
   const moov = box('moov', mvhd, ...plans.map(trak), box('mvex', ...trex));
-  return { data: Buffer.concat([FTYP, moov]), tracks: plans.map((p) => p.track) };
+  const ftyp = plans.length === 1 ? FTYP_CMAF : FTYP_MUXED;
+  return { data: Buffer.concat([ftyp, moov]), tracks: plans.map((p) => p.track) };
 }
 
 /**

@@ -65,6 +65,7 @@ function readBack(init: Buffer, fragments: Buffer[] = []): { init: Fmp4Init; fra
 
 // Box by box; the comments name each box and what its fields hold.
 const FTYP = '0000001c 66747970 69736f36 00000000 69736f36 636d6663 6d703431'; // iso6, 0, [iso6 cmfc mp41]
+const FTYP_MUXED = '00000018 66747970 69736f36 00000000 69736f36 6d703431'; // two tracks: not a CMAF track
 const mvhd = (nextTrack: number) =>
   '0000006c 6d766864 00000000 00000000 00000000 000003e8 00000000 00010000 0100 0000 0000000000000000' +
   ' 00010000 00000000 00000000 00000000 00010000 00000000 00000000 00000000 40000000' + // unity matrix
@@ -123,7 +124,7 @@ const INIT_CASES: { name: string; configs: CmafWriterOptions; hex: string; track
   {
     name: 'H.264 + AAC',
     configs: { video: H264, audio: AAC_44K_STEREO },
-    hex: [FTYP, '00000436 6d6f6f76', mvhd(3), h264Trak(1), aacTrak(2, 'ac44', '0002', '1210')]
+    hex: [FTYP_MUXED, '00000436 6d6f6f76', mvhd(3), h264Trak(1), aacTrak(2, 'ac44', '0002', '1210')]
       .concat(['00000048 6d766578', trex(1), trex(2)])
       .join(' '),
     tracks: [
