@@ -2,13 +2,16 @@
  * FLV tag bodies (what RTMP carries) to the media core's track configurations and access units, and back
  * (for the consumers that still speak FLV: FFmpeg's stdin for transcodes, re-stream pushers). Pure.
  *
- * H.264 (codec id 7) and AAC (sound format 10) become real configurations: the avcC record and the
- * AudioSpecificConfig, and access units whose payload is the NAL units with 4-byte lengths (a record with
- * shorter lengths is rewritten to 4) or the raw AAC frame. A video frame is a keyframe when it holds an IDR
+ * H.264 (codec id 7) and AAC (sound format 10) become real configurations: the avcC record (checked: a
+ * record that does not parse is skipped and counted) and the AudioSpecificConfig, and access units whose
+ * payload is the NAL units with 4-byte lengths (a record with shorter lengths is rewritten to 4; a length
+ * that runs past the end drops the frame) or the raw AAC frame. A video frame is a keyframe when it holds an IDR
  * NAL unit (type 5), not when the FLV frame type says so (reference/ingest-and-outputs.md: encoders mark
  * recovery points as keyframes). Any other codec is opaque: its access units keep the whole tag body, so
  * it reaches FFmpeg byte for byte and only a transcode can serve it.
  */
+
+import { RelayError } from '../shared/errors.ts';
 import type {
   AccessUnit,
   AudioConfig,
@@ -17,8 +20,8 @@ import type {
   TrackConfig,
   VideoConfig,
 } from './access-unit.ts';
-import { avcSequenceHeaderSize } from './avc-sps.ts';
 import { FlvTagType, type MediaTag, SoundFormat, VideoCodecId } from './flv-tag.ts';
+import { isKeyframeAu, parseAvcConfig } from './nal.ts';
 
 /** MPEG-4 sampling frequency index (ISO/IEC 14496-3 §1.6.3.4). */
 const AAC_RATES = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
@@ -79,16 +82,6 @@ function toFourByteLengths(data: Buffer, size: number): Buffer | null {
   return out;
 }
 
-/** Whether 4-byte-length NAL units hold an H.264 IDR slice; false when a length runs past the end. */
-export function hasIdr(data: Buffer): boolean {
-  for (let pos = 0; pos + 5 <= data.length; ) {
-    const length = data.readUInt32BE(pos);
-    if (length > 0 && (data[pos + 4]! & 0x1f) === 5) return true;
-    pos += 4 + length;
-  }
-  return false;
-}
-
 export interface FlvDemuxResult {
   /** A track's configuration, new or changed. */
   config?: TrackConfig;
@@ -128,16 +121,22 @@ export class FlvDemuxer {
     const packetType = body[1]!;
     if (packetType === 0) {
       const record = body.subarray(5);
-      if (record.length < 7 || record[0] !== 1) return this.#skip();
-      const size = avcSequenceHeaderSize(body);
-      this.#lengthSize = (record[4]! & 0x03) + 1;
+      let parsed: ReturnType<typeof parseAvcConfig>;
+      try {
+        parsed = parseAvcConfig(record);
+      } catch (err) {
+        // A record the CMAF writer could not describe (hostile or broken): not a configuration.
+        if (err instanceof RelayError) return this.#skip();
+        throw err;
+      }
+      this.#lengthSize = parsed.lengthSize;
       const config: VideoConfig = {
         kind: 'video',
         codec: 'h264',
         // Payloads are rewritten to 4-byte lengths, so the record must say so.
         record: this.#lengthSize === 4 ? Buffer.from(record) : withFourByteLengths(record),
-        width: size?.width ?? 0,
-        height: size?.height ?? 0,
+        width: parsed.width ?? 0,
+        height: parsed.height ?? 0,
       };
       this.video = config;
       return { config };
@@ -146,9 +145,15 @@ export class FlvDemuxer {
     const cts = body.readIntBE(2, 3);
     const data = toFourByteLengths(body.subarray(5), this.#lengthSize);
     if (data === null || data.length === 0) return this.#skip();
-    return {
-      au: { track: 'video', dts: tag.timestamp, pts: tag.timestamp + cts, keyframe: hasIdr(data), data },
-    };
+    let keyframe: boolean;
+    try {
+      keyframe = isKeyframeAu('h264', data);
+    } catch (err) {
+      // A NAL length that runs past the end: a broken frame, dropped and counted.
+      if (err instanceof RelayError) return this.#skip();
+      throw err;
+    }
+    return { au: { track: 'video', dts: tag.timestamp, pts: tag.timestamp + cts, keyframe, data } };
   }
 
   #audio(tag: MediaTag): FlvDemuxResult | null {

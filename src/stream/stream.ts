@@ -41,6 +41,7 @@ import { type PipelineProfile, partFragmentMs } from '../pipeline/ffmpeg-args.ts
 import type { FfmpegExit } from '../pipeline/ffmpeg-process.ts';
 import { LADDER_FPS, ladderFor } from '../pipeline/ladder.ts';
 import { FfmpegSupervisor, type SupervisorOptions } from '../pipeline/supervisor.ts';
+import { RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import { AbrRenditions } from './abr.ts';
@@ -311,7 +312,17 @@ export class Stream extends TypedEmitter<StreamEvents> {
     const start = this.#start!;
     const video = isVideoConfig(start.video) ? start.video : null;
     const audio = isAudioConfig(start.audio) ? start.audio : null;
-    this.#writer = new CmafWriter({ video, audio });
+    try {
+      this.#writer = new CmafWriter({ video, audio });
+    } catch (err) {
+      // A configuration the writer cannot describe (the demuxers check what they can): FFmpeg may still read it.
+      const code = err instanceof RelayError ? err.code : 'INTERNAL';
+      this.decision = `transcode: the copy writer refused the configuration (${code})`;
+      this.#log.warn({ code }, `copy: ${this.decision}`);
+      this.#pipelineProfile = 'transcode';
+      this.supervisor.begin(this.#flvStart(), 'transcode');
+      return;
+    }
     this.#awaitKeyframe = video !== null;
     this.packager.setInit(this.#writer.init);
   }
