@@ -165,15 +165,19 @@ export class StoredSegment implements Segment {
   get data(): Buffer {
     if (this.#data === null) {
       const parts = this.parts;
-      // One copy of the bytes: the parts become views into the segment.
-      const data = parts.length === 1 ? parts[0]!.data : ownedConcat(parts.map((p) => p.data));
-      let offset = 0;
-      for (const part of parts) {
-        const size = part.data.length;
-        part.data = data.subarray(offset, offset + size);
-        offset += size;
+      if (parts.length === 1) {
+        this.#data = parts[0]!.data; // the part is the segment: nothing to join
+      } else {
+        // One copy of the bytes: the parts become views into the segment.
+        const data = ownedConcat(parts.map((p) => p.data));
+        let offset = 0;
+        for (const part of parts) {
+          const size = part.data.length;
+          part.data = data.subarray(offset, offset + size);
+          offset += size;
+        }
+        this.#data = data;
       }
-      this.#data = data;
     }
     return this.#data;
   }
