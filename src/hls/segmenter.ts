@@ -21,7 +21,11 @@
  * Bytes: a closing part copies its fragments once into a Buffer of its own, and the fragments kept for
  * `discardFrom` become views into it, so the open segment holds each byte once and the producer's buffers
  * (slices of FFmpeg's read chunks or of Node's shared pool) are released within a part. A closed segment
- * keeps no fragment objects (see segment-store.ts).
+ * keeps no fragment objects (see segment-store.ts). Measured against keeping the producer's fragments and
+ * making a part's bytes on its first request (50 interleaved 13 fps streams, 2 min each): the same
+ * ArrayBuffer memory, half the heap (51 KB against 98 KB a stream: no fragment objects and no lazy part
+ * per open segment), CPU within the noise (copying ~125 KB/s a stream costs far less than the objects
+ * around it); and a part stays plain data.
  */
 import type { Fmp4Fragment } from '../media/fmp4.ts';
 import type { OpenPlaylistSegment } from './playlist.ts';
