@@ -22,13 +22,11 @@ import type { EndReason } from '../contracts/publish.ts';
 import { DEFAULT_PART_SECONDS, Packager, type PackagerOptions } from '../hls/packager.ts';
 import {
   type AccessUnit,
-  type AudioConfig,
   isAudioConfig,
   isVideoConfig,
   type SourceStart,
   sameConfig,
   type TrackConfig,
-  type VideoConfig,
 } from '../media/access-unit.ts';
 import { CmafWriter } from '../media/cmaf-writer.ts';
 import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
@@ -466,7 +464,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
   #copyGopTooLong(au: AccessUnit): boolean {
     if (this.profile !== 'auto' || au.keyframe) return false;
     const gopStart = this.#gop[0];
-    if (!gopStart || gopStart.track !== 'video' || !gopStart.keyframe) return false;
+    if (gopStart?.track !== 'video' || !gopStart.keyframe) return false;
     const gopMs = au.dts - gopStart.dts;
     const limitMs = this.#options.segmentSeconds * AUTO_COPY_GOP_FACTOR * 1000;
     if (gopMs <= limitMs) return false;

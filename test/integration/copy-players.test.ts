@@ -103,7 +103,10 @@ describe('copy streams in players, no FFmpeg', () => {
     await pub.done;
     await rec.ended;
     assert.deepEqual(report.fatalErrors, []);
-    assert.ok(report.playedSeconds >= 13, `played ${report.playedSeconds} s`);
+    assert.ok(
+      report.playedSeconds >= 13,
+      `played ${report.playedSeconds} s; stalls ${JSON.stringify(report.stalls)}; ${JSON.stringify(report.nonFatalErrors)}`,
+    );
     const sizes = new Set<string>();
     for (const seg of rec.segments) {
       const init = initOf(rec, seg);

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import { buildOrigin } from '../../../src/hls/origin.ts';
-import { FlvTagType } from '../../../src/media/flv-tag.ts';
 import { ChildReaper } from '../../../src/pipeline/child-reaper.ts';
 import { buildControlApi } from '../../../src/relay/control-api.ts';
 import { ViewerTracker } from '../../../src/relay/viewers.ts';
