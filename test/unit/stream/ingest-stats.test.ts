@@ -112,7 +112,13 @@ test('for ABR: the SPS size of the sequence header and the frame rate onMetaData
   const sps = Buffer.from('6764001facd940881e7bf0110000030001000003003c0f183196', 'hex');
   const len = Buffer.alloc(2);
   len.writeUInt16BE(sps.length);
-  const header = Buffer.concat([Buffer.from([0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1]), len, sps]);
+  // An avcC with the SPS and no PPS (the count byte says 0).
+  const header = Buffer.concat([
+    Buffer.from([0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1]),
+    len,
+    sps,
+    Buffer.from([0]),
+  ]);
   const demux = new FlvDemuxer();
   const config = demux.push({
     type: FlvTagType.Video,
