@@ -106,6 +106,7 @@ export async function startDevSystem(
     relaySecret,
     publishTokenSecret,
     userTokenSecret: null,
+    announceDashboard: false, // dev prints the link that signs in (with the generated token)
     ...(options.dashboardRefreshMs ? { dashboardRefreshMs: options.dashboardRefreshMs } : {}),
   });
   const withCloud: RelayConfig = {

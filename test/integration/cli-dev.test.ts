@@ -1,13 +1,15 @@
 /**
  * `rtmp-relay dev` as a newcomer runs it (what `npm start` starts): the real command in its own process,
  * accepting the seed's publish command line (an email userId) on the port it prints, then stopping cleanly
- * on SIGTERM.
+ * on SIGTERM; the readable lines a person gets on a terminal, with one dashboard link that signs in and a
+ * shutdown that says what it closed.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
+import { readDevLink } from '../../src/cli/dev-link.ts';
 import { startTool } from '../helpers/process.ts';
 import { publisherArgv } from '../helpers/publishers.ts';
 
@@ -109,6 +111,70 @@ describe('rtmp-relay dev', () => {
       child.kill('SIGTERM');
       const [code] = await once(child, 'exit');
       assert.equal(code, 0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('LOG_FORMAT=pretty: readable lines, the URLs once each, one dashboard link that works, what it closed', async () => {
+    const child = spawn(process.execPath, ['bin/rtmp-relay.mjs', 'dev'], {
+      env: {
+        ...process.env,
+        RTMP_PORT: '0',
+        RTMP_HOST: '127.0.0.1',
+        HLS_PORT: '0',
+        API_PORT: '0',
+        METRICS_PORT: '0',
+        CLOUD_PORT: '0',
+        CLOUD_HOST: '127.0.0.1',
+        HLS_HOST: '127.0.0.1',
+        LOG_LEVEL: 'info',
+        LOG_FORMAT: 'pretty',
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      const lines: string[] = [];
+      const seen = (re: RegExp): Promise<string> =>
+        new Promise((resolve) => {
+          const hit = lines.find((l) => re.test(l));
+          if (hit) return resolve(hit);
+          const onLine = (l: string): void => {
+            if (!re.test(l)) return;
+            reader.off('line', onLine);
+            resolve(l);
+          };
+          reader.on('line', onLine);
+        });
+      const reader = createInterface({ input: child.stdout! });
+      reader.on('line', (l) => lines.push(l));
+      await seen(/INFO: cloud API: /);
+      for (const l of lines) assert.match(l, /^\[\d\d:\d\d:\d\d\.\d{3}\] (INFO|WARN): /, 'a readable line');
+      assert.equal(lines.filter((l) => /publish with: .*rtmp:\/\/localhost:\d+\/live\//.test(l)).length, 1);
+      assert.equal(
+        lines.filter((l) => /watch \(HLS and LL-HLS\): http:\/\/\S+\/index\.m3u8/.test(l)).length,
+        1,
+      );
+      const links = lines.filter((l) => /\/dashboard/.test(l));
+      assert.equal(links.length, 1, `one dashboard link, not: ${links.join('\n')}`);
+      const link = /http:\/\/\S+\/dashboard#token=(\S+)/.exec(links[0]!);
+      assert.ok(link, links[0]);
+      const url = new URL(link[0]);
+      const page = await fetch(url);
+      assert.equal(page.status, 200);
+      const api = await fetch(new URL('/api/dashboard', url), {
+        headers: { authorization: `Bearer ${decodeURIComponent(link[1]!)}` },
+      });
+      assert.equal(api.status, 200, 'the token in the link opens the dashboard API');
+      assert.equal(readDevLink(Number(url.port)), link[0], 'the demo finds the same link');
+
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      const stopped = await seen(/INFO: stopped: /);
+      assert.match(stopped, /RTMP :\d+ closed, 0 streams ended .*HLS :\d+.*cloud :\d+ closed/);
+      const [code] = await exited;
+      assert.equal(code, 0);
+      assert.equal(readDevLink(Number(url.port)), null, 'the link file goes with the process');
     } finally {
       child.kill('SIGKILL');
     }
