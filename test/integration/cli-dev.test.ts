@@ -13,6 +13,23 @@ import { readDevLink } from '../../src/cli/dev-link.ts';
 import { startTool } from '../helpers/process.ts';
 import { publisherArgv } from '../helpers/publishers.ts';
 
+/** The keys of a JSON object's top level, duplicates kept (JSON.parse keeps only the last of each). */
+function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      if (depth === 1 && text[j + 1] === ':') keys.push(text.slice(i + 1, j));
+      i = j;
+    } else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+  }
+  return keys;
+}
+
 /** Starts `rtmp-relay dev` on free loopback ports and follows its JSON log lines. */
 function startDevCommand(extraEnv: Record<string, string> = {}) {
   const child = spawn(process.execPath, ['bin/rtmp-relay.mjs', 'dev'], {
@@ -32,11 +49,13 @@ function startDevCommand(extraEnv: Record<string, string> = {}) {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines: Record<string, unknown>[] = [];
+  const raw: string[] = [];
   const waiters: {
     match: (l: Record<string, unknown>) => boolean;
     resolve: (l: Record<string, unknown>) => void;
   }[] = [];
   createInterface({ input: child.stdout! }).on('line', (text) => {
+    raw.push(text);
     const line = JSON.parse(text) as Record<string, unknown>;
     lines.push(line);
     for (const w of waiters.filter((x) => x.match(line))) {
@@ -48,12 +67,12 @@ function startDevCommand(extraEnv: Record<string, string> = {}) {
     const seen = lines.find(match);
     return seen ? Promise.resolve(seen) : new Promise((resolve) => waiters.push({ match, resolve }));
   };
-  return { child, lines, waitLine };
+  return { child, lines, raw, waitLine };
 }
 
 describe('rtmp-relay dev', () => {
   it('accepts a publish to live/test@user.com/stream123, serves its HLS, and exits 0 on SIGTERM', async () => {
-    const { child, lines, waitLine } = startDevCommand();
+    const { child, lines, raw, waitLine } = startDevCommand();
     try {
       const listening = await waitLine((l) => l.msg === 'RTMP listening');
       assert.ok(
@@ -76,6 +95,17 @@ describe('rtmp-relay dev', () => {
       const res = await fetch(url.replace('localhost', '127.0.0.1'));
       assert.equal(res.status, 200);
       assert.match(await res.text(), /#EXTINF/);
+      // A clean run warns only that auth is off; every key of a line appears once (JSON.parse keeps the last).
+      const warnings = lines.filter((l) => Number(l.level) >= 40).map((l) => String(l.msg));
+      assert.deepEqual(
+        warnings,
+        [lines.find((l) => /PUBLISH AUTH IS OFF/.test(String(l.msg)))!.msg],
+        raw.join('\n'),
+      );
+      for (const text of raw) {
+        const keys = topLevelKeys(text);
+        assert.equal(new Set(keys).size, keys.length, `a key appears twice: ${text}`);
+      }
       child.kill('SIGTERM');
       const [code] = await once(child, 'exit');
       assert.equal(code, 0);
