@@ -171,7 +171,8 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
   #onStderr(line: string): void {
     // Probing a live pipe always says this on a fresh stream: expected, not a warning. `stderr`, because the
     // logger's `ffmpeg` binding (the start count) would be duplicated in the JSON object.
-    if (EXPECTED_STDERR.test(line)) return void this.#log.debug({ stderr: line.slice(0, 500) }, 'ffmpeg says');
+    if (EXPECTED_STDERR.test(line))
+      return void this.#log.debug({ stderr: line.slice(0, 500) }, 'ffmpeg says');
     const now = Date.now();
     if (now - this.#logWindowStart > STDERR_WINDOW_MS) {
       if (this.#suppressed > 0)
