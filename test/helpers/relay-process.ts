@@ -14,6 +14,12 @@ import { LOOPBACK_CLOUD_ENV, LOOPBACK_RELAY_ENV } from './ports.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
+/** Process groups of the nodes running now: killed when this test process exits, however it ends. */
+const runningGroups = new Set<number>();
+process.once('exit', () => {
+  for (const pgid of runningGroups) killGroup(pgid, 'SIGKILL');
+});
+
 export type LogLine = Record<string, unknown>;
 
 export interface NodeProcess {
@@ -38,6 +44,8 @@ export function spawnNode(command: 'relay' | 'cloud', id: string, env: Record<st
     detached: true, // its own process group: SIGKILLed (or SIGSTOPped) as a group
   });
   if (child.pid === undefined) throw new Error(`${command} ${id} did not start`);
+  const pgid = child.pid;
+  runningGroups.add(pgid);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr = (stderr + d).slice(-4000);
@@ -62,6 +70,7 @@ export function spawnNode(command: 'relay' | 'cloud', id: string, env: Record<st
   let exitedCode = '';
   const exited = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {
+      runningGroups.delete(pgid);
       exitedCode = String(code ?? signal);
       resolve();
     }),
