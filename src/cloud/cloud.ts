@@ -43,6 +43,8 @@ export interface StartCloudOptions {
   userTokenSecret: string | null;
   /** How often the dashboard's event stream pushes a snapshot (default: the heartbeat period, at most 2 s). */
   dashboardRefreshMs?: number;
+  /** How long a stream may publish without an HLS segment before the dashboard shows it failing. */
+  dashboardOutputGraceMs?: number;
   /** False when the caller prints the dashboard link itself (dev prints the one that signs in). */
   announceDashboard?: boolean;
 }
@@ -115,6 +117,7 @@ export async function startCloud(
     },
     token: config.api.token,
     refreshMs: options.dashboardRefreshMs ?? Math.min(c.heartbeatMs, 2000),
+    ...(options.dashboardOutputGraceMs ? { outputGraceMs: options.dashboardOutputGraceMs } : {}),
     lateAfterMs: c.heartbeatMs * 2.5,
     log,
   });
