@@ -39,7 +39,8 @@ export interface NodeProcess {
 export function spawnNode(command: 'relay' | 'cloud', id: string, env: Record<string, string>): NodeProcess {
   const child = spawn(process.execPath, ['bin/rtmp-relay.mjs', command], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    // JSON lines whatever the caller's LOG_FORMAT: they are parsed here.
+    env: { ...process.env, LOG_LEVEL: 'info', LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own process group: SIGKILLed (or SIGSTOPped) as a group
   });

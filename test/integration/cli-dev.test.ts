@@ -44,6 +44,7 @@ function startDevCommand(extraEnv: Record<string, string> = {}) {
       CLOUD_HOST: '127.0.0.1',
       HLS_HOST: '127.0.0.1',
       LOG_LEVEL: 'info',
+      LOG_FORMAT: 'json',
       ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
