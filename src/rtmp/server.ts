@@ -202,13 +202,16 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
     };
     if (this.#closed) return refuse(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS, 'server closing');
     if (this.#connections.size >= this.#maxConnections) {
-      return refuse(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS, `${this.#maxConnections} connections open`);
+      return refuse(
+        ErrorCodes.RTMP_TOO_MANY_CONNECTIONS,
+        `${this.#connections.size} connections open: at most RTMP_MAX_CONNECTIONS (${this.#maxConnections})`,
+      );
     }
     const fromIp = this.#perIp.get(ip) ?? 0;
     if (fromIp >= this.#maxPerIp) {
       return refuse(
         ErrorCodes.RTMP_TOO_MANY_CONNECTIONS_PER_IP,
-        `${fromIp} connections open from this address`,
+        `${fromIp} connections open from this address: at most RTMP_MAX_CONNECTIONS_PER_IP (${this.#maxPerIp})`,
       );
     }
     socket.setKeepAlive?.(true, 10_000);

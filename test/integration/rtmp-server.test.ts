@@ -267,6 +267,17 @@ describe('RTMP server over TCP', () => {
     const refused = await client(perIp, { handshake: false });
     await refused.closed;
     assert.equal(perIp.server.stats.errors.get(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS_PER_IP), 1);
+    assert.ok(
+      perIp.logs
+        .lines()
+        .some(
+          (l) =>
+            l.msg ===
+              'connection refused: 2 connections open from this address: at most RTMP_MAX_CONNECTIONS_PER_IP (2)' &&
+            l.code === ErrorCodes.RTMP_TOO_MANY_CONNECTIONS_PER_IP,
+        ),
+      'the refusal names the limit it hit',
+    );
     const aGone = onceEvent([...perIp.server.connections][0]!, '@close');
     a.close();
     await aGone;
@@ -279,6 +290,12 @@ describe('RTMP server over TCP', () => {
     const over = await client(overall, { handshake: false });
     await over.closed;
     assert.equal(overall.server.stats.errors.get(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS), 1);
+    assert.ok(
+      overall.logs
+        .lines()
+        .some((l) => l.msg === 'connection refused: 1 connections open: at most RTMP_MAX_CONNECTIONS (1)'),
+      'the refusal names the limit it hit',
+    );
   });
 
   it('answers ping with pong and acknowledges the window it was given', async () => {
