@@ -15,18 +15,41 @@ export async function startCommand(
   const config = loadConfig(process.env);
   const log = createLogger({ level: config.logLevel });
   if (command === 'relay') {
-    return startRelayNode(config, log, {
+    const node = await startRelayNode(config, log, {
       relaySecret: requireSecret(config.cloud.relaySecret, 'RELAY_SHARED_SECRET'),
       publishTokenSecret: config.publishTokenSecret ?? null,
     });
+    const { relay } = node;
+    const closed = (how: string): void =>
+      log.info(
+        `stopped (${how}): RTMP :${relay.rtmpPort}, HLS :${relay.hlsPort}, control API :${relay.apiPort}` +
+          ` and metrics :${relay.metricsPort} closed; deregistered from ${config.cloud.apiUrl}`,
+      );
+    return {
+      drain: async () => {
+        await node.drain();
+        closed('drained');
+      },
+      close: async () => {
+        const live = relay.streams.streams.length;
+        await node.close();
+        closed(`${live} stream${live === 1 ? '' : 's'} ended`);
+      },
+    };
   }
   if (command === 'cloud') {
     const secret = requireSecret(config.publishTokenSecret, 'PUBLISH_TOKEN_SECRET');
-    return startCloud(config, log, {
+    const cloud = await startCloud(config, log, {
       relaySecret: requireSecret(config.cloud.relaySecret, 'RELAY_SHARED_SECRET'),
       publishTokenSecret: config.publishAuth === 'off' ? null : secret,
       userTokenSecret: secret,
     });
+    return {
+      close: async () => {
+        await cloud.close();
+        log.info(`stopped: cloud :${cloud.port} closed (glasses and app sockets, store)`);
+      },
+    };
   }
   const { values } = parseArgs({
     args,

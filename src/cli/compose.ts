@@ -93,7 +93,7 @@ export interface DevSystem {
 export async function startDevSystem(
   configured: RelayConfig,
   log: Logger,
-  options: { dashboardRefreshMs?: number } = {},
+  options: { dashboardRefreshMs?: number; dashboardOutputGraceMs?: number } = {},
 ): Promise<DevSystem> {
   const controlApiToken = configured.api.token ?? randomBytes(24).toString('base64url');
   const config: RelayConfig = { ...configured, api: { ...configured.api, token: controlApiToken } };
@@ -106,7 +106,9 @@ export async function startDevSystem(
     relaySecret,
     publishTokenSecret,
     userTokenSecret: null,
+    announceDashboard: false, // dev prints the link that signs in (with the generated token)
     ...(options.dashboardRefreshMs ? { dashboardRefreshMs: options.dashboardRefreshMs } : {}),
+    ...(options.dashboardOutputGraceMs ? { dashboardOutputGraceMs: options.dashboardOutputGraceMs } : {}),
   });
   const withCloud: RelayConfig = {
     ...config,

@@ -17,27 +17,26 @@ commands:
 
 configuration comes from the environment; see README.md "Configuration".`;
 
+function nextStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const command = argv[0] ?? 'help';
   switch (command) {
     case 'dev': {
       const handle = await startDev();
-      await new Promise<void>((resolve) => {
-        const stop = (): void => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-      await handle.close();
+      await handle.close(await nextStopSignal());
       return 0;
     }
     case 'relay':
     case 'cloud':
     case 'glasses-sim': {
       const handle = await startCommand(command, argv.slice(1));
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGINT', () => resolve('SIGINT'));
-        process.once('SIGTERM', () => resolve('SIGTERM'));
-      });
+      const signal = await nextStopSignal();
       // SIGTERM (Kubernetes, Porter) drains a relay gracefully; SIGINT stops at once.
       if (signal === 'SIGTERM' && handle.drain) await handle.drain();
       else await handle.close();

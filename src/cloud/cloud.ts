@@ -43,6 +43,10 @@ export interface StartCloudOptions {
   userTokenSecret: string | null;
   /** How often the dashboard's event stream pushes a snapshot (default: the heartbeat period, at most 2 s). */
   dashboardRefreshMs?: number;
+  /** How long a stream may publish without an HLS segment before the dashboard shows it failing. */
+  dashboardOutputGraceMs?: number;
+  /** False when the caller prints the dashboard link itself (dev prints the one that signs in). */
+  announceDashboard?: boolean;
 }
 
 export async function startCloud(
@@ -113,6 +117,7 @@ export async function startCloud(
     },
     token: config.api.token,
     refreshMs: options.dashboardRefreshMs ?? Math.min(c.heartbeatMs, 2000),
+    ...(options.dashboardOutputGraceMs ? { outputGraceMs: options.dashboardOutputGraceMs } : {}),
     lateAfterMs: c.heartbeatMs * 2.5,
     log,
   });
@@ -153,7 +158,8 @@ export async function startCloud(
   log.info({ port, store: c.redisUrl ? 'redis' : 'memory' }, 'cloud listening');
   const url = `http://${c.host === '0.0.0.0' ? 'localhost' : c.host}:${port}`;
   const dashboardUrl = `${url}${DASHBOARD_PATH}`;
-  if (config.api.token) log.info({ url: dashboardUrl }, 'dashboard (its API takes CONTROL_API_TOKEN)');
+  if (options.announceDashboard === false) log.debug({ url: dashboardUrl }, 'dashboard');
+  else if (config.api.token) log.info({ url: dashboardUrl }, 'dashboard (its API takes CONTROL_API_TOKEN)');
   else log.warn({ url: dashboardUrl }, 'dashboard API off: set CONTROL_API_TOKEN to use it');
   return { port, url, app, store, streams, glasses, fleet, dashboardUrl, close };
 }

@@ -189,13 +189,16 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
     };
     if (this.#closed) return refuse(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS, 'server closing');
     if (this.#connections.size >= this.#maxConnections) {
-      return refuse(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS, `${this.#maxConnections} connections open`);
+      return refuse(
+        ErrorCodes.RTMP_TOO_MANY_CONNECTIONS,
+        `${this.#connections.size} connections open: at most RTMP_MAX_CONNECTIONS (${this.#maxConnections})`,
+      );
     }
     const fromIp = this.#perIp.get(ip) ?? 0;
     if (fromIp >= this.#maxPerIp) {
       return refuse(
         ErrorCodes.RTMP_TOO_MANY_CONNECTIONS_PER_IP,
-        `${fromIp} connections open from this address`,
+        `${fromIp} connections open from this address: at most RTMP_MAX_CONNECTIONS_PER_IP (${this.#maxPerIp})`,
       );
     }
     socket.setKeepAlive?.(true, 10_000);
@@ -239,26 +242,27 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
         Promise.resolve().then(() => this.#authorize(request)),
         new Promise<AuthDecision>((resolve) => {
           timer = setTimeout(
-            () => resolve({ allow: false, reason: 'authorization timed out' }),
+            () =>
+              resolve({
+                allow: false,
+                reason: `authorization timed out: the check must answer within ${this.#authTimeoutMs / 1000} s`,
+              }),
             this.#authTimeoutMs,
           );
         }),
       ]);
       if (decision.allow) return { allow: true };
+      // The key names what was refused (it passed the naming contract, so it is safe to echo and log).
+      const reason = `${target.key}: ${decision.reason}`;
       if (decision.badName) {
-        return {
-          allow: false,
-          status: 'NetStream.Publish.BadName',
-          code: ErrorCodes.RTMP_BAD_NAME,
-          reason: decision.reason,
-        };
+        return { allow: false, status: 'NetStream.Publish.BadName', code: ErrorCodes.RTMP_BAD_NAME, reason };
       }
       this.stats.authRefusals++;
       return {
         allow: false,
         status: 'NetStream.Publish.Unauthorized',
         code: ErrorCodes.RTMP_UNAUTHORIZED,
-        reason: decision.reason,
+        reason,
       };
     } catch (err) {
       this.stats.authRefusals++;
@@ -267,7 +271,7 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
         allow: false,
         status: 'NetStream.Publish.Unauthorized',
         code: ErrorCodes.RTMP_AUTH_FAILED,
-        reason: 'authorization failed',
+        reason: `${target.key}: the authorization check failed (see the relay's log)`,
       };
     } finally {
       clearTimeout(timer);
