@@ -32,6 +32,12 @@ const BENCHES: Bench[] = [
     goal: 'auto on glasses input ≤ 1/20 of the seed CPU; transcode ≤ the seed; first segment ≤ 2.5 s',
   },
   {
+    name: 'origin',
+    file: 'origin.ts',
+    title: 'Origin throughput against nginx',
+    goal: 'segments and parts served per second ≥ 0.5× nginx serving the same bytes from tmpfs',
+  },
+  {
     name: 'abr',
     file: 'abr.ts',
     title: 'ABR ladder vs separate transcodes',
