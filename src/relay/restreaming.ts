@@ -47,6 +47,7 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
         if (tag) manager.tag(tag);
       };
       const onMedia = (au: AccessUnit): void => {
+        if (manager.size === 0) return; // nothing to push: no FLV to make (most streams have no destination)
         const config = stream.configuration;
         const tag = flvTagOf(au, au.track === 'video' ? (config?.video ?? null) : (config?.audio ?? null));
         if (tag) manager.tag(tag);
