@@ -45,6 +45,14 @@ delete env.NODE_TEST_CONTEXT;
 
 /** The current step's process group leader, while one runs. */
 let current = null;
+/**
+ * The process group of the step that ran last: whatever is still in it when the step is over is left over.
+ * Swept right after its leader exits and then forgotten: pids wrap around (32768 here), so an old group's
+ * id may later belong to someone else's processes.
+ */
+const stepGroups = new Set();
+/** Every process swept so far. */
+const left = [];
 /** What stopped the run early: a signal name or "timeout". */
 let interrupted = null;
 
@@ -59,13 +67,18 @@ function step(args) {
       detached: true,
     });
     current = child;
+    if (child.pid) stepGroups.add(child.pid);
     child.once('error', (err) => {
       console.error(`test: ${err.message}`);
       resolve(1);
     });
     child.once('exit', (code, signal) => {
       current = null;
-      resolve(code ?? (signal ? 1 : 0));
+      void sweep().then((swept) => {
+        left.push(...swept);
+        stepGroups.clear();
+        resolve(code ?? (signal ? 1 : 0));
+      });
     });
   });
 }
@@ -89,7 +102,11 @@ function stop(why) {
   setTimeout(() => killGroup(child.pid, 'SIGKILL'), 5000).unref();
 }
 
-/** Processes of this run still alive (any group or session), found by the run id in their environment. */
+/**
+ * Processes of this run still alive: in a step's process group, or (any group or session) with the run id
+ * in their environment. Both, because a process may rewrite the memory /proc shows as its environment
+ * (redis-server's process title does).
+ */
 function leftovers() {
   const marker = `\0RTMP_RELAY_TEST_RUN=${runId}\0`;
   const found = [];
@@ -97,12 +114,13 @@ function leftovers() {
     const pid = Number(name);
     if (!Number.isInteger(pid) || pid === process.pid) continue;
     try {
-      const environ = `\0${readFileSync(`/proc/${pid}/environ`, 'latin1')}`;
-      if (!environ.includes(marker)) continue;
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       if (state === 'Z') continue; // exited; its parent has not reaped it yet
-      found.push({ pid, comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
+      const ours =
+        stepGroups.has(Number(pgrp)) ||
+        `\0${readFileSync(`/proc/${pid}/environ`, 'latin1')}`.includes(marker);
+      if (ours) found.push({ pid, comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) });
     } catch {
       // gone meanwhile, or not ours to read: not of this run
     }
@@ -110,7 +128,8 @@ function leftovers() {
   return found;
 }
 
-function sweep() {
+/** Kills what is left of the run, and waits (5 s at most) until the kernel has taken them all down. */
+async function sweep() {
   const left = leftovers();
   for (const { pid } of left) {
     try {
@@ -118,6 +137,10 @@ function sweep() {
     } catch {
       // gone meanwhile
     }
+  }
+  const deadline = Date.now() + 5000;
+  while (left.length > 0 && leftovers().length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return left;
 }
@@ -145,7 +168,7 @@ if (status === 0 && !interrupted) {
   ]);
 }
 
-const left = sweep();
+left.push(...(await sweep()));
 let failures = [];
 try {
   failures = readFileSync(failuresFile, 'utf8').split('\n').filter(Boolean);
