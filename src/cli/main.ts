@@ -12,7 +12,8 @@ commands:
   relay        one relay node; registers with CLOUD_API_URL (needs RELAY_SHARED_SECRET, PUBLISH_TOKEN_SECRET)
   cloud        the control plane on :8080 (needs RELAY_SHARED_SECRET, PUBLISH_TOKEN_SECRET; REDIS_URL optional)
                with the operator dashboard at /dashboard (its API needs CONTROL_API_TOKEN)
-  glasses-sim  simulated glasses: --user USER_ID [--cloud ws://localhost:8080]
+  glasses-sim  simulated glasses: --user USER_ID [--cloud ws://localhost:8080] [--token-file FILE]
+               (or the token in GLASSES_TOKEN; never on the command line)
   help         show this text
 
 configuration comes from the environment; see README.md "Configuration".`;

@@ -5,7 +5,12 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { ErrorCodes, isRelayError } from '../shared/errors.ts';
-import { type RelayEvents, type RelayRoutesStore, relayRoutes } from './relay-routes.ts';
+import {
+  type RelayEvents,
+  type RelayRoutesStore,
+  relayRoutes,
+  type StreamEventGuard,
+} from './relay-routes.ts';
 
 export interface CloudAppOptions {
   store: RelayRoutesStore;
@@ -13,6 +18,8 @@ export interface CloudAppOptions {
   /** RELAY_SHARED_SECRET_PREVIOUS, during a rotation. */
   relaySecretPrevious?: string | undefined;
   events?: RelayEvents;
+  /** Who may report stream events (relay-guard.ts); absent allows every authenticated relay. */
+  guard?: StreamEventGuard;
   now?: () => number;
 }
 
@@ -34,6 +41,7 @@ export function buildCloudApp(options: CloudAppOptions): FastifyInstance {
     secret: options.relaySecret,
     previousSecret: options.relaySecretPrevious,
     ...(options.events ? { events: options.events } : {}),
+    ...(options.guard ? { guard: options.guard } : {}),
     ...(options.now ? { now: options.now } : {}),
   });
   return app;

@@ -17,6 +17,7 @@ import { FleetView } from './fleet-view.ts';
 import { GLASSES_WS_PATH, GlassesGateway } from './glasses-gateway.ts';
 import { managedRoutes } from './managed-routes.ts';
 import { ManagedStreams } from './managed-streams.ts';
+import { createRelayGuard } from './relay-guard.ts';
 import type { CloudStore } from './store.ts';
 import { MemoryCloudStore } from './store-memory.ts';
 import { RedisCloudStore } from './store-redis.ts';
@@ -83,7 +84,20 @@ export async function startCloud(
   });
   glassesRef.gateway = glasses;
   const fleet = new FleetView({ expiryMs: c.relayExpiryMs });
+  const guard = createRelayGuard({
+    managedRelayOf: async (userId, streamId) => {
+      const m = streams.get(streamId);
+      return m && m.userId === userId ? m.state.relayId : undefined;
+    },
+    assignedRelayOf: (key) => store.relayOf(key),
+    hlsBaseOf: async (relayId) =>
+      streams.staticRelay(relayId)?.hlsUrl ??
+      (await store.liveRelays(Date.now())).find((r) => r.relayId === relayId)?.hlsUrl ??
+      null,
+    publicBase: c.hlsPublicBaseUrl,
+  });
   const app = buildCloudApp({
+    guard,
     store,
     relaySecret: options.relaySecret,
     relaySecretPrevious: c.relaySecretPrevious,
@@ -123,6 +137,7 @@ export async function startCloud(
   });
   void app.register(managedRoutes, {
     streams,
+    sseKeepAliveMs: c.sseKeepAliveMs,
     authenticate: async (request, claimed) =>
       options.userTokenSecret ? (await userOf(request.headers, request.url)) === claimed : true,
   });

@@ -282,16 +282,16 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     else stream.destinations.set(packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS));
   }
 
-  /** hls-ready from a relay. */
-  async hlsReady(
-    userId: string,
-    streamId: string,
-    relayId: string | undefined,
-    hlsUrl: string,
-  ): Promise<void> {
+  /** hls-ready from a relay (the relay routes' guard checked who sent it and the URL). */
+  async hlsReady(userId: string, streamId: string, relayId: string, hlsUrl: string): Promise<void> {
     const stream = this.#byId.get(streamId);
     if (!stream || stream.userId !== userId) return;
-    await this.#event(stream, { type: 'hls_ready', relayId: relayId ?? stream.state.relayId ?? '', hlsUrl });
+    await this.#event(stream, { type: 'hls_ready', relayId, hlsUrl });
+  }
+
+  /** A relay of the seed's static list, by its relay id. */
+  staticRelay(relayId: string): { rtmpUrl: string; hlsUrl: string } | undefined {
+    return this.#static.find((r) => r.relayId === relayId);
   }
 
   /** stream-ended from a relay (the publisher's reconnect window closed, or it was kicked). */

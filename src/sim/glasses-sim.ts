@@ -334,7 +334,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     const first = this.#options.firstRetryMs ?? 1000;
     const pause = first * (this.#options.retryFactor ?? 1.5) ** (p.attempt - 1) * (0.8 + Math.random() * 0.4);
     this.#log.warn(
-      { code, reason, attempt: p.attempt, ffmpeg: errors.trim().split('\n').at(-1) },
+      { code, reason, attempt: p.attempt, ffmpeg: redactTokens(errors.trim().split('\n').at(-1) ?? '') },
       'publish failed, retrying',
     );
     this.#send({
@@ -366,6 +366,11 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       this.#stopPublishing('stopped');
     }, this.#options.keepAliveTimeoutMs ?? 60_000);
   }
+}
+
+/** FFmpeg's messages may quote the publish URL: its token (and any JWT-shaped text) never reaches a log. */
+export function redactTokens(text: string): string {
+  return redactUrl(text).replace(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '[redacted]');
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {
