@@ -114,6 +114,7 @@ export async function startCloud(
       },
       destinations: (userId, streamId) => streams.destinationsOf(userId, streamId),
       restreamStatus: (e) => streams.restreamStatus(e.userId, e.streamId, e.outputs),
+      streamsToEnd: (hb) => streams.streamsToEnd(hb),
       streamEnded: (e) => void streams.relayStreamEnded(e.userId, e.streamId, e.relayId),
     },
   });

@@ -15,9 +15,12 @@
  * placement or a start it prevented is tried again at the next liveness check.
  */
 import { randomBytes } from 'node:crypto';
+import { storeKey } from '../contracts/keys.ts';
 import type { CloudToGlasses, GlassesToCloud, ManagedStreamStatus } from '../contracts/mentra.ts';
+import type { HeartbeatRequest, StreamToEnd } from '../contracts/relay-api.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
+import { createHlsProbe, type HlsProbe } from './hls-probe.ts';
 import { KeepAliveTracker } from './keepalive.ts';
 import { begin, type Effect, type LifecycleEvent, type LifecycleState, transition } from './lifecycle.ts';
 import { type CloudStore, DEFAULT_RELAY_EXPIRY_MS } from './store.ts';
@@ -53,6 +56,8 @@ export interface ManagedStreamsOptions {
   now?: () => number;
   /** A clock that only moves forward, in ms (default performance.now): silences and pauses. */
   monotonic?: () => number;
+  /** Whether a playlist URL answers (default: GET it until it lists media); `active` waits for it. */
+  probeHls?: HlsProbe;
 }
 
 export interface ManagedStream {
@@ -69,6 +74,8 @@ export interface ManagedStream {
   destinations: Map<string, RestreamTarget[]>;
   /** The relay's last report of those destinations (URLs redacted), sent to apps as `outputs`. */
   outputs: RestreamOutputStatus[];
+  /** The playlist check in flight: which URL, and how to stop it. */
+  probe: { url: string; abort: AbortController } | null;
 }
 
 export interface RestreamTarget {
@@ -99,6 +106,9 @@ export class ManagedStreamError extends Error {
 const STREAM_ID_BYTES = 6; // 8 base64url characters, 48 random bits
 /** Relays this instance remembers hearing from (the oldest is forgotten first). */
 const MAX_HEARD_RELAYS = 10_000;
+/** Ended streams remembered, so their relay hears to end them (longer than a relay's reconnect window). */
+const ENDED_TTL_MS = 10 * 60_000;
+const MAX_ENDED = 10_000;
 
 export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   readonly #o: ManagedStreamsOptions;
@@ -117,6 +127,9 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   /** No relay is declared lost before this (monotonic ms): the instance was not running for a while. */
   #graceUntil = 0;
   #checking = false;
+  readonly #probeHls: HlsProbe;
+  /** storeKey → the relay an ended managed stream was last on, and until when to remember it (ms). */
+  readonly #ended = new Map<string, { relayId: string; until: number }>();
 
   constructor(options: ManagedStreamsOptions) {
     super();
@@ -126,6 +139,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     this.#monotonic = options.monotonic ?? (() => performance.now());
     this.#expiryMs = options.relayExpiryMs ?? DEFAULT_RELAY_EXPIRY_MS;
     this.#lastTick = this.#monotonic();
+    this.#probeHls = options.probeHls ?? createHlsProbe();
     this.#relayTimer = setInterval(() => void this.checkRelays(), options.relayCheckMs);
     this.#static = (options.staticRelays ?? []).map((r) => ({
       ...r,
@@ -213,6 +227,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       retry: null,
       destinations: new Map(),
       outputs: [],
+      probe: null,
     };
     this.#setDestinations(stream, packageName, destinations);
     this.#byUser.set(userId, stream);
@@ -282,11 +297,59 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     else stream.destinations.set(packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS));
   }
 
-  /** hls-ready from a relay (the relay routes' guard checked who sent it and the URL). */
+  /**
+   * hls-ready from a relay (the relay routes' guard checked who sent it and the URL). Apps hear `active`
+   * once the URL answers; resolves when the check is over.
+   */
   async hlsReady(userId: string, streamId: string, relayId: string, hlsUrl: string): Promise<void> {
     const stream = this.#byId.get(streamId);
-    if (!stream || stream.userId !== userId) return;
-    await this.#event(stream, { type: 'hls_ready', relayId, hlsUrl });
+    if (!stream || stream.userId !== userId || stream.state.relayId !== relayId) return;
+    await this.#verify(stream, relayId, hlsUrl);
+  }
+
+  /**
+   * Streams a relay reported (heartbeat) that it should end now: their managed stream ended, or moved to
+   * another relay. A stream the cloud never managed is the relay's own business and stays.
+   */
+  streamsToEnd(hb: Pick<HeartbeatRequest, 'relayId' | 'streams'>): StreamToEnd[] {
+    const now = this.#now();
+    const out: StreamToEnd[] = [];
+    for (const s of hb.streams) {
+      if (s.state === 'ended') continue;
+      const live = this.#byId.get(s.streamId);
+      if (live && live.userId === s.userId) {
+        if (live.state.relayId !== null && live.state.relayId !== hb.relayId)
+          out.push({ userId: s.userId, streamId: s.streamId });
+        continue;
+      }
+      const ended = this.#ended.get(storeKey(s.userId, s.streamId));
+      if (ended && ended.until > now && ended.relayId === hb.relayId)
+        out.push({ userId: s.userId, streamId: s.streamId });
+    }
+    return out;
+  }
+
+  /** Checks the URL answers, then feeds `hls_ready` (if the stream is still on that relay). */
+  async #verify(stream: ManagedStream, relayId: string, hlsUrl: string): Promise<void> {
+    if (stream.probe?.url === hlsUrl) return;
+    stream.probe?.abort.abort();
+    const abort = new AbortController();
+    const probe = { url: hlsUrl, abort };
+    stream.probe = probe;
+    let answers = false;
+    try {
+      answers = await this.#probeHls(hlsUrl, abort.signal);
+    } catch (err) {
+      this.#log.warn({ streamId: stream.streamId, err: (err as Error).message }, 'playlist check failed');
+    }
+    if (stream.probe !== probe) return; // replaced by a newer check, or the stream ended
+    stream.probe = null;
+    if (!answers) {
+      this.#log.warn({ streamId: stream.streamId, relayId }, 'announced playlist never answered');
+      return;
+    }
+    if (this.#byId.get(stream.streamId) === stream && stream.state.relayId === relayId)
+      await this.#event(stream, { type: 'hls_ready', relayId, hlsUrl });
   }
 
   /** A relay of the seed's static list, by its relay id. */
@@ -316,7 +379,10 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       this.#log.debug({ streamId: stream.streamId, ...result.refusal }, 'lifecycle event refused');
       return;
     }
+    const before = stream.state.relayId;
     stream.state = result.state;
+    if (before !== null && (stream.state.phase === 'stopped' || stream.state.phase === 'error'))
+      this.#rememberEnded(stream, before);
     // An ended stream leaves the maps first: its effects (tell the apps, stop the glasses, free the relay)
     // still run, but nothing can find or join it meanwhile.
     if (stream.state.phase === 'stopped' || stream.state.phase === 'error') this.#forget(stream);
@@ -374,6 +440,10 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
         else await this.#o.store.release(`${stream.userId}/${stream.streamId}`);
         break;
       }
+      case 'verify_hls':
+        // Not awaited: the check may take seconds, and the caller (a glasses message) must not wait.
+        void this.#verify(stream, effect.relayId, effect.hlsUrl);
+        break;
       case 'place_relay': {
         const placement = await this.#place(`${stream.userId}/${stream.streamId}`);
         await this.#event(
@@ -514,8 +584,21 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     }
   }
 
+  #rememberEnded(stream: ManagedStream, relayId: string): void {
+    const key = storeKey(stream.userId, stream.streamId);
+    this.#ended.delete(key);
+    this.#ended.set(key, { relayId, until: this.#now() + ENDED_TTL_MS });
+    const now = this.#now();
+    for (const [k, v] of this.#ended) {
+      if (this.#ended.size <= MAX_ENDED && v.until > now) break;
+      this.#ended.delete(k); // oldest first: expired, or past the cap
+    }
+  }
+
   #forget(stream: ManagedStream): void {
     clearInterval(stream.timer);
+    stream.probe?.abort.abort();
+    stream.probe = null;
     if (this.#byId.get(stream.streamId) === stream) this.#byId.delete(stream.streamId);
     if (this.#byUser.get(stream.userId) === stream) this.#byUser.delete(stream.userId);
   }

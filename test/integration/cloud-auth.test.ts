@@ -33,7 +33,12 @@ describe('cloud identity', () => {
   let ws: string;
 
   before(async () => {
-    const config = loadConfig({ CLOUD_HOST: '127.0.0.1', CLOUD_PORT: '0', HEARTBEAT_SECONDS: '1' });
+    const config = loadConfig({
+      CLOUD_HOST: '127.0.0.1',
+      CLOUD_PORT: '0',
+      HEARTBEAT_SECONDS: '1',
+      SSE_KEEPALIVE_SECONDS: '0.2',
+    });
     cloud = await startCloud(config, silentLogger(), {
       relaySecret: RELAY_SECRET,
       publishTokenSecret: SECRET,
@@ -134,7 +139,16 @@ describe('cloud identity', () => {
     assert.equal(((await status.json()) as { streamId: string }).streamId, streamId);
     const events = await fetch(`${base}/api/managed-streams/${streamId}/events?token=${token}`);
     assert.equal(events.status, 200);
-    await events.body?.cancel();
+    // The current status first, then comment keep-alives while nothing happens (proxies cut silence).
+    const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    while (!text.includes(': keep-alive')) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, 'the event stream stayed open');
+      text += value;
+    }
+    assert.match(text, /^data: \{"type":"managed_stream_status","status":"initializing"/);
+    await reader.cancel();
   });
 
   it('refuses hls-ready and stream-ended from a relay that does not hold the stream, before changing anything', async () => {

@@ -7,7 +7,12 @@ import type { CloudToGlasses, ManagedStreamStatus } from '../../../src/contracts
 import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
 
-function setup(options: { staticRelays?: { rtmpUrl: string; hlsUrl: string }[] } = {}) {
+function setup(
+  options: {
+    staticRelays?: { rtmpUrl: string; hlsUrl: string }[];
+    probeHls?: (url: string, signal: AbortSignal) => Promise<boolean>;
+  } = {},
+) {
   const store = new MemoryCloudStore();
   const sent: { userId: string; message: CloudToGlasses }[] = [];
   const streams = new ManagedStreams({
@@ -24,6 +29,7 @@ function setup(options: { staticRelays?: { rtmpUrl: string; hlsUrl: string }[] }
     ackTimeoutMs: 10_000,
     maxMissedAcks: 3,
     relayCheckMs: 60_000,
+    probeHls: async () => true,
     ...options,
   });
   return { store, sent, streams };
@@ -162,6 +168,7 @@ function livenessSetup() {
     relayExpiryMs: EXPIRY,
     now: () => clock.now,
     monotonic: () => clock.now,
+    probeHls: async () => true,
   });
   const statuses: ManagedStreamStatus[] = [];
   streams.on('status', (_who, status) => statuses.push(status));
@@ -286,5 +293,83 @@ describe('managed streams: relay liveness and store faults', () => {
     assert.equal(streams.get(second.streamId!)?.state.relayId, 'r3');
     assert.ok(!statuses.some((s) => s.status === 'error'), 'nobody was told of an error');
     await streams.close();
+  });
+});
+
+describe('managed streams: honest statuses and ends on the relay', () => {
+  const r1 = { relayId: 'r1', rtmpUrl: 'rtmp://relay1:1935', hlsUrl: 'http://relay1:8888', maxStreams: 5 };
+
+  it('says active only once the announced playlist answers, and never for one that does not', async () => {
+    let answer: (ok: boolean) => void = () => {};
+    const { streams, store } = setup({
+      probeHls: () => new Promise<boolean>((resolve) => (answer = resolve)),
+    });
+    await store.upsertRelay(r1, Date.now());
+    try {
+      const heard: string[] = [];
+      streams.on('status', (_who, status) => heard.push(status.status));
+      const { streamId } = await streams.request('a@b.com', 'com.app');
+      const id = streamId!;
+      const url = `http://relay1:8888/hls/a-b.com/${id}/index.m3u8`;
+      const ready = streams.hlsReady('a@b.com', id, 'r1', url);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(heard, ['initializing'], 'nothing before the playlist answers');
+      answer(false);
+      await ready;
+      assert.deepEqual(heard, ['initializing'], 'a playlist that never answered is never announced');
+      const again = streams.hlsReady('a@b.com', id, 'r1', url);
+      answer(true);
+      await again;
+      assert.deepEqual(heard, ['initializing', 'active']);
+      // Glasses reconnect to the same relay: the old URL is checked again before active.
+      await streams.glassesMessage('a@b.com', {
+        type: 'rtmp_stream_status',
+        streamId: id,
+        status: 'reconnecting',
+      });
+      await streams.glassesMessage('a@b.com', {
+        type: 'rtmp_stream_status',
+        streamId: id,
+        status: 'reconnected',
+      });
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(heard, ['initializing', 'active', 'reconnecting']);
+      answer(true);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(heard, ['initializing', 'active', 'reconnecting', 'active']);
+      // hls-ready from a relay that does not hold the stream is not even checked.
+      await streams.hlsReady('a@b.com', id, 'r2', url);
+    } finally {
+      await streams.close();
+    }
+  });
+
+  it('tells the relay in its heartbeat answer to end a stopped stream, and only on that relay', async () => {
+    const { streams, store } = setup();
+    await store.upsertRelay(r1, Date.now());
+    try {
+      const { streamId } = await streams.request('a@b.com', 'com.app');
+      const mine = { userId: 'a@b.com', streamId: streamId!, state: 'reconnecting' as const };
+      const direct = { userId: 'd@b.com', streamId: 'direct', state: 'publishing' as const };
+      assert.deepEqual(streams.streamsToEnd({ relayId: 'r1', streams: [mine, direct] }), [], 'live: kept');
+      assert.deepEqual(
+        streams.streamsToEnd({ relayId: 'r9', streams: [mine] }),
+        [{ userId: 'a@b.com', streamId }],
+        'a copy on a relay that does not hold it ends',
+      );
+      await streams.stop('a@b.com', 'com.app');
+      await streams.glassesMessage('a@b.com', {
+        type: 'rtmp_stream_status',
+        streamId: streamId!,
+        status: 'stopped',
+      });
+      assert.equal(streams.get(streamId!), undefined);
+      assert.deepEqual(streams.streamsToEnd({ relayId: 'r1', streams: [mine, direct] }), [
+        { userId: 'a@b.com', streamId },
+      ]);
+      assert.deepEqual(streams.streamsToEnd({ relayId: 'r1', streams: [{ ...mine, state: 'ended' }] }), []);
+    } finally {
+      await streams.close();
+    }
   });
 });
