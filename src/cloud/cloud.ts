@@ -7,20 +7,25 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
 import { UserId } from '../contracts/relay-api.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { buildCloudApp } from './app.ts';
 import { APP_WS_PATH, AppGateway } from './app-gateway.ts';
+import { type CloudBus, MemoryBus, RedisBus } from './bus.ts';
 import { DASHBOARD_PATH, dashboardRoutes } from './dashboard-routes.ts';
 import { FleetView } from './fleet-view.ts';
 import { GLASSES_WS_PATH, GlassesGateway } from './glasses-gateway.ts';
+import { ALWAYS_HELD, type Lease, RedisLease } from './lease.ts';
 import { managedRoutes } from './managed-routes.ts';
 import { ManagedStreams } from './managed-streams.ts';
 import { createRelayGuard } from './relay-guard.ts';
 import type { CloudStore } from './store.ts';
 import { MemoryCloudStore } from './store-memory.ts';
-import { RedisCloudStore } from './store-redis.ts';
+import { REDIS_CLIENT_OPTIONS, RedisCloudStore } from './store-redis.ts';
+import { MemoryStreamState } from './stream-state.ts';
+import { RedisStreamState } from './stream-state-redis.ts';
 import { bearerOf, verifyUserToken } from './user-tokens.ts';
 
 export interface CloudHandle {
@@ -55,9 +60,26 @@ export async function startCloud(
   const store: CloudStore = c.redisUrl
     ? new RedisCloudStore({ redis: c.redisUrl, relayExpiryMs: c.relayExpiryMs, log })
     : new MemoryCloudStore({ relayExpiryMs: c.relayExpiryMs });
+  // Managed streams in Redis too, when there is one: replicas share them and a restart resumes them.
+  const shared = c.redisUrl ? new Redis(c.redisUrl, REDIS_CLIENT_OPTIONS) : null;
+  shared?.on('error', (err) => log.debug({ err: err.message }, 'cloud state connection error'));
+  const bus: CloudBus = shared ? new RedisBus({ redis: shared, log }) : new MemoryBus();
+  const lease: Lease = shared
+    ? new RedisLease({
+        redis: shared,
+        name: 'timers',
+        ttlMs: Math.max(2000, Math.min(10_000, 2 * c.heartbeatMs)),
+        log,
+      })
+    : ALWAYS_HELD;
+  if (bus instanceof RedisBus) await bus.ready;
   const glassesRef: { gateway: GlassesGateway | null } = { gateway: null };
   const streams = new ManagedStreams({
     store,
+    state: shared ? new RedisStreamState({ redis: shared }) : new MemoryStreamState(),
+    bus,
+    lease,
+    glassesIngest: c.glassesIngest,
     glasses: { send: (userId, message) => glassesRef.gateway?.send(userId, message) ?? false },
     log,
     tokenSecret: options.publishTokenSecret,
@@ -69,6 +91,11 @@ export async function startCloud(
     hlsPublicBaseUrl: c.hlsPublicBaseUrl,
     staticRelays: c.staticRelays,
   });
+  await streams.ready;
+  /** Relay calls and glasses messages go on without their caller: a failure (store away) is logged. */
+  const background = (what: string, work: Promise<unknown>): void => {
+    work.catch((err: Error) => log.warn({ err: err.message, what }, 'managed stream update failed'));
+  };
   const userOf = async (
     headers: { authorization?: string | undefined },
     url: string | undefined,
@@ -79,7 +106,8 @@ export async function startCloud(
   };
   const glasses = new GlassesGateway({
     authenticate: (request) => userOf(request.headers, request.url),
-    onMessage: (userId, message) => void streams.glassesMessage(userId, message),
+    onMessage: (userId, message) => background('glasses message', streams.glassesMessage(userId, message)),
+    onConnect: (userId) => background('glasses connected', streams.glassesConnected(userId)),
     log,
   });
   glassesRef.gateway = glasses;
@@ -110,12 +138,14 @@ export async function startCloud(
       },
       hlsReady: (e) => {
         fleet.hlsReady(e);
-        void streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl);
+        background('hls-ready', streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl));
       },
       destinations: (userId, streamId) => streams.destinationsOf(userId, streamId),
-      restreamStatus: (e) => streams.restreamStatus(e.userId, e.streamId, e.outputs),
+      restreamStatus: (e) =>
+        background('restream status', streams.restreamStatus(e.userId, e.streamId, e.outputs)),
       streamsToEnd: (hb) => streams.streamsToEnd(hb),
-      streamEnded: (e) => void streams.relayStreamEnded(e.userId, e.streamId, e.relayId),
+      streamEnded: (e) =>
+        background('stream-ended', streams.relayStreamEnded(e.userId, e.streamId, e.relayId)),
     },
   });
   void app.register(dashboardRoutes, {
@@ -150,13 +180,22 @@ export async function startCloud(
     else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
   };
   app.server.on('upgrade', onUpgrade);
+  let closed = false;
   const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
     await streams.close();
+    await lease.close();
+    await bus.close();
     app.server.off('upgrade', onUpgrade);
     glasses.close();
     apps.close();
     await app.close();
     await store.close();
+    if (shared) {
+      if (shared.status === 'ready') await shared.quit().catch(() => shared.disconnect());
+      else shared.disconnect();
+    }
   };
   try {
     await app.listen({ port: c.port, host: c.host });

@@ -20,6 +20,8 @@ export const GLASSES_WS_PATH = '/glasses-ws';
 export interface GlassesGatewayOptions {
   authenticate(request: IncomingMessage): Promise<string | null>;
   onMessage(userId: string, message: GlassesToCloud): void;
+  /** Glasses of this user connected here (a command held for them can go now). */
+  onConnect?(userId: string): void;
   log: Logger;
 }
 
@@ -63,6 +65,7 @@ export class GlassesGateway implements GlassesLink {
     if (previous && previous !== ws) previous.close(4000, 'replaced by a newer connection');
     this.#sockets.set(userId, ws);
     this.#log.info({ userId }, 'glasses connected');
+    this.#options.onConnect?.(userId);
     ws.on('message', (data) => {
       let parsed: unknown;
       try {

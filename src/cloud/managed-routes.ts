@@ -57,7 +57,9 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
   });
 
   app.get<{ Params: { streamId: string } }>('/api/managed-streams/:streamId', async (request, reply) => {
-    const stream = STREAM_ID.test(request.params.streamId) ? streams.get(request.params.streamId) : undefined;
+    const stream = STREAM_ID.test(request.params.streamId)
+      ? await streams.load(request.params.streamId)
+      : undefined;
     if (!stream || !(await options.authenticate(request, stream.userId)))
       return reply.code(404).send({ error: 'no such stream' });
     return streams.statusOf(stream);
@@ -67,7 +69,7 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
     '/api/managed-streams/:streamId/viewers/:packageName',
     async (request, reply) => {
       const stream = STREAM_ID.test(request.params.streamId)
-        ? streams.get(request.params.streamId)
+        ? await streams.load(request.params.streamId)
         : undefined;
       if (!stream || !PACKAGE.test(request.params.packageName))
         return reply.code(404).send({ error: 'no such stream' });
@@ -82,7 +84,7 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
     '/api/managed-streams/:streamId/events',
     async (request, reply) => {
       const stream = STREAM_ID.test(request.params.streamId)
-        ? streams.get(request.params.streamId)
+        ? await streams.load(request.params.streamId)
         : undefined;
       if (!stream || !(await options.authenticate(request, stream.userId)))
         return reply.code(404).send({ error: 'no such stream' });
@@ -128,7 +130,9 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
 
   app.get<{ Params: { streamId: string } }>('/watch/:streamId/index.m3u8', async (request, reply) => {
     reply.header('access-control-allow-origin', '*');
-    const stream = STREAM_ID.test(request.params.streamId) ? streams.get(request.params.streamId) : undefined;
+    const stream = STREAM_ID.test(request.params.streamId)
+      ? await streams.load(request.params.streamId)
+      : undefined;
     const url = stream ? streams.statusOf(stream).hlsUrl : undefined;
     if (!url) return reply.code(404).send({ error: 'not playable now' });
     return reply.header('cache-control', 'no-store').redirect(url, 302);

@@ -60,7 +60,10 @@ export interface RelayEvents {
   streamStarted?(event: z.infer<typeof StreamEventRequest>): void;
   streamEnded?(event: z.infer<typeof StreamEventRequest>): void;
   hlsReady?(event: z.infer<typeof HlsReadyRequest>): void;
-  destinations?(userId: string, streamId: string): { url: string; name?: string }[];
+  destinations?(
+    userId: string,
+    streamId: string,
+  ): { url: string; name?: string | undefined }[] | Promise<{ url: string; name?: string | undefined }[]>;
   /** The relay's re-streaming outputs for a stream changed. */
   restreamStatus?(event: RestreamStatusRequest): void;
   /** Streams a heartbeat reported that the cloud wants ended now (sent back in the heartbeat's reply). */
@@ -230,7 +233,7 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
       const streamId = StreamId.safeParse(request.params.streamId);
       if (!userId.success || !streamId.success)
         return reply.code(400).send({ error: 'invalid stream', code: 'RELAY_BAD_REQUEST' });
-      return { destinations: events.destinations?.(userId.data, streamId.data) ?? [] };
+      return { destinations: (await events.destinations?.(userId.data, streamId.data)) ?? [] };
     },
   );
 }

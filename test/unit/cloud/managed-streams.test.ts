@@ -105,17 +105,21 @@ describe('managed streams: re-streaming and thumbnails', () => {
       const first = await streams.request('a@b.com', 'com.one', [yt]);
       const id = first.streamId!;
       await streams.request('a@b.com', 'com.two', [yt, tw]);
-      assert.deepEqual(streams.destinationsOf('a@b.com', id), [yt, tw], 'each URL once');
-      assert.deepEqual(streams.destinationsOf('other@b.com', id), [], "not another user's stream");
+      assert.deepEqual(await streams.destinationsOf('a@b.com', id), [yt, tw], 'each URL once');
+      assert.deepEqual(await streams.destinationsOf('other@b.com', id), [], "not another user's stream");
       await streams.stop('a@b.com', 'com.two');
-      assert.deepEqual(streams.destinationsOf('a@b.com', id), [yt], 'a leaving app takes its destinations');
+      assert.deepEqual(
+        await streams.destinationsOf('a@b.com', id),
+        [yt],
+        'a leaving app takes its destinations',
+      );
 
       const outputs = [
         { url: 'rtmp://a.rtmp.youtube.com/live2/[redacted]', name: 'YouTube', status: 'active' as const },
       ];
       const before = heard.length;
-      streams.restreamStatus('a@b.com', id, outputs);
-      streams.restreamStatus('a@b.com', id, outputs); // the same report again: no new status
+      await streams.restreamStatus('a@b.com', id, outputs);
+      await streams.restreamStatus('a@b.com', id, outputs); // the same report again: no new status
       assert.equal(heard.length, before + 1, 'one status for the new outputs');
       assert.deepEqual(heard.at(-1)!.outputs, outputs);
       assert.deepEqual(streams.statusOf(streams.get(id)!).outputs, outputs);
@@ -300,10 +304,16 @@ describe('managed streams: honest statuses and ends on the relay', () => {
   const r1 = { relayId: 'r1', rtmpUrl: 'rtmp://relay1:1935', hlsUrl: 'http://relay1:8888', maxStreams: 5 };
 
   it('says active only once the announced playlist answers, and never for one that does not', async () => {
-    let answer: (ok: boolean) => void = () => {};
+    const asked: ((ok: boolean) => void)[] = [];
     const { streams, store } = setup({
-      probeHls: () => new Promise<boolean>((resolve) => (answer = resolve)),
+      probeHls: () => new Promise<boolean>((resolve) => asked.push(resolve)),
     });
+    /** Answers the next playlist check, once it was asked. */
+    const answer = async (ok: boolean): Promise<void> => {
+      while (asked.length === 0) await new Promise((r) => setImmediate(r));
+      asked.shift()!(ok);
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    };
     await store.upsertRelay(r1, Date.now());
     try {
       const heard: string[] = [];
@@ -312,33 +322,26 @@ describe('managed streams: honest statuses and ends on the relay', () => {
       const id = streamId!;
       const url = `http://relay1:8888/hls/a-b.com/${id}/index.m3u8`;
       const ready = streams.hlsReady('a@b.com', id, 'r1', url);
-      await new Promise((r) => setImmediate(r));
+      while (asked.length === 0) await new Promise((r) => setImmediate(r));
       assert.deepEqual(heard, ['initializing'], 'nothing before the playlist answers');
-      answer(false);
+      await answer(false);
       await ready;
       assert.deepEqual(heard, ['initializing'], 'a playlist that never answered is never announced');
       const again = streams.hlsReady('a@b.com', id, 'r1', url);
-      answer(true);
+      await answer(true);
       await again;
       assert.deepEqual(heard, ['initializing', 'active']);
       // Glasses reconnect to the same relay: the old URL is checked again before active.
-      await streams.glassesMessage('a@b.com', {
-        type: 'rtmp_stream_status',
-        streamId: id,
-        status: 'reconnecting',
-      });
-      await streams.glassesMessage('a@b.com', {
-        type: 'rtmp_stream_status',
-        streamId: id,
-        status: 'reconnected',
-      });
-      await new Promise((r) => setImmediate(r));
+      const status = (s: 'reconnecting' | 'reconnected') =>
+        streams.glassesMessage('a@b.com', { type: 'rtmp_stream_status', streamId: id, status: s });
+      await status('reconnecting');
+      await status('reconnected');
       assert.deepEqual(heard, ['initializing', 'active', 'reconnecting']);
-      answer(true);
-      await new Promise((r) => setImmediate(r));
+      await answer(true);
       assert.deepEqual(heard, ['initializing', 'active', 'reconnecting', 'active']);
       // hls-ready from a relay that does not hold the stream is not even checked.
       await streams.hlsReady('a@b.com', id, 'r2', url);
+      assert.equal(asked.length, 0);
     } finally {
       await streams.close();
     }
@@ -351,9 +354,13 @@ describe('managed streams: honest statuses and ends on the relay', () => {
       const { streamId } = await streams.request('a@b.com', 'com.app');
       const mine = { userId: 'a@b.com', streamId: streamId!, state: 'reconnecting' as const };
       const direct = { userId: 'd@b.com', streamId: 'direct', state: 'publishing' as const };
-      assert.deepEqual(streams.streamsToEnd({ relayId: 'r1', streams: [mine, direct] }), [], 'live: kept');
       assert.deepEqual(
-        streams.streamsToEnd({ relayId: 'r9', streams: [mine] }),
+        await streams.streamsToEnd({ relayId: 'r1', streams: [mine, direct] }),
+        [],
+        'live: kept',
+      );
+      assert.deepEqual(
+        await streams.streamsToEnd({ relayId: 'r9', streams: [mine] }),
         [{ userId: 'a@b.com', streamId }],
         'a copy on a relay that does not hold it ends',
       );
@@ -364,10 +371,13 @@ describe('managed streams: honest statuses and ends on the relay', () => {
         status: 'stopped',
       });
       assert.equal(streams.get(streamId!), undefined);
-      assert.deepEqual(streams.streamsToEnd({ relayId: 'r1', streams: [mine, direct] }), [
+      assert.deepEqual(await streams.streamsToEnd({ relayId: 'r1', streams: [mine, direct] }), [
         { userId: 'a@b.com', streamId },
       ]);
-      assert.deepEqual(streams.streamsToEnd({ relayId: 'r1', streams: [{ ...mine, state: 'ended' }] }), []);
+      assert.deepEqual(
+        await streams.streamsToEnd({ relayId: 'r1', streams: [{ ...mine, state: 'ended' }] }),
+        [],
+      );
     } finally {
       await streams.close();
     }
