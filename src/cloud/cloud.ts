@@ -131,7 +131,10 @@ export async function startCloud(
     relaySecretPrevious: c.relaySecretPrevious,
     events: {
       contact: (relayId) => streams.relayContact(relayId),
-      heartbeat: (hb) => fleet.heartbeat(hb),
+      heartbeat: (hb) => {
+        fleet.heartbeat(hb);
+        if (hb.draining) background('relay draining', streams.relayDraining(hb.relayId));
+      },
       deregistered: (relayId) => {
         streams.relayGone(relayId);
         fleet.deregistered(relayId);

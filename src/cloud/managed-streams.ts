@@ -82,6 +82,32 @@ export interface ManagedStreamsOptions {
   monotonic?: () => number;
   /** Whether a playlist URL answers (default: GET it until it lists media); `active` waits for it. */
   probeHls?: HlsProbe;
+  /**
+   * Whether a relay answers at all (default: its origin's `/health`, a few tries): asked when glasses report
+   * that their publish failed, so a dead relay is left in seconds instead of after the relay expiry.
+   */
+  probeRelay?: (hlsBase: string) => Promise<boolean>;
+}
+
+/** A relay is dead when its origin's /health does not answer this many tries, this far apart. */
+const RELAY_PROBE_TRIES = 3;
+const RELAY_PROBE_PAUSE_MS = 400;
+const RELAY_PROBE_TIMEOUT_MS = 1500;
+
+async function defaultProbeRelay(hlsBase: string): Promise<boolean> {
+  for (let i = 0; i < RELAY_PROBE_TRIES; i++) {
+    try {
+      const res = await fetch(new URL('/health', hlsBase), {
+        signal: AbortSignal.timeout(RELAY_PROBE_TIMEOUT_MS),
+      });
+      await res.arrayBuffer();
+      if (res.status < 500) return true;
+    } catch {
+      // refused, reset or timed out: tried again below, then counted as dead
+    }
+    await new Promise((r) => setTimeout(r, RELAY_PROBE_PAUSE_MS));
+  }
+  return false;
 }
 
 /** A managed stream as read (a copy; acting on it goes through the methods). */
@@ -152,6 +178,8 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   readonly #cacheByUser = new Map<string, string>();
   /** Playlist checks in flight, by streamId. */
   readonly #probes = new Map<string, { url: string; abort: AbortController }>();
+  /** Relays being checked after glasses failed to publish to them. */
+  readonly #suspects = new Set<string>();
   readonly #relayTimer: NodeJS.Timeout;
   readonly #keepAliveTimer: NodeJS.Timeout;
   readonly #onBus = (m: BusMessage): void => this.#heard(m);
@@ -322,6 +350,8 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       });
       return;
     }
+    const relayId = existing.state.relayId;
+    if (message.status === 'reconnecting' && relayId !== null) void this.#suspect(relayId);
     await this.#event(existing.streamId, {
       type: 'glasses_status',
       status: message.status,
@@ -371,11 +401,57 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     await this.#verify(streamId, relayId, hlsUrl);
   }
 
-  /** stream-ended from a relay (the publisher's reconnect window closed, or it was kicked). */
+  /**
+   * stream-ended from a relay (the publisher's reconnect window closed, or it was kicked). From a draining
+   * relay it means the drain ended it: the stream moves instead of stopping (its apps still watch).
+   */
   async relayStreamEnded(userId: string, streamId: string, relayId: string): Promise<void> {
     const r = await this.#state.get(streamId);
     if (!r || r.userId !== userId) return;
-    await this.#event(streamId, { type: 'relay_stream_ended', relayId });
+    const relay = (await this.#o.store.liveRelays(this.#now())).find((x) => x.relayId === relayId);
+    await this.#event(
+      streamId,
+      relay?.draining ? { type: 'relay_lost', relayId } : { type: 'relay_stream_ended', relayId },
+    );
+  }
+
+  /**
+   * A relay said it drains (heartbeat): every stream on it moves now to a live relay (glasses told the new
+   * URL, apps a new `active` once it plays), without waiting for the drain to end.
+   */
+  async relayDraining(relayId: string): Promise<void> {
+    if (!(await this.#roomElsewhere(relayId))) return; // nowhere to go: it plays on where it is
+    for (const r of await this.#state.all()) {
+      if (r.state.relayId !== relayId) continue;
+      this.#log.info({ streamId: r.streamId, relayId }, 'relay draining: moving the stream');
+      await this.#event(r.streamId, { type: 'relay_lost', relayId });
+    }
+  }
+
+  /**
+   * Glasses could not publish to `relayId`: if the relay does not answer either, it is dead; it is
+   * forgotten (a live one registers again at its next heartbeat) and its streams move now. A relay that
+   * answers (the glasses' network blipped) keeps everything.
+   */
+  async #suspect(relayId: string): Promise<void> {
+    if (this.#suspects.has(relayId) || this.#closed || this.#static.get(relayId)) return;
+    this.#suspects.add(relayId);
+    try {
+      const relay = (await this.#o.store.liveRelays(this.#now())).find((x) => x.relayId === relayId);
+      if (!relay) return; // already lost: the liveness check moves its streams
+      const alive = await (this.#o.probeRelay ?? defaultProbeRelay)(relay.hlsUrl);
+      if (alive || this.#closed) return;
+      this.#log.warn({ relayId }, 'relay does not answer while its glasses fail to publish: lost');
+      await this.#o.store.removeRelay(relayId);
+      this.#liveness.gone(relayId);
+      for (const r of await this.#state.all()) {
+        if (r.state.relayId === relayId) await this.#event(r.streamId, { type: 'relay_lost', relayId });
+      }
+    } catch (err) {
+      this.#log.warn({ relayId, err: (err as Error).message }, 'relay check after a failed publish failed');
+    } finally {
+      this.#suspects.delete(relayId);
+    }
   }
 
   /**
@@ -684,6 +760,12 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     }
   }
 
+  /** Whether a live relay other than `relayId` that does not drain has room for one more stream. */
+  async #roomElsewhere(relayId: string): Promise<boolean> {
+    const relays = await this.#o.store.liveRelays(this.#now());
+    return relays.some((x) => x.relayId !== relayId && !x.draining && x.streams + x.reserved < x.maxStreams);
+  }
+
   /** A state store that lost everything (Redis restarted empty) gets back every stream this process knows. */
   async #keepState(): Promise<void> {
     let intact: boolean;
@@ -706,8 +788,11 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     const records = await this.#state.all();
     if (records.length === 0) return;
     let live: Set<string>;
+    let draining: Set<string>;
     try {
-      live = new Set((await this.#o.store.liveRelays(this.#now())).map((r) => r.relayId));
+      const relays = await this.#o.store.liveRelays(this.#now());
+      live = new Set(relays.map((r) => r.relayId));
+      draining = new Set(relays.filter((r) => r.draining).map((r) => r.relayId));
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'store unreachable: relay liveness not checked');
       return;
@@ -721,6 +806,9 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
         !this.#static.get(relayId)
       ) {
         this.#log.warn({ streamId: r.streamId, relayId }, 'relay lost: placing the stream again');
+        await this.#event(r.streamId, { type: 'relay_lost', relayId });
+      } else if (relayId && draining.has(relayId) && (await this.#roomElsewhere(relayId))) {
+        // A move its drain heartbeat started and could not finish (no room then): tried again.
         await this.#event(r.streamId, { type: 'relay_lost', relayId });
       } else if (r.retry) {
         const retry = r.retry;

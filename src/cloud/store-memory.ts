@@ -85,7 +85,8 @@ export class MemoryCloudStore implements CloudStore {
         if (state.reserved.delete(key)) this.#reservations.delete(key);
       } else {
         const other = this.#relays.get(owner);
-        if (other?.reserved.delete(key)) {
+        // A draining relay's report never takes a stream reserved elsewhere: it is being moved off it.
+        if (!report.draining && other?.reserved.delete(key)) {
           // A live report wins over a reservation elsewhere.
           this.#reservations.delete(key);
           this.#assign.set(key, relayId);

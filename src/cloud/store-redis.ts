@@ -180,8 +180,8 @@ for key in pairs(reported) do
     redis.call('HSET', ASSIGN, key, id)
   elseif owner == id then
     if redis.call('SREM', vk(id), key) == 1 then redis.call('ZREM', RESV, key) end
-  elseif redis.call('SREM', vk(owner), key) == 1 then
-    -- a live report wins over a reservation elsewhere
+  elseif ARGV[6] ~= '1' and redis.call('SREM', vk(owner), key) == 1 then
+    -- a live report wins over a reservation elsewhere (not a draining relay's: the stream is moving off it)
     redis.call('ZREM', RESV, key)
     redis.call('HSET', ASSIGN, key, id)
     touched[owner] = true
