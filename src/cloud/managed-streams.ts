@@ -146,6 +146,8 @@ const STREAM_ID_BYTES = 6; // 8 base64url characters, 48 random bits
 const ENDED_TTL_MS = 10 * 60_000;
 /** A start or stop held for glasses with no socket (they give up after 60 s without a keep-alive). */
 const HELD_COMMAND_TTL_MS = 60_000;
+/** How long a stream waits for a relay with room before it ends in error. */
+const PLACE_PATIENCE_MS = 60_000;
 /** Saves refused as stale before an act gives up (another replica keeps changing the stream). */
 const MAX_CONFLICTS = 8;
 
@@ -616,10 +618,26 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
           now: this.#now(),
           reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
         });
-        await this.#event(
-          r.streamId,
-          placement ? { type: 'replaced', relayId: placement.relayId } : { type: 'timeout' },
-        );
+        if (placement) {
+          await this.#act(r.streamId, (x) => {
+            x.placeFailedSince = null;
+            return this.#transition(x, { type: 'replaced', relayId: placement.relayId });
+          });
+          break;
+        }
+        // No relay has room now: the stream waits (reconnecting) and placement is tried at every relay
+        // check, for a while; a relay that frees room or a new one takes it.
+        const now = this.#now();
+        const since = r.placeFailedSince ?? now;
+        if (now - since >= PLACE_PATIENCE_MS) {
+          await this.#event(r.streamId, { type: 'timeout' });
+          break;
+        }
+        await this.#act(r.streamId, (x) => {
+          x.retry = 'place';
+          x.placeFailedSince = since;
+          return [];
+        });
         break;
       }
       case 'verify_hls':

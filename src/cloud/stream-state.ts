@@ -35,6 +35,8 @@ export interface StreamRecord {
   keepAlive: KeepAliveSnapshot;
   /** An effect the store could not carry out, tried again at the next relay check. */
   retry: 'place' | 'start' | null;
+  /** Since when (ms) no relay had room for the stream, while it waits for one. */
+  placeFailedSince?: number | null;
   /** Re-streaming destinations per viewing app. */
   destinations: [string, RestreamTarget[]][];
   /** The relay's last report of those destinations (URLs redacted). */
