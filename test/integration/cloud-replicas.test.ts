@@ -41,7 +41,7 @@ const SECRET = 'publish-and-user-token-secret-replicas-0123456789';
 
 const TIMERS = {
   HEARTBEAT_SECONDS: '0.5',
-  RELAY_EXPIRY_SECONDS: '3',
+  RELAY_EXPIRY_SECONDS: '8',
   KEEPALIVE_SECONDS: '1',
   ACK_TIMEOUT_SECONDS: '3',
   MAX_MISSED_ACKS: '5',
