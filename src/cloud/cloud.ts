@@ -114,7 +114,8 @@ export async function startCloud(
   const fleet = new FleetView({ expiryMs: c.relayExpiryMs });
   const guard = createRelayGuard({
     managedRelayOf: async (userId, streamId) => {
-      const m = streams.get(streamId);
+      // From the state store, not the cache: another replica may have moved the stream a moment ago.
+      const m = await streams.load(streamId);
       return m && m.userId === userId ? m.state.relayId : undefined;
     },
     assignedRelayOf: (key) => store.relayOf(key),

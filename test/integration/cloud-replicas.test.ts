@@ -285,4 +285,23 @@ describe('a cloud that loses nothing: two replicas, Redis, three relays, twenty 
     relays.delete(victim);
     await eventually('every pair of glasses publishes', () => pairs.every((p) => p.sim.streaming), 10_000);
   });
+
+  it('ends a stopped stream on its relay at once (ENDLIST), not after the reconnect window', async () => {
+    const p = pairs[1]!;
+    const since = performance.now();
+    await p.app.stopManagedStream();
+    const ended = await eventually(
+      'the playlist ends',
+      async () => {
+        const res = await fetch(p.hlsUrl);
+        const text = await res.text();
+        return res.ok && text.includes('#EXT-X-ENDLIST');
+      },
+      SLACK_MS,
+    );
+    assert.ok(ended);
+    console.log(
+      `# stopped stream ended on its relay after ${((performance.now() - since) / 1000).toFixed(1)} s`,
+    );
+  });
 });
