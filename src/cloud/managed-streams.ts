@@ -91,7 +91,7 @@ export interface ManagedStreamsOptions {
 
 /** A relay is dead when its origin's /health does not answer this many tries, this far apart. */
 const RELAY_PROBE_TRIES = 3;
-const RELAY_PROBE_PAUSE_MS = 400;
+const RELAY_PROBE_PAUSE_MS = 250;
 const RELAY_PROBE_TIMEOUT_MS = 1500;
 
 async function defaultProbeRelay(hlsBase: string): Promise<boolean> {
