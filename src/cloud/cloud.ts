@@ -1,8 +1,10 @@
 /**
- * The composition root of the cloud (`rtmp-relay cloud`, and the cloud half of `dev`): the store (Redis
- * when REDIS_URL is set, else memory), managed streams, the glasses gateway, the fleet view the relays'
- * heartbeats feed, and the HTTP app (relay API, managed-stream REST + SSE, /watch redirects, the operator
- * dashboard behind CONTROL_API_TOKEN). Closed children first: streams, gateway, app, store.
+ * The composition root of the cloud (`rtmp-relay cloud`, and the cloud half of `dev`): the store and the
+ * managed streams' state (Redis when REDIS_URL is set, with a pub/sub bus between replicas and a lease for
+ * the once-only timers; else memory), the glasses gateway, managed streams, the fleet view the relays'
+ * heartbeats feed, and the HTTP app (relay API behind the relay guard, managed-stream REST + SSE, /watch
+ * redirects, the operator dashboard behind CONTROL_API_TOKEN). Closed children first: streams, lease, bus,
+ * gateways, app, store, the Redis connection.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -20,6 +22,7 @@ import { GLASSES_WS_PATH, GlassesGateway } from './glasses-gateway.ts';
 import { ALWAYS_HELD, type Lease, RedisLease } from './lease.ts';
 import { managedRoutes } from './managed-routes.ts';
 import { ManagedStreams } from './managed-streams.ts';
+import { relayEvents } from './relay-events.ts';
 import { createRelayGuard } from './relay-guard.ts';
 import type { CloudStore } from './store.ts';
 import { MemoryCloudStore } from './store-memory.ts';
@@ -73,14 +76,18 @@ export async function startCloud(
       })
     : ALWAYS_HELD;
   if (bus instanceof RedisBus) await bus.ready;
-  const glassesRef: { gateway: GlassesGateway | null } = { gateway: null };
+  // The glasses gateway first: managed streams send through it, and it tells them what the glasses say.
+  const glasses = new GlassesGateway({
+    authenticate: (request) => userOf(request.headers, request.url),
+    log,
+  });
   const streams = new ManagedStreams({
     store,
     state: shared ? new RedisStreamState({ redis: shared }) : new MemoryStreamState(),
     bus,
     lease,
     glassesIngest: c.glassesIngest,
-    glasses: { send: (userId, message) => glassesRef.gateway?.send(userId, message) ?? false },
+    glasses,
     log,
     tokenSecret: options.publishTokenSecret,
     keepAliveMs: c.keepAliveMs,
@@ -104,13 +111,10 @@ export async function startCloud(
     const claimed = new URL(url ?? '/', 'http://x').searchParams.get('userId');
     return claimed && UserId.safeParse(claimed).success ? claimed : null;
   };
-  const glasses = new GlassesGateway({
-    authenticate: (request) => userOf(request.headers, request.url),
-    onMessage: (userId, message) => background('glasses message', streams.glassesMessage(userId, message)),
-    onConnect: (userId) => background('glasses connected', streams.glassesConnected(userId)),
-    log,
-  });
-  glassesRef.gateway = glasses;
+  glasses.on('message', (userId, message) =>
+    background('glasses message', streams.glassesMessage(userId, message)),
+  );
+  glasses.on('connected', (userId) => background('glasses connected', streams.glassesConnected(userId)));
   const fleet = new FleetView({ expiryMs: c.relayExpiryMs });
   const guard = createRelayGuard({
     managedRelayOf: async (userId, streamId) => {
@@ -130,27 +134,7 @@ export async function startCloud(
     store,
     relaySecret: options.relaySecret,
     relaySecretPrevious: c.relaySecretPrevious,
-    events: {
-      contact: (relayId) => streams.relayContact(relayId),
-      heartbeat: (hb) => {
-        fleet.heartbeat(hb);
-        if (hb.draining) background('relay draining', streams.relayDraining(hb.relayId));
-      },
-      deregistered: (relayId) => {
-        streams.relayGone(relayId);
-        fleet.deregistered(relayId);
-      },
-      hlsReady: (e) => {
-        fleet.hlsReady(e);
-        background('hls-ready', streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl));
-      },
-      destinations: (userId, streamId) => streams.destinationsOf(userId, streamId),
-      restreamStatus: (e) =>
-        background('restream status', streams.restreamStatus(e.userId, e.streamId, e.outputs)),
-      streamsToEnd: (hb) => streams.streamsToEnd(hb),
-      streamEnded: (e) =>
-        background('stream-ended', streams.relayStreamEnded(e.userId, e.streamId, e.relayId)),
-    },
+    events: relayEvents(streams, fleet, log),
   });
   void app.register(dashboardRoutes, {
     relays: store,

@@ -17,6 +17,7 @@ import {
   toStreamDialect,
 } from '../contracts/mentra.ts';
 import type { Logger } from '../shared/logger.ts';
+import { TypedEmitter } from '../shared/typed-emitter.ts';
 import type { GlassesLink } from './managed-streams.ts';
 import { acceptAuthenticated } from './ws-upgrade.ts';
 
@@ -26,13 +27,17 @@ const MAX_BUFFERED = 256 * 1024;
 
 export interface GlassesGatewayOptions {
   authenticate(request: IncomingMessage): Promise<string | null>;
-  onMessage(userId: string, message: GlassesToCloud): void;
-  /** Glasses of this user connected here (a command held for them can go now). */
-  onConnect?(userId: string): void;
   log: Logger;
 }
 
-export class GlassesGateway implements GlassesLink {
+export type GlassesGatewayEvents = {
+  /** A message from a user's glasses, checked against the contract. */
+  message: [userId: string, message: GlassesToCloud];
+  /** Glasses of this user connected here (a command held for them can go now). */
+  connected: [userId: string];
+};
+
+export class GlassesGateway extends TypedEmitter<GlassesGatewayEvents> implements GlassesLink {
   readonly #options: GlassesGatewayOptions;
   readonly #log: Logger;
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
@@ -40,6 +45,7 @@ export class GlassesGateway implements GlassesLink {
   readonly #dialects = new WeakMap<WebSocket, GlassesDialect>();
 
   constructor(options: GlassesGatewayOptions) {
+    super();
     this.#options = options;
     this.#log = options.log.child({ component: 'glasses-gateway' });
   }
@@ -82,7 +88,7 @@ export class GlassesGateway implements GlassesLink {
     if (previous && previous !== ws) previous.close(4000, 'replaced by a newer connection');
     this.#sockets.set(userId, ws);
     this.#log.info({ userId }, 'glasses connected');
-    this.#options.onConnect?.(userId);
+    this.safeEmit('connected', userId);
     ws.on('message', (data) => {
       let parsed: unknown;
       try {
@@ -96,7 +102,7 @@ export class GlassesGateway implements GlassesLink {
         this.#log.warn({ userId, type: (parsed as { type?: unknown })?.type }, 'glasses message refused');
         return;
       }
-      this.#options.onMessage(userId, result.data);
+      this.safeEmit('message', userId, result.data);
     });
     ws.on('close', () => {
       if (this.#sockets.get(userId) === ws) this.#sockets.delete(userId);
