@@ -383,3 +383,39 @@ describe('managed streams: honest statuses and ends on the relay', () => {
     }
   });
 });
+
+describe('managed streams: glasses with no socket', () => {
+  it('holds the start for glasses that are not connected and sends it when they connect', async () => {
+    const store = new MemoryCloudStore();
+    const link = { connected: false };
+    const sent: CloudToGlasses[] = [];
+    const streams = new ManagedStreams({
+      store,
+      glasses: { send: (_u, m) => link.connected && (sent.push(m), true) },
+      log: silentLogger(),
+      tokenSecret: null,
+      keepAliveMs: 600_000,
+      ackTimeoutMs: 10_000,
+      maxMissedAcks: 3,
+      relayCheckMs: 600_000,
+      probeHls: async () => true,
+    });
+    try {
+      await store.upsertRelay(
+        { relayId: 'r1', rtmpUrl: 'rtmp://relay1:1935', hlsUrl: 'http://relay1:8888', maxStreams: 5 },
+        Date.now(),
+      );
+      const { streamId } = await streams.request('a@b.com', 'com.app');
+      assert.deepEqual(sent, [], 'nobody to send it to');
+      link.connected = true;
+      await streams.glassesConnected('a@b.com');
+      assert.equal(sent.length, 1);
+      assert.equal(sent[0]!.type, 'start_rtmp_stream');
+      assert.equal(sent[0]!.streamId, streamId);
+      await streams.glassesConnected('a@b.com');
+      assert.equal(sent.length, 1, 'sent once');
+    } finally {
+      await streams.close();
+    }
+  });
+});
