@@ -17,7 +17,13 @@ import { randomBytes } from 'node:crypto';
 import { storeKey } from '../contracts/keys.ts';
 import type { CloudToGlasses, GlassesToCloud, ManagedStreamStatus } from '../contracts/mentra.ts';
 import type { HeartbeatRequest, StreamToEnd } from '../contracts/relay-api.ts';
-import { rtmpPublishUrl, thumbnailUrlOf, withPublicBase } from '../contracts/urls.ts';
+import {
+  rtmpPublishUrl,
+  srtPublishUrl,
+  thumbnailUrlOf,
+  whipPublishUrl,
+  withPublicBase,
+} from '../contracts/urls.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import { type BusMessage, type CloudBus, MemoryBus, type StatusTarget } from './bus.ts';
@@ -655,8 +661,6 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       await this.#event(r.streamId, { type: 'relay_lost', relayId });
       return;
     }
-    if ((this.#o.glassesIngest ?? 'rtmp') !== 'rtmp')
-      this.#log.debug({ relayId }, 'GLASSES_INGEST: the relay announces no such ingest yet; RTMP handed out');
     const token = this.#o.tokenSecret
       ? await signPublishToken(this.#o.tokenSecret, {
           userId: r.userId,
@@ -671,7 +675,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       {
         type: 'start_rtmp_stream',
         sessionId: r.sessionId,
-        rtmpUrl: rtmpPublishUrl(relay.rtmpUrl, r.userId, r.streamId, token),
+        rtmpUrl: this.#ingestUrl(relay, r, token),
         appId: 'MANAGED_STREAM',
         streamId: r.streamId,
         timestamp: this.#now(),
@@ -679,6 +683,21 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       true,
     );
     if (!sent) this.#log.info({ userId: r.userId, streamId: r.streamId }, 'glasses not on this replica');
+  }
+
+  /**
+   * The publish URL for GLASSES_INGEST on this relay: SRT or WHIP when the relay announced that base (only
+   * current firmware takes those, through `start_stream`), else RTMP.
+   */
+  #ingestUrl(
+    relay: { rtmpUrl: string; srtUrl?: string | undefined; whipUrl?: string | undefined },
+    r: StreamRecord,
+    token: string | undefined,
+  ): string {
+    const ingest = this.#o.glassesIngest ?? 'rtmp';
+    if (ingest === 'srt' && relay.srtUrl) return srtPublishUrl(relay.srtUrl, r.userId, r.streamId, token);
+    if (ingest === 'whip' && relay.whipUrl) return whipPublishUrl(relay.whipUrl, r.userId, r.streamId, token);
+    return rtmpPublishUrl(relay.rtmpUrl, r.userId, r.streamId, token);
   }
 
   /**

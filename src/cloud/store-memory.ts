@@ -44,8 +44,16 @@ export class MemoryCloudStore implements CloudStore {
 
   async upsertRelay(relay: RegisterRequest, now: number): Promise<void> {
     this.#expire(now);
-    const { relayId, rtmpUrl, hlsUrl, maxStreams, region } = relay;
-    const copy: RegisterRequest = { relayId, rtmpUrl, hlsUrl, maxStreams, ...(region ? { region } : {}) };
+    const { relayId, rtmpUrl, hlsUrl, maxStreams, region, srtUrl, whipUrl } = relay;
+    const copy: RegisterRequest = {
+      relayId,
+      rtmpUrl,
+      hlsUrl,
+      maxStreams,
+      ...(region ? { region } : {}),
+      ...(srtUrl ? { srtUrl } : {}),
+      ...(whipUrl ? { whipUrl } : {}),
+    };
     const state = this.#relays.get(relayId);
     if (state) {
       state.relay = copy;

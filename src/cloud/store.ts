@@ -29,6 +29,9 @@ export interface RelayRecord {
   hlsUrl: string;
   maxStreams: number;
   region?: string;
+  /** Other ingest bases the relay announced (SRT, WHIP), when it serves them. */
+  srtUrl?: string;
+  whipUrl?: string;
   /** Process CPU the relay reported (tie-breaker). */
   cpu: number;
   draining: boolean;

@@ -419,3 +419,46 @@ describe('managed streams: glasses with no socket', () => {
     }
   });
 });
+
+describe('managed streams: GLASSES_INGEST', () => {
+  it("hands out the relay's SRT or WHIP base when it announced one, else RTMP", async () => {
+    for (const [ingest, expected] of [
+      ['srt', /^srt:\/\/relay1:8890\?streamid=publish%3Alive%2Fa%40b\.com%2F[A-Za-z0-9]{8}$/],
+      ['whip', /^http:\/\/relay1:8888\/whip\/live\/a@b\.com\/[A-Za-z0-9]{8}$/],
+      ['rtmp', /^rtmp:\/\/relay1:1935\/live\/a@b\.com\/[A-Za-z0-9]{8}$/],
+    ] as const) {
+      const store = new MemoryCloudStore();
+      const sent: CloudToGlasses[] = [];
+      const streams = new ManagedStreams({
+        store,
+        glasses: { send: (_u, m) => (sent.push(m), true) },
+        log: silentLogger(),
+        tokenSecret: null,
+        keepAliveMs: 600_000,
+        ackTimeoutMs: 10_000,
+        maxMissedAcks: 3,
+        relayCheckMs: 600_000,
+        glassesIngest: ingest,
+        probeHls: async () => true,
+      });
+      try {
+        await store.upsertRelay(
+          {
+            relayId: 'r1',
+            rtmpUrl: 'rtmp://relay1:1935',
+            hlsUrl: 'http://relay1:8888',
+            srtUrl: 'srt://relay1:8890',
+            whipUrl: 'http://relay1:8888',
+            maxStreams: 5,
+          },
+          Date.now(),
+        );
+        await streams.request('a@b.com', 'com.app');
+        const start = sent.find((m) => m.type === 'start_rtmp_stream');
+        assert.match(start?.type === 'start_rtmp_stream' ? start.rtmpUrl : '', expected, ingest);
+      } finally {
+        await streams.close();
+      }
+    }
+  });
+});
