@@ -5,6 +5,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { ErrorCodes, isRelayError } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
 import {
   type RelayEvents,
   type RelayRoutesStore,
@@ -20,6 +21,7 @@ export interface CloudAppOptions {
   events?: RelayEvents;
   /** Who may report stream events (relay-guard.ts); absent allows every authenticated relay. */
   guard?: StreamEventGuard;
+  log?: Logger;
   now?: () => number;
 }
 
@@ -42,6 +44,7 @@ export function buildCloudApp(options: CloudAppOptions): FastifyInstance {
     previousSecret: options.relaySecretPrevious,
     ...(options.events ? { events: options.events } : {}),
     ...(options.guard ? { guard: options.guard } : {}),
+    ...(options.log ? { log: options.log.child({ component: 'relay-api' }) } : {}),
     ...(options.now ? { now: options.now } : {}),
   });
   return app;

@@ -131,6 +131,7 @@ export async function startCloud(
   });
   const app = buildCloudApp({
     guard,
+    log,
     store,
     relaySecret: options.relaySecret,
     relaySecretPrevious: c.relaySecretPrevious,

@@ -24,6 +24,7 @@ import {
   type StreamToEnd,
   UserId,
 } from '../contracts/relay-api.ts';
+import type { Logger } from '../shared/logger.ts';
 
 /** What these routes need from the store. */
 export interface RelayRoutesStore {
@@ -99,6 +100,8 @@ export interface RelayRoutesOptions {
   events?: RelayEvents;
   /** Asked before every stream event; absent allows all (unit tests of the other routes). */
   guard?: StreamEventGuard;
+  /** Where refusals are told (relay id, stream, code; never a URL the relay sent). */
+  log?: Logger;
   now?: () => number;
 }
 
@@ -127,7 +130,7 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
       urls,
     });
     if (!refusal) return false;
-    app.log.warn({ kind, relayId: e.relayId, streamId: e.streamId, code: refusal.code }, refusal.reason);
+    options.log?.warn({ kind, relayId: e.relayId, streamId: e.streamId, code: refusal.code }, refusal.reason);
     await reply.code(403).send({ error: refusal.reason, code: refusal.code });
     return true;
   };
