@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { type CloudHandle, startCloud } from '../cloud/cloud.ts';
 import { createPublishTokenVerifier, signPublishToken } from '../cloud/tokens.ts';
+import { publishKey } from '../contracts/keys.ts';
 import { RelayAgent } from '../relay/agent.ts';
 import { type RelayHandle, startRelay } from '../relay/relay.ts';
 import type { RelayConfig } from '../shared/config.ts';
@@ -49,6 +50,12 @@ export async function startRelayNode(
     viewers: relay.viewers,
     restreaming: relay.restreaming,
     draining: () => relay.draining,
+    // The cloud ended the managed stream: end it here too (ENDLIST now, load freed), publisher included.
+    endStream: (userId, streamId) => {
+      relay.rtmp.kick(publishKey(userId, streamId));
+      const stream = relay.streams.streams.find((s) => s.userId === userId && s.streamId === streamId);
+      void stream?.close();
+    },
     log,
   });
   await agent.start();

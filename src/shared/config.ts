@@ -86,6 +86,8 @@ const EnvSchema = z.object({
   ACK_TIMEOUT_SECONDS: seconds(10),
   MAX_MISSED_ACKS: count(3),
   REDIS_URL: z.string().url().optional(),
+  SSE_KEEPALIVE_SECONDS: seconds(15),
+  GLASSES_INGEST: z.enum(['rtmp', 'srt', 'whip']).default('rtmp'),
   DRAIN_TIMEOUT_SECONDS: seconds(300),
   RTMP_RELAY_URLS: z.string().min(1).optional(),
   RTMP_RELAY_HLS_URLS: z.string().min(1).optional(),
@@ -183,6 +185,10 @@ export interface RelayConfig {
     ackTimeoutMs: number;
     maxMissedAcks: number;
     redisUrl: string | undefined;
+    /** SSE_KEEPALIVE_SECONDS: comment keep-alives on idle managed-stream event streams. */
+    sseKeepAliveMs: number;
+    /** GLASSES_INGEST: the ingest the cloud hands the glasses (rtmp until the SRT and WHIP ingests land). */
+    glassesIngest: 'rtmp' | 'srt' | 'whip';
     /** DRAIN_TIMEOUT_SECONDS: how long live streams may run on after SIGTERM. */
     drainTimeoutMs: number;
     /** RTMP_RELAY_URLS / RTMP_RELAY_HLS_URLS: used when no relay is registered (the seed's static list). */
@@ -301,6 +307,8 @@ export function loadConfig(
       ackTimeoutMs: e.ACK_TIMEOUT_SECONDS * 1000,
       maxMissedAcks: e.MAX_MISSED_ACKS,
       redisUrl: e.REDIS_URL,
+      sseKeepAliveMs: e.SSE_KEEPALIVE_SECONDS * 1000,
+      glassesIngest: e.GLASSES_INGEST,
       drainTimeoutMs: e.DRAIN_TIMEOUT_SECONDS * 1000,
       staticRelays: staticRelays(e.RTMP_RELAY_URLS, e.RTMP_RELAY_HLS_URLS),
     },
