@@ -62,6 +62,12 @@ const BENCHES: Bench[] = [
     goal: 'p99 ≤ 2 ms, ≥ 20× the seed scheme',
   },
   {
+    name: 'managed-start',
+    file: 'managed-start.ts',
+    title: 'Managed start and status fan-out',
+    goal: 'request → active → first segment ≤ 3 s p95; fan-out with two replicas against one',
+  },
+  {
     name: 'capacity',
     file: 'capacity.ts',
     title: 'Capacity per relay',
