@@ -241,6 +241,8 @@ export interface Handshake {
   kmReq?: Buffer;
   kmRsp?: Buffer;
   streamId?: string;
+  /** The stream id extension was longer than MAX_STREAM_ID (so `streamId` is unset). */
+  streamIdTooLong?: boolean;
   congestion?: string;
 }
 
@@ -328,8 +330,9 @@ export function decodeHandshake(cif: Buffer): Handshake {
         hs.kmRsp = Buffer.from(content);
         break;
       case HsExtType.Sid:
-        if (len > MAX_STREAM_ID) throw malformed(`stream id of ${len} bytes exceeds ${MAX_STREAM_ID}`);
-        hs.streamId = decodeWordString(content);
+        // Too long for libsrt: kept out (never decoded) but noted, so the listener can refuse it by name.
+        if (len > MAX_STREAM_ID) hs.streamIdTooLong = true;
+        else hs.streamId = decodeWordString(content);
         break;
       case HsExtType.Congestion:
         if (len > 16) throw malformed('congestion control name too long');
