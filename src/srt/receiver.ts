@@ -191,6 +191,16 @@ export class Receiver {
     return out;
   }
 
+  /** The sender gave up these packets (a DROPREQ): stop asking for them; delivery skips their holes. */
+  forget(first: number, last: number): void {
+    const n = seqDiff(first, last);
+    if (n < 0 || n >= this.#capacity) return;
+    for (let s = first; ; s = seqAdd(s, 1)) {
+      this.#loss.delete(s);
+      if (s === last) break;
+    }
+  }
+
   /** Everything held, in order, holes skipped (the caller said goodbye: no more retransmissions come). */
   drain(): Buffer[] {
     const out: Buffer[] = [];
