@@ -15,7 +15,7 @@ import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import type { AuthDecision, AuthorizePublish, EndReason, PublishInfo } from '../contracts/publish.ts';
 import { type ErrorCode, ErrorCodes } from '../shared/errors.ts';
-import type { Logger } from '../shared/logger.ts';
+import { type Logger, redactUrl } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import { SrtConnection, type SrtConnectionStats } from './conn.ts';
 import { SynCookies } from './cookie.ts';
@@ -440,6 +440,14 @@ export class SrtListener extends TypedEmitter<SrtListenerEvents> {
     }
     const parsed = parseSrtStreamId(req.streamId);
     if (!parsed.ok) {
+      // The id with its token redacted: what the caller sent is what an operator needs to see here.
+      this.#log.debug(
+        {
+          remote: address,
+          streamId: redactUrl(req.streamId ?? '').replace(/([,:]s=)[^,]*/g, '$1[redacted]'),
+        },
+        'unusable stream id',
+      );
       refuse(parsed.reject, parsed.code, parsed.reason);
       return;
     }

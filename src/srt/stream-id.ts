@@ -30,8 +30,8 @@ function refuse(reason: string, reject: RejectReasonId = RejectReason.BadRequest
 
 function decode(segment: string): string | null {
   try {
-    // FFmpeg turns a raw `+` into a space when it URL-decodes the option; no id may hold a space, so it was a `+`.
-    return decodeURIComponent(segment).replace(/ /g, '+');
+    // FFmpeg turns a raw `+` into a space when it reads the option; no id may hold a space, so it was a `+`.
+    return decodeURIComponent(segment.replace(/ /g, '+'));
   } catch {
     return null; // malformed percent-encoding: the caller refuses the id
   }
@@ -54,10 +54,18 @@ function target(resource: string, token: string | undefined, params: Record<stri
   };
 }
 
-export function parseSrtStreamId(id: string | undefined): StreamIdResult {
+export function parseSrtStreamId(sent: string | undefined): StreamIdResult {
+  let id = sent;
   if (id === undefined || id === '') return refuse('no stream id');
   if (Buffer.byteLength(id) > SRT_STREAM_ID_MAX) {
     return refuse(`stream id longer than ${SRT_STREAM_ID_MAX} bytes`, RejectReason.Unacceptable);
+  }
+  // A percent-encoded whole id (the cloud encodes the `streamid` URL option; FFmpeg 6 decodes it, Debian's
+  // 5.1 passes it on as it is, turning only `+` into a space): decode it once here.
+  if (/^(?:[a-z]+%3a|%23%21%3a%3a)/i.test(id)) {
+    const whole = decode(id);
+    if (whole === null) return refuse('malformed percent-encoding in the stream id');
+    id = whole;
   }
   if (id.startsWith('#!::')) {
     const fields = new Map<string, string>();

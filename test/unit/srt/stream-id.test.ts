@@ -29,6 +29,13 @@ describe('SRT stream id', () => {
     { id: 'publish:/live/u/s/', userId: 'u', streamId: 's' },
     { id: '#!::r=live/u2/s2,m=publish,s=tok', userId: 'u2', streamId: 's2', token: 'tok' },
     { id: '#!::r=live/u2/s2', userId: 'u2', streamId: 's2' },
+    {
+      id: 'publish%3Alive%2Fa%252Bb%2540x.com%2Fs%3Ftoken%3Dt.k',
+      userId: 'a+b@x.com',
+      streamId: 's',
+      token: 't.k',
+    },
+    { id: '%23%21%3A%3Ar%3Dlive%2Fu%2Fs%2Cs%3Dtok', userId: 'u', streamId: 's', token: 'tok' },
   ];
   for (const c of accepted) {
     it(`accepts ${c.id}`, () => {
