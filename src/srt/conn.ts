@@ -106,6 +106,7 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
   #lastNakCheck = 0;
   #rttUs = 100_000;
   #rttVarUs = 50_000;
+  #rttMeasured = false;
   #acksSent = 0;
   #naksSent = 0;
   #undecryptable = 0;
@@ -193,8 +194,15 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
         if (sent === undefined) return;
         this.#acksInFlight.delete(packet.info);
         const sample = now - sent;
-        this.#rttVarUs = (3 * this.#rttVarUs + Math.abs(this.#rttUs - sample)) / 4;
-        this.#rttUs = (7 * this.#rttUs + sample) / 8;
+        if (!this.#rttMeasured) {
+          // The first sample replaces the 100 ms guess (as libsrt does): NAK timing depends on it at once.
+          this.#rttMeasured = true;
+          this.#rttUs = sample;
+          this.#rttVarUs = sample / 2;
+        } else {
+          this.#rttVarUs = (3 * this.#rttVarUs + Math.abs(this.#rttUs - sample)) / 4;
+          this.#rttUs = (7 * this.#rttUs + sample) / 8;
+        }
         return;
       }
       case ControlType.Shutdown:
