@@ -215,6 +215,17 @@ export class SrtListener extends TypedEmitter<SrtListenerEvents> {
     return this.#conns;
   }
 
+  /** Sizes of every table a caller can make grow (leak tests, metrics). */
+  get tracked(): { connections: number; peers: number; pending: number; addresses: number; live: number } {
+    return {
+      connections: this.#conns.size,
+      peers: this.#byPeer.size,
+      pending: this.#pending.size,
+      addresses: this.#perIp.size,
+      live: this.#live.size,
+    };
+  }
+
   /** Binds the UDP port; resolves with it (0 picks a free one). */
   async listen(port: number, host = '0.0.0.0'): Promise<number> {
     if (this.#listening) throw new Error('already listening');

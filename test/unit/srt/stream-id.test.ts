@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { srtPublishStreamId, srtStreamPassphrase } from '../../../src/contracts/srt.ts';
+import { rejectFor } from '../../../src/srt/listener.ts';
 import { RejectReason } from '../../../src/srt/packet.ts';
 import { parseSrtStreamId } from '../../../src/srt/stream-id.ts';
 
@@ -89,4 +90,41 @@ describe('SRT stream id', () => {
     assert.equal(p.length, 32);
     assert.match(p, /^[A-Za-z0-9_-]+$/);
   });
+});
+
+describe('SRT rejection for an authorization refusal', () => {
+  const cases = [
+    {
+      decision: { allow: false as const, reason: 'invalid userId', badName: true },
+      reject: RejectReason.BadRequest,
+      code: 'SRT_BAD_STREAM_ID',
+    },
+    {
+      decision: { allow: false as const, reason: 'publish token expired' },
+      reject: RejectReason.Unauthorized,
+      code: 'SRT_UNAUTHORIZED',
+    },
+    {
+      decision: { allow: false as const, reason: 'missing publish token' },
+      reject: RejectReason.Unauthorized,
+      code: 'SRT_UNAUTHORIZED',
+    },
+    {
+      decision: { allow: false as const, reason: 'publish token is for another relay' },
+      reject: RejectReason.Forbidden,
+      code: 'SRT_FORBIDDEN',
+    },
+    {
+      decision: { allow: false as const, reason: 'relay is draining' },
+      reject: RejectReason.Down,
+      code: 'SRT_UNAUTHORIZED',
+    },
+  ];
+  for (const c of cases) {
+    it(`${c.decision.reason} → ${c.reject}`, () => {
+      const r = rejectFor(c.decision);
+      assert.equal(r.reject, c.reject);
+      assert.equal(r.code, c.code);
+    });
+  }
 });
