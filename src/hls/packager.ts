@@ -93,6 +93,8 @@ export interface PackagerStats {
 }
 
 export type PackagerEvents = {
+  /** A new init segment (a new output run: FFmpeg's, or the copy writer's), under its playlist name. */
+  init: [Fmp4Init, string];
   /** The first segment is complete: the stream is playable. */
   ready: [];
   segment: [Segment];
@@ -263,6 +265,7 @@ export class Packager extends TypedEmitter<PackagerEvents> {
     const uri = `${this.prefix}-init${this.#initCount++}.mp4`;
     this.#inits.set(uri, init.data);
     this.#init = uri;
+    this.safeEmit('init', init, uri);
     this.#videoTrack = init.tracks.find((t) => t.kind === 'video')?.id ?? null;
     this.#clock = []; // a new run, a new timeline
     this.#runOffset = null;

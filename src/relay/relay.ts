@@ -14,6 +14,8 @@ import {
   isGpuEncoder,
   probeEncoderOnce,
 } from '../pipeline/encoders.ts';
+import type { Publish } from '../rtmp/publish.ts';
+import { RtmpSource } from '../rtmp/rtmp-source.ts';
 import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
@@ -109,7 +111,12 @@ export async function startRelay(
       maxMessageSize: config.rtmp.maxMessageSize,
     },
   });
-  const detach = streams.attach(rtmp);
+  // RTMP publishes reach the streams as media sources (access units), like every other ingest.
+  const onRtmpPublish = (publish: Publish): void => streams.addSource(new RtmpSource(publish));
+  rtmp.on('publish', onRtmpPublish);
+  const detach = (): void => {
+    rtmp.off('publish', onRtmpPublish);
+  };
   // Live = publishing or waiting for its publisher.
   const ready = (): boolean =>
     !draining &&
@@ -123,7 +130,6 @@ export async function startRelay(
     ready,
   });
   const thumbnails = new Thumbnails({
-    rtmp,
     streams,
     reaper,
     log,

@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import type { AuthDecision, AuthorizePublish, PublishAuthRequest } from '../contracts/publish.ts';
 import { type ErrorCode, ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
@@ -19,21 +20,7 @@ import {
 } from './server-conn.ts';
 import type { PublishTarget } from './stream-key.ts';
 
-export interface PublishAuthRequest {
-  key: string;
-  userId: string;
-  streamId: string;
-  /** The publish URL's `token` query parameter. Never log it. */
-  token: string | undefined;
-  params: Record<string, string>;
-  remoteAddress: string;
-}
-
-/** A refusal is `Unauthorized` unless the hook says the name itself is the problem (`badName`). */
-export type AuthDecision = { allow: true } | { allow: false; reason: string; badName?: boolean };
-
-/** Runs before NetStream.Publish.Start; may refuse. The default allows everything. */
-export type AuthorizePublish = (request: PublishAuthRequest) => Promise<AuthDecision> | AuthDecision;
+export type { AuthDecision, AuthorizePublish, PublishAuthRequest } from '../contracts/publish.ts';
 
 export interface RtmpServerOptions {
   log: Logger;

@@ -63,6 +63,7 @@ export async function runTool(
 export interface ProbedStream {
   codec_type: string;
   codec_name: string;
+  profile?: string;
   nb_read_frames?: string;
   width?: number;
   height?: number;
@@ -76,7 +77,7 @@ export async function probe(file: string): Promise<ProbedStream[]> {
     'error',
     '-count_frames',
     '-show_entries',
-    'stream=codec_type,codec_name,nb_read_frames,width,height,sample_rate',
+    'stream=codec_type,codec_name,profile,nb_read_frames,width,height,sample_rate',
     '-of',
     'json',
     file,
