@@ -2,7 +2,7 @@
  * MPEG-TS demultiplexer (ISO/IEC 13818-1): 188-byte packets in (any chunking, as SRT delivers them), track
  * configurations and access units out. PAT → PMT → the first H.264 (stream type 0x1B) and the first ADTS AAC
  * (0x0F) elementary stream; PES packets reassembled across TS packets; H.264 Annex B turned into AVCC access
- * units with an avcC built from the SPS/PPS (which stay in band too), ADTS split into raw AAC frames with an
+ * units with an avcC built from the SPS/PPS by media/nal.ts (which stay in band too), ADTS split into raw AAC frames with an
  * AudioSpecificConfig from the header. PTS/DTS (90 kHz, 33 bits) become ms, unwrapped across the 2^33 wrap.
  *
  * Pure: `push(bytes)` returns what it found; nothing here knows SRT. Hand-written: the TS layer is small and
@@ -12,6 +12,7 @@
 import type { AccessUnit, AudioConfig, TrackConfig, VideoConfig } from './access-unit.ts';
 import { audioSpecificConfig, splitAdts } from './adts.ts';
 import { spsPictureSize } from './avc-sps.ts';
+import { annexBNalUnits, buildAvcConfig, H264Nal, h264NalType } from './nal.ts';
 
 export const TS_PACKET = 188;
 const SYNC = 0x47;
@@ -37,6 +38,8 @@ export interface DemuxStats {
   droppedVideoFrames: number;
   /** Audio bytes that were not whole ADTS frames. */
   droppedAudioBytes: number;
+  /** SPS/PPS that could not make an avcC record. */
+  badParameterSets: number;
 }
 
 interface PesState {
@@ -60,38 +63,6 @@ function readTimestamp(b: Buffer, o: number): number {
   );
 }
 
-/** Splits Annex B bytes into NAL units (start codes of 3 or 4 bytes removed). */
-export function splitAnnexB(data: Buffer): Buffer[] {
-  const nals: Buffer[] = [];
-  let start = -1;
-  let i = 0;
-  const n = data.length;
-  while (i + 2 < n) {
-    if (data[i] === 0 && data[i + 1] === 0 && data[i + 2] === 1) {
-      if (start >= 0) {
-        let end = i;
-        while (end > start && data[end - 1] === 0) end--; // trailing zeros belong to the next start code
-        if (end > start) nals.push(data.subarray(start, end));
-      }
-      i += 3;
-      start = i;
-    } else i++;
-  }
-  if (start >= 0 && start < n) nals.push(data.subarray(start));
-  return nals;
-}
-
-/** AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1) from one SPS and one PPS, 4-byte lengths. */
-export function avcDecoderConfig(sps: Buffer, pps: Buffer): Buffer {
-  const head = Buffer.from([1, sps[1] ?? 0, sps[2] ?? 0, sps[3] ?? 0, 0xff, 0xe1]);
-  const spsLen = Buffer.alloc(2);
-  spsLen.writeUInt16BE(sps.length);
-  const ppsLen = Buffer.alloc(3);
-  ppsLen[0] = 1;
-  ppsLen.writeUInt16BE(pps.length, 1);
-  return Buffer.concat([head, spsLen, sps, ppsLen, pps]);
-}
-
 export class MpegTsDemuxer {
   readonly stats: DemuxStats = {
     packets: 0,
@@ -102,6 +73,7 @@ export class MpegTsDemuxer {
     ignoredStreams: 0,
     droppedVideoFrames: 0,
     droppedAudioBytes: 0,
+    badParameterSets: 0,
   };
   /** Bytes of a TS packet cut off at the end of the last push (< 188). */
   #carry: Buffer = Buffer.alloc(0);
@@ -322,33 +294,35 @@ export class MpegTsDemuxer {
   }
 
   #videoPes(body: Buffer, dts: number, pts: number): void {
-    const nals = splitAnnexB(body);
+    const nals = annexBNalUnits(body);
     const kept: Buffer[] = [];
     let keyframe = false;
     let picture = false;
     let sps: Buffer | null = null;
     let pps: Buffer | null = null;
     for (const nal of nals) {
-      const type = nal[0]! & 0x1f;
-      if (type === 9) continue; // access unit delimiter: AVCC streams carry none
-      if (type === 7) sps = nal;
-      else if (type === 8) pps ??= nal;
-      else if (type === 5) keyframe = true;
-      if (type >= 1 && type <= 5) picture = true;
+      const type = h264NalType(nal[0]!);
+      if (type === H264Nal.AUD) continue; // access unit delimiter: AVCC streams carry none
+      if (type === H264Nal.SPS) sps = nal;
+      else if (type === H264Nal.PPS) pps ??= nal;
+      else if (type === H264Nal.IDR) keyframe = true;
+      if (type >= 1 && type <= H264Nal.IDR) picture = true;
       kept.push(nal);
     }
     if (sps && pps && (!this.#sps?.equals(sps) || !this.#pps?.equals(pps))) {
-      this.#sps = Buffer.from(sps);
-      this.#pps = Buffer.from(pps);
-      const size = spsPictureSize(this.#sps) ?? { width: 0, height: 0 };
-      this.#videoConfig = {
-        kind: 'video',
-        codec: 'h264',
-        record: avcDecoderConfig(this.#sps, this.#pps),
-        width: size.width,
-        height: size.height,
-      };
-      this.#out.push({ type: 'config', config: this.#videoConfig });
+      let record: Buffer | null = null;
+      try {
+        record = buildAvcConfig([sps], [pps]);
+      } catch {
+        this.stats.badParameterSets++; // an SPS too short or too long for a record: keep the old one
+      }
+      if (record) {
+        this.#sps = Buffer.from(sps);
+        this.#pps = Buffer.from(pps);
+        const size = spsPictureSize(this.#sps) ?? { width: 0, height: 0 };
+        this.#videoConfig = { kind: 'video', codec: 'h264', record, width: size.width, height: size.height };
+        this.#out.push({ type: 'config', config: this.#videoConfig });
+      }
     }
     if (!picture || !this.#videoConfig) {
       this.stats.droppedVideoFrames++;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type AccessUnit, isVideoConfig } from '../../../src/media/access-unit.ts';
 import { audioSpecificConfig, parseAdtsHeader, splitAdts } from '../../../src/media/adts.ts';
-import { type DemuxOutput, MpegTsDemuxer, splitAnnexB, TS_PACKET } from '../../../src/media/mpegts-demux.ts';
+import { type DemuxOutput, MpegTsDemuxer, TS_PACKET } from '../../../src/media/mpegts-demux.ts';
 import { fixturePath } from '../../fixtures/generate.ts';
 import { runTool } from '../../helpers/process.ts';
 
@@ -192,17 +192,5 @@ describe('ADTS', () => {
     assert.deepEqual(frames[0]!.data, Buffer.from([1, 2, 3]));
     assert.equal(rest.length, 5);
     assert.equal(parseAdtsHeader(Buffer.from([0xff, 0xf1, 0x50])), null);
-  });
-
-  it('splits Annex B with 3- and 4-byte start codes', () => {
-    const b = Buffer.from([0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5]);
-    assert.deepEqual(
-      splitAnnexB(b).map((n) => [...n]),
-      [
-        [0x67, 1, 2],
-        [0x68, 3],
-        [0x65, 4, 5],
-      ],
-    );
   });
 });
