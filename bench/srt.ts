@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { silentLogger } from '../src/shared/logger.ts';
+import type { SrtConnectionStats } from '../src/srt/conn.ts';
 import { SrtListener } from '../src/srt/listener.ts';
 import type { SrtSource } from '../src/srt/source.ts';
 import { startCaller, tsReference } from '../test/helpers/srt-publish.ts';
@@ -114,7 +115,7 @@ async function lossy(
   const proxy = new UdpLossProxy({ port }, { upLoss: 0.05, downLoss: 0.05, jitterMs: 10, seed: 3 });
   const proxyPort = await proxy.listen();
   let out = 0;
-  const done = new Promise<Record<string, number>>((resolve) => {
+  const done = new Promise<SrtConnectionStats>((resolve) => {
     listener.on('publish', (s) => {
       s.on('au', (au) => {
         if (au.track === 'video') out++;

@@ -66,6 +66,8 @@ export interface SrtConnectionStats {
   packetsBelated: number;
   packetsOverflow: number;
   packetsUndecryptable: number;
+  /** New keys taken from the caller's KMREQs after the handshake (even/odd switches). */
+  keyRefreshes: number;
   acksSent: number;
   naksSent: number;
   receiveBufferPackets: number;
@@ -110,6 +112,7 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
   #acksSent = 0;
   #naksSent = 0;
   #undecryptable = 0;
+  #keyRefreshes = 0;
   #closed: EndReason | null = null;
 
   constructor(o: SrtConnectionOptions) {
@@ -157,6 +160,7 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
       packetsBelated: r.packetsBelated,
       packetsOverflow: r.packetsOverflow,
       packetsUndecryptable: this.#undecryptable,
+      keyRefreshes: this.#keyRefreshes,
       acksSent: this.#acksSent,
       naksSent: this.#naksSent,
       receiveBufferPackets: this.#receiver.buffered,
@@ -234,6 +238,7 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
     } catch (err) {
       this.#log.debug({ err, conn: this.id }, 'unreadable KMREQ');
     }
+    if (ok) this.#keyRefreshes++;
     const answer = ok ? cif : encodeKmState(this.#decryptor ? KmState.BadSecret : KmState.NoSecret);
     this.#control(ControlType.User, answer, { subtype: HsExtType.KmRsp });
   }

@@ -584,8 +584,9 @@ export class SrtListener extends TypedEmitter<SrtListenerEvents> {
       startedAt: Date.now(),
       protocol: 'srt',
     };
-    let conn: SrtConnection | null = null;
-    const source = new SrtSource(info, () => (conn ? { ...conn.stats } : {}));
+    // The source reads the connection's counters; the connection needs the source: bound right below.
+    let conn!: SrtConnection;
+    const source = new SrtSource(info, () => conn.stats);
     conn = new SrtConnection({
       id: info.id,
       socketId,

@@ -10,6 +10,7 @@ import type { AccessUnit, SourceStart } from '../media/access-unit.ts';
 import { type DemuxStats, MpegTsDemuxer } from '../media/mpegts-demux.ts';
 import type { MediaSource, SourceCounters, SourceEvents } from '../media/source.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
+import type { SrtConnectionStats } from './conn.ts';
 
 /** Frames held until every track's configuration is known (about 10 s of AAC at 48 kHz); past it the
  * publish starts with what it has. */
@@ -30,9 +31,9 @@ export class SrtSource extends TypedEmitter<SourceEvents> implements MediaSource
   #started: SourceStart | null = null;
   #ended: EndReason | null = null;
   /** The transport's counters (RTT, loss, buffer), read on demand. */
-  readonly #transport: () => Record<string, number>;
+  readonly #transport: () => SrtConnectionStats;
 
-  constructor(info: PublishInfo, transport: () => Record<string, number> = () => ({})) {
+  constructor(info: PublishInfo, transport: () => SrtConnectionStats) {
     super();
     this.info = info;
     this.#transport = transport;
@@ -51,7 +52,7 @@ export class SrtSource extends TypedEmitter<SourceEvents> implements MediaSource
   }
 
   /** SRT transport statistics of this publish (RTT, loss, retransmissions, drops, receive buffer). */
-  get transportStats(): Record<string, number> {
+  get transportStats(): SrtConnectionStats {
     return this.#transport();
   }
 

@@ -61,13 +61,22 @@ export type SrtCaller = 'ffmpeg' | 'srt-live-transmit' | 'srtsink';
 /** A caller publishing `file` in real time to the listener at `port` with this stream id. */
 export function startCaller(
   caller: SrtCaller,
-  o: { file: string; port: number; streamId: string; passphrase?: string; latencyMs?: number },
+  o: {
+    file: string;
+    port: number;
+    streamId: string;
+    passphrase?: string;
+    latencyMs?: number;
+    /** More FFmpeg srt:// URL options. */
+    extra?: Record<string, string>;
+  },
 ): { done: Promise<number | null>; kill: () => void } {
   const latency = o.latencyMs ?? 120;
   if (caller === 'ffmpeg') {
     // linger: FFmpeg's close then waits for its send buffer to empty; libsrt's live mode drops it otherwise.
     const q = new URLSearchParams({ streamid: o.streamId, latency: String(latency * 1000), linger: '2' });
     if (o.passphrase) q.set('passphrase', o.passphrase);
+    for (const [k, v] of Object.entries(o.extra ?? {})) q.set(k, v);
     const run = startTool(
       'ffmpeg',
       ['-v', 'error', '-re', '-i', o.file, '-c', 'copy', '-f', 'mpegts', `srt://127.0.0.1:${o.port}?${q}`],
