@@ -136,6 +136,7 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
     this.#receiver = new Receiver({
       initialSeq: o.initialSeq,
       latencyUs: o.latencyMs * 1000,
+      holeGraceUs: o.latencyMs * 1000,
       capacity: o.receiveBufferPackets,
     });
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
@@ -189,7 +190,12 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
         payload = plain;
       }
       const lost = this.#receiver.push(packet.seq, packet.timestamp, payload, packet.retransmitted, now);
-      if (lost) this.#nak(lost, now);
+      if (lost) {
+        // Sent twice: a lost NAK costs a whole NAK interval, and the loss is usually found late (the next
+        // packet after a frame's burst can be a frame interval away) with little of the latency left.
+        this.#nak(lost, now);
+        this.#nak(lost, now);
+      }
       return;
     }
     switch (packet.type) {

@@ -2,8 +2,8 @@
  * The live receiver of one SRT connection (draft-sharabayko-srt §4.5–4.8; gosrt `congestion/live/receive.go`):
  * a receive buffer bounded in packets, loss detection with an immediate NAK, the loss list for periodic NAK
  * reports, the ACK point, and TSBPD delivery: each packet is released at its sender time + the negotiated
- * latency on our clock, in order, and a lost packet still missing when a later one is due is dropped (too-late
- * packet drop), so one loss never stalls the stream.
+ * latency on our clock, in order, and a lost packet still missing when a later one is overdue (by a grace,
+ * see `holeGraceUs`) is dropped (too-late packet drop), so one loss never stalls the stream.
  *
  * Pure: the caller passes the clock (µs) to every call and does the I/O; tests drive it with fake packets and
  * a fake clock. Sequence arithmetic goes through ./seq.ts.
@@ -18,6 +18,12 @@ export interface ReceiverOptions {
   latencyUs: number;
   /** The receive buffer, in packets: packets further ahead than this are dropped. */
   capacity: number;
+  /**
+   * How much longer than its due time a hole holds back the packets after it before it is given up, µs
+   * (0: libsrt's player behaviour). We feed a demuxer, not a screen: a frame late by a latency costs nothing
+   * downstream, a lost packet costs a frame, so a hole gets one more latency for its retransmission.
+   */
+  holeGraceUs?: number;
 }
 
 export interface ReceiverStats {
@@ -60,6 +66,7 @@ export class Receiver {
   };
   readonly #capacity: number;
   readonly #latency: number;
+  readonly #grace: number;
   /** Ring of slots indexed by sequence number modulo capacity; `#head` is the next to deliver. */
   readonly #slots: (Slot | undefined)[];
   #head: number;
@@ -76,6 +83,7 @@ export class Receiver {
   constructor(options: ReceiverOptions) {
     this.#capacity = options.capacity;
     this.#latency = options.latencyUs;
+    this.#grace = options.holeGraceUs ?? 0;
     this.#slots = new Array(options.capacity);
     this.#head = options.initialSeq;
     this.#last = seqAdd(options.initialSeq, -1);
@@ -179,9 +187,9 @@ export class Receiver {
         this.#head = seqAdd(this.#head, 1);
         continue;
       }
-      // A hole: skip it only when the next packet in hand is already due (too-late drop).
+      // A hole: skip it only when the next packet in hand is overdue by the grace (too-late drop).
       const next = this.#nextFilled();
-      if (next === null || this.#slots[this.#index(next)]!.due > now) break;
+      if (next === null || this.#slots[this.#index(next)]!.due + this.#grace > now) break;
       for (let s = this.#head; s !== next; s = seqAdd(s, 1)) {
         this.#loss.delete(s);
         this.stats.packetsDropped++;

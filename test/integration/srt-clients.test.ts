@@ -121,13 +121,15 @@ describe('real SRT callers', () => {
     assert.notEqual(await unexpected.done, 0);
     assert.ok((listener.stats.errors.get('SRT_BAD_SECRET') ?? 0) >= 3);
     const published = nextPublish(listener, 'enc');
+    // New keys every 150 packets: the caller switches between its even and odd key mid-stream (KMREQ).
     const run = startCaller('ffmpeg', {
       file: ref.file,
       port,
       streamId: 'publish:live/u1/enc',
       passphrase: PASSPHRASE,
+      extra: { kmrefreshrate: '150', kmpreannounce: '40' },
     });
-    const rec = await published;
+    const rec = await publishedBy(published, run, 'ffmpeg with the passphrase');
     await rec.ended;
     assert.equal(await run.done, 0);
     assertMatches(rec, ref, 'encrypted');

@@ -49,6 +49,20 @@ describe('srt receiver (fake packets, fake clock)', () => {
     assert.equal(r.stats.packetsBelated, 1);
   });
 
+  it('gives a hole a grace before dropping it, then drops it', () => {
+    const r = new Receiver({ initialSeq: 0, latencyUs: 50_000, capacity: 64, holeGraceUs: 50_000 });
+    r.push(0, 0, p(0), false, 0);
+    r.push(2, 2000, p(2), false, 2000);
+    assert.deepEqual(bytes(r.deliver(60_000)), [0]);
+    assert.deepEqual(bytes(r.deliver(100_000)), [], 'the hole holds packet 2 back');
+    r.push(1, 1000, p(1), true, 100_500);
+    assert.deepEqual(bytes(r.deliver(100_500)), [1, 2], 'recovered within the grace');
+    r.push(4, 4000, p(4), false, 101_000);
+    assert.deepEqual(bytes(r.deliver(103_999)), []);
+    assert.deepEqual(bytes(r.deliver(104_000)), [4]);
+    assert.equal(r.stats.packetsDropped, 1);
+  });
+
   it('bounds the buffer in packets and counts duplicates', () => {
     const r = new Receiver({ initialSeq: 0, latencyUs: 1_000_000, capacity: 8 });
     for (let i = 0; i < 8; i++) r.push(i, i, p(i), false, i);
