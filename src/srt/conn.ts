@@ -1,7 +1,8 @@
 /**
  * One accepted SRT caller (gosrt `connection.go`): its timers (ACK and TSBPD delivery every 10 ms, periodic
  * NAK, keep-alive, peer idle timeout), RTT from ACK/ACKACK, decryption and re-keying, shutdown, and its
- * statistics. Packets come in from the listener (which owns the UDP socket and checked the peer's address);
+ * statistics. A hole in the sequence holds delivery for up to one more latency before it is given up
+ * (./receiver.ts, `holeGraceUs`): this feeds a demuxer, not a player. Packets come in from the listener (which owns the UDP socket and checked the peer's address);
  * everything this connection sends goes out through the listener's `send`. What the receiver releases goes
  * to the publish's source. `close()` is idempotent and releases the one timer.
  */

@@ -14,6 +14,7 @@
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import type { AuthDecision, AuthorizePublish, EndReason, PublishInfo } from '../contracts/publish.ts';
+import { srtStreamPassphrase } from '../contracts/srt.ts';
 import { type ErrorCode, ErrorCodes } from '../shared/errors.ts';
 import { type Logger, redactUrl } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
@@ -120,6 +121,20 @@ interface Refusal {
   reject: RejectReasonId;
   code: ErrorCode;
   reason: string;
+}
+
+/**
+ * The passphrase of each stream key from the configuration: per stream from SRT_PASSPHRASE_SECRET (the
+ * cloud derives the same one for the URL it hands out), one fixed SRT_PASSPHRASE, or none (unencrypted).
+ */
+export function passphraseFromConfig(c: {
+  passphraseSecret: string | undefined;
+  passphrase: string | undefined;
+}): (key: string) => string | null {
+  const { passphraseSecret: secret, passphrase } = c;
+  if (secret !== undefined) return (key) => srtStreamPassphrase(secret, key);
+  if (passphrase !== undefined) return () => passphrase;
+  return () => null;
 }
 
 /**

@@ -51,6 +51,8 @@ interface Slot {
 }
 
 const TS_WRAP = 2 ** 32;
+/** How often the sender's clock offset may move later (drift), µs. */
+const DRIFT_WINDOW_US = 5_000_000;
 
 export class Receiver {
   readonly stats: ReceiverStats = {
@@ -77,6 +79,8 @@ export class Receiver {
   readonly #loss = new Map<number, number>();
   /** Our clock minus the sender's (µs), set by the first packet; sender timestamps unwrapped. */
   #base: number | null = null;
+  #windowStart: number | null = null;
+  #windowMin = Number.POSITIVE_INFINITY;
   #lastTs = 0;
   #tsCarry = 0;
 
@@ -87,6 +91,25 @@ export class Receiver {
     this.#slots = new Array(options.capacity);
     this.#head = options.initialSeq;
     this.#last = seqAdd(options.initialSeq, -1);
+  }
+
+  /**
+   * The sender's clock on ours (µs to add to a sender timestamp): the quickest transit seen. It moves earlier
+   * at once when a packet shows the path got faster (a late first packet must not add its delay to every
+   * later one), and later once per drift window to that window's quickest transit: a sender whose clock runs
+   * slower than ours would otherwise make every packet look ever more overdue, and the latency would melt
+   * away over a long publish (100 ppm is 360 ms an hour).
+   */
+  #track(offset: number, now: number): number {
+    if (this.#base === null || offset < this.#base) this.#base = offset;
+    if (offset < this.#windowMin) this.#windowMin = offset;
+    if (this.#windowStart === null) this.#windowStart = now;
+    else if (now - this.#windowStart >= DRIFT_WINDOW_US) {
+      if (this.#windowMin > this.#base) this.#base = this.#windowMin;
+      this.#windowStart = now;
+      this.#windowMin = Number.POSITIVE_INFINITY;
+    }
+    return this.#base;
   }
 
   /** Packets held (received, not yet delivered). */
@@ -153,10 +176,8 @@ export class Receiver {
       return null;
     }
     const ts = this.#unwrapTs(timestamp);
-    // The sender's clock on ours: fixed by the first packet, and moved earlier whenever a packet shows the
-    // path got faster (so a late first packet does not add its delay to every later one).
-    if (this.#base === null || now - ts < this.#base) this.#base = now - ts;
-    this.#slots[index] = { payload, due: this.#base + ts + this.#latency };
+    const base = this.#track(now - ts, now);
+    this.#slots[index] = { payload, due: base + ts + this.#latency };
     this.#buffered++;
     let lost: LossRange[] | null = null;
     const ahead = seqDiff(this.#last, seq);

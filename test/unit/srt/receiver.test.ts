@@ -63,6 +63,22 @@ describe('srt receiver (fake packets, fake clock)', () => {
     assert.equal(r.stats.packetsDropped, 1);
   });
 
+  it('follows a sender clock slower than ours (drift) so the latency does not melt away', () => {
+    const r = new Receiver({ initialSeq: 0, latencyUs: 120_000, capacity: 64 });
+    // One packet every 10 ms of our time for 10 minutes; the sender's clock runs 0.1 % slow.
+    let held = 0;
+    for (let i = 0; i < 60_000; i++) {
+      const now = i * 10_000;
+      r.push(i % 0x7fffffff, Math.floor(now * 0.999), p(i), false, now);
+      const out = r.deliver(now);
+      held = Math.max(held, r.buffered);
+      if (i > 59_000)
+        assert.ok(r.buffered >= 10, `packets still wait about the latency (${r.buffered} held)`);
+      void out;
+    }
+    assert.ok(held <= 14);
+  });
+
   it('bounds the buffer in packets and counts duplicates', () => {
     const r = new Receiver({ initialSeq: 0, latencyUs: 1_000_000, capacity: 8 });
     for (let i = 0; i < 8; i++) r.push(i, i, p(i), false, i);
