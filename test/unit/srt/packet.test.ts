@@ -221,3 +221,46 @@ describe('srt packet codec', () => {
     assert.throws(() => decodeKeyMaterial(bytes.subarray(0, 50)), RelayError);
   });
 });
+
+describe('srt packet codec against mutated input', () => {
+  it('every decoder either decodes or throws SRT_PACKET_MALFORMED, never anything else', () => {
+    let seed = 99;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed;
+    };
+    const seeds = [
+      ...packetCases.map((c) => c.bytes),
+      ...handshakeCases.map((c) => c.bytes),
+      encodeKeyMaterial({
+        keys: 3,
+        keki: 0,
+        cipher: 2,
+        auth: 0,
+        se: 2,
+        salt: Buffer.alloc(16, 1),
+        keyLength: 32,
+        wrap: Buffer.alloc(72, 2),
+      }),
+      encodeLossList([
+        [1, 9],
+        [20, 20],
+      ]),
+    ];
+    const decoders = [decodePacket, decodeHandshake, decodeKeyMaterial, decodeLossList, decodeAck];
+    for (let i = 0; i < 20_000; i++) {
+      const base = seeds[rand() % seeds.length]!;
+      let b = Buffer.from(base);
+      for (let k = rand() % 5; k > 0 && b.length > 0; k--) b[rand() % b.length] = rand() & 0xff;
+      if (rand() % 4 === 0) b = b.subarray(0, rand() % (b.length + 1));
+      if (rand() % 8 === 0) b = Buffer.concat([b, Buffer.alloc(rand() % 64, rand() & 0xff)]);
+      for (const decode of decoders) {
+        try {
+          decode(b);
+        } catch (err) {
+          assert.ok(err instanceof RelayError && err.code === 'SRT_PACKET_MALFORMED', String(err));
+        }
+      }
+    }
+  });
+});
