@@ -27,9 +27,14 @@ import {
 import { Receiver } from './receiver.ts';
 import type { SrtSource } from './source.ts';
 
-/** libsrt's SYN interval: ACKs and delivery run on it. */
+/** libsrt's SYN interval: delivery, NAK and ACK checks run on it. */
 const TICK_MS = 10;
 const KEEPALIVE_US = 1_000_000;
+/**
+ * Full ACKs at most this often (libsrt sends one every 10 ms): each costs a datagram out and an ACKACK in,
+ * which was half of the CPU per stream; a live sender with a latency's worth of buffer does not need more.
+ */
+const ACK_INTERVAL_US = 20_000;
 const MIN_NAK_INTERVAL_US = 20_000;
 /** ACK numbers remembered for RTT (an ACKACK for an older one is ignored). */
 const MAX_ACKS_IN_FLIGHT = 256;
@@ -81,7 +86,7 @@ export type SrtConnectionEvents = {
 };
 
 function monotonicUs(): number {
-  return Number(process.hrtime.bigint() / 1000n);
+  return performance.now() * 1000; // monotonic; cheaper than hrtime.bigint() on every packet
 }
 
 export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
@@ -104,6 +109,7 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
   #lastHeard: number;
   #lastSent: number;
   #lastAckSeq = -1;
+  #lastAckAt = 0;
   #ackNumber = 0;
   readonly #acksInFlight = new Map<number, number>();
   #lastNakCheck = 0;
@@ -270,7 +276,7 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
     for (const payload of this.#receiver.deliver(now)) this.source.feed(payload);
     if (this.#closed) return;
     const ackSeq = this.#receiver.ackSeq;
-    if (ackSeq !== this.#lastAckSeq) this.#ack(ackSeq, now);
+    if (ackSeq !== this.#lastAckSeq && now - this.#lastAckAt >= ACK_INTERVAL_US) this.#ack(ackSeq, now);
     const nakInterval = Math.max(MIN_NAK_INTERVAL_US, (this.#rttUs + 4 * this.#rttVarUs) / 2);
     if (now - this.#lastNakCheck >= nakInterval / 2) {
       this.#lastNakCheck = now;
@@ -281,6 +287,7 @@ export class SrtConnection extends TypedEmitter<SrtConnectionEvents> {
 
   #ack(ackSeq: number, now: number): void {
     this.#lastAckSeq = ackSeq;
+    this.#lastAckAt = now;
     this.#ackNumber = (this.#ackNumber + 1) >>> 0 || 1;
     this.#acksInFlight.set(this.#ackNumber, now);
     if (this.#acksInFlight.size > MAX_ACKS_IN_FLIGHT) {
