@@ -360,7 +360,8 @@ export class MpegTsDemuxer {
       }
       this.#out.push({
         type: 'au',
-        au: { track: 'audio', dts: t, pts: t, keyframe: true, data: Buffer.from(frame.data) },
+        // A view into the PES (a fresh buffer of its own): no copy per frame.
+        au: { track: 'audio', dts: t, pts: t, keyframe: true, data: frame.data },
       });
       t += (1024 * h.blocks * 1000) / h.sampleRate;
     }
