@@ -188,6 +188,33 @@ describe('SRT against hostile input', () => {
     }
   });
 
+  it('an operator kick and the listener closing end their publishes with their reasons', {
+    timeout: 30_000,
+  }, async () => {
+    const listener = new SrtListener({ log: logs.log });
+    const port = await listener.listen(0, '127.0.0.1');
+    const a = await new TestCaller().bind();
+    const b = await new TestCaller().bind();
+    try {
+      const kicked = nextEnd(listener, 'kick');
+      const closed = nextEnd(listener, 'close');
+      assert.deepEqual(await a.connect(port, 'publish:live/u/kick'), { ok: true });
+      assert.deepEqual(await b.connect(port, 'publish:live/u/close'), { ok: true });
+      assert.equal(listener.publishes.length, 2);
+      assert.ok(listener.kick('live/u/kick'));
+      assert.equal((await kicked).kind, 'kicked');
+      assert.equal(listener.kick('live/u/kick'), false);
+      await listener.close();
+      assert.equal((await closed).kind, 'server-close');
+      await listener.close();
+      assert.deepEqual(listener.tracked, EMPTY);
+    } finally {
+      await a.close();
+      await b.close();
+      await listener.close();
+    }
+  });
+
   it('100 connect/disconnect cycles leave nothing behind', { timeout: 120_000 }, async () => {
     const listener = new SrtListener({ log: logs.log, handshakesPerIpPerSecond: 1e6 });
     const port = await listener.listen(0, '127.0.0.1');
