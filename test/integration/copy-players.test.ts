@@ -69,10 +69,7 @@ describe('copy streams in players, no FFmpeg', () => {
       await pub.started;
       const rec = records.get(stream)!;
       await rec.ready;
-      const playing = browser.playHls(hls(`u/${stream}/index.m3u8`), {
-        seconds: 8,
-        lowLatency: c.lowLatency,
-      });
+      const playing = browser.playHls(hls(`u/${stream}/index.m3u8`), { seconds: 8, lowLatency: c.lowLatency });
       const during = children();
       const report = await playing;
       const after = children();
@@ -80,10 +77,7 @@ describe('copy streams in players, no FFmpeg', () => {
       assert.deepEqual(report.fatalErrors, [], c.name);
       assert.ok(report.playedSeconds >= 6, `${c.name}: played ${report.playedSeconds} s`);
       assert.deepEqual(report.stalls, [], `${c.name}: ${JSON.stringify(report.nonFatalErrors)}`);
-      assert.ok(
-        !during.includes('ffmpeg') && !after.includes('ffmpeg'),
-        `children: ${[...during, ...after]}`,
-      );
+      assert.ok(!during.includes('ffmpeg') && !after.includes('ffmpeg'), `children: ${[...during, ...after]}`);
       assert.equal(rec.stream.supervisor.stats.starts, 0, 'no FFmpeg started for a copy stream');
       assert.equal(rec.stream.pipelineProfile, 'copy');
     });
@@ -91,11 +85,7 @@ describe('copy streams in players, no FFmpeg', () => {
 
   it('a mid-stream size change is a new init and a discontinuity; both sizes decode and play', async () => {
     const stream = 'resize';
-    const pub = publishFlv(await fixturePath('resize-15fps.flv'), {
-      port: relay.rtmpPort,
-      user: 'u',
-      stream,
-    });
+    const pub = publishFlv(await fixturePath('resize-15fps.flv'), { port: relay.rtmpPort, user: 'u', stream });
     await pub.started;
     const rec = records.get(stream)!;
     await rec.ready;
