@@ -56,6 +56,8 @@ const needs = [
     ['aacparse', 'gstreamer1.0-plugins-good'],
     ['rtmp2sink', 'gstreamer1.0-plugins-bad'],
     ['rtmpsink', 'gstreamer1.0-plugins-bad'],
+    ['srtsink', 'gstreamer1.0-plugins-bad'],
+    ['tsparse', 'gstreamer1.0-plugins-bad'],
   ].map(([element, pkg]) => ({
     what: `GStreamer element ${element}`,
     check: () => has('gst-inspect-1.0') && run('gst-inspect-1.0', ['--exists', element]),
@@ -66,6 +68,12 @@ const needs = [
     what: 'Chromium (/usr/bin/chromium)',
     check: () => existsSync('/usr/bin/chromium') || has('chromium'),
     apt: ['chromium'],
+    modes: ['test'],
+  },
+  {
+    what: 'srt-live-transmit',
+    check: () => has('srt-live-transmit'),
+    apt: ['srt-tools'],
     modes: ['test'],
   },
   { what: 'redis-server', check: () => has('redis-server'), apt: ['redis-server'], modes: ['test'] },
