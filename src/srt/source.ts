@@ -7,6 +7,7 @@
  */
 import type { EndReason, PublishInfo } from '../contracts/publish.ts';
 import type { AccessUnit, SourceStart } from '../media/access-unit.ts';
+import { Interleaver } from '../media/interleaver.ts';
 import { type DemuxStats, MpegTsDemuxer } from '../media/mpegts-demux.ts';
 import type { MediaSource, SourceCounters, SourceEvents } from '../media/source.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
@@ -30,6 +31,7 @@ export class SrtSource extends TypedEmitter<SourceEvents> implements MediaSource
   #sawKeyframe = false;
   #started: SourceStart | null = null;
   #ended: EndReason | null = null;
+  #interleaver: Interleaver | null = null;
   /** The transport's counters (RTT, loss, buffer), read on demand. */
   readonly #transport: () => SrtConnectionStats;
 
@@ -66,6 +68,7 @@ export class SrtSource extends TypedEmitter<SourceEvents> implements MediaSource
   end(reason: EndReason): void {
     if (this.#ended) return;
     this.#handle(this.#demux.flush());
+    this.#interleaver?.flush();
     this.#ended = reason;
     this.#pending = [];
     this.safeEmit('end', reason);
@@ -112,7 +115,16 @@ export class SrtSource extends TypedEmitter<SourceEvents> implements MediaSource
     for (const p of pending) this.#emitAu(p);
   }
 
+  /** Units in DTS order across tracks (media/interleaver.ts): the TS muxer sent audio ahead of its video. */
   #emitAu(au: AccessUnit): void {
+    this.#interleaver ??= new Interleaver(
+      { video: this.#started?.hasVideo ?? true, audio: this.#started?.hasAudio ?? true },
+      (unit) => this.#emitInOrder(unit),
+    );
+    this.#interleaver.push(au);
+  }
+
+  #emitInOrder(au: AccessUnit): void {
     if (au.track === 'video') {
       this.#counters.videoFrames++;
       if (au.keyframe) this.#counters.keyframes++;

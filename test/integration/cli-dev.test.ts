@@ -36,6 +36,7 @@ function startDevCommand(extraEnv: Record<string, string> = {}) {
     env: {
       ...process.env,
       RTMP_PORT: '0',
+      SRT_PORT: '0',
       RTMP_HOST: '127.0.0.1',
       HLS_PORT: '0',
       API_PORT: '0',
@@ -152,6 +153,7 @@ describe('rtmp-relay dev', () => {
       env: {
         ...process.env,
         RTMP_PORT: '0',
+        SRT_PORT: '0',
         RTMP_HOST: '127.0.0.1',
         HLS_PORT: '0',
         API_PORT: '0',
