@@ -42,6 +42,7 @@ export async function startRelayNode(
     relay: {
       relayId: config.relay.id,
       rtmpUrl: `rtmp://${host}:${relay.rtmpPort}`,
+      srtUrl: `srt://${host}:${relay.srtPort}`,
       hlsUrl: `http://${host}:${relay.hlsPort}`,
       maxStreams: config.cloud.maxStreams,
     },
@@ -53,6 +54,7 @@ export async function startRelayNode(
     // The cloud ended the managed stream: end it here too (ENDLIST now, load freed), publisher included.
     endStream: (userId, streamId) => {
       relay.rtmp.kick(publishKey(userId, streamId));
+      relay.srt.kick(publishKey(userId, streamId));
       const stream = relay.streams.streams.find((s) => s.userId === userId && s.streamId === streamId);
       void stream?.close();
     },

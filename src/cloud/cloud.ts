@@ -6,11 +6,13 @@
  * redirects, the operator dashboard behind CONTROL_API_TOKEN). Closed children first: streams, lease, bus,
  * gateways, app, store, the Redis connection.
  */
+
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { UserId } from '../contracts/relay-api.ts';
+import { srtStreamPassphrase } from '../contracts/srt.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { buildCloudApp } from './app.ts';
@@ -91,6 +93,10 @@ export async function startCloud(
     bus,
     lease,
     glassesIngest: c.glassesIngest,
+    srtPassphrase: (key) =>
+      config.srt.passphraseSecret !== undefined
+        ? srtStreamPassphrase(config.srt.passphraseSecret, key)
+        : (config.srt.passphrase ?? null),
     glasses,
     log,
     tokenSecret: options.publishTokenSecret,

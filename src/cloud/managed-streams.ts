@@ -13,8 +13,9 @@
  * every stream as it was (same streamId, URL and /watch link). A cloud on memory state ends its streams.
  * Stream ids are short (the glasses' link is Bluetooth) and unguessable (crypto).
  */
+
 import { randomBytes } from 'node:crypto';
-import { storeKey } from '../contracts/keys.ts';
+import { publishKey, storeKey } from '../contracts/keys.ts';
 import type { CloudToGlasses, GlassesToCloud, ManagedStreamStatus } from '../contracts/mentra.ts';
 import type { HeartbeatRequest, StreamToEnd } from '../contracts/relay-api.ts';
 import {
@@ -83,6 +84,8 @@ export interface ManagedStreamsOptions {
   hlsPublicBaseUrl?: string | undefined;
   /** GLASSES_INGEST: the ingest handed to the glasses (rtmp until relays announce SRT and WHIP bases). */
   glassesIngest?: 'rtmp' | 'srt' | 'whip';
+  /** The SRT passphrase of a stream key (the relays derive the same from SRT_PASSPHRASE_SECRET); null: none. */
+  srtPassphrase?: (streamKey: string) => string | null;
   now?: () => number;
   /** A clock that only moves forward, in ms (default performance.now): silences and pauses. */
   monotonic?: () => number;
@@ -695,7 +698,13 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     token: string | undefined,
   ): string {
     const ingest = this.#o.glassesIngest ?? 'rtmp';
-    if (ingest === 'srt' && relay.srtUrl) return srtPublishUrl(relay.srtUrl, r.userId, r.streamId, token);
+    if (ingest === 'srt' && relay.srtUrl) {
+      const passphrase = this.#o.srtPassphrase?.(publishKey(r.userId, r.streamId)) ?? null;
+      const url = srtPublishUrl(relay.srtUrl, r.userId, r.streamId, token, { passphrase });
+      if (url) return url;
+      // The stream id (with its token) does not fit libsrt's 512 bytes: RTMP it is.
+      this.#log.warn({ streamId: r.streamId }, 'SRT stream id too long for libsrt: handing out RTMP');
+    }
     if (ingest === 'whip' && relay.whipUrl) return whipPublishUrl(relay.whipUrl, r.userId, r.streamId, token);
     return rtmpPublishUrl(relay.rtmpUrl, r.userId, r.streamId, token);
   }

@@ -3,7 +3,9 @@
  * announces, its thumbnail beside it, a CDN base in place of the relay's, and whether an announced URL sits
  * under a base (the cloud's check on hls-ready).
  */
+
 import { hlsPath, publishKey } from './keys.ts';
+import { srtPublishStreamId } from './srt.ts';
 
 const trim = (base: string): string => base.replace(/\/+$/, '');
 
@@ -14,10 +16,22 @@ export function rtmpPublishUrl(rtmpBase: string, userId: string, streamId: strin
 }
 
 /** `srt://HOST:PORT?streamid=publish:live/{userId}/{streamId}[?token=…]` (the cloud percent-encodes it). */
-export function srtPublishUrl(srtBase: string, userId: string, streamId: string, token?: string): string {
-  const id = `publish:${publishKey(userId, streamId)}${token ? `?token=${token}` : ''}`;
+export function srtPublishUrl(
+  srtBase: string,
+  userId: string,
+  streamId: string,
+  token?: string,
+  options: { passphrase?: string | null; latencyMs?: number } = {},
+): string | null {
+  // libsrt's 512-byte cap on the stream id: a longer one cannot be sent (the caller falls back to RTMP).
+  const id = srtPublishStreamId(userId, streamId, token);
+  if (id === null) return null;
   const base = trim(srtBase);
-  return `${base}${base.includes('?') ? '&' : '?'}streamid=${encodeURIComponent(id)}`;
+  const q = new URLSearchParams({ streamid: id });
+  if (options.passphrase) q.set('passphrase', options.passphrase);
+  // libsrt's URL option is in microseconds (FFmpeg's srt:// reads it so too).
+  if (options.latencyMs !== undefined) q.set('latency', String(Math.round(options.latencyMs * 1000)));
+  return `${base}${base.includes('?') ? '&' : '?'}${q}`;
 }
 
 /** `http://HOST:8888/whip/live/{userId}/{streamId}[?token=…]`. */

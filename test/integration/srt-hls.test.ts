@@ -10,8 +10,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { srtStreamPassphrase } from '../../src/contracts/srt.ts';
+import { srtPublishUrl } from '../../src/contracts/urls.ts';
 import type { RelayHandle } from '../../src/relay/relay.ts';
 import { type BrowserHandle, launchBrowser } from '../helpers/browser.ts';
+import { startTool } from '../helpers/process.ts';
 import { type StreamRecord, startTestRelay } from '../helpers/relay-harness.ts';
 import { startCaller, type TsReference, tsReference } from '../helpers/srt-publish.ts';
 
@@ -125,5 +127,33 @@ describe('SRT into the relay', () => {
     assert.match(playlist, /#EXT-X-DISCONTINUITY/);
     second.kill();
     await second.done;
+  });
+
+  it('the URL the cloud hands out (stream id encoded twice, the passphrase in it) publishes as it is', async () => {
+    const url = srtPublishUrl(`srt://127.0.0.1:${relay.srtPort}`, 'me@example.com', 'fromcloud', undefined, {
+      passphrase: srtStreamPassphrase(SECRET, 'live/me@example.com/fromcloud'),
+    });
+    assert.ok(url);
+    const run = startTool(
+      'ffmpeg',
+      ['-v', 'error', '-re', '-t', '4', '-i', ts.file, '-c', 'copy', '-f', 'mpegts', url],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    const rec = await new Promise<StreamRecord>((resolve) => {
+      const check = (): void => {
+        const r = records.get('fromcloud');
+        if (r) resolve(r);
+        else setImmediate(check);
+      };
+      check();
+    });
+    await rec.ready;
+    assert.equal(rec.stream.userId, 'me@example.com');
+    const playlist = await fetch(hls('me-example.com/fromcloud/index.m3u8'));
+    assert.equal(playlist.status, 200);
+    run.kill();
+    await run.done;
   });
 });

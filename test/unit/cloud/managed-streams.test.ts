@@ -423,7 +423,12 @@ describe('managed streams: glasses with no socket', () => {
 describe('managed streams: GLASSES_INGEST', () => {
   it("hands out the relay's SRT or WHIP base when it announced one, else RTMP", async () => {
     for (const [ingest, expected] of [
-      ['srt', /^srt:\/\/relay1:8890\?streamid=publish%3Alive%2Fa%40b\.com%2F[A-Za-z0-9]{8}$/],
+      // The stream id's segments are percent-encoded, then the whole value again as a URL option (srt.ts);
+      // the stream's own passphrase rides along.
+      [
+        'srt',
+        /^srt:\/\/relay1:8890\?streamid=publish%3Alive%2Fa%2540b\.com%2F[A-Za-z0-9]{8}&passphrase=pp-live%2Fa%40b\.com%2F[A-Za-z0-9]{8}$/,
+      ],
       ['whip', /^http:\/\/relay1:8888\/whip\/live\/a@b\.com\/[A-Za-z0-9]{8}$/],
       ['rtmp', /^rtmp:\/\/relay1:1935\/live\/a@b\.com\/[A-Za-z0-9]{8}$/],
     ] as const) {
@@ -439,6 +444,7 @@ describe('managed streams: GLASSES_INGEST', () => {
         maxMissedAcks: 3,
         relayCheckMs: 600_000,
         glassesIngest: ingest,
+        srtPassphrase: (key) => `pp-${key}`,
         probeHls: async () => true,
       });
       try {
