@@ -116,10 +116,16 @@ export function simPublishArgs(rtmpUrl: string): string[] {
       '1M',
     ],
     ...['-c:a', 'aac', '-ac', '1', '-b:a', '64k'],
-    // A phone-sized socket send buffer (about half a second of this stream): over loopback the kernel would
-    // otherwise buffer megabytes, and a publish whose network went silent would take half a minute to stall.
-    ...['-send_buffer_size', '65536'],
-    ...['-f', 'flv', rtmpUrl],
+    // SRT (current firmware's managed streams): MPEG-TS over FFmpeg's libsrt, as StreamPack sends it.
+    ...(/^srt:\/\//i.test(rtmpUrl)
+      ? ['-f', 'mpegts', rtmpUrl]
+      : [
+          // A phone-sized socket send buffer (about half a second of this stream): over loopback the kernel
+          // would otherwise buffer megabytes, and a publish whose network went silent would take half a minute
+          // to stall.
+          ...['-send_buffer_size', '65536'],
+          ...['-f', 'flv', rtmpUrl],
+        ]),
   ];
 }
 
@@ -283,8 +289,12 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     const now = Date.now();
     switch (m.type) {
       case 'start_stream':
-        if (!/^rtmps?:\/\//i.test(m.streamUrl)) {
-          // SRT and WHIP publishing are not simulated yet: refuse as the firmware refuses what it cannot do.
+        // RTMP, or SRT through FFmpeg (the replay mode speaks RTMP only); WHIP is not simulated yet: refused as
+        // the firmware refuses what it cannot do.
+        if (
+          !/^rtmps?:\/\//i.test(m.streamUrl) &&
+          !(/^srt:\/\//i.test(m.streamUrl) && !this.#options.replay)
+        ) {
           this.#send({
             type: 'rtmp_stream_status',
             streamId: m.streamId,
