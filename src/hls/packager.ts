@@ -37,16 +37,19 @@ import {
   SegmentStore,
   StoredSegment,
 } from './segment-store.ts';
-import { PART_TOLERANCE, type PackagerStats, Segmenter } from './segmenter.ts';
+import { PART_TOLERANCE, type PackagerStats, Segmenter, type TargetDurationRange } from './segmenter.ts';
 
 export type { Part, Segment, SegmentFragment } from './segment-store.ts';
-export type { PackagerStats } from './segmenter.ts';
+export type { PackagerStats, TargetDurationRange } from './segmenter.ts';
 
 export interface PackagerOptions {
   /** Segment length aimed at, seconds (HLS_SEGMENT_SECONDS). */
   segmentSeconds: number;
-  /** EXT-X-TARGETDURATION, fixed for the packager's life. */
-  targetDuration: number;
+  /**
+   * EXT-X-TARGETDURATION, fixed for the packager's life: a number, or the range the first segment decides
+   * it in from the GOP it saw (see segmenter.ts).
+   */
+  targetDuration: number | TargetDurationRange;
   /** Segments listed at least (HLS_LIST_SIZE); low latency may keep more (see above). */
   listSize: number;
   /** Low-latency HLS: parts, blocking reload, preload hints, delta updates (HLS_LOW_LATENCY). */
@@ -84,38 +87,30 @@ export const DEFAULT_PART_SECONDS = 0.5;
 const PART_LIST_TARGET_DURATIONS = 3;
 
 export class Packager extends TypedEmitter<PackagerEvents> {
-  readonly targetDuration: number;
   readonly prefix: string;
   readonly lowLatency: boolean;
   /** PART-TARGET, seconds. */
   readonly partTarget: number;
   readonly stats: PackagerStats;
-  readonly #serverControl: ServerControl | undefined;
+  #serverControl: ServerControl | undefined;
   readonly #now: () => number;
   readonly #store: SegmentStore;
   readonly #clock: PdtClock;
   readonly #segmenter: Segmenter;
+  readonly #maxTargetDuration: number;
 
   constructor(options: PackagerOptions) {
     super();
-    this.targetDuration = options.targetDuration;
     this.#now = options.now ?? Date.now;
     this.prefix = options.prefix ?? randomBytes(4).toString('hex');
     this.lowLatency = options.lowLatency ?? false;
     this.partTarget = options.partSeconds ?? DEFAULT_PART_SECONDS;
-    const td = this.targetDuration;
-    this.#serverControl = this.lowLatency
-      ? {
-          partTarget: this.partTarget,
-          partHoldBack: 3 * this.partTarget,
-          holdBack: 3 * td,
-          canSkipUntil: 6 * td,
-        }
-      : undefined;
+    const td = options.targetDuration;
+    this.#maxTargetDuration = typeof td === 'number' ? td : td.max;
     this.#store = new SegmentStore({
       prefix: this.prefix,
       listSize: options.listSize,
-      minListSeconds: this.lowLatency ? 7 * td : 0,
+      minListSeconds: 0,
       now: this.#now,
     });
     this.#clock = new PdtClock(this.#now);
@@ -126,6 +121,7 @@ export class Packager extends TypedEmitter<PackagerEvents> {
       partTarget: this.partTarget,
       lowLatency: this.lowLatency,
       clock: this.#clock,
+      onTargetDuration: (decided) => this.#fixTargetDuration(decided),
       onPart: (part) => {
         this.safeEmit('part', part);
         this.safeEmit('update');
@@ -139,6 +135,33 @@ export class Packager extends TypedEmitter<PackagerEvents> {
       },
     });
     this.stats = this.#segmenter.stats;
+    if (typeof td === 'number') this.#fixTargetDuration(td);
+  }
+
+  /** What depends on TARGETDURATION, set once it is known (no playlist is served before). */
+  #fixTargetDuration(td: number): void {
+    this.#serverControl = this.lowLatency
+      ? {
+          partTarget: this.partTarget,
+          partHoldBack: 3 * this.partTarget,
+          holdBack: 3 * td,
+          canSkipUntil: 6 * td,
+        }
+      : undefined;
+    this.#store.minListSeconds = this.lowLatency ? 7 * td : 0;
+  }
+
+  /**
+   * EXT-X-TARGETDURATION: fixed for the stream's life once the first segment closed (see segmenter.ts);
+   * before that, the most it may become (what bounds the segment being made).
+   */
+  get targetDuration(): number {
+    return this.#segmenter.targetDuration ?? this.#maxTargetDuration;
+  }
+
+  /** Whether TARGETDURATION is decided (the first segment closed, or it was fixed). */
+  get targetDurationDecided(): boolean {
+    return this.#segmenter.targetDuration !== null;
   }
 
   get ready(): boolean {

@@ -14,12 +14,17 @@
  *
  * `auto` copies H.264 (+ AAC) and switches to transcode, at the current GOP with a discontinuity, as soon as
  * a GOP runs longer than the copy limit: the GOP so far is dropped from the packager (what a playlist showed
- * stays) and replayed into FFmpeg. TARGETDURATION is fixed for the stream's life so the switch never
- * changes it.
+ * stays) and replayed into FFmpeg. TARGETDURATION is decided by the first segment (from its GOP) and fixed
+ * for the stream's life from then on; auto's is never under the transcode's GOP, so the switch never breaks it.
  */
 
 import type { EndReason } from '../contracts/publish.ts';
-import { DEFAULT_PART_SECONDS, Packager, type PackagerOptions } from '../hls/packager.ts';
+import {
+  DEFAULT_PART_SECONDS,
+  Packager,
+  type PackagerOptions,
+  type TargetDurationRange,
+} from '../hls/packager.ts';
 import {
   type AccessUnit,
   isAudioConfig,
@@ -100,16 +105,25 @@ const TRANSCODE_GOP_SECONDS = 2;
 /** How much longer than the segment target a GOP may be before `auto` stops copying. */
 const AUTO_COPY_GOP_FACTOR = 1.1;
 
-/** TARGETDURATION a profile announces, fixed for the stream's life. */
+/**
+ * The range a profile's TARGETDURATION is decided in when the first segment closes (from the GOP it saw;
+ * fixed for the stream's life from then on, see hls/segmenter.ts).
+ * - copy: any GOP from 1 s up to COPY_MAX_SEGMENT_SECONDS (a longer one is cut there: a breach);
+ * - transcode, abr: FFmpeg's GOP (2 s), more only for a longer segment target;
+ * - auto: as copy, but never under the transcode's GOP, so the switch to transcode (at a GOP past the copy
+ *   limit) still fits, and never over what a copied GOP may be (the switch comes first).
+ */
 export function targetDurationFor(
   profile: CleanProfile,
   segmentSeconds: number,
   copyMaxSegmentSeconds: number,
-): number {
-  if (profile === 'copy') return copyMaxSegmentSeconds;
-  if (profile === 'transcode' || profile === 'abr') return Math.ceil(segmentSeconds);
+): TargetDurationRange {
+  if (profile === 'copy') return { min: 1, max: Math.max(1, copyMaxSegmentSeconds) };
+  const transcode = Math.max(TRANSCODE_GOP_SECONDS, Math.ceil(segmentSeconds));
+  if (profile === 'transcode' || profile === 'abr') return { min: TRANSCODE_GOP_SECONDS, max: transcode };
   // auto: a segment closes at the first keyframe past 0.75 × target, and a copied GOP is at most 1.1 × target.
-  return Math.ceil(segmentSeconds * 0.75 + segmentSeconds * AUTO_COPY_GOP_FACTOR);
+  const copied = Math.ceil(segmentSeconds * 0.75 + segmentSeconds * AUTO_COPY_GOP_FACTOR);
+  return { min: TRANSCODE_GOP_SECONDS, max: Math.max(transcode, copied) };
 }
 
 /** Most bytes of the current GOP kept (for auto's switch and for outputs that start at a keyframe). */
@@ -466,7 +480,11 @@ export class Stream extends TypedEmitter<StreamEvents> {
     const gopStart = this.#gop[0];
     if (gopStart?.track !== 'video' || !gopStart.keyframe) return false;
     const gopMs = au.dts - gopStart.dts;
-    const limitMs = this.#options.segmentSeconds * AUTO_COPY_GOP_FACTOR * 1000;
+    // Past 1.1 × the segment target, and never a GOP TARGETDURATION cannot hold (rounded, as EXTINF is).
+    const fits = this.packager.targetDurationDecided
+      ? (this.packager.targetDuration + 0.5) * 1000 - 1
+      : Infinity;
+    const limitMs = Math.min(this.#options.segmentSeconds * AUTO_COPY_GOP_FACTOR * 1000, fits);
     if (gopMs <= limitMs) return false;
     this.#pipelineProfile = 'transcode';
     this.decision = `transcode: a GOP ran past ${limitMs} ms`;
