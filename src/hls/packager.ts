@@ -57,6 +57,11 @@ export interface PackagerOptions {
   /** PART-TARGET in seconds (HLS_PART_SECONDS, default 0.5). */
   partSeconds?: number;
   now?: () => number;
+  /**
+   * Longest a starting stream's plain playlist waits after its first segment for the PART-HOLD-BACK rule
+   * of `startable` (ms, default START_GRACE_MS).
+   */
+  startGraceMs?: number;
   /** Name prefix; random by default. */
   prefix?: string;
 }
@@ -66,6 +71,8 @@ export type PackagerEvents = {
   init: [Fmp4Init, string];
   /** The first segment is complete: the stream is playable. */
   ready: [];
+  /** A plain playlist request is answered at once from now on (see `startable`); once. */
+  startable: [];
   segment: [Segment];
   part: [Part];
   /** Something a waiting request may be waiting for happened: a part, a segment, the end. */
@@ -83,6 +90,11 @@ export interface LiveEdge {
 }
 
 export const DEFAULT_PART_SECONDS = 0.5;
+/**
+ * No plain playlist request waits longer than this after the first segment is complete (issue 15: a player
+ * that asks early is answered within a second of the stream being playable, and `hls-ready` is honest).
+ */
+export const START_GRACE_MS = 1000;
 /** Parts are listed for segments that end within this many TARGETDURATIONs of the end (§6.2.2). */
 const PART_LIST_TARGET_DURATIONS = 3;
 
@@ -98,11 +110,20 @@ export class Packager extends TypedEmitter<PackagerEvents> {
   readonly #clock: PdtClock;
   readonly #segmenter: Segmenter;
   readonly #maxTargetDuration: number;
+  readonly #startGraceMs: number;
+  /** now() when the first segment completed; null before. */
+  #firstSegmentAt: number | null = null;
+  /** Fires `startable` (and wakes held requests) when the grace after the first segment ends. */
+  #graceTimer: NodeJS.Timeout | null = null;
+  #startableSent = false;
+  /** The grace after the first segment is over (its timer fired, or the injected clock says so). */
+  #graceOver = false;
 
   constructor(options: PackagerOptions) {
     super();
     this.#now = options.now ?? Date.now;
     this.prefix = options.prefix ?? randomBytes(4).toString('hex');
+    this.#startGraceMs = options.startGraceMs ?? START_GRACE_MS;
     this.lowLatency = options.lowLatency ?? false;
     this.partTarget = options.partSeconds ?? DEFAULT_PART_SECONDS;
     const td = options.targetDuration;
@@ -130,7 +151,11 @@ export class Packager extends TypedEmitter<PackagerEvents> {
         const segment = new StoredSegment(closed);
         this.#store.add(segment);
         this.safeEmit('segment', segment);
-        if (this.stats.segments === 1) this.safeEmit('ready');
+        if (this.stats.segments === 1) {
+          this.#firstSegmentAt = this.#now();
+          this.safeEmit('ready');
+          this.#armGrace();
+        }
         this.safeEmit('update');
       },
     });
@@ -169,19 +194,49 @@ export class Packager extends TypedEmitter<PackagerEvents> {
   }
 
   /**
-   * Whether a player starting now starts well: with low latency, when complete segments after the first
-   * hold PART-HOLD-BACK of media. hls.js (1.7) starts PART-HOLD-BACK from the end, on the independent part
-   * before it; starting in the playlist's first segment, or loading the parts of a segment that completes
-   * while it starts, it falls back to whole segments and can stall for seconds (seen in ll-hls tests). So
-   * the origin holds the first playlist requests of a starting stream until then: they are answered right
-   * as a segment completes, a few seconds after the first segment (bounded). A stream producing nothing
-   * (publisher gone) is startable as it is.
+   * Whether a plain playlist request is answered now. With low latency, a player starting well wants
+   * complete segments after the first to hold PART-HOLD-BACK of media: hls.js (1.7) starts PART-HOLD-BACK
+   * from the end, on the independent part before it; starting in the playlist's first segment, or loading
+   * the parts of a segment that completes while it starts, it falls back to whole segments and can stall
+   * (seen in ll-hls tests). That can take a segment and more after the first (7 s on a stream whose
+   * keyframes stop after the start), so it is waited for at most `startGraceMs` after the first segment:
+   * a player asking early is answered within a second of the stream being playable, the rule's start
+   * only being the better one. A stream producing nothing (publisher gone) is startable as it is.
    */
   get startable(): boolean {
+    if (!this.ready) return false;
     const sc = this.#serverControl;
-    if (!sc || this.ended || !this.#segmenter.isOpen) return this.ready;
+    if (!sc || this.ended || !this.#segmenter.isOpen) return true;
+    if (this.#graceOver) return true;
+    if (this.#firstSegmentAt !== null && this.#now() - this.#firstSegmentAt >= this.#startGraceMs)
+      return true;
     const after = this.segments.slice(1).reduce((sum, s) => sum + s.duration, 0);
-    return this.ready && after >= sc.partHoldBack - PART_TOLERANCE;
+    return after >= sc.partHoldBack - PART_TOLERANCE;
+  }
+
+  /** Emits `startable` the first time it holds. */
+  #checkStartable(): void {
+    if (this.#startableSent || !this.startable) return;
+    this.#startableSent = true;
+    this.#clearGrace();
+    this.safeEmit('startable');
+  }
+
+  #armGrace(): void {
+    if (this.#startableSent || this.ended) return;
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = null;
+      this.#graceOver = true;
+      this.#checkStartable();
+      this.safeEmit('update'); // held plain requests look again
+    }, this.#startGraceMs);
+    // An owned timer (end() clears it) that never keeps the process alive on its own.
+    this.#graceTimer.unref();
+  }
+
+  #clearGrace(): void {
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
   }
 
   get ended(): boolean {
@@ -229,6 +284,9 @@ export class Packager extends TypedEmitter<PackagerEvents> {
 
   pushFragment(fragment: Fmp4Fragment): void {
     this.#segmenter.push(fragment);
+    // Looked at after the push, never from the segmenter's hooks: between a segment and the next the
+    // segmenter holds no open segment, which reads as a stream producing nothing.
+    this.#checkStartable();
   }
 
   /**
@@ -237,6 +295,7 @@ export class Packager extends TypedEmitter<PackagerEvents> {
    */
   hintKeyframe(seconds: number): void {
     this.#segmenter.hintKeyframe(seconds);
+    this.#checkStartable();
   }
 
   /**
@@ -250,12 +309,15 @@ export class Packager extends TypedEmitter<PackagerEvents> {
   /** Completes the open segment, if any (FFmpeg ended, publisher gone, new init). */
   closeOpen(): void {
     this.#segmenter.closeOpen();
+    this.#checkStartable();
   }
 
   /** The stream is over: the last segment is closed and the playlist gets EXT-X-ENDLIST. */
   end(): void {
     if (this.ended) return;
     this.#segmenter.end();
+    this.#checkStartable();
+    this.#clearGrace();
     this.safeEmit('update');
   }
 

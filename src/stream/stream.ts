@@ -86,7 +86,7 @@ export interface StreamOptions {
 
 export type StreamEvents = {
   state: [StreamStateName];
-  /** The first segment is complete: HLS is playable. */
+  /** HLS is playable at once: a plain playlist request is answered without waiting (Packager.startable). */
   ready: [];
   /** ENDLIST written. */
   ended: [];
@@ -187,7 +187,9 @@ export class Stream extends TypedEmitter<StreamEvents> {
       partSeconds: options.partSeconds ?? DEFAULT_PART_SECONDS,
     };
     this.packager = new Packager(this.#packagerOptions);
-    this.packager.once('ready', () => {
+    // Ready when a plain playlist request is answered at once (the packager's `startable`: at most a second
+    // after the first segment), not at the first segment: the cloud's hls-ready sends players right away.
+    this.packager.once('startable', () => {
       const ready = (): void => {
         this.#log.info({ profile: this.#pipelineProfile, abr: this.abr !== null }, 'HLS ready');
         this.safeEmit('ready');

@@ -125,10 +125,10 @@ describe('clean HLS from a dirty stream, per profile', () => {
       const res = await fetch(hls(`glasses-user.com/${profile}/index.m3u8`));
       assert.equal(res.status, 200);
       const text = await res.text();
-      // Decided by the first segment: copy and auto copy the first GOPs (keyframes at 0, 0.5 and 2.5 s: the
-      // first keyframe past 0.75 s (copy) or 1.5 s (auto) closes a 2.5 s segment, rounded 3); FFmpeg's 2 s.
+      // Decided by the first segment: copy and auto copy the first GOPs (keyframes at 0, 0.53 and 2.47 s: the
+      // first keyframe past 0.75 s (copy) or 1.5 s (auto) closes a 2.47 s segment, rounded 2); FFmpeg's 2 s.
       const td = Number(/#EXT-X-TARGETDURATION:(\d+)\n/.exec(text)?.[1]);
-      assert.equal(td, profile === 'transcode' ? 2 : 3, `${profile}: TARGETDURATION`);
+      assert.equal(td, 2, `${profile}: TARGETDURATION`);
       assert.ok(td >= range.min && td <= range.max);
       assert.match(text, /#EXT-X-ENDLIST\n$/);
       assert.match(text, /#EXT-X-MAP:URI="[0-9a-f]{8}-init\d+\.mp4"/);
