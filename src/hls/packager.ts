@@ -201,12 +201,15 @@ export class Packager extends TypedEmitter<PackagerEvents> {
    * (seen in ll-hls tests). That can take a segment and more after the first (7 s on a stream whose
    * keyframes stop after the start), so it is waited for at most `startGraceMs` after the first segment:
    * a player asking early is answered within a second of the stream being playable, the rule's start
-   * only being the better one. A stream producing nothing (publisher gone) is startable as it is.
+   * only being the better one. Once true it stays true.
    */
   get startable(): boolean {
+    if (this.#startableSent) return true; // once said (hls-ready), it stays true
     if (!this.ready) return false;
     const sc = this.#serverControl;
-    if (!sc || this.ended || !this.#segmenter.isOpen) return true;
+    // Not "no open segment" (the old rule for a publisher gone): the segmenter holds none between a
+    // segment and the next, and during a switch to transcode; the grace covers a publisher gone.
+    if (!sc || this.ended) return true;
     if (this.#graceOver) return true;
     if (this.#firstSegmentAt !== null && this.#now() - this.#firstSegmentAt >= this.#startGraceMs)
       return true;
@@ -308,8 +311,9 @@ export class Packager extends TypedEmitter<PackagerEvents> {
 
   /** Completes the open segment, if any (FFmpeg ended, publisher gone, new init). */
   closeOpen(): void {
+    // No startable check here: a switch to transcode closes the open segment for the moment FFmpeg takes
+    // to start, which is no start for a player. The publisher gone for good is said by the grace's timer.
     this.#segmenter.closeOpen();
-    this.#checkStartable();
   }
 
   /** The stream is over: the last segment is closed and the playlist gets EXT-X-ENDLIST. */

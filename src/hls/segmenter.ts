@@ -10,7 +10,8 @@
  *   than the max is cut at the max (a breach) and the max it is. Deciding it at creation, before the GOP
  *   was known, announced the worst case (4 or 6 for 2 s keyframes), and a classic player keeps three
  *   TARGETDURATIONs behind the edge. A fixed `targetDuration` skips the decision.
- * - Segments are cut on keyframe fragments, aiming at the segment target (at most TARGETDURATION), and never
+ * - Segments are cut on keyframe fragments (with a decided TARGETDURATION at every keyframe past a quarter
+ *   of it: one GOP a segment; else aiming at the segment target), and never
  *   longer than TARGETDURATION (a GOP that runs past it is cut anyway and counted as a breach); a
  *   keyframe known to be coming (`hintKeyframe`) closes the segment as soon as its fragments reach it.
  * - A part closes as soon as it reaches 85 % of the PART-TARGET (rfc8216bis §4.4.4.9 asks that of every part
@@ -169,12 +170,17 @@ export class Segmenter {
     return this.#targetDuration ?? this.#range.max;
   }
 
-  /** A keyframe cuts the open segment once it holds this much (seconds). */
+  /**
+   * A keyframe cuts the open segment once it holds this much (seconds). Undecided: the first GOP past the
+   * smallest TARGETDURATION allowed decides it. Decided from a GOP, TARGETDURATION leaves no room for two:
+   * a GOP that fits after a short one may not (keyframes at 8, 9 and 10.8 s with TARGETDURATION 2 made a
+   * 2.8 s segment), so any keyframe past a quarter of it cuts; a fixed one keeps 0.75 × the target.
+   */
   get #cutAt(): number {
     const td = this.#targetDuration;
-    // Undecided: the first GOP past the smallest TARGETDURATION allowed decides it.
     if (td === null) return 0.75 * this.#range.min;
-    return 0.75 * Math.min(this.#o.segmentSeconds, td);
+    const target = 0.75 * Math.min(this.#o.segmentSeconds, td);
+    return this.#range.min === this.#range.max ? target : Math.min(target, 0.25 * td);
   }
 
   get ended(): boolean {

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { Segment } from '../../src/hls/packager.ts';
 import type { RelayHandle } from '../../src/relay/relay.ts';
 import { targetDurationFor } from '../../src/stream/stream.ts';
 import { DIRTY_540X960 } from '../fixtures/dirty.ts';
@@ -177,9 +178,16 @@ describe('clean HLS from a dirty stream, per profile', () => {
             );
           }
         }
-        // A segment that starts mid-GOP (copy's cut of a GOP longer than TARGETDURATION) decodes after the
-        // one before it, as a player plays it: probe the pair and require frames beyond the first.
-        const prev = seg.independent ? undefined : rec.segments.find((x) => x.msn === seg.msn - 1);
+        // A segment that starts mid-GOP (copy's cuts of a GOP longer than TARGETDURATION) decodes after the
+        // ones before it back to its GOP's keyframe, as a player plays them: probe them and require frames
+        // beyond theirs.
+        const gopBefore: Segment[] = [];
+        for (let msn = seg.msn - 1; !seg.independent; msn--) {
+          const earlier = rec.segments.find((x) => x.msn === msn);
+          if (!earlier) break;
+          gopBefore.unshift(earlier);
+          if (earlier.independent) break;
+        }
         const decode = async (parts: Buffer[], name: string): Promise<number> => {
           const file = path.join(dir, `${profile}-${name}.mp4`);
           writeFileSync(file, Buffer.concat([initOf(rec, seg).data, ...parts]));
@@ -190,10 +198,13 @@ describe('clean HLS from a dirty stream, per profile', () => {
           assert.equal(streams.find((s) => s.codec_type === 'audio')?.codec_name, 'aac');
           return Number(video?.nb_read_frames);
         };
-        if (prev) {
-          const before = await decode([prev.data], `${seg.msn}-prev`);
-          const both = await decode([prev.data, seg.data], `${seg.msn}-pair`);
-          assert.ok(both > before, `${profile}: segment ${seg.msn} decodes after segment ${prev.msn}`);
+        if (gopBefore.length > 0) {
+          const before = await decode(
+            gopBefore.map((x) => x.data),
+            `${seg.msn}-prev`,
+          );
+          const both = await decode([...gopBefore.map((x) => x.data), seg.data], `${seg.msn}-pair`);
+          assert.ok(both > before, `${profile}: segment ${seg.msn} decodes after segment ${seg.msn - 1}`);
         } else {
           assert.ok(seg.independent, `${profile}: segment ${seg.msn} starts with a keyframe`);
           assert.ok(

@@ -258,12 +258,16 @@ describe('LL packager: the playlist', () => {
     assert.equal(p.startable, false, 'the second segment is not complete');
     feed(p, { fps: 15, gop: 2, from: 59, to: 61 });
     assert.equal(p.startable, true);
-    const gone = ll({ startGraceMs: 60_000 });
+    let at = 0;
+    const gone = ll({ now: () => at });
     gone.setInit(init(0));
     feed(gone, { fps: 15, gop: 2, to: 40 });
     assert.equal(gone.startable, false);
     gone.closeOpen(); // the publisher left: FFmpeg flushed, nothing more is coming for now
-    assert.equal(gone.startable, true);
+    assert.equal(gone.startable, false, 'no open segment is also the moment between two segments');
+    at = 1000;
+    assert.equal(gone.startable, true, 'the grace covers it');
+    gone.end();
     const short = ll({ segmentSeconds: 1, targetDuration: 1, startGraceMs: 60_000 });
     short.setInit(init(0));
     feed(short, { fps: 15, gop: 1, to: 15 * 2 + 1 });
