@@ -33,6 +33,7 @@ import {
   sameConfig,
   type TrackConfig,
 } from '../media/access-unit.ts';
+import { avcRecordFormat, playerDecodable } from '../media/avc-sps.ts';
 import { CmafWriter } from '../media/cmaf-writer.ts';
 import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
 import type { MediaTag } from '../media/flv-tag.ts';
@@ -90,6 +91,8 @@ export type StreamEvents = {
   ready: [];
   /** ENDLIST written. */
   ended: [];
+  /** The publish was refused: the relay cannot use what it sends (see `failure`); `ended` follows. */
+  failed: [string];
   /** Private to the registry: memory may be released. */
   '@freed': [];
   /** A publish began: its configuration, for consumers of the clean input (re-streams, thumbnails, WHEP). */
@@ -124,6 +127,36 @@ export function targetDurationFor(
   // auto: a segment closes at the first keyframe past 0.75 × target, and a copied GOP is at most 1.1 × target.
   const copied = Math.ceil(segmentSeconds * 0.75 + segmentSeconds * AUTO_COPY_GOP_FACTOR);
   return { min: TRANSCODE_GOP_SECONDS, max: Math.max(transcode, copied) };
+}
+
+function codecName(config: TrackConfig | null): string | null {
+  if (config === null) return null;
+  return config.codec === 'opaque' ? config.name : config.codec;
+}
+
+/** AAC audio object types (ISO/IEC 14496-3 §1.5.1.1): 2 is AAC-LC. */
+const AAC_LC = 2;
+
+/**
+ * Why a track is not copied to HLS as it is, or null when every player decodes it: H.264 8-bit 4:2:0
+ * Baseline/Main/High (read from the SPS) and AAC-LC. The CMAF writer could carry more (HEVC, Opus, High
+ * 4:4:4 10-bit), but Safari, iOS and hardware decoders cannot play it.
+ */
+export function notCopyable(config: TrackConfig | null): string | null {
+  if (config === null) return 'a track without its configuration';
+  if (config.codec === 'opaque') return `${config.name} is not H.264/AAC`;
+  if (config.kind === 'audio') {
+    if (config.codec !== 'aac') return `${config.codec} audio is not AAC`;
+    const objectType = (config.config[0] ?? 0) >> 3;
+    return objectType === AAC_LC ? null : `AAC object type ${objectType} is not AAC-LC`;
+  }
+  if (config.codec !== 'h264') return `${config.codec} video is not H.264`;
+  const format = avcRecordFormat(config.record);
+  if (!format) return 'an H.264 SPS that does not parse';
+  if (playerDecodable(format)) return null;
+  const { profileIdc, chromaFormatIdc, bitDepthLuma } = format;
+  const chroma = ['4:0:0', '4:2:0', '4:2:2', '4:4:4'][chromaFormatIdc] ?? '?';
+  return `H.264 profile ${profileIdc} ${chroma} ${bitDepthLuma}-bit is not what players decode`;
 }
 
 /** Most bytes of the current GOP kept (for auto's switch and for outputs that start at a keyframe). */
@@ -166,6 +199,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
   #publishes = 0;
   /** Why `auto` chose what it runs now. */
   decision = '';
+  /** Why the publish was refused (an input FFmpeg cannot decode); null while all is well. */
+  failure: string | null = null;
 
   constructor(options: StreamOptions) {
     super();
@@ -222,6 +257,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
       if (fragment.keyframe && exact) packager.hintKeyframe(fragment.startSeconds + TRANSCODE_GOP_SECONDS);
     });
     this.supervisor.on('exit', (exit) => this.#onFfmpegExit(exit));
+    this.supervisor.on('failed', (err) => this.#refuse(err.message));
   }
 
   get state(): StreamStateName {
@@ -389,23 +425,16 @@ export class Stream extends TypedEmitter<StreamEvents> {
       this.decision = 'transcode requested';
       return 'transcode';
     }
-    const videoOk = !start.hasVideo || start.video?.codec === 'h264';
-    const audioOk = !start.hasAudio || start.audio?.codec === 'aac';
-    if (this.profile === 'copy') {
-      if (videoOk && audioOk) {
-        this.decision = 'copy requested';
-        return 'copy';
-      }
-      // The CMAF writer takes H.264/HEVC and AAC/Opus only: anything else must be re-encoded to play.
-      this.decision = 'transcode: copy requested, but the input is not H.264/AAC';
-      this.#log.warn(this.decision);
-      return 'transcode';
-    }
-    if (videoOk && audioOk) {
-      this.decision = 'copy: H.264/AAC input, GOPs watched';
+    const videoWhy = start.hasVideo ? notCopyable(start.video) : null;
+    const audioWhy = start.hasAudio ? notCopyable(start.audio) : null;
+    const why = videoWhy ?? audioWhy;
+    if (why === null) {
+      this.decision = this.profile === 'copy' ? 'copy requested' : 'copy: H.264/AAC input, GOPs watched';
       return 'copy';
     }
-    this.decision = 'transcode: input is not H.264/AAC';
+    // The CMAF writer takes H.264/HEVC and AAC/Opus, but players decode less (see notCopyable): re-encoded.
+    this.decision = `transcode: ${this.profile === 'copy' ? 'copy requested, but ' : ''}${why}`;
+    this.#log.info({ why }, this.decision);
     return 'transcode';
   }
 
@@ -418,6 +447,17 @@ export class Stream extends TypedEmitter<StreamEvents> {
     this.ingest.config(config);
     this.safeEmit('config', config);
     if (this.#pipelineProfile === 'copy') {
+      const why = notCopyable(config);
+      if (why !== null) {
+        // A configuration players cannot decode (a publisher back with another encoder): re-encoded from here.
+        this.decision = `transcode: ${why}`;
+        this.#log.info({ why, track: slot }, 'copy: switching to transcode');
+        this.#flushCopy();
+        this.packager.closeOpen();
+        this.#pipelineProfile = 'transcode';
+        this.supervisor.begin(this.#flvStart(), 'transcode');
+        return;
+      }
       // A new SPS/PPS or AudioSpecificConfig needs a new init segment (and a discontinuity), from a keyframe.
       if (this.#writer) {
         this.#log.info({ track: slot }, 'configuration changed: new init segment');
@@ -513,6 +553,24 @@ export class Stream extends TypedEmitter<StreamEvents> {
     } else if (this.#state !== StreamState.Publishing) {
       for (const packager of packagers) packager.closeOpen();
     }
+  }
+
+  /**
+   * FFmpeg made nothing of the input, first try and retry: the publisher is told (NetStream.Publish.Failed
+   * with the reason, where the protocol can), the stream ends now (no reconnect window: the same input
+   * would fail the same way), and one line is logged.
+   */
+  #refuse(reason: string): void {
+    if (this.#state === StreamState.Ended || this.failure !== null) return;
+    this.failure = reason;
+    this.decision = `refused: ${reason}`;
+    const start = this.#start;
+    const codecs = { video: codecName(start?.video ?? null), audio: codecName(start?.audio ?? null) };
+    this.#log.error({ ...codecs }, `publish refused: ${reason}`);
+    const source = this.#source;
+    this.safeEmit('failed', reason);
+    void this.#end('refused');
+    source?.refuse?.(reason);
   }
 
   #onPublishEnd(source: MediaSource, reason: EndReason): void {
