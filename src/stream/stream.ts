@@ -7,7 +7,8 @@
  *        └──── close() ──────────────▶ ended (ENDLIST; memory freed after END_GRACE) ◀┘
  *
  * Every access unit goes through timestamp repair onto the stream's one timeline (ms, only growing, across
- * reconnects), then to the outputs: `copy` writes CMAF in-process (no FFmpeg), `transcode` and `abr` feed
+ * reconnects), re-stamped to the arrival clock when the publisher's media clock runs off real time
+ * (media/clock-drift.ts), then to the outputs: `copy` writes CMAF in-process (no FFmpeg), `transcode` and `abr` feed
  * FFmpeg (pipeline/), and the repaired access units are emitted for the others (re-streams, thumbnails,
  * WHEP). The packager sees one timeline: the copy writer stamps it directly, and the supervisor rebases
  * FFmpeg's output onto it, so dropping a GOP or hinting a keyframe needs no mapping between clocks.
@@ -34,6 +35,7 @@ import {
   type TrackConfig,
 } from '../media/access-unit.ts';
 import { avcRecordFormat, playerDecodable } from '../media/avc-sps.ts';
+import { ClockDrift } from '../media/clock-drift.ts';
 import { CmafWriter } from '../media/cmaf-writer.ts';
 import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
 import type { MediaTag } from '../media/flv-tag.ts';
@@ -169,6 +171,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
   readonly profile: CleanProfile;
   readonly packager: Packager;
   readonly repair = new TimestampRepair();
+  /** After repair: the timeline follows the arrival clock when the publisher's media clock lies. */
+  readonly clock = new ClockDrift();
   /** What the publisher sends: codecs, size, fps, keyframe interval, bitrate. */
   readonly ingest = new IngestStats();
   /** ms since the epoch: when this stream incarnation was created (its first publish). */
@@ -335,6 +339,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
 
   #onStart(start: SourceStart): void {
     this.#start = { ...start };
+    this.clock.newPublish(start.hasVideo);
     this.ingest.start(start);
     this.#resetGop();
     this.safeEmit('input', this.#start);
@@ -472,7 +477,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
 
   #onAu(au: AccessUnit): void {
     if (!this.#start) return;
-    const repaired = this.repair.repairAu(au);
+    const repaired = this.clock.restamp(this.repair.repairAu(au), performance.now());
     this.ingest.au(repaired);
     this.#remember(repaired);
     this.safeEmit('au', repaired);
@@ -613,6 +618,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
         ...this.packager.stats,
         ...this.supervisor.stats,
         repairs: this.repair.counts,
+        clockRestamps: this.clock.stats.restamps,
+        clockScale: this.clock.stats.scale,
         copyDropped: this.copyDropped,
       },
       'stream ended',

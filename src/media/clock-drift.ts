@@ -1,0 +1,130 @@
+/**
+ * Timing that follows the arrival clock when the media clock lies (issue 15). Glasses drop frames and
+ * renumber the rest, or run their clock fast or slow: the media time they send then grows at 0.8× or 1.2×
+ * real time, and a player, which plays at 1×, drifts away from the live edge and stalls. The stream's
+ * timeline (after timestamp repair) is measured against when its access units arrive, over a window; when
+ * the media clock runs off real time past a bound, the stream is re-stamped at the measured rate.
+ *
+ * - Measure: video access units (all of them without video) give (arrival, media) points; the rate over
+ *   the last WINDOW_MS of arrival, and over each half of it, is media time per arrival time.
+ * - Decide: a lying clock is steady, a network burst is not: the re-stamp rate changes only when both halves
+ *   of a full window say the output clock runs more than `bound` off real time, and agree with each other
+ *   within `bound` (a backlog delivered at once fills one half). A correct clock never moves the rate.
+ * - Re-stamp: output = base + (media − mediaBase) × scale, one mapping for audio and video (they stay in
+ *   step), re-anchored at the current media time when the scale changes: continuous, so no backward step and
+ *   no jump; a frame's spacing changes by the scale, nothing else (no jitter). Counted (`restamps`).
+ * Pure and total: the caller passes arrival times; no timers, no I/O.
+ */
+import type { AccessUnit } from './access-unit.ts';
+
+export interface ClockDriftOptions {
+  /** How far off real time the output clock may run before it is re-stamped (default 0.04: 4 %). */
+  bound?: number;
+  /** The measuring window, ms of arrival time (default 10 000). */
+  windowMs?: number;
+}
+
+export interface ClockDriftStats {
+  /** Times the re-stamp rate changed. */
+  restamps: number;
+  /** The current re-stamp rate (output ms per media ms); 1 while the clock is trusted. */
+  scale: number;
+  /** The media clock's rate over the last window (media ms per arrival ms); null before a full window. */
+  measuredRate: number | null;
+}
+
+export const DEFAULT_DRIFT_BOUND = 0.04;
+export const DEFAULT_DRIFT_WINDOW_MS = 10_000;
+/** Most points kept: one per video frame at 120 fps over the window, with room. */
+const MAX_POINTS = 4096;
+
+interface Point {
+  arrival: number;
+  media: number;
+}
+
+export class ClockDrift {
+  readonly stats: ClockDriftStats = { restamps: 0, scale: 1, measuredRate: null };
+  readonly #bound: number;
+  readonly #windowMs: number;
+  #points: Point[] = [];
+  /** The mapping: output = outBase + (media − mediaBase) × scale. */
+  #mediaBase = 0;
+  #outBase = 0;
+  /** Whether the mapping has seen its first access unit (its base). */
+  #anchored = false;
+  #hasVideo = true;
+
+  constructor(options: ClockDriftOptions = {}) {
+    this.#bound = options.bound ?? DEFAULT_DRIFT_BOUND;
+    this.#windowMs = options.windowMs ?? DEFAULT_DRIFT_WINDOW_MS;
+  }
+
+  /** A new publish: its media clock is measured afresh; the mapping goes on from where it is (continuous). */
+  newPublish(hasVideo: boolean): void {
+    this.#points = [];
+    this.#hasVideo = hasVideo;
+    this.stats.measuredRate = null;
+  }
+
+  /** The access unit on the output clock; `arrivalMs` is when it arrived (any monotonic ms clock). */
+  restamp(au: AccessUnit, arrivalMs: number): AccessUnit {
+    if (!this.#anchored) {
+      this.#anchored = true;
+      this.#mediaBase = au.dts;
+      this.#outBase = au.dts;
+    }
+    if (au.track === 'video' || !this.#hasVideo) this.#measure(arrivalMs, au.dts);
+    if (this.stats.scale === 1 && this.#mediaBase === this.#outBase) return au;
+    return { ...au, dts: this.#map(au.dts), pts: this.#map(au.pts) };
+  }
+
+  #map(media: number): number {
+    return this.#outBase + (media - this.#mediaBase) * this.stats.scale;
+  }
+
+  #measure(arrival: number, media: number): void {
+    const points = this.#points;
+    const last = points[points.length - 1];
+    if (last && (arrival < last.arrival || media < last.media)) {
+      this.#points = []; // a clock that stepped back (a new run): measure afresh
+    }
+    points.push({ arrival, media });
+    while (
+      points.length > MAX_POINTS ||
+      (points.length > 2 && arrival - points[1]!.arrival >= this.#windowMs)
+    ) {
+      points.shift();
+    }
+    const first = points[0]!;
+    if (arrival - first.arrival < this.#windowMs * 0.9) return; // not a full window yet
+    const rate = rateOf(first, points[points.length - 1]!);
+    this.stats.measuredRate = rate;
+    const midArrival = first.arrival + (arrival - first.arrival) / 2;
+    const mid = points.find((p) => p.arrival >= midArrival) ?? first;
+    const early = rateOf(first, mid);
+    const late = rateOf(mid, points[points.length - 1]!);
+    if (rate === null || early === null || late === null) return;
+    const scale = this.stats.scale;
+    // How fast the output clock runs against real time, over the window and each half of it.
+    const off = (r: number): number => r * scale - 1;
+    const steady = Math.abs(early - late) * scale <= this.#bound;
+    const drifting = Math.abs(off(rate)) > this.#bound && Math.sign(off(early)) === Math.sign(off(late));
+    if (!steady || !drifting) return;
+    // Re-anchor at the current media time, then run at the measured rate: output grows as arrival does.
+    this.#outBase = this.#map(media);
+    this.#mediaBase = media;
+    this.stats.scale = 1 / rate;
+    this.stats.restamps++;
+    // The next decision needs a full window measured at the new scale's start: the old points say the same.
+    this.#points = [{ arrival, media }];
+  }
+}
+
+/** Media ms per arrival ms between two points; null when they are too close to say. */
+function rateOf(a: Point, b: Point): number | null {
+  const arrival = b.arrival - a.arrival;
+  if (arrival < 1000) return null;
+  const rate = (b.media - a.media) / arrival;
+  return rate > 0 ? rate : null;
+}

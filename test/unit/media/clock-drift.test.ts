@@ -1,0 +1,101 @@
+/**
+ * ClockDrift (media/clock-drift.ts) on synthetic publishes: a media clock at 0.8× and 1.2× of real time is
+ * re-stamped so the output grows with the arrival clock (no backward step per track, audio and video in
+ * step, counted); a correct clock with arrival jitter, and a correct clock with a network stall and its
+ * backlog delivered at once, are never re-stamped.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { AccessUnit } from '../../../src/media/access-unit.ts';
+import { ClockDrift } from '../../../src/media/clock-drift.ts';
+
+interface Fed {
+  out: AccessUnit[];
+  arrivals: number[];
+}
+
+/**
+ * `seconds` of real time: 30 fps video and AAC (21.3 ms frames at 48 kHz) whose media clock runs at
+ * `rate` × real time; `arrival(t)` moves the arrival of the frame made at real time t.
+ */
+function feed(drift: ClockDrift, seconds: number, rate: number, arrival = (t: number) => t): Fed {
+  const units: { au: AccessUnit; at: number }[] = [];
+  for (let t = 0; t < seconds * 1000; t += 1000 / 30) {
+    const media = t * rate;
+    units.push({
+      au: { track: 'video', dts: media, pts: media, keyframe: false, data: Buffer.alloc(1) },
+      at: arrival(t),
+    });
+  }
+  for (let t = 0; t < seconds * 1000; t += 1024 / 48) {
+    const media = t * rate;
+    units.push({
+      au: { track: 'audio', dts: media, pts: media, keyframe: true, data: Buffer.alloc(1) },
+      at: arrival(t),
+    });
+  }
+  units.sort((a, b) => a.at - b.at || a.au.dts - b.au.dts);
+  const out: AccessUnit[] = [];
+  const arrivals: number[] = [];
+  for (const { au, at } of units) {
+    out.push(drift.restamp(au, at));
+    arrivals.push(at);
+  }
+  return { out, arrivals };
+}
+
+function assertMonotonic(out: AccessUnit[]): void {
+  for (const track of ['video', 'audio'] as const) {
+    const dts = out.filter((a) => a.track === track).map((a) => a.dts);
+    for (let i = 1; i < dts.length; i++) assert.ok(dts[i]! > dts[i - 1]!, `${track} steps back at ${i}`);
+  }
+}
+
+/** Output ms per arrival ms over the last `ms` of the feed, per track. */
+function outputRate(fed: Fed, track: 'video' | 'audio', ms: number): number {
+  const idx = fed.out.map((_a, i) => i).filter((i) => fed.out[i]!.track === track);
+  const last = idx[idx.length - 1]!;
+  const end = fed.arrivals[last]!;
+  const first = idx.find((i) => fed.arrivals[i]! >= end - ms)!;
+  return (fed.out[last]!.dts - fed.out[first]!.dts) / (end - fed.arrivals[first]!);
+}
+
+describe('clock drift: follow the arrival clock when the media clock lies', () => {
+  for (const rate of [0.8, 1.2]) {
+    it(`a media clock at ${rate}× real time is re-stamped to real time, smoothly, audio in step`, () => {
+      const drift = new ClockDrift();
+      const fed = feed(drift, 40, rate);
+      assert.ok(drift.stats.restamps >= 1, 'counted');
+      assert.ok(Math.abs(drift.stats.scale - 1 / rate) < 0.02, `scale ${drift.stats.scale}`);
+      assertMonotonic(fed.out);
+      for (const track of ['video', 'audio'] as const) {
+        const r = outputRate(fed, track, 20_000);
+        assert.ok(Math.abs(r - 1) < 0.01, `${track}: output grows ${r.toFixed(3)}× real time`);
+      }
+      // Audio and video stay in step: the last of each are as close as they were made.
+      const lastOf = (track: string) => fed.out.filter((a) => a.track === track).at(-1)!.dts;
+      assert.ok(Math.abs(lastOf('video') - lastOf('audio')) < 60, 'audio and video in step');
+      // Frame spacing changes by the scale only: no jitter within a run at one scale.
+      const video = fed.out.filter((a) => a.track === 'video').slice(-300);
+      const steps = video.slice(1).map((a, i) => a.dts - video[i]!.dts);
+      assert.ok(Math.max(...steps) - Math.min(...steps) < 0.01, 'even spacing');
+    });
+  }
+
+  it('never re-stamps a correct clock, arrival jitter included', () => {
+    const drift = new ClockDrift();
+    // ±40 ms of deterministic jitter on arrival.
+    const fed = feed(drift, 60, 1, (t) => t + 40 * Math.sin(t / 77));
+    assert.equal(drift.stats.restamps, 0);
+    assert.equal(drift.stats.scale, 1);
+    for (let i = 0; i < fed.out.length; i += 97) assert.equal(fed.out[i]!.dts, fed.out[i]!.pts);
+    assert.ok(Math.abs((drift.stats.measuredRate ?? 0) - 1) < 0.02);
+  });
+
+  it('never re-stamps a correct clock after a network stall and its backlog delivered at once', () => {
+    const drift = new ClockDrift();
+    // From 12 s to 15 s nothing arrives; it all comes at 15 s.
+    feed(drift, 40, 1, (t) => (t >= 12_000 && t < 15_000 ? 15_000 + (t - 12_000) / 100 : t));
+    assert.equal(drift.stats.restamps, 0);
+  });
+});
