@@ -176,7 +176,11 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
     }
     const skip = live && (query._HLS_skip === 'YES' || query._HLS_skip === 'v2');
     const renditionReports = reports?.();
-    const text = packager.playlist({ skip, ...(renditionReports ? { renditionReports } : {}) });
+    const text = packager.playlist({
+      skip,
+      plain: !blocking,
+      ...(renditionReports ? { renditionReports } : {}),
+    });
     const etag = `"${createHash('sha1').update(text).digest('base64url').slice(0, 16)}"`;
     const cache = packager.ended
       ? 'public, max-age=60'

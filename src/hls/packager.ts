@@ -213,6 +213,13 @@ export class Packager extends TypedEmitter<PackagerEvents> {
     if (this.#graceOver) return true;
     if (this.#firstSegmentAt !== null && this.#now() - this.#firstSegmentAt >= this.#startGraceMs)
       return true;
+    return this.#startsWell;
+  }
+
+  /** The PART-HOLD-BACK rule above: complete segments after the first hold PART-HOLD-BACK. */
+  get #startsWell(): boolean {
+    const sc = this.#serverControl;
+    if (!sc) return true;
     const after = this.segments.slice(1).reduce((sum, s) => sum + s.duration, 0);
     return after >= sc.partHoldBack - PART_TOLERANCE;
   }
@@ -329,7 +336,14 @@ export class Packager extends TypedEmitter<PackagerEvents> {
    * The playlist; `skip` asks for a delta update (ignored for classic or ended streams); `renditionReports`
    * (an ABR rendition's view of the others) are listed at the end.
    */
-  playlist(options: { skip?: boolean; renditionReports?: readonly RenditionReport[] } = {}): string {
+  playlist(
+    options: {
+      skip?: boolean;
+      renditionReports?: readonly RenditionReport[];
+      /** A plain request (a player starting): see `early` below. */
+      plain?: boolean;
+    } = {},
+  ): string {
     const sc = this.#serverControl;
     const segments: readonly PlaylistSegment[] = this.segments;
     let listed = segments;
@@ -344,7 +358,12 @@ export class Packager extends TypedEmitter<PackagerEvents> {
       }
       listed = segments.map((s) => (withParts.has(s) ? s : { ...s, parts: undefined }));
     }
-    const openListed: OpenPlaylistSegment | null = this.#segmenter.listing;
+    // A plain request answered before the PART-HOLD-BACK rule holds (the start grace passed): the open
+    // segment's parts are left out, so hls.js starts in complete segments and takes parts from its next
+    // (blocking) reload on; it stalled for seconds when it started on the parts of a segment completing
+    // meanwhile. Blocking reloads always list them (what they wait for).
+    const early = sc !== undefined && options.plain === true && !this.ended && !this.#startsWell;
+    const openListed: OpenPlaylistSegment | null = early ? null : this.#segmenter.listing;
     // A new run's segment (a discontinuity) is listed once complete, with its parts: no hint before that.
     return renderMediaPlaylist({
       targetDuration: this.targetDuration,
@@ -357,7 +376,7 @@ export class Packager extends TypedEmitter<PackagerEvents> {
         ? {
             serverControl: sc,
             open: openListed,
-            preloadHint: this.nextPartUri,
+            ...(early ? {} : { preloadHint: this.nextPartUri }),
             ...(options.skip && !this.ended ? { skipped: skippableSegments(segments, sc.canSkipUntil) } : {}),
           }
         : {}),

@@ -6,13 +6,15 @@
  * the media clock runs off real time past a bound, the stream is re-stamped at the measured rate.
  *
  * - Measure: video access units (all of them without video) give (arrival, media) points; the rate over
- *   the last WINDOW_MS of arrival, and over each half of it, is media time per arrival time.
+ *   the last `windowMs` (6 s) of arrival, and over each half of it, is media time per arrival time.
  * - Decide: a lying clock is steady, a network burst is not: the re-stamp rate changes only when both halves
  *   of a full window say the output clock runs more than `bound` off real time, and agree with each other
  *   within `bound` (a backlog delivered at once fills one half). A correct clock never moves the rate.
  * - Re-stamp: output = base + (media − mediaBase) × scale, one mapping for audio and video (they stay in
  *   step), re-anchored at the current media time when the scale changes: continuous, so no backward step and
- *   no jump; a frame's spacing changes by the scale, nothing else (no jitter). Counted (`restamps`).
+ *   no jump; a video frame's spacing changes by the scale, nothing else (no jitter). Counted (`restamps`).
+ *   An audio frame keeps its own duration: a re-stamp slower than the media clock drops the frames that no
+ *   longer fit (counted), a faster one leaves short gaps between them.
  * Pure and total: the caller passes arrival times; no timers, no I/O.
  */
 import type { AccessUnit } from './access-unit.ts';
@@ -20,7 +22,7 @@ import type { AccessUnit } from './access-unit.ts';
 export interface ClockDriftOptions {
   /** How far off real time the output clock may run before it is re-stamped (default 0.04: 4 %). */
   bound?: number;
-  /** The measuring window, ms of arrival time (default 10 000). */
+  /** The measuring window, ms of arrival time (default 6000: a player that joined is corrected within seconds). */
   windowMs?: number;
 }
 
@@ -31,10 +33,15 @@ export interface ClockDriftStats {
   scale: number;
   /** The media clock's rate over the last window (media ms per arrival ms); null before a full window. */
   measuredRate: number | null;
+  /**
+   * Audio frames dropped: a re-stamped clock that runs slower than the media clock leaves less time than
+   * the frames last (an AAC frame cannot be shortened), so frames that would overlap go (audio in step).
+   */
+  audioDropped: number;
 }
 
 export const DEFAULT_DRIFT_BOUND = 0.04;
-export const DEFAULT_DRIFT_WINDOW_MS = 10_000;
+export const DEFAULT_DRIFT_WINDOW_MS = 6000;
 /** Most points kept: one per video frame at 120 fps over the window, with room. */
 const MAX_POINTS = 4096;
 
@@ -44,7 +51,7 @@ interface Point {
 }
 
 export class ClockDrift {
-  readonly stats: ClockDriftStats = { restamps: 0, scale: 1, measuredRate: null };
+  readonly stats: ClockDriftStats = { restamps: 0, scale: 1, measuredRate: null, audioDropped: 0 };
   readonly #bound: number;
   readonly #windowMs: number;
   #points: Point[] = [];
@@ -54,29 +61,67 @@ export class ClockDrift {
   /** Whether the mapping has seen its first access unit (its base). */
   #anchored = false;
   #hasVideo = true;
+  /** An audio frame's own duration (ms), when the publish's audio configuration says it. */
+  #audioFrameMs: number | null = null;
+  /** Output DTS of the last audio frame passed on. */
+  #lastAudioOut: number | null = null;
+  /** Audio frames dropped because the re-stamped clock left no room for them (counted). */
 
   constructor(options: ClockDriftOptions = {}) {
     this.#bound = options.bound ?? DEFAULT_DRIFT_BOUND;
     this.#windowMs = options.windowMs ?? DEFAULT_DRIFT_WINDOW_MS;
   }
 
-  /** A new publish: its media clock is measured afresh; the mapping goes on from where it is (continuous). */
-  newPublish(hasVideo: boolean): void {
+  /**
+   * A new publish: its media clock is measured afresh; the mapping goes on from where it is (continuous).
+   * `audioFrameMs` is an audio frame's own duration (AAC: 1024 samples), when known.
+   */
+  newPublish(hasVideo: boolean, audioFrameMs: number | null = null): void {
     this.#points = [];
     this.#hasVideo = hasVideo;
+    this.#audioFrameMs = audioFrameMs;
     this.stats.measuredRate = null;
   }
 
-  /** The access unit on the output clock; `arrivalMs` is when it arrived (any monotonic ms clock). */
-  restamp(au: AccessUnit, arrivalMs: number): AccessUnit {
+  /**
+   * The access unit on the output clock, or null for an audio frame dropped (see `#audio`); `arrivalMs` is
+   * when it arrived (any monotonic ms clock).
+   */
+  restamp(au: AccessUnit, arrivalMs: number): AccessUnit | null {
     if (!this.#anchored) {
       this.#anchored = true;
       this.#mediaBase = au.dts;
       this.#outBase = au.dts;
     }
     if (au.track === 'video' || !this.#hasVideo) this.#measure(arrivalMs, au.dts);
-    if (this.stats.scale === 1 && this.#mediaBase === this.#outBase) return au;
-    return { ...au, dts: this.#map(au.dts), pts: this.#map(au.pts) };
+    if (this.stats.scale === 1 && this.#mediaBase === this.#outBase) {
+      if (au.track === 'audio') this.#lastAudioOut = au.dts;
+      return au;
+    }
+    const dts = this.#map(au.dts);
+    if (au.track === 'audio' && this.#hasVideo) return this.#audio(au, dts);
+    return { ...au, dts, pts: this.#map(au.pts) };
+  }
+
+  /**
+   * An audio frame lasts what it lasts whatever its timestamp: on a clock re-stamped slower than the media
+   * clock, a frame that would start more than half a frame before the previous one ends is dropped (the
+   * rest stay in step with the video); one that fits is placed right after it. Null: dropped.
+   */
+  #audio(au: AccessUnit, dts: number): AccessUnit | null {
+    const frame = this.#audioFrameMs;
+    const last = this.#lastAudioOut;
+    if (frame === null || last === null) {
+      this.#lastAudioOut = dts;
+      return { ...au, dts, pts: dts };
+    }
+    if (dts < last + frame / 2) {
+      this.stats.audioDropped++;
+      return null;
+    }
+    const at = Math.max(dts, last + frame);
+    this.#lastAudioOut = at;
+    return { ...au, dts: at, pts: at };
   }
 
   #map(media: number): number {

@@ -339,7 +339,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
 
   #onStart(start: SourceStart): void {
     this.#start = { ...start };
-    this.clock.newPublish(start.hasVideo);
+    const audio = isAudioConfig(start.audio) ? start.audio : null;
+    this.clock.newPublish(start.hasVideo, audio ? (audio.frameSamples / audio.sampleRate) * 1000 : null);
     this.ingest.start(start);
     this.#resetGop();
     this.safeEmit('input', this.#start);
@@ -478,6 +479,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
   #onAu(au: AccessUnit): void {
     if (!this.#start) return;
     const repaired = this.clock.restamp(this.repair.repairAu(au), performance.now());
+    if (!repaired) return; // an audio frame the re-stamped clock has no room for (counted there)
     this.ingest.au(repaired);
     this.#remember(repaired);
     this.safeEmit('au', repaired);

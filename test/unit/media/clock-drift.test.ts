@@ -1,7 +1,7 @@
 /**
  * ClockDrift (media/clock-drift.ts) on synthetic publishes: a media clock at 0.8× and 1.2× of real time is
  * re-stamped so the output grows with the arrival clock (no backward step per track, audio and video in
- * step, counted); a correct clock with arrival jitter, and a correct clock with a network stall and its
+ * step, audio frames never overlapping, counted); a correct clock with arrival jitter, and a correct clock with a network stall and its
  * backlog delivered at once, are never re-stamped.
  */
 import assert from 'node:assert/strict';
@@ -9,36 +9,42 @@ import { describe, it } from 'node:test';
 import type { AccessUnit } from '../../../src/media/access-unit.ts';
 import { ClockDrift } from '../../../src/media/clock-drift.ts';
 
+/** An AAC frame at 48 kHz. */
+const AUDIO_FRAME_MS = 1024 / 48;
+
 interface Fed {
   out: AccessUnit[];
   arrivals: number[];
 }
 
 /**
- * `seconds` of real time: 30 fps video and AAC (21.3 ms frames at 48 kHz) whose media clock runs at
- * `rate` × real time; `arrival(t)` moves the arrival of the frame made at real time t.
+ * `seconds` of real time of a publisher that sends `rate` seconds of media per second (the FLV publisher
+ * paced at that speed): 30 fps video and AAC (21.3 ms frames at 48 kHz) on an honest media timeline,
+ * arriving `rate` times too fast; `arrival(t)` moves the arrival of what would arrive at real time t.
  */
 function feed(drift: ClockDrift, seconds: number, rate: number, arrival = (t: number) => t): Fed {
   const units: { au: AccessUnit; at: number }[] = [];
-  for (let t = 0; t < seconds * 1000; t += 1000 / 30) {
-    const media = t * rate;
+  const end = seconds * 1000 * rate;
+  for (let media = 0; media < end; media += 1000 / 30) {
     units.push({
       au: { track: 'video', dts: media, pts: media, keyframe: false, data: Buffer.alloc(1) },
-      at: arrival(t),
+      at: arrival(media / rate),
     });
   }
-  for (let t = 0; t < seconds * 1000; t += 1024 / 48) {
-    const media = t * rate;
+  for (let media = 0; media < end; media += AUDIO_FRAME_MS) {
     units.push({
       au: { track: 'audio', dts: media, pts: media, keyframe: true, data: Buffer.alloc(1) },
-      at: arrival(t),
+      at: arrival(media / rate),
     });
   }
   units.sort((a, b) => a.at - b.at || a.au.dts - b.au.dts);
   const out: AccessUnit[] = [];
   const arrivals: number[] = [];
+  drift.newPublish(true, AUDIO_FRAME_MS);
   for (const { au, at } of units) {
-    out.push(drift.restamp(au, at));
+    const restamped = drift.restamp(au, at);
+    if (!restamped) continue;
+    out.push(restamped);
     arrivals.push(at);
   }
   return { out, arrivals };
@@ -75,7 +81,14 @@ describe('clock drift: follow the arrival clock when the media clock lies', () =
       // Audio and video stay in step: the last of each are as close as they were made.
       const lastOf = (track: string) => fed.out.filter((a) => a.track === track).at(-1)!.dts;
       assert.ok(Math.abs(lastOf('video') - lastOf('audio')) < 60, 'audio and video in step');
-      // Frame spacing changes by the scale only: no jitter within a run at one scale.
+      // An audio frame keeps its duration: none overlaps the one before (the faster clock drops some).
+      const audio = fed.out.filter((a) => a.track === 'audio').map((a) => a.dts);
+      for (let i = 1; i < audio.length; i++) {
+        assert.ok(audio[i]! - audio[i - 1]! >= AUDIO_FRAME_MS - 1e-6, `audio frame ${i} overlaps`);
+      }
+      if (rate > 1) assert.ok(drift.stats.audioDropped > 0, 'the audio that no longer fits is dropped');
+      else assert.equal(drift.stats.audioDropped, 0);
+      // Video frame spacing changes by the scale only: no jitter within a run at one scale.
       const video = fed.out.filter((a) => a.track === 'video').slice(-300);
       const steps = video.slice(1).map((a, i) => a.dts - video[i]!.dts);
       assert.ok(Math.max(...steps) - Math.min(...steps) < 0.01, 'even spacing');
