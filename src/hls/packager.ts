@@ -377,7 +377,10 @@ export class Packager extends TypedEmitter<PackagerEvents> {
             serverControl: sc,
             open: openListed,
             ...(early ? {} : { preloadHint: this.nextPartUri }),
-            ...(options.skip && !this.ended ? { skipped: skippableSegments(segments, sc.canSkipUntil) } : {}),
+            // No delta update for a player still starting (hls.js failed to merge one into its first playlist).
+            ...(options.skip && !this.ended && this.#startsWell
+              ? { skipped: skippableSegments(segments, sc.canSkipUntil) }
+              : {}),
           }
         : {}),
     });

@@ -14,7 +14,7 @@
  *   step), re-anchored at the current media time when the scale changes: continuous, so no backward step and
  *   no jump; a video frame's spacing changes by the scale, nothing else (no jitter). Counted (`restamps`).
  *   An audio frame keeps its own duration: a re-stamp slower than the media clock drops the frames that no
- *   longer fit (counted), a faster one leaves short gaps between them.
+ *   longer fit, a faster one fills the time they no longer cover with silent frames (both counted).
  * Pure and total: the caller passes arrival times; no timers, no I/O.
  */
 import type { AccessUnit } from './access-unit.ts';
@@ -38,10 +38,25 @@ export interface ClockDriftStats {
    * the frames last (an AAC frame cannot be shortened), so frames that would overlap go (audio in step).
    */
   audioDropped: number;
+  /** Silent audio frames added: a re-stamp faster than the media clock needs more audio than was sent. */
+  silentFrames: number;
 }
 
 export const DEFAULT_DRIFT_BOUND = 0.04;
 export const DEFAULT_DRIFT_WINDOW_MS = 6000;
+/** Most silent frames before one frame (a second of 48 kHz AAC): a longer gap is the publisher's own. */
+const MAX_SILENT_FRAMES = 47;
+
+/**
+ * A raw AAC-LC frame of silence (1024 samples; a single or a pair channel element with no spectral data),
+ * for 1 or 2 channels; null for other layouts (they get gaps). The bytes hls.js inserts for the same reason.
+ */
+export function silentAacFrame(channels: number): Buffer | null {
+  if (channels === 1) return Buffer.from([0x00, 0xc8, 0x00, 0x80, 0x23, 0x80]);
+  if (channels === 2) return Buffer.from([0x21, 0x00, 0x49, 0x90, 0x02, 0x19, 0x00, 0x23, 0x80]);
+  return null;
+}
+
 /** Most points kept: one per video frame at 120 fps over the window, with room. */
 const MAX_POINTS = 4096;
 
@@ -51,7 +66,13 @@ interface Point {
 }
 
 export class ClockDrift {
-  readonly stats: ClockDriftStats = { restamps: 0, scale: 1, measuredRate: null, audioDropped: 0 };
+  readonly stats: ClockDriftStats = {
+    restamps: 0,
+    scale: 1,
+    measuredRate: null,
+    audioDropped: 0,
+    silentFrames: 0,
+  };
   readonly #bound: number;
   readonly #windowMs: number;
   #points: Point[] = [];
@@ -63,6 +84,8 @@ export class ClockDrift {
   #hasVideo = true;
   /** An audio frame's own duration (ms), when the publish's audio configuration says it. */
   #audioFrameMs: number | null = null;
+  /** A silent frame of the publish's audio, to fill time its own frames no longer cover. */
+  #silentFrame: Buffer | null = null;
   /** Output DTS of the last audio frame passed on. */
   #lastAudioOut: number | null = null;
   /** Audio frames dropped because the re-stamped clock left no room for them (counted). */
@@ -76,18 +99,19 @@ export class ClockDrift {
    * A new publish: its media clock is measured afresh; the mapping goes on from where it is (continuous).
    * `audioFrameMs` is an audio frame's own duration (AAC: 1024 samples), when known.
    */
-  newPublish(hasVideo: boolean, audioFrameMs: number | null = null): void {
+  newPublish(hasVideo: boolean, audio: { frameMs: number; silentFrame: Buffer | null } | null = null): void {
     this.#points = [];
     this.#hasVideo = hasVideo;
-    this.#audioFrameMs = audioFrameMs;
+    this.#audioFrameMs = audio?.frameMs ?? null;
+    this.#silentFrame = audio?.silentFrame ?? null;
     this.stats.measuredRate = null;
   }
 
   /**
-   * The access unit on the output clock, or null for an audio frame dropped (see `#audio`); `arrivalMs` is
-   * when it arrived (any monotonic ms clock).
+   * The access unit on the output clock: none for an audio frame dropped, or silent audio frames before it
+   * (see `#audio`); `arrivalMs` is when it arrived (any monotonic ms clock).
    */
-  restamp(au: AccessUnit, arrivalMs: number): AccessUnit | null {
+  restamp(au: AccessUnit, arrivalMs: number): AccessUnit[] {
     if (!this.#anchored) {
       this.#anchored = true;
       this.#mediaBase = au.dts;
@@ -96,32 +120,44 @@ export class ClockDrift {
     if (au.track === 'video' || !this.#hasVideo) this.#measure(arrivalMs, au.dts);
     if (this.stats.scale === 1 && this.#mediaBase === this.#outBase) {
       if (au.track === 'audio') this.#lastAudioOut = au.dts;
-      return au;
+      return [au];
     }
     const dts = this.#map(au.dts);
     if (au.track === 'audio' && this.#hasVideo) return this.#audio(au, dts);
-    return { ...au, dts, pts: this.#map(au.pts) };
+    return [{ ...au, dts, pts: this.#map(au.pts) }];
   }
 
   /**
-   * An audio frame lasts what it lasts whatever its timestamp: on a clock re-stamped slower than the media
-   * clock, a frame that would start more than half a frame before the previous one ends is dropped (the
-   * rest stay in step with the video); one that fits is placed right after it. Null: dropped.
+   * An audio frame lasts what it lasts whatever its timestamp. On a clock re-stamped slower than the media
+   * clock, a frame that would start more than half a frame before the previous one ends is dropped; one
+   * that fits goes right after it. On a faster one, the time the publisher's audio no longer covers is
+   * filled with silent frames (a player's buffer with holes in its audio stalls at the first): the audio
+   * stays in step with the video, and its own frames keep their place.
    */
-  #audio(au: AccessUnit, dts: number): AccessUnit | null {
+  #audio(au: AccessUnit, dts: number): AccessUnit[] {
     const frame = this.#audioFrameMs;
     const last = this.#lastAudioOut;
     if (frame === null || last === null) {
       this.#lastAudioOut = dts;
-      return { ...au, dts, pts: dts };
+      return [{ ...au, dts, pts: dts }];
     }
     if (dts < last + frame / 2) {
       this.stats.audioDropped++;
-      return null;
+      return [];
     }
-    const at = Math.max(dts, last + frame);
+    const out: AccessUnit[] = [];
+    let at = last + frame;
+    const silence = this.#silentFrame;
+    // Whole frames of silence while the gap before this frame holds one (a smaller gap: it moves up).
+    while (silence && dts - at >= frame && out.length < MAX_SILENT_FRAMES) {
+      out.push({ track: 'audio', dts: at, pts: at, keyframe: true, data: silence });
+      this.stats.silentFrames++;
+      at += frame;
+    }
+    at = Math.max(at, silence ? at : dts);
     this.#lastAudioOut = at;
-    return { ...au, dts: at, pts: at };
+    out.push({ ...au, dts: at, pts: at });
+    return out;
   }
 
   #map(media: number): number {

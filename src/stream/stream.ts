@@ -35,7 +35,7 @@ import {
   type TrackConfig,
 } from '../media/access-unit.ts';
 import { avcRecordFormat, playerDecodable } from '../media/avc-sps.ts';
-import { ClockDrift } from '../media/clock-drift.ts';
+import { ClockDrift, silentAacFrame } from '../media/clock-drift.ts';
 import { CmafWriter } from '../media/cmaf-writer.ts';
 import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
 import type { MediaTag } from '../media/flv-tag.ts';
@@ -340,7 +340,15 @@ export class Stream extends TypedEmitter<StreamEvents> {
   #onStart(start: SourceStart): void {
     this.#start = { ...start };
     const audio = isAudioConfig(start.audio) ? start.audio : null;
-    this.clock.newPublish(start.hasVideo, audio ? (audio.frameSamples / audio.sampleRate) * 1000 : null);
+    this.clock.newPublish(
+      start.hasVideo,
+      audio
+        ? {
+            frameMs: (audio.frameSamples / audio.sampleRate) * 1000,
+            silentFrame: notCopyable(audio) === null ? silentAacFrame(audio.channels) : null,
+          }
+        : null,
+    );
     this.ingest.start(start);
     this.#resetGop();
     this.safeEmit('input', this.#start);
@@ -478,8 +486,13 @@ export class Stream extends TypedEmitter<StreamEvents> {
 
   #onAu(au: AccessUnit): void {
     if (!this.#start) return;
-    const repaired = this.clock.restamp(this.repair.repairAu(au), performance.now());
-    if (!repaired) return; // an audio frame the re-stamped clock has no room for (counted there)
+    // None (an audio frame the re-stamped clock has no room for) or more (silence before it): see ClockDrift.
+    for (const restamped of this.clock.restamp(this.repair.repairAu(au), performance.now())) {
+      this.#onRepairedAu(restamped);
+    }
+  }
+
+  #onRepairedAu(repaired: AccessUnit): void {
     this.ingest.au(repaired);
     this.#remember(repaired);
     this.safeEmit('au', repaired);

@@ -59,6 +59,15 @@ describe('players stay close when the media clock lies', () => {
         `${speed}x: scale ${clock.scale.toFixed(3)} after ${clock.restamps} re-stamp(s); hls.js latency ` +
           `${Math.min(...latencies).toFixed(2)}–${Math.max(...latencies).toFixed(2)} s, stalls ${report.stalls.length}`,
       );
+      t.diagnostic(
+        `samples (played s: latency s): ${report.samples
+          .filter((_x, i) => i % 4 === 0)
+          .map((x) => `${x.currentTime.toFixed(1)}:${x.hlsLatency?.toFixed(2)}`)
+          .join(' ')}`,
+      );
+      t.diagnostic(
+        `drift: ${JSON.stringify(clock)}; first errors: ${report.nonFatalErrors.slice(0, 2).join(' | ')}`,
+      );
       assert.deepEqual(report.fatalErrors, []);
       assert.deepEqual(report.stalls, [], JSON.stringify(report.nonFatalErrors));
       assert.ok(report.playedSeconds >= WATCH_SECONDS - 2, `played ${report.playedSeconds} s`);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AccessUnit } from '../../../src/media/access-unit.ts';
-import { ClockDrift } from '../../../src/media/clock-drift.ts';
+import { ClockDrift, silentAacFrame } from '../../../src/media/clock-drift.ts';
 
 /** An AAC frame at 48 kHz. */
 const AUDIO_FRAME_MS = 1024 / 48;
@@ -40,12 +40,12 @@ function feed(drift: ClockDrift, seconds: number, rate: number, arrival = (t: nu
   units.sort((a, b) => a.at - b.at || a.au.dts - b.au.dts);
   const out: AccessUnit[] = [];
   const arrivals: number[] = [];
-  drift.newPublish(true, AUDIO_FRAME_MS);
+  drift.newPublish(true, { frameMs: AUDIO_FRAME_MS, silentFrame: silentAacFrame(1) });
   for (const { au, at } of units) {
-    const restamped = drift.restamp(au, at);
-    if (!restamped) continue;
-    out.push(restamped);
-    arrivals.push(at);
+    for (const restamped of drift.restamp(au, at)) {
+      out.push(restamped);
+      arrivals.push(at);
+    }
   }
   return { out, arrivals };
 }
@@ -81,13 +81,20 @@ describe('clock drift: follow the arrival clock when the media clock lies', () =
       // Audio and video stay in step: the last of each are as close as they were made.
       const lastOf = (track: string) => fed.out.filter((a) => a.track === track).at(-1)!.dts;
       assert.ok(Math.abs(lastOf('video') - lastOf('audio')) < 60, 'audio and video in step');
-      // An audio frame keeps its duration: none overlaps the one before (the faster clock drops some).
+      // An audio frame keeps its duration: none overlaps the one before, none leaves a gap (the slower
+      // re-stamp drops what no longer fits, the faster one fills with silence).
       const audio = fed.out.filter((a) => a.track === 'audio').map((a) => a.dts);
       for (let i = 1; i < audio.length; i++) {
-        assert.ok(audio[i]! - audio[i - 1]! >= AUDIO_FRAME_MS - 1e-6, `audio frame ${i} overlaps`);
+        const step = audio[i]! - audio[i - 1]!;
+        assert.ok(Math.abs(step - AUDIO_FRAME_MS) < 1e-6, `audio frame ${i} after ${step.toFixed(2)} ms`);
       }
-      if (rate > 1) assert.ok(drift.stats.audioDropped > 0, 'the audio that no longer fits is dropped');
-      else assert.equal(drift.stats.audioDropped, 0);
+      if (rate > 1) {
+        assert.ok(drift.stats.audioDropped > 0, 'the audio that no longer fits is dropped');
+        assert.equal(drift.stats.silentFrames, 0);
+      } else {
+        assert.equal(drift.stats.audioDropped, 0);
+        assert.ok(drift.stats.silentFrames > 0, 'the time the audio no longer covers is silence');
+      }
       // Video frame spacing changes by the scale only: no jitter within a run at one scale.
       const video = fed.out.filter((a) => a.track === 'video').slice(-300);
       const steps = video.slice(1).map((a, i) => a.dts - video[i]!.dts);
