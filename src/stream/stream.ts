@@ -73,7 +73,7 @@ export interface StreamOptions {
   listSize: number;
   /** LL-HLS (HLS_LOW_LATENCY); default on. */
   lowLatency?: boolean;
-  /** LL-HLS PART-TARGET in seconds (HLS_PART_SECONDS); default 0.5. */
+  /** LL-HLS PART-TARGET in seconds (HLS_PART_SECONDS); default DEFAULT_PART_SECONDS (0.334). */
   partSeconds?: number;
   copyMaxSegmentSeconds: number;
   reconnectWindowMs: number;
