@@ -32,4 +32,9 @@ export interface MediaSource extends TypedEmitter<SourceEvents> {
   readonly ended: EndReason | null;
   /** Ask the publisher for a keyframe (WHIP: PLI/FIR); a no-op where the protocol cannot. */
   requestKeyframe?(): void;
+  /**
+   * Ends the publish because the relay cannot use it (a codec FFmpeg cannot decode), telling the publisher
+   * why where the protocol can (RTMP: NetStream.Publish.Failed with `reason`); the source then ends.
+   */
+  refuse?(reason: string): void;
 }
