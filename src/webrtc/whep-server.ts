@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { isVideoConfig } from '../media/access-unit.ts';
+import type { WebrtcHostEntry } from '../shared/config.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { hasReorderedFrames, parseAvcC } from './h264-frames.ts';
@@ -22,12 +23,6 @@ import { chooseWhepCodecs, type IceHost, parseOffer } from './sdp.ts';
 import { type OpusEncoderFactory, type StartMode, WhepOutput } from './whep-output.ts';
 import { WhepSession } from './whep-session.ts';
 import type { WhepSourceStream } from './whep-source.ts';
-
-/** A WEBRTC_HOSTS entry: a host name or IP, and the port to announce when not the relay's own. */
-export interface WebrtcHostEntry {
-  host: string;
-  port?: number;
-}
 
 export interface WhepServerOptions {
   /** WEBRTC_UDP_PORT; 0 picks a free one. */

@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { ChildReaper } from '../../src/pipeline/child-reaper.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
+import { ffmpegOpusEncoder } from '../../src/webrtc/opus-encoder.ts';
 import { buildWhepRoutes } from '../../src/webrtc/whep-routes.ts';
 import { WhepServer } from '../../src/webrtc/whep-server.ts';
 import { fixturePath } from '../fixtures/generate.ts';
@@ -20,6 +22,7 @@ describe('WHEP playback in Chromium', { timeout: 180_000 }, () => {
   let app: FastifyInstance;
   let browser: WhepBrowser;
   let base: string;
+  const reaper = new ChildReaper();
 
   before(async () => {
     source = new FakeWhepSource(readFlvAccessUnits(await fixturePath('steady-30fps.flv')));
@@ -29,6 +32,7 @@ describe('WHEP playback in Chromium', { timeout: 180_000 }, () => {
       hosts: [{ host: '127.0.0.1' }],
       lookup: (userPath, streamId) => (userPath === 'u' && streamId === 's' ? source : undefined),
       log: silentLogger(),
+      opus: ffmpegOpusEncoder({ ffmpegPath: 'ffmpeg', reaper, log: silentLogger() }),
     });
     app = Fastify();
     await app.register(buildWhepRoutes({ server, corsOrigins: '*' }));
@@ -43,6 +47,7 @@ describe('WHEP playback in Chromium', { timeout: 180_000 }, () => {
     source?.end();
     server?.close();
     await app?.close();
+    reaper.close();
   });
 
   it('decodes frames, starts fast, and ends on DELETE', async () => {
@@ -57,5 +62,29 @@ describe('WHEP playback in Chromium', { timeout: 180_000 }, () => {
     assert.equal(await viewer.close({ delete: true }), 200);
     assert.equal(server.sessionCount, 0);
     assert.equal(server.outputCount, 0);
+  });
+
+  it('plays the AAC audio as Opus from one FFmpeg that runs only while someone listens', async () => {
+    const viewer = await browser.play(`${base}/whep/u/s`, { audio: true });
+    assert.equal(viewer.answer.status, 201, viewer.answer.body);
+    assert.match(viewer.answer.body, /a=rtpmap:\d+ opus\/48000/i);
+    const second = await browser.play(`${base}/whep/u/s`, { audio: true });
+    await viewer.waitFrames(15, 30_000);
+    assert.equal(server.encoderCount, 1, 'one encoder for the stream, whatever the viewers');
+    assert.equal(reaper.size, 1);
+    const deadline = Date.now() + 20_000;
+    let stats = await viewer.stats();
+    while (stats.audioPacketsReceived < 50 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      stats = await viewer.stats();
+    }
+    assert.ok(stats.audioPacketsReceived >= 50, JSON.stringify(stats));
+    await viewer.close();
+    assert.equal(server.encoderCount, 1);
+    await second.close();
+    assert.equal(server.encoderCount, 0);
+    const gone = Date.now() + 10_000;
+    while (reaper.size > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(reaper.size, 0, 'the encoder exited with its last listener');
   });
 });
