@@ -216,8 +216,10 @@ export interface IceHost {
 
 /**
  * The answer with its candidates replaced: every `a=candidate` and `a=end-of-candidates` the library wrote
- * go, and each m-section that is not rejected (port 0) gets one host candidate per announced address, in
- * the order given (highest priority first), then `a=end-of-candidates` (the answer is complete: non-trickle).
+ * go, and the first m-section that is not rejected (port 0) gets one host candidate per announced address,
+ * in the order given (highest priority first), then `a=end-of-candidates` (the answer is complete:
+ * non-trickle). Only the first: every m-section shares its transport (libdatachannel always bundles), and
+ * libdatachannel as a client refuses candidates in the other bundled sections.
  */
 export function withHostCandidates(answer: string, hosts: readonly IceHost[], udpPort: number): string {
   const eol = answer.includes('\r\n') ? '\r\n' : '\n';
@@ -227,17 +229,20 @@ export function withHostCandidates(answer: string, hosts: readonly IceHost[], ud
     return `a=candidate:${i + 1} 1 ${family} ${2130706431 - i} ${h.address} ${h.port ?? udpPort} typ host`;
   });
   const out: string[] = [];
-  let inMedia = false;
-  let rejected = false;
+  let inLive = false;
+  let placed = false;
   const closeSection = (): void => {
-    if (inMedia && !rejected) out.push(...candidates, 'a=end-of-candidates');
+    if (inLive && !placed) {
+      out.push(...candidates, 'a=end-of-candidates');
+      placed = true;
+    }
+    inLive = false;
   };
   for (const line of lines) {
     if (line.startsWith('a=candidate:') || line === 'a=end-of-candidates') continue;
     if (line.startsWith('m=')) {
       closeSection();
-      inMedia = true;
-      rejected = line.split(' ')[1] === '0';
+      inLive = line.split(' ')[1] !== '0';
     }
     out.push(line);
   }

@@ -18,7 +18,6 @@ import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { hasReorderedFrames, parseAvcC } from './h264-frames.ts';
 import { IceUdpPort } from './ice-port.ts';
-import { holdWebrtcRuntime } from './runtime.ts';
 import { chooseWhepCodecs, type IceHost, parseOffer } from './sdp.ts';
 import { type OpusEncoderFactory, type StartMode, WhepOutput } from './whep-output.ts';
 import { WhepSession } from './whep-session.ts';
@@ -73,7 +72,6 @@ export class WhepServer {
   readonly #sessions = new Map<string, SessionEntry>();
   readonly #outputs = new Map<WhepSourceStream, WhepOutput>();
   readonly #maxSessions: number;
-  readonly #releaseRuntime = holdWebrtcRuntime();
   #closed = false;
 
   private constructor(options: WhepServerOptions, ice: IceUdpPort, hosts: IceHost[] | null) {
@@ -238,6 +236,5 @@ export class WhepServer {
     this.#outputs.clear();
     this.#sessions.clear();
     this.#ice.close();
-    this.#releaseRuntime();
   }
 }

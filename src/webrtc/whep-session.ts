@@ -132,6 +132,11 @@ export class WhepSession extends TypedEmitter<WhepSessionEvents> {
       this.safeEmit('ready');
     });
     videoTrack.onMessage((msg) => this.#onRtcp(msg));
+    // A close callback on every track: node-datachannel forgets a track (and releases what holds the event
+    // loop open) only once its close was reported; without one, closed tracks keep the process alive and
+    // its global list keeps pointers to them after they are collected.
+    videoTrack.onClosed(() => {});
+    this.#audio?.track.onClosed(() => {});
     this.#pc.onStateChange((state) => this.#onState(state));
   }
 

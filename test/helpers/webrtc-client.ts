@@ -3,6 +3,11 @@
  * or many cycles without a browser: offers recvonly H.264 (and Opus), non-trickle, POSTs to a WHEP URL,
  * applies the answer and counts the RTP packets its video track receives. `close()` DELETEs the session and
  * closes the peer connection.
+ *
+ * Measured limitation: with several of these connecting at once in the process that also runs the relay's
+ * sessions, libdatachannel sometimes fails a DTLS handshake (certificate verify failed) or its own ICE
+ * before the answer (with or without the relay's UDP mux, so not the mux); one at a time it never did in
+ * 120 cycles. Negotiations are therefore serialized here, and a client-side failure is retried.
  */
 import { Audio, PeerConnection, RtcpReceivingSession, type Track, Video } from 'node-datachannel';
 
@@ -33,6 +38,7 @@ export async function makeOffer(
     audio.addOpusCodec(111);
     tracks.push(pc.addTrack(audio));
   }
+  for (const t of tracks) t.onClosed(() => {}); // node-datachannel forgets a track once its close is reported
   const sdp = await new Promise<string>((resolve) => {
     pc.onGatheringStateChange((s) => {
       if (s === 'complete') resolve(pc.localDescription()!.sdp);
@@ -48,15 +54,47 @@ export async function makeOffer(
   };
 }
 
+/**
+ * A connected-or-refused WHEP client. libdatachannel as a client sometimes fails its own ICE before the
+ * answer arrives on loopback ("Got a remote candidate without ICE transport", about 1 in 10 with audio):
+ * such an attempt is closed (its session DELETEd) and retried, up to 3 times. The relay side is not involved.
+ */
 export async function whepClient(url: string, options: { audio?: boolean } = {}): Promise<WhepClient> {
+  // One negotiation at a time in this process: concurrent libdatachannel offerers failed their ICE early.
+  const turn = negotiating;
+  let done: () => void = () => {};
+  negotiating = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  await turn;
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await whepClientOnce(url, options);
+      } catch (err) {
+        if (attempt >= 3 || !(err instanceof ClientSideFailure)) throw err;
+      }
+    }
+  } finally {
+    done();
+  }
+}
+
+let negotiating: Promise<void> = Promise.resolve();
+
+class ClientSideFailure extends Error {}
+
+async function whepClientOnce(url: string, options: { audio?: boolean }): Promise<WhepClient> {
   const pc = new PeerConnection('whep-client', { iceServers: [], bindAddress: '127.0.0.1' });
   let state = 'new';
   const waiters = new Set<() => void>();
   const wake = (): void => {
     for (const w of [...waiters]) w();
   };
+  const history: string[] = [];
   pc.onStateChange((s) => {
     state = s;
+    history.push(s);
     wake();
   });
   const video = new Video('0', 'RecvOnly');
@@ -74,6 +112,7 @@ export async function whepClient(url: string, options: { audio?: boolean } = {})
     audio.addOpusCodec(111);
     tracks.push(pc.addTrack(audio));
   }
+  for (const t of tracks) t.onClosed(() => {}); // node-datachannel forgets a track once its close is reported
   const offer = await new Promise<string>((resolve) => {
     pc.onGatheringStateChange((s) => {
       if (s === 'complete') resolve(pc.localDescription()!.sdp);
@@ -87,7 +126,16 @@ export async function whepClient(url: string, options: { audio?: boolean } = {})
   });
   const body = await res.text();
   const location = res.headers.get('location');
-  if (res.status === 201) pc.setRemoteDescription(body, 'answer');
+  if (res.status === 201) {
+    try {
+      pc.setRemoteDescription(body, 'answer');
+    } catch (err) {
+      if (location) await fetch(new URL(location, url), { method: 'DELETE' });
+      for (const t of tracks) t.close();
+      pc.close();
+      throw new ClientSideFailure(`${(err as Error).message} (states: ${history.join(' ')})`);
+    }
+  }
   const until = (done: () => boolean, timeoutMs: number, what: string): Promise<void> =>
     new Promise((resolve, reject) => {
       if (done()) return resolve();

@@ -53,6 +53,11 @@ export interface WhepViewer {
 export interface WhepBrowser {
   /** Opens a viewer page and POSTs its offer to `url`. */
   play(url: string, options?: { audio?: boolean; video?: boolean }): Promise<WhepViewer>;
+  /**
+   * `n` viewers from one page, `parallel` at a time: each offers (audio for every third), gets media, then
+   * DELETEs (even ones) or just closes its peer connection (odd ones). Rejects on the first failure.
+   */
+  cycles(url: string, n: number, parallel: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -113,6 +118,42 @@ window.readStats = async () => {
     }
   });
   return out;
+};
+window.cycles = async (url, n, parallel) => {
+  const one = async (i) => {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    if (i % 3 === 0) pc.addTransceiver('audio', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    if (pc.iceGatheringState !== 'complete') {
+      await new Promise((resolve) => {
+        pc.addEventListener('icegatheringstatechange', () => { if (pc.iceGatheringState === 'complete') resolve(); });
+        setTimeout(resolve, 5000);
+      });
+    }
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body: pc.localDescription.sdp });
+    const body = await res.text();
+    if (res.status !== 201) { pc.close(); throw new Error('cycle ' + i + ': ' + res.status + ' ' + body); }
+    await pc.setRemoteDescription({ type: 'answer', sdp: body });
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      let packets = 0;
+      (await pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') packets = s.packetsReceived || 0; });
+      if (packets > 0) break;
+      if (Date.now() > deadline) { pc.close(); throw new Error('cycle ' + i + ': no media in 30 s (' + pc.connectionState + ')'); }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Half say goodbye with a DELETE; the others just close their peer connection.
+    if (i % 2 === 0) {
+      const del = await fetch(new URL(res.headers.get('location'), url).href, { method: 'DELETE' });
+      if (del.status !== 200) throw new Error('cycle ' + i + ': DELETE ' + del.status);
+    }
+    pc.close();
+  };
+  let next = 0;
+  const worker = async () => { while (next < n) await one(next++); };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  return n;
 };
 window.stopWhep = async (del) => {
   let status = null;
@@ -190,6 +231,18 @@ export async function launchWhepBrowser(): Promise<WhepBrowser> {
           return status;
         },
       };
+    },
+    async cycles(url, n, parallel) {
+      const context = await browser.newContext();
+      contexts.add(context);
+      try {
+        const page = await context.newPage();
+        await page.goto(`${origin}/`, { waitUntil: 'load' });
+        await page.evaluate(`cycles(${JSON.stringify(url)}, ${n}, ${parallel})`);
+      } finally {
+        contexts.delete(context);
+        await context.close();
+      }
     },
     async close() {
       for (const c of contexts) await c.close().catch(() => {}); // already gone with the browser is fine

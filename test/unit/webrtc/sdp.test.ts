@@ -148,16 +148,18 @@ describe('SDP offers', () => {
     }
   });
 
-  it('replaces the answer’s candidates with the announced hosts in every live m-section', () => {
+  it('replaces the answer’s candidates with the announced hosts in the first live m-section', () => {
     const answer = [
       'v=0',
       's=-',
+      'm=application 0 UDP/DTLS/SCTP webrtc-datachannel',
       'm=video 50000 UDP/TLS/RTP/SAVPF 102',
       'a=mid:0',
       'a=candidate:1 1 UDP 2122317823 10.0.0.5 50000 typ host',
       'a=end-of-candidates',
-      'm=audio 0 UDP/TLS/RTP/SAVPF 111',
+      'm=audio 50000 UDP/TLS/RTP/SAVPF 111',
       'a=mid:1',
+      'a=candidate:1 1 UDP 2122317823 10.0.0.5 50000 typ host',
       '',
     ].join('\r\n');
     const out = withHostCandidates(
@@ -170,12 +172,13 @@ describe('SDP offers', () => {
       [
         'v=0',
         's=-',
+        'm=application 0 UDP/DTLS/SCTP webrtc-datachannel',
         'm=video 50000 UDP/TLS/RTP/SAVPF 102',
         'a=mid:0',
         'a=candidate:1 1 UDP 2130706431 203.0.113.7 8189 typ host',
         'a=candidate:2 1 udp 2130706430 ::1 9000 typ host',
         'a=end-of-candidates',
-        'm=audio 0 UDP/TLS/RTP/SAVPF 111',
+        'm=audio 50000 UDP/TLS/RTP/SAVPF 111',
         'a=mid:1',
         '',
       ].join('\r\n'),
