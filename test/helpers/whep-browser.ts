@@ -43,6 +43,8 @@ export interface WhepStats {
 
 export interface WhepViewer {
   answer: WhepAnswer;
+  /** With PlayOptions.stamps: the frame-number stamp of each presented frame (test/fixtures/steady.ts). */
+  stamps(): Promise<{ value: number; presentedAt: number }[]>;
   stats(): Promise<WhepStats>;
   /** Resolves once `framesDecoded` reached `n`; rejects after `timeoutMs`. */
   waitFrames(n: number, timeoutMs: number): Promise<WhepStats>;
@@ -52,7 +54,10 @@ export interface WhepViewer {
 
 export interface WhepBrowser {
   /** Opens a viewer page and POSTs its offer to `url`. */
-  play(url: string, options?: { audio?: boolean; video?: boolean }): Promise<WhepViewer>;
+  play(
+    url: string,
+    options?: { audio?: boolean; video?: boolean; stamps?: { bits: number; height: number } },
+  ): Promise<WhepViewer>;
   /**
    * `n` viewers from one page, `parallel` at a time: each offers (audio for every third), gets media, then
    * DELETEs (even ones) or just closes its peer connection (odd ones). Rejects on the first failure.
@@ -92,6 +97,26 @@ window.startWhep = async (url, audio, wantVideo) => {
     window.state.answeredMs = performance.now() - t0;
   }
   return { status: res.status, location, body };
+};
+window.stamps = [];
+window.readStamps = (bits, height) => {
+  const canvas = document.createElement('canvas');
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const onFrame = (_now, meta) => {
+    const w = video.videoWidth;
+    if (w > 0) {
+      canvas.width = w;
+      canvas.height = height;
+      ctx.drawImage(video, 0, 0, w, height, 0, 0, w, height);
+      const row = ctx.getImageData(0, Math.floor(height / 2), w, 1).data;
+      const block = Math.floor(w / bits);
+      let value = 0;
+      for (let b = 0; b < bits; b++) if (row[(b * block + Math.floor(block / 2)) * 4] > 128) value += 2 ** b;
+      window.stamps.push({ value, presentedAt: performance.timeOrigin + meta.expectedDisplayTime });
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
 };
 window.readStats = async () => {
   const out = { framesDecoded: 0, framesReceived: 0, keyFramesDecoded: 0, packetsReceived: 0, packetsLost: 0,
@@ -201,6 +226,7 @@ export async function launchWhepBrowser(): Promise<WhepBrowser> {
       contexts.add(context);
       const page: Page = await context.newPage();
       await page.goto(`${origin}/`, { waitUntil: 'load' });
+      if (options.stamps) await page.evaluate(`readStamps(${options.stamps.bits}, ${options.stamps.height})`);
       const answer = (await page.evaluate(
         `startWhep(${JSON.stringify(url)}, ${options.audio ?? false}, ${options.video ?? true})`,
       )) as WhepAnswer;
@@ -209,6 +235,8 @@ export async function launchWhepBrowser(): Promise<WhepBrowser> {
       return {
         answer,
         stats,
+        stamps: async () =>
+          (await page.evaluate('window.stamps')) as { value: number; presentedAt: number }[],
         async waitFrames(n, timeoutMs) {
           const deadline = Date.now() + timeoutMs;
           for (;;) {
