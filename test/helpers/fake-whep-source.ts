@@ -55,7 +55,7 @@ export class FakeWhepSource extends TypedEmitter<WhepSourceEvents> implements Wh
     this.keyframeRequests++;
   }
 
-  /** Starts the replay (emits `input`), and resolves once `ms` of media has been emitted. */
+  /** Starts the replay: emits `input`, then the units in real time (times continue across loops). */
   start(): void {
     const start: SourceStart = {
       video: this.media.video,

@@ -87,4 +87,30 @@ describe('WHEP playback in Chromium', { timeout: 180_000 }, () => {
     while (reaper.size > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
     assert.equal(reaper.size, 0, 'the encoder exited with its last listener');
   });
+
+  it('closes its sessions when the stream ends, and refuses new offers', async () => {
+    const viewer = await browser.play(`${base}/whep/u/s`, { audio: true });
+    assert.equal(viewer.answer.status, 201, viewer.answer.body);
+    await viewer.waitFrames(5, 30_000);
+    source.end();
+    assert.equal(server.sessionCount, 0);
+    assert.equal(server.outputCount, 0);
+    const deadline = Date.now() + 20_000;
+    let state = (await viewer.stats()).connectionState;
+    while (state === 'connected' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      state = (await viewer.stats()).connectionState;
+    }
+    assert.notEqual(state, 'connected', 'the browser saw the session end');
+    const again = await fetch(`${base}/whep/u/s`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp' },
+      body: viewer.answer.body,
+    });
+    assert.equal(again.status, 404);
+    await viewer.close({ delete: false });
+    const gone = Date.now() + 10_000;
+    while (reaper.size > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(reaper.size, 0);
+  });
 });
