@@ -6,11 +6,19 @@
  * (what the relay's output would get from the repaired timeline; ingest and repair come on top in a relay).
  * First frame = from the POST to the first presented frame.
  *
- * Run: node --import tsx bench/webrtc.ts   (prints a Markdown table)
+ * Then CPU per viewer: one stream (the same fixture, video only) watched by BENCH_WHEP_VIEWERS (100)
+ * libdatachannel viewers that run in a child process (this file with `--viewers`), so the relay side's CPU
+ * (this process: fan-out, packetizing, SRTP, NACK/SR) is measured alone: process CPU over a window with the
+ * viewers minus the same window with none, divided by the viewers.
+ *
+ * Run: node --import tsx bench/webrtc.ts   (prints Markdown tables)
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { silentLogger } from '../src/shared/logger.ts';
 import type { StartMode } from '../src/webrtc/whep-output.ts';
@@ -20,6 +28,7 @@ import { FIXTURE_DIR } from '../test/fixtures/generate.ts';
 import { generateSteadyFlv, STAMP_BITS, STAMP_HEIGHT, type SteadyRecipe } from '../test/fixtures/steady.ts';
 import { FakeWhepSource } from '../test/helpers/fake-whep-source.ts';
 import { readFlvAccessUnits } from '../test/helpers/flv-access-units.ts';
+import { whepClient } from '../test/helpers/webrtc-client.ts';
 import { launchWhepBrowser } from '../test/helpers/whep-browser.ts';
 
 const RECIPE: SteadyRecipe = {
@@ -104,15 +113,103 @@ async function measure(mode: StartMode, file: string): Promise<string> {
   }
 }
 
-const file = await stampedFixture(RECIPE);
-const rows: string[] = [];
-for (const mode of MODES) rows.push(await measure(mode, file));
-console.log(
-  [
-    `WHEP on loopback, Chromium joining 1.2 s into a 2 s GOP, 15 fps; latency = presented − emitted by the stream (ms)`,
-    '',
-    '| start mode | first frame after POST | latency, first 15 frames p50 | latency after 4 s p50 | p95 | frames decoded |',
-    '| --- | --- | --- | --- | --- | --- |',
-    ...rows,
-  ].join('\n'),
-);
+const VIEWERS = Number(process.env.BENCH_WHEP_VIEWERS ?? 100);
+const CPU_WINDOW_MS = 10_000;
+
+/** Child mode: `n` viewers of `url`, connected one after the other; prints "ready" then waits for stdin. */
+async function viewersChild(url: string, n: number): Promise<void> {
+  const clients = [];
+  for (let i = 0; i < n; i++) {
+    const c = await whepClient(url);
+    await c.connected(30_000);
+    clients.push(c);
+  }
+  console.log(`ready ${clients.length}`);
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.once('end', resolve));
+  for (const c of clients) await c.close({ delete: false });
+  process.exit(0);
+}
+
+async function cpuPerViewer(file: string): Promise<string> {
+  const media = readFlvAccessUnits(file);
+  const source = new FakeWhepSource({
+    ...media,
+    audio: null,
+    units: media.units.filter((u) => u.track === 'video'),
+  });
+  const server = await WhepServer.start({
+    udpPort: 0,
+    bindAddress: '127.0.0.1',
+    hosts: [{ host: '127.0.0.1' }],
+    lookup: () => source,
+    log: silentLogger(),
+    maxSessions: VIEWERS + 10,
+  });
+  const app = Fastify();
+  await app.register(buildWhepRoutes({ server, corsOrigins: '*' }));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/whep/u/s`;
+  const cpuOver = async (ms: number): Promise<number> => {
+    const a = process.cpuUsage();
+    const t = performance.now();
+    await new Promise((r) => setTimeout(r, ms));
+    const d = process.cpuUsage(a);
+    return (d.user + d.system) / 1000 / (performance.now() - t);
+  };
+  try {
+    source.start();
+    const idle = await cpuOver(CPU_WINDOW_MS);
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(import.meta.url), '--viewers', url, String(VIEWERS)],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    );
+    const lines = createInterface({ input: child.stdout! });
+    const ready = await new Promise<number>((resolve, reject) => {
+      lines.on('line', (l) => {
+        if (l.startsWith('ready ')) resolve(Number(l.slice(6)));
+      });
+      child.once('exit', (code) => reject(new Error(`viewers exited with ${code}`)));
+    });
+    const loaded = await cpuOver(CPU_WINDOW_MS);
+    const sessions = server.sessionCount;
+    child.stdin!.end();
+    await new Promise((resolve) => child.once('exit', resolve));
+    const per = ((loaded - idle) / ready) * 100;
+    return [
+      `WHEP CPU per viewer: ${ready} libdatachannel viewers of one stream (15 fps, ~1 Mbit/s video passthrough), ${CPU_WINDOW_MS / 1000} s windows`,
+      '',
+      '| viewers | sessions | relay process CPU (share of one core) | per viewer |',
+      '| --- | --- | --- | --- |',
+      `| 0 | 0 | ${(idle * 100).toFixed(2)} % | – |`,
+      `| ${ready} | ${sessions} | ${(loaded * 100).toFixed(2)} % | ${per.toFixed(3)} % |`,
+    ].join('\n');
+  } finally {
+    source.end();
+    server.close();
+    await app.close();
+  }
+}
+
+if (process.argv[2] === '--viewers') {
+  await viewersChild(process.argv[3]!, Number(process.argv[4]));
+} else {
+  const file = await stampedFixture(RECIPE);
+  if (process.env.BENCH_WHEP_ONLY !== 'cpu') {
+    const rows: string[] = [];
+    for (const mode of MODES) rows.push(await measure(mode, file));
+    console.log(
+      [
+        `WHEP on loopback, Chromium joining 1.2 s into a 2 s GOP, 15 fps; latency = presented − emitted by the stream (ms)`,
+        '',
+        '| start mode | first frame after POST | latency, first 15 frames p50 | latency after 4 s p50 | p95 | frames decoded |',
+        '| --- | --- | --- | --- | --- | --- |',
+        ...rows,
+      ].join('\n'),
+    );
+  }
+  console.log(`\n${await cpuPerViewer(file)}`);
+}
