@@ -39,7 +39,7 @@ COPY web/ ./web/
 USER node
 
 # Relay: RTMP, HLS origin + /health, control API, Prometheus /metrics. Cloud: 8080.
-EXPOSE 1935 8888 9997 9998 8080
+EXPOSE 1935 8890/udp 8888 9997 9998 8080
 
 # The health check must look at the process this container runs. The default is the relay's HLS origin;
 # a container running `cloud` sets HEALTHCHECK_URL=http://127.0.0.1:8080/health. No curl in slim: use node.

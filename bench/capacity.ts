@@ -13,8 +13,10 @@
  *            pipe in real time by this process (its publisher); segment arrival from the files' appearance.
  *            It stamps frames with the wall clock, so a starved seed's segments stay punctual while it reads
  *            its input late: it keeps up while no write into its pipe is later than 1.5 × TD
- *   ours     the relay in this process (RTMP ingest → FFmpeg → packager → origin); segment arrival from the
- *            packager; CPU = this process + its FFmpeg children over the window
+ *   ours     the relay in this process (RTMP ingest → access units → CMAF writer in-process for copies, FFmpeg
+ *            for transcodes → packager → origin); segment arrival from the packager; CPU = this process +
+ *            its FFmpeg children over the window; memory = this process's RSS (and media buffers) at the
+ *            window's end against the relay's start with no stream, per stream
  * Env: BENCH_CAPACITY_PROFILES (seed,auto,copy,transcode), BENCH_CAPACITY_LEVELS (one list for all),
  * BENCH_CAPACITY_SECONDS (window, 20), BENCH_CAPACITY_VIEWERS (5).
  */
@@ -68,6 +70,10 @@ interface LevelResult {
   viewerErrors: number;
   viewerLateP99Ms: number;
   viewerLateMaxMs: number;
+  /** The relay process's RSS growth per live stream at the window's end (MB), from its start with none. */
+  rssPerStreamMb: number;
+  /** Of it, buffers outside the JS heap (media held for the HLS window), per stream (MB). */
+  buffersPerStreamMb: number;
 }
 
 /** Segment completion times (ms) and media durations (s) of one stream. */
@@ -155,6 +161,10 @@ async function ours(
       a.durations.push(s.duration);
     });
   });
+  // Memory before any stream (this process runs only the relay: publishers and viewers are children).
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const mem0 = process.memoryUsage();
   const ready = new Set<string>();
   let readyInTime = 0;
   const allReady = new Promise<boolean>((resolve) => {
@@ -205,6 +215,8 @@ async function ours(
   const publisherCores = (publisherCpu() - pub0) / seconds;
   const machineCores = (machineBusy() - machine0) / seconds;
   eld.disable();
+  gc?.();
+  const mem1 = process.memoryUsage();
   publisher.proc.kill('SIGTERM');
   const publisherReport = await publisher.report;
   const verdict = judge([...arrivals.values()], td || 2, from, to);
@@ -237,6 +249,8 @@ async function ours(
     viewerErrors: viewerReport.errors ?? 0,
     viewerLateP99Ms: viewerReport.lateP99Ms ?? Number.NaN,
     viewerLateMaxMs: lateMax,
+    rssPerStreamMb: (mem1.rss - mem0.rss) / n / 1048576,
+    buffersPerStreamMb: (mem1.arrayBuffers - mem0.arrayBuffers) / n / 1048576,
   };
 }
 
@@ -312,6 +326,8 @@ async function seed(n: number, file: string): Promise<LevelResult> {
     viewerErrors: 0,
     viewerLateP99Ms: Number.NaN,
     viewerLateMaxMs: Number.NaN,
+    rssPerStreamMb: Number.NaN,
+    buffersPerStreamMb: Number.NaN,
   };
 }
 
@@ -325,7 +341,7 @@ async function main(): Promise<void> {
       const r = profile === 'seed' ? await seed(n, file) : await ours(profile, n, file, baseline);
       results.push(r);
       process.stderr.write(
-        `  ${r.pass ? 'pass' : `FAIL (${r.why})`}: worst segment ${td2(r.worstLateOverTd)} TD late (gap ${td2(r.worstGapOverTd)} TD), viewers late p99 ${ms(r.viewerLateP99Ms)} max ${ms(r.viewerLateMaxMs)}, relay ${r.relayCores.toFixed(2)} cores (loop p99 ${ms(r.eldP99Ms)}), publisher ${r.publisherCores.toFixed(2)} cores (late ${ms(r.publisherLateMs)}), machine ${r.machineCores.toFixed(2)} cores\n`,
+        `  ${r.pass ? 'pass' : `FAIL (${r.why})`}: memory ${r.rssPerStreamMb.toFixed(1)} MB/stream, worst segment ${td2(r.worstLateOverTd)} TD late (gap ${td2(r.worstGapOverTd)} TD), viewers late p99 ${ms(r.viewerLateP99Ms)} max ${ms(r.viewerLateMaxMs)}, relay ${r.relayCores.toFixed(2)} cores (loop p99 ${ms(r.eldP99Ms)}), publisher ${r.publisherCores.toFixed(2)} cores (late ${ms(r.publisherLateMs)}), machine ${r.machineCores.toFixed(2)} cores\n`,
       );
       if (!r.pass) break;
     }
@@ -337,11 +353,11 @@ async function main(): Promise<void> {
   const lines = [
     `Capacity on ${os.cpus()[0]?.model ?? 'cpu'}, ${cores} cores, Node ${process.versions.node}: glasses 854x480 15 fps, ${VIEWERS} viewers per stream, ${WINDOW_S} s windows`,
     '',
-    '| profile | streams | result | worst segment lateness (× TD) | worst gap between segments (× TD) | viewers: segments / errors, lateness p99 / max | relay CPU (cores) | per stream | relay event-loop p99 | publisher CPU (late) | viewers CPU | machine busy (cores) |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| profile | streams | result | worst segment lateness (× TD) | worst gap between segments (× TD) | viewers: segments / errors, lateness p99 / max | relay CPU (cores) | per stream | relay event-loop p99 | relay memory per stream (RSS / media buffers) | publisher CPU (late) | viewers CPU | machine busy (cores) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map(
       (r) =>
-        `| ${r.profile} | ${r.streams} | ${r.pass ? 'on time' : `**late** (${r.why})`} | ${td2(r.worstLateOverTd)} | ${td2(r.worstGapOverTd)} | ${r.profile === 'seed' ? '–' : `${r.viewerSegments} / ${r.viewerErrors}, ${ms(r.viewerLateP99Ms)} / ${ms(r.viewerLateMaxMs)}`} | ${r.relayCores.toFixed(2)} | ${(r.relayCores / r.streams).toFixed(3)} | ${ms(r.eldP99Ms)} | ${r.publisherCores.toFixed(2)} (${ms(r.publisherLateMs)}) | ${r.profile === 'seed' ? '–' : r.viewerCores.toFixed(2)} | ${r.machineCores.toFixed(2)} |`,
+        `| ${r.profile} | ${r.streams} | ${r.pass ? 'on time' : `**late** (${r.why})`} | ${td2(r.worstLateOverTd)} | ${td2(r.worstGapOverTd)} | ${r.profile === 'seed' ? '–' : `${r.viewerSegments} / ${r.viewerErrors}, ${ms(r.viewerLateP99Ms)} / ${ms(r.viewerLateMaxMs)}`} | ${r.relayCores.toFixed(2)} | ${(r.relayCores / r.streams).toFixed(3)} | ${ms(r.eldP99Ms)} | ${r.profile === 'seed' ? '–' : `${r.rssPerStreamMb.toFixed(1)} / ${r.buffersPerStreamMb.toFixed(1)} MB`} | ${r.publisherCores.toFixed(2)} (${ms(r.publisherLateMs)}) | ${r.profile === 'seed' ? '–' : r.viewerCores.toFixed(2)} | ${r.machineCores.toFixed(2)} |`,
     ),
     '',
     '| profile | most streams on time | per core | vs seed |',

@@ -6,7 +6,8 @@
  *   ours/PROF  the relay in this process: RTMP ingest → timestamp repair → FFmpeg → in-memory packager,
  *              fed over RTMP by a real-time publisher
  * CPU is user+sys seconds per second of media: FFmpeg's (children, reaped), and for ours also this Node
- * process's, which runs the relay (the publisher that stands in for the glasses runs in its own process);
+ * process's from the publish to the stream's end, which runs the relay (the publisher that stands in for the
+ * glasses runs in its own process; copies run no FFmpeg at all);
  * memory is FFmpeg's peak RSS (VmHWM); first segment is from the first byte written (seed) or the publish
  * (ours: the moment the relay accepts it, a few ms after its first byte) to the first complete segment.
  * Goals: auto on the glasses stream ≤ 1/20 of the seed's CPU; transcode ≤ the seed; first segment ≤ 2.5 s.
@@ -80,9 +81,13 @@ async function ours(file: string, input: string, mediaS: number, profile: string
     }
   }, 250);
   const beforeChildren = cpuChildren();
-  const beforeSelf = cpuSelf();
+  // The relay's own CPU counts from the publish to the stream's end: starting the relay is not a stream's cost.
+  let beforeSelf = Number.NaN;
   let t0 = 0;
-  relay.rtmp.once('publish', () => (t0 = Date.now()));
+  relay.rtmp.once('publish', () => {
+    t0 = Date.now();
+    beforeSelf = cpuSelf();
+  });
   const publisher = spawn(
     process.execPath,
     [
@@ -106,6 +111,7 @@ async function ours(file: string, input: string, mediaS: number, profile: string
   if (code !== 0) throw new Error(`the publisher exited with ${code}`);
   const rec = records.get(profile)!;
   await rec.ended;
+  const afterSelf = cpuSelf();
   clearInterval(sampler);
   await relay.close();
   // The publisher was a child too (it counts in the children's total, which this process cannot split):
@@ -117,7 +123,7 @@ async function ours(file: string, input: string, mediaS: number, profile: string
     impl: `ours: ${profile}${profile === 'auto' ? ` (→ ${rec.stream.pipelineProfile})` : ''}`,
     mediaS,
     cpuPerS: (cpuChildren() - beforeChildren - publisherCpu) / mediaS,
-    nodePerS: (cpuSelf() - beforeSelf) / mediaS,
+    nodePerS: (afterSelf - beforeSelf) / mediaS,
     peakMb: peak,
     firstSegmentS,
   };

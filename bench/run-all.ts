@@ -32,6 +32,12 @@ const BENCHES: Bench[] = [
     goal: 'auto on glasses input ≤ 1/20 of the seed CPU; transcode ≤ the seed; first segment ≤ 2.5 s',
   },
   {
+    name: 'origin',
+    file: 'origin.ts',
+    title: 'Origin throughput against nginx',
+    goal: 'segments and parts served per second ≥ 0.5× nginx serving the same bytes from tmpfs',
+  },
+  {
     name: 'abr',
     file: 'abr.ts',
     title: 'ABR ladder vs separate transcodes',
@@ -54,6 +60,12 @@ const BENCHES: Bench[] = [
     file: 'placement.ts',
     title: 'Placement in Redis',
     goal: 'p99 ≤ 2 ms, ≥ 20× the seed scheme',
+  },
+  {
+    name: 'managed-start',
+    file: 'managed-start.ts',
+    title: 'Managed start and status fan-out',
+    goal: 'request → active → first segment ≤ 3 s p95; fan-out with two replicas against one',
   },
   {
     name: 'capacity',

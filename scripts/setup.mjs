@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Sets up what is missing before `npm start` (mode "run") or `npm test` / `npm run bench` (mode "test"):
+// Sets up what is missing before `npm start` (mode "run"), `npm test` (mode "test") or `npm run bench` (mode "bench": the test tools plus nginx and wrk):
 // npm packages, then the system tools from Debian's apt when running as root, else a clear message of what
 // to install. Plain Node with no dependencies, because it runs before node_modules exists.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const mode = process.argv[2] ?? 'run';
-if (!['run', 'test'].includes(mode)) {
-  console.error(`setup: unknown mode "${mode}" (use run or test)`);
+if (!['run', 'test', 'bench'].includes(mode)) {
+  console.error(`setup: unknown mode "${mode}" (use run, test or bench)`);
   process.exit(2);
 }
 
@@ -56,6 +56,8 @@ const needs = [
     ['aacparse', 'gstreamer1.0-plugins-good'],
     ['rtmp2sink', 'gstreamer1.0-plugins-bad'],
     ['rtmpsink', 'gstreamer1.0-plugins-bad'],
+    ['srtsink', 'gstreamer1.0-plugins-bad'],
+    ['tsparse', 'gstreamer1.0-plugins-bad'],
   ].map(([element, pkg]) => ({
     what: `GStreamer element ${element}`,
     check: () => has('gst-inspect-1.0') && run('gst-inspect-1.0', ['--exists', element]),
@@ -68,7 +70,21 @@ const needs = [
     apt: ['chromium'],
     modes: ['test'],
   },
+  {
+    what: 'srt-live-transmit',
+    check: () => has('srt-live-transmit'),
+    apt: ['srt-tools'],
+    modes: ['test'],
+  },
   { what: 'redis-server', check: () => has('redis-server'), apt: ['redis-server'], modes: ['test'] },
+  // The origin benchmark compares the relay with nginx serving the same files, loaded by wrk.
+  {
+    what: 'nginx',
+    check: () => has('nginx') || existsSync('/usr/sbin/nginx'),
+    apt: ['nginx'],
+    modes: ['bench'],
+  },
+  { what: 'wrk', check: () => has('wrk'), apt: ['wrk'], modes: ['bench'] },
 ];
 
 function has(command) {
@@ -79,7 +95,9 @@ function run(command, args) {
   return spawnSync(command, args, { stdio: 'ignore' }).status === 0;
 }
 
-const missing = needs.filter((n) => n.modes.includes(mode) && !n.check());
+// A benchmark run needs everything the tests need, and its own load tools.
+const modes = mode === 'bench' ? ['test', 'bench'] : [mode];
+const missing = needs.filter((n) => n.modes.some((m) => modes.includes(m)) && !n.check());
 if (missing.length > 0) {
   const packages = [...new Set(missing.flatMap((n) => n.apt))];
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;

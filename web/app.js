@@ -7,6 +7,11 @@
 // cloud reaches the DOM through textContent or an attribute, never as HTML. One hls.js player per stream
 // card, destroyed when the stream leaves or its URL changes. A module script: strict, and run after
 // hls.min.js (module scripts are deferred).
+//
+// The page tells the truth about each stream: cards are grouped by state (live, reconnecting, ended), a
+// stream whose output fails (the cloud says no HLS segment came, or the card's own player cannot load it)
+// is shown red with the reason, and each card has its watch URL (and, for a managed stream, the cloud's
+// share link, which follows the stream across relays) to copy.
 
 const TOKEN_KEY = 'rtmp-relay.dashboard.token';
 const POLL_MS = 2000;
@@ -199,12 +204,15 @@ function renderRelays(relays) {
   });
   $('relays').tBodies[0].replaceChildren(...rows);
   $('no-relays').hidden = relays.length > 0;
-  $('relay-count').textContent = `(${relays.length})`;
+  const health = {};
+  for (const r of relays) health[r.health] = (health[r.health] || 0) + 1;
+  const summary = Object.entries(health).map(([h, n]) => `${n} ${h}`);
+  $('relay-count').textContent = `(${relays.length}${summary.length ? `: ${summary.join(', ')}` : ''})`;
 }
 
 // ---- streams ----
 
-/** key `${userId}/${streamId}` → { card, fields, video, note, url, hls, failedAt } */
+/** key `${userId}/${streamId}` → { card, fields, video, note, output, links, url, hls, failedAt, playerError } */
 const cards = new Map();
 
 const FIELDS = [
@@ -227,17 +235,87 @@ function createCard(stream) {
   video.muted = true;
   const title = el('h3');
   title.append(el('span', { class: 'user' }, stream.userId), '/', el('span', {}, stream.streamId));
+  const output = el('p', { class: 'output', 'data-field': 'output', role: 'status' });
   const list = el('dl');
   const fields = {};
   for (const [field, label] of FIELDS) {
     fields[field] = el('dd', { 'data-field': field });
     list.append(el('dt', {}, label), fields[field]);
   }
+  const links = el('div', { class: 'links' });
   const note = el('p', { class: 'note', 'data-field': 'player' });
-  card.append(video, title, list, note);
-  const entry = { key, card, fields, video, note, url: null, hls: null, failedAt: 0 };
+  card.append(video, title, output, list, links, note);
+  const entry = {
+    key,
+    card,
+    fields,
+    video,
+    note,
+    output,
+    links,
+    linkValues: '',
+    url: null,
+    hls: null,
+    failedAt: 0,
+    playerError: null,
+  };
   cards.set(key, entry);
   return entry;
+}
+
+/** A labelled, read-only URL with a copy button (the click is handled once, on the page). */
+function linkRow(name, label, url) {
+  const row = el('div', { class: 'link', 'data-link': name });
+  const input = el('input', { type: 'text', readonly: '', value: url, 'aria-label': `${label} URL` });
+  row.append(
+    el('span', { class: 'link-label' }, label),
+    input,
+    el('button', { type: 'button', 'data-copy': '' }, 'copy'),
+  );
+  return row;
+}
+
+function updateLinks(entry, stream, watchUrl) {
+  // The share link is the cloud's (this page's origin): it redirects to wherever a managed stream is now.
+  const share = stream.managed
+    ? `${location.origin}/watch/${encodeURIComponent(stream.streamId)}/index.m3u8`
+    : null;
+  const values = `${watchUrl || ''} ${share || ''}`;
+  if (values === entry.linkValues) return;
+  entry.linkValues = values;
+  const rows = [];
+  if (watchUrl) rows.push(linkRow('watch', 'watch (HLS, LL-HLS)', watchUrl));
+  if (share) rows.push(linkRow('share', 'share', share));
+  entry.links.replaceChildren(...rows);
+}
+
+async function copyLink(button) {
+  const input = button.parentElement.querySelector('input');
+  let done = false;
+  try {
+    await navigator.clipboard.writeText(input.value);
+    done = true;
+  } catch (err) {
+    // No clipboard API (an insecure origin) or no permission: select the text for Ctrl-C instead.
+    console.warn('clipboard:', err);
+  }
+  input.focus();
+  input.select();
+  button.textContent = done ? 'copied' : 'press Ctrl-C';
+  button.dataset.copied = done ? 'yes' : 'no';
+}
+
+document.addEventListener('click', (event) => {
+  const button = event.target.closest?.('button[data-copy]');
+  if (button) void copyLink(button);
+});
+
+/** What the card says of the output: the cloud's verdict, else the player's failure, else fine. */
+function outputOfCard(entry, stream) {
+  const server = stream.output || { health: 'unknown', reason: null };
+  if (server.health === 'failing' || server.health === 'ended') return server;
+  if (entry.playerError) return { health: 'failing', reason: `player: ${entry.playerError}` };
+  return server;
 }
 
 function updateCard(entry, stream) {
@@ -260,18 +338,37 @@ function updateCard(entry, stream) {
   for (const [field, value] of Object.entries(values)) {
     if (entry.fields[field].textContent !== value) entry.fields[field].textContent = value;
   }
-  // Only http(s) URLs reach a player (the cloud's contract checks this too).
-  const url = stream.state !== 'ended' && /^https?:\/\//i.test(stream.hlsUrl || '') ? stream.hlsUrl : null;
+  // Only http(s) URLs reach a player or a link (the cloud's contract checks this too).
+  const watchUrl = /^https?:\/\//i.test(stream.hlsUrl || '') ? stream.hlsUrl : null;
+  updateLinks(entry, stream, stream.state === 'ended' ? null : watchUrl);
+  const url = stream.state !== 'ended' ? watchUrl : null;
   if (url !== entry.url) {
     stopPlayer(entry);
     entry.url = url;
     entry.failedAt = 0;
+    entry.playerError = null;
     if (url) startPlayer(entry);
-    else entry.note.textContent = stream.state === 'ended' ? 'ended' : 'no HLS URL yet';
+    else entry.note.textContent = stream.state === 'ended' ? '' : 'no HLS URL yet';
   } else if (url && !entry.hls && entry.failedAt && Date.now() - entry.failedAt > PLAYER_RETRY_MS) {
     entry.failedAt = 0;
     startPlayer(entry);
   }
+  showOutput(entry, stream);
+}
+
+function showOutput(entry, stream) {
+  const output = outputOfCard(entry, stream);
+  entry.card.dataset.output = output.health;
+  const label = {
+    ok: 'output ok',
+    starting: 'starting',
+    failing: 'output failing',
+    unknown: 'output: no stats from the relay',
+    ended: 'ended',
+  }[output.health];
+  const message = `${label || output.health}${output.reason ? `: ${output.reason}` : ''}`;
+  if (entry.output.textContent !== message) entry.output.textContent = message;
+  entry.lastStream = stream;
 }
 
 function startPlayer(entry) {
@@ -282,16 +379,24 @@ function startPlayer(entry) {
     const hls = new window.Hls({ liveDurationInfinity: true });
     entry.hls = hls;
     hls.on(window.Hls.Events.MANIFEST_PARSED, play);
+    // Media arrived: whatever failed before works now.
+    hls.on(window.Hls.Events.FRAG_BUFFERED, () => {
+      if (entry.hls !== hls || !entry.playerError) return;
+      entry.playerError = null;
+      if (entry.lastStream) showOutput(entry, entry.lastStream);
+    });
     hls.on(window.Hls.Events.ERROR, (_event, data) => {
       if (!data.fatal || entry.hls !== hls) return;
       if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
         hls.recoverMediaError();
         return;
       }
-      // Rebuilt by a later snapshot (no timer of its own to own).
+      // Rebuilt by a later snapshot (no timer of its own to own); red until media plays again.
+      entry.playerError = String(data.details);
       entry.note.textContent = `player: ${data.details}`;
       stopPlayer(entry);
       entry.failedAt = Date.now();
+      if (entry.lastStream) showOutput(entry, entry.lastStream);
     });
     hls.loadSource(url);
     hls.attachMedia(video);
@@ -313,18 +418,34 @@ function stopPlayer(entry) {
   }
 }
 
+/** Where each state's cards go; a state the page does not know is shown with the live ones. */
+const GROUPS = ['live', 'reconnecting', 'ended'];
+const groupOf = (state) => (state === 'reconnecting' || state === 'ended' ? state : 'live');
+
 function renderStreams(streams) {
-  const container = $('streams');
   const present = new Set();
-  streams.forEach((stream, index) => {
-    const key = `${stream.userId}/${stream.streamId}`;
-    present.add(key);
-    const entry = cards.get(key) || createCard(stream);
-    updateCard(entry, stream);
-    // Keep the snapshot's order; cards already in place are not touched.
-    const at = container.children[index] || null;
-    if (at !== entry.card) container.insertBefore(entry.card, at);
-  });
+  const byGroup = { live: [], reconnecting: [], ended: [] };
+  for (const stream of streams) byGroup[groupOf(stream.state)].push(stream);
+  for (const group of GROUPS) {
+    const container = $(`streams-${group}`);
+    byGroup[group].forEach((stream, index) => {
+      const key = `${stream.userId}/${stream.streamId}`;
+      present.add(key);
+      const entry = cards.get(key) || createCard(stream);
+      updateCard(entry, stream);
+      // Keep the snapshot's order; cards already in place are not touched.
+      const at = container.children[index] || null;
+      if (at !== entry.card) {
+        const moved = entry.card.isConnected;
+        container.insertBefore(entry.card, at);
+        // Moving a video element pauses it: a player that was playing goes on.
+        if (moved && entry.hls) entry.video.play().catch(() => {});
+      }
+    });
+    const section = document.querySelector(`[data-group="${group}"]`);
+    section.hidden = group !== 'live' && byGroup[group].length === 0;
+    section.querySelector(`[data-count="${group}"]`).textContent = `(${byGroup[group].length})`;
+  }
   for (const [key, entry] of cards) {
     if (present.has(key)) continue;
     stopPlayer(entry);

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { type CloudHandle, startCloud } from '../cloud/cloud.ts';
 import { createPublishTokenVerifier, signPublishToken } from '../cloud/tokens.ts';
+import { publishKey } from '../contracts/keys.ts';
 import { RelayAgent } from '../relay/agent.ts';
 import { type RelayHandle, startRelay } from '../relay/relay.ts';
 import type { RelayConfig } from '../shared/config.ts';
@@ -41,6 +42,7 @@ export async function startRelayNode(
     relay: {
       relayId: config.relay.id,
       rtmpUrl: `rtmp://${host}:${relay.rtmpPort}`,
+      srtUrl: `srt://${host}:${relay.srtPort}`,
       hlsUrl: `http://${host}:${relay.hlsPort}`,
       maxStreams: config.cloud.maxStreams,
     },
@@ -49,6 +51,13 @@ export async function startRelayNode(
     viewers: relay.viewers,
     restreaming: relay.restreaming,
     draining: () => relay.draining,
+    // The cloud ended the managed stream: end it here too (ENDLIST now, load freed), publisher included.
+    endStream: (userId, streamId) => {
+      relay.rtmp.kick(publishKey(userId, streamId));
+      relay.srt.kick(publishKey(userId, streamId));
+      const stream = relay.streams.streams.find((s) => s.userId === userId && s.streamId === streamId);
+      void stream?.close();
+    },
     log,
   });
   await agent.start();
@@ -93,7 +102,7 @@ export interface DevSystem {
 export async function startDevSystem(
   configured: RelayConfig,
   log: Logger,
-  options: { dashboardRefreshMs?: number } = {},
+  options: { dashboardRefreshMs?: number; dashboardOutputGraceMs?: number } = {},
 ): Promise<DevSystem> {
   const controlApiToken = configured.api.token ?? randomBytes(24).toString('base64url');
   const config: RelayConfig = { ...configured, api: { ...configured.api, token: controlApiToken } };
@@ -106,7 +115,9 @@ export async function startDevSystem(
     relaySecret,
     publishTokenSecret,
     userTokenSecret: null,
+    announceDashboard: false, // dev prints the link that signs in (with the generated token)
     ...(options.dashboardRefreshMs ? { dashboardRefreshMs: options.dashboardRefreshMs } : {}),
+    ...(options.dashboardOutputGraceMs ? { dashboardOutputGraceMs: options.dashboardOutputGraceMs } : {}),
   });
   const withCloud: RelayConfig = {
     ...config,

@@ -13,6 +13,7 @@ import { FlvSink } from '../media/flv-sink.ts';
 import { loadConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { DEV_PUBLISH_TOKEN_TTL_SECONDS, startDevSystem } from './compose.ts';
+import { writeDevLink } from './dev-link.ts';
 
 export interface DevHandle {
   rtmpPort: number;
@@ -20,7 +21,8 @@ export interface DevHandle {
   cloudPort: number;
   /** The dashboard's URL (with the generated token in its fragment when dev generated one). */
   dashboardUrl: string;
-  close(): Promise<void>;
+  /** Closes everything (idempotent) and logs what it closed; `why` names the cause (a signal). */
+  close(why?: string): Promise<void>;
 }
 
 export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logger): Promise<DevHandle> {
@@ -66,24 +68,61 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
       logger.info('PUBLISH AUTH IS ON with your PUBLISH_TOKEN_SECRET: publish with a token the cloud signs');
     }
   }
+  const exampleHls = `${relay.hlsBase}/test-user.com/stream123/index.m3u8`;
   logger.info(
-    `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${relay.rtmpPort}/live/test@user.com/stream123${query}` +
-      ` — then watch ${relay.hlsBase}/test-user.com/stream123/index.m3u8`,
+    `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${relay.rtmpPort}/live/test@user.com/stream123${query}`,
   );
-  logger.info(
-    `cloud: ${system.cloud.url} (managed streams: POST /api/managed-streams; glasses: /glasses-ws?userId=…)`,
-  );
+  // LL-HLS is served on the same URL (players without LL ignore its tags); no other output exists yet.
+  logger.info(`then watch (HLS and LL-HLS): ${exampleHls}`);
   const dashboardUrl = system.controlApiTokenGenerated
     ? `${system.cloud.dashboardUrl}#token=${encodeURIComponent(system.controlApiToken)}`
     : system.cloud.dashboardUrl;
   logger.info(
-    `dashboard: ${dashboardUrl}${system.controlApiTokenGenerated ? '' : ' (asks for CONTROL_API_TOKEN)'}`,
+    `dashboard: ${dashboardUrl}${system.controlApiTokenGenerated ? '' : ' (asks for your CONTROL_API_TOKEN)'}`,
   );
+  // The demo (another process) prints the same link; a configured token is never written anywhere.
+  let removeLink: (() => void) | null = null;
+  if (system.controlApiTokenGenerated) {
+    try {
+      removeLink = writeDevLink(system.cloud.port, dashboardUrl, env);
+    } catch (err) {
+      // Only the demo's dashboard line needs it; dev itself works without.
+      logger.debug({ err: (err as Error).message }, 'dashboard link not written for the demo');
+    }
+  }
+  logger.info(
+    `cloud API: ${system.cloud.url} (managed streams: POST /api/managed-streams; glasses: /glasses-ws?userId=…)`,
+  );
+  let closing: Promise<void> | undefined;
+  const close = (why = 'close'): Promise<void> => {
+    closing ??= (async () => {
+      const live = relay.streams.streams.length;
+      logger.info(`stopping (${why})`);
+      removeLink?.();
+      await system.close();
+      logger.info(
+        {
+          streams: live,
+          ports: {
+            rtmp: relay.rtmpPort,
+            hls: relay.hlsPort,
+            api: relay.apiPort,
+            metrics: relay.metricsPort,
+            cloud: system.cloud.port,
+          },
+        },
+        `stopped: RTMP :${relay.rtmpPort} closed, ${live} stream${live === 1 ? '' : 's'} ended` +
+          ` (ENDLIST written, FFmpeg stopped), HLS :${relay.hlsPort}, control API :${relay.apiPort}` +
+          ` and metrics :${relay.metricsPort} closed, cloud :${system.cloud.port} closed`,
+      );
+    })();
+    return closing;
+  };
   return {
     rtmpPort: relay.rtmpPort,
     hlsPort: relay.hlsPort,
     cloudPort: system.cloud.port,
     dashboardUrl,
-    close: () => system.close(),
+    close,
   };
 }

@@ -4,6 +4,7 @@
 import { isRelayError } from '../shared/errors.ts';
 import { startCommand } from './commands.ts';
 import { startDev } from './dev.ts';
+import { tokenCommand } from './token.ts';
 
 const USAGE = `usage: rtmp-relay <command>
 
@@ -12,37 +13,42 @@ commands:
   relay        one relay node; registers with CLOUD_API_URL (needs RELAY_SHARED_SECRET, PUBLISH_TOKEN_SECRET)
   cloud        the control plane on :8080 (needs RELAY_SHARED_SECRET, PUBLISH_TOKEN_SECRET; REDIS_URL optional)
                with the operator dashboard at /dashboard (its API needs CONTROL_API_TOKEN)
-  glasses-sim  simulated glasses: --user USER_ID [--cloud ws://localhost:8080]
+  glasses-sim  simulated glasses: --user USER_ID [--cloud ws://localhost:8080] [--token-file FILE]
+               (or the token in GLASSES_TOKEN; never on the command line)
+  token        prints a signed token: token user|publish|playback USER_ID [STREAM_ID [RELAY_ID]] [--ttl S]
   help         show this text
 
 configuration comes from the environment; see README.md "Configuration".`;
+
+function nextStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
 
 async function main(argv: string[]): Promise<number> {
   const command = argv[0] ?? 'help';
   switch (command) {
     case 'dev': {
       const handle = await startDev();
-      await new Promise<void>((resolve) => {
-        const stop = (): void => resolve();
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-      await handle.close();
+      await handle.close(await nextStopSignal());
       return 0;
     }
     case 'relay':
     case 'cloud':
     case 'glasses-sim': {
       const handle = await startCommand(command, argv.slice(1));
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGINT', () => resolve('SIGINT'));
-        process.once('SIGTERM', () => resolve('SIGTERM'));
-      });
+      const signal = await nextStopSignal();
       // SIGTERM (Kubernetes, Porter) drains a relay gracefully; SIGINT stops at once.
       if (signal === 'SIGTERM' && handle.drain) await handle.drain();
       else await handle.close();
       return 0;
     }
+    case 'token':
+      // The token is the command's output (stdout), never a log line.
+      console.log(await tokenCommand(argv.slice(1), process.env));
+      return 0;
     case 'help':
     case '--help':
     case '-h':

@@ -97,7 +97,7 @@ export class AppGateway {
         s.packages.delete(message.packageName);
         await this.#streams.stop(s.userId, message.packageName);
       } else {
-        const stream = this.#streams.byUser(s.userId);
+        const stream = await this.#streams.loadByUser(s.userId);
         this.#send(
           s,
           stream ? this.#streams.statusOf(stream) : { type: 'managed_stream_status', status: 'stopped' },

@@ -5,7 +5,13 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { ErrorCodes, isRelayError } from '../shared/errors.ts';
-import { type RelayEvents, type RelayRoutesStore, relayRoutes } from './relay-routes.ts';
+import type { Logger } from '../shared/logger.ts';
+import {
+  type RelayEvents,
+  type RelayRoutesStore,
+  relayRoutes,
+  type StreamEventGuard,
+} from './relay-routes.ts';
 
 export interface CloudAppOptions {
   store: RelayRoutesStore;
@@ -13,6 +19,9 @@ export interface CloudAppOptions {
   /** RELAY_SHARED_SECRET_PREVIOUS, during a rotation. */
   relaySecretPrevious?: string | undefined;
   events?: RelayEvents;
+  /** Who may report stream events (relay-guard.ts); absent allows every authenticated relay. */
+  guard?: StreamEventGuard;
+  log?: Logger;
   now?: () => number;
 }
 
@@ -34,6 +43,8 @@ export function buildCloudApp(options: CloudAppOptions): FastifyInstance {
     secret: options.relaySecret,
     previousSecret: options.relaySecretPrevious,
     ...(options.events ? { events: options.events } : {}),
+    ...(options.guard ? { guard: options.guard } : {}),
+    ...(options.log ? { log: options.log.child({ component: 'relay-api' }) } : {}),
     ...(options.now ? { now: options.now } : {}),
   });
   return app;

@@ -1,25 +1,36 @@
 /**
- * The composition root of the cloud (`rtmp-relay cloud`, and the cloud half of `dev`): the store (Redis
- * when REDIS_URL is set, else memory), managed streams, the glasses gateway, the fleet view the relays'
- * heartbeats feed, and the HTTP app (relay API, managed-stream REST + SSE, /watch redirects, the operator
- * dashboard behind CONTROL_API_TOKEN). Closed children first: streams, gateway, app, store.
+ * The composition root of the cloud (`rtmp-relay cloud`, and the cloud half of `dev`): the store and the
+ * managed streams' state (Redis when REDIS_URL is set, with a pub/sub bus between replicas and a lease for
+ * the once-only timers; else memory), the glasses gateway, managed streams, the fleet view the relays'
+ * heartbeats feed, and the HTTP app (relay API behind the relay guard, managed-stream REST + SSE, /watch
+ * redirects, the operator dashboard behind CONTROL_API_TOKEN). Closed children first: streams, lease, bus,
+ * gateways, app, store, the Redis connection.
  */
+
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
 import { UserId } from '../contracts/relay-api.ts';
+import { srtStreamPassphrase } from '../contracts/srt.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { buildCloudApp } from './app.ts';
 import { APP_WS_PATH, AppGateway } from './app-gateway.ts';
+import { type CloudBus, MemoryBus, RedisBus } from './bus.ts';
 import { DASHBOARD_PATH, dashboardRoutes } from './dashboard-routes.ts';
 import { FleetView } from './fleet-view.ts';
 import { GLASSES_WS_PATH, GlassesGateway } from './glasses-gateway.ts';
+import { ALWAYS_HELD, type Lease, RedisLease } from './lease.ts';
 import { managedRoutes } from './managed-routes.ts';
 import { ManagedStreams } from './managed-streams.ts';
+import { relayEvents } from './relay-events.ts';
+import { createRelayGuard } from './relay-guard.ts';
 import type { CloudStore } from './store.ts';
 import { MemoryCloudStore } from './store-memory.ts';
-import { RedisCloudStore } from './store-redis.ts';
+import { REDIS_CLIENT_OPTIONS, RedisCloudStore } from './store-redis.ts';
+import { MemoryStreamState } from './stream-state.ts';
+import { RedisStreamState } from './stream-state-redis.ts';
 import { bearerOf, verifyUserToken } from './user-tokens.ts';
 
 export interface CloudHandle {
@@ -43,6 +54,10 @@ export interface StartCloudOptions {
   userTokenSecret: string | null;
   /** How often the dashboard's event stream pushes a snapshot (default: the heartbeat period, at most 2 s). */
   dashboardRefreshMs?: number;
+  /** How long a stream may publish without an HLS segment before the dashboard shows it failing. */
+  dashboardOutputGraceMs?: number;
+  /** False when the caller prints the dashboard link itself (dev prints the one that signs in). */
+  announceDashboard?: boolean;
 }
 
 export async function startCloud(
@@ -54,10 +69,35 @@ export async function startCloud(
   const store: CloudStore = c.redisUrl
     ? new RedisCloudStore({ redis: c.redisUrl, relayExpiryMs: c.relayExpiryMs, log })
     : new MemoryCloudStore({ relayExpiryMs: c.relayExpiryMs });
-  const glassesRef: { gateway: GlassesGateway | null } = { gateway: null };
+  // Managed streams in Redis too, when there is one: replicas share them and a restart resumes them.
+  const shared = c.redisUrl ? new Redis(c.redisUrl, REDIS_CLIENT_OPTIONS) : null;
+  shared?.on('error', (err) => log.debug({ err: err.message }, 'cloud state connection error'));
+  const bus: CloudBus = shared ? new RedisBus({ redis: shared, log }) : new MemoryBus();
+  const lease: Lease = shared
+    ? new RedisLease({
+        redis: shared,
+        name: 'timers',
+        ttlMs: Math.max(2000, Math.min(10_000, 2 * c.heartbeatMs)),
+        log,
+      })
+    : ALWAYS_HELD;
+  if (bus instanceof RedisBus) await bus.ready;
+  // The glasses gateway first: managed streams send through it, and it tells them what the glasses say.
+  const glasses = new GlassesGateway({
+    authenticate: (request) => userOf(request.headers, request.url),
+    log,
+  });
   const streams = new ManagedStreams({
     store,
-    glasses: { send: (userId, message) => glassesRef.gateway?.send(userId, message) ?? false },
+    state: shared ? new RedisStreamState({ redis: shared }) : new MemoryStreamState(),
+    bus,
+    lease,
+    glassesIngest: c.glassesIngest,
+    srtPassphrase: (key) =>
+      config.srt.passphraseSecret !== undefined
+        ? srtStreamPassphrase(config.srt.passphraseSecret, key)
+        : (config.srt.passphrase ?? null),
+    glasses,
     log,
     tokenSecret: options.publishTokenSecret,
     keepAliveMs: c.keepAliveMs,
@@ -68,6 +108,11 @@ export async function startCloud(
     hlsPublicBaseUrl: c.hlsPublicBaseUrl,
     staticRelays: c.staticRelays,
   });
+  await streams.ready;
+  /** Relay calls and glasses messages go on without their caller: a failure (store away) is logged. */
+  const background = (what: string, work: Promise<unknown>): void => {
+    work.catch((err: Error) => log.warn({ err: err.message, what }, 'managed stream update failed'));
+  };
   const userOf = async (
     headers: { authorization?: string | undefined },
     url: string | undefined,
@@ -76,32 +121,31 @@ export async function startCloud(
     const claimed = new URL(url ?? '/', 'http://x').searchParams.get('userId');
     return claimed && UserId.safeParse(claimed).success ? claimed : null;
   };
-  const glasses = new GlassesGateway({
-    authenticate: (request) => userOf(request.headers, request.url),
-    onMessage: (userId, message) => void streams.glassesMessage(userId, message),
-    log,
-  });
-  glassesRef.gateway = glasses;
+  glasses.on('message', (userId, message) =>
+    background('glasses message', streams.glassesMessage(userId, message)),
+  );
+  glasses.on('connected', (userId) => background('glasses connected', streams.glassesConnected(userId)));
   const fleet = new FleetView({ expiryMs: c.relayExpiryMs });
+  const guard = createRelayGuard({
+    managedRelayOf: async (userId, streamId) => {
+      // From the state store, not the cache: another replica may have moved the stream a moment ago.
+      const m = await streams.load(streamId);
+      return m && m.userId === userId ? m.state.relayId : undefined;
+    },
+    assignedRelayOf: (key) => store.relayOf(key),
+    hlsBaseOf: async (relayId) =>
+      streams.staticRelay(relayId)?.hlsUrl ??
+      (await store.liveRelays(Date.now())).find((r) => r.relayId === relayId)?.hlsUrl ??
+      null,
+    publicBase: c.hlsPublicBaseUrl,
+  });
   const app = buildCloudApp({
+    guard,
+    log,
     store,
     relaySecret: options.relaySecret,
     relaySecretPrevious: c.relaySecretPrevious,
-    events: {
-      contact: (relayId) => streams.relayContact(relayId),
-      heartbeat: (hb) => fleet.heartbeat(hb),
-      deregistered: (relayId) => {
-        streams.relayGone(relayId);
-        fleet.deregistered(relayId);
-      },
-      hlsReady: (e) => {
-        fleet.hlsReady(e);
-        void streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl);
-      },
-      destinations: (userId, streamId) => streams.destinationsOf(userId, streamId),
-      restreamStatus: (e) => streams.restreamStatus(e.userId, e.streamId, e.outputs),
-      streamEnded: (e) => void streams.relayStreamEnded(e.userId, e.streamId, e.relayId),
-    },
+    events: relayEvents(streams, fleet, log),
   });
   void app.register(dashboardRoutes, {
     relays: store,
@@ -113,6 +157,7 @@ export async function startCloud(
     },
     token: config.api.token,
     refreshMs: options.dashboardRefreshMs ?? Math.min(c.heartbeatMs, 2000),
+    ...(options.dashboardOutputGraceMs ? { outputGraceMs: options.dashboardOutputGraceMs } : {}),
     lateAfterMs: c.heartbeatMs * 2.5,
     log,
   });
@@ -123,6 +168,7 @@ export async function startCloud(
   });
   void app.register(managedRoutes, {
     streams,
+    sseKeepAliveMs: c.sseKeepAliveMs,
     authenticate: async (request, claimed) =>
       options.userTokenSecret ? (await userOf(request.headers, request.url)) === claimed : true,
   });
@@ -134,13 +180,22 @@ export async function startCloud(
     else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
   };
   app.server.on('upgrade', onUpgrade);
+  let closed = false;
   const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
     await streams.close();
+    await lease.close();
+    await bus.close();
     app.server.off('upgrade', onUpgrade);
     glasses.close();
     apps.close();
     await app.close();
     await store.close();
+    if (shared) {
+      if (shared.status === 'ready') await shared.quit().catch(() => shared.disconnect());
+      else shared.disconnect();
+    }
   };
   try {
     await app.listen({ port: c.port, host: c.host });
@@ -153,7 +208,8 @@ export async function startCloud(
   log.info({ port, store: c.redisUrl ? 'redis' : 'memory' }, 'cloud listening');
   const url = `http://${c.host === '0.0.0.0' ? 'localhost' : c.host}:${port}`;
   const dashboardUrl = `${url}${DASHBOARD_PATH}`;
-  if (config.api.token) log.info({ url: dashboardUrl }, 'dashboard (its API takes CONTROL_API_TOKEN)');
+  if (options.announceDashboard === false) log.debug({ url: dashboardUrl }, 'dashboard');
+  else if (config.api.token) log.info({ url: dashboardUrl }, 'dashboard (its API takes CONTROL_API_TOKEN)');
   else log.warn({ url: dashboardUrl }, 'dashboard API off: set CONTROL_API_TOKEN to use it');
   return { port, url, app, store, streams, glasses, fleet, dashboardUrl, close };
 }

@@ -4,7 +4,9 @@
  *   `hls.min.js` (from the hls.js package) are the only other files. The names are fixed here: nothing from a
  *   request becomes a file path, so there is nothing to traverse. The page carries no secret and needs none.
  * - `GET /api/dashboard` answers one JSON snapshot: the live relays (load, cpu, draining, health, last
- *   heartbeat) and the streams they carry (relay-side state, stats, HLS URL, the managed stream's phase).
+ *   heartbeat) and the streams they carry (relay-side state, stats, HLS URL, the managed stream's phase,
+ *   and whether its output works: `outputOf`, so a stream that publishes but makes no HLS shows as failing
+ *   with the reason instead of as live).
  *   `GET /api/dashboard/events` pushes such a snapshot every `refreshMs` as server-sent events.
  * - Both API routes need `Authorization: Bearer <CONTROL_API_TOKEN>` (compared in constant time): 503 with
  *   DASHBOARD_DISABLED when no token is configured, 401 when it is wrong. The browser keeps the token out of
@@ -57,6 +59,8 @@ export interface DashboardOptions {
   refreshMs: number;
   /** A relay not heard from for this long is shown as late (about two heartbeats). */
   lateAfterMs: number;
+  /** A stream that made no HLS segment this long after it began is failing (default 15 s). */
+  outputGraceMs?: number;
   /** Concurrent event-stream clients (default 32). */
   maxClients?: number;
   /** Told the number of event-stream clients whenever it changes (metrics, tests). */
@@ -85,6 +89,18 @@ export interface DashboardRelay {
   healthy: boolean;
 }
 
+/**
+ * Whether a stream's output works, as far as the cloud can tell: `starting` until its first HLS segment (for
+ * up to the grace), `failing` (with the reason) when none came, or the managed stream is in error; `unknown`
+ * when its relay sends no stats; `ended` once the relay ended it.
+ */
+export type OutputHealth = 'ok' | 'starting' | 'failing' | 'unknown' | 'ended';
+
+export interface DashboardOutput {
+  health: OutputHealth;
+  reason: string | null;
+}
+
 export interface DashboardStream {
   userId: string;
   streamId: string;
@@ -93,6 +109,7 @@ export interface DashboardStream {
   hlsUrl: string | null;
   stats: StreamStats | null;
   managed: DashboardManaged | null;
+  output: DashboardOutput;
 }
 
 export interface DashboardSnapshot {
@@ -102,6 +119,7 @@ export interface DashboardSnapshot {
 }
 
 export const DASHBOARD_PATH = '/dashboard';
+export const DEFAULT_OUTPUT_GRACE_MS = 15_000;
 export const DEFAULT_MAX_SSE_CLIENTS = 32;
 /** A client that let this much of its event stream pile up unread is dropped. */
 const MAX_CLIENT_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -138,9 +156,25 @@ const PAGE_CSP = [
 
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
 
+/** Whether a stream's output works (see OutputHealth). Pure. */
+export function outputOf(
+  stream: { state: RelayStreamState; stats: StreamStats | null },
+  managed: DashboardManaged | null,
+  graceMs: number,
+): DashboardOutput {
+  if (stream.state === 'ended') return { health: 'ended', reason: null };
+  if (managed?.status === 'error') return { health: 'failing', reason: 'the managed stream is in error' };
+  const stats = stream.stats;
+  if (!stats || stats.segments === undefined) return { health: 'unknown', reason: null };
+  if (stats.segments > 0) return { health: 'ok', reason: null };
+  const uptime = stats.uptimeSeconds ?? 0;
+  if (uptime * 1000 < graceMs) return { health: 'starting', reason: 'waiting for the first HLS segment' };
+  return { health: 'failing', reason: `no HLS segment after ${Math.round(uptime)} s` };
+}
+
 /** The snapshot, from the store's live relays and the fleet view's streams. */
 export async function dashboardSnapshot(
-  options: Pick<DashboardOptions, 'relays' | 'fleet' | 'managed' | 'lateAfterMs'>,
+  options: Pick<DashboardOptions, 'relays' | 'fleet' | 'managed' | 'lateAfterMs' | 'outputGraceMs'>,
   now: number,
 ): Promise<DashboardSnapshot> {
   const live = await options.relays.liveRelays(now);
@@ -168,17 +202,19 @@ export async function dashboardSnapshot(
     .streams((relayId) => byId.get(relayId)?.hlsUrl)
     // The store decides which relays are alive; a stream on one it no longer lists is not shown.
     .filter((s) => byId.has(s.relayId))
-    .map(
-      (s): DashboardStream => ({
+    .map((s): DashboardStream => {
+      const managed = options.managed?.(s.userId, s.streamId) ?? null;
+      return {
         userId: s.userId,
         streamId: s.streamId,
         relayId: s.relayId,
         state: s.state,
         hlsUrl: s.hlsUrl,
         stats: s.stats,
-        managed: options.managed?.(s.userId, s.streamId) ?? null,
-      }),
-    );
+        managed,
+        output: outputOf(s, managed, options.outputGraceMs ?? DEFAULT_OUTPUT_GRACE_MS),
+      };
+    });
   return { generatedAt: new Date(now).toISOString(), relays, streams };
 }
 

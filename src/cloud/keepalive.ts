@@ -38,6 +38,13 @@ interface Pending {
   missed: boolean;
 }
 
+/** A tracker as data (JSON), so a stream's keep-alive survives in the shared store across cloud replicas. */
+export interface KeepAliveSnapshot {
+  pending: [string, Pending][];
+  missed: number;
+  ended: boolean;
+}
+
 export function newAckId(): string {
   return randomBytes(ACK_ID_LENGTH).toString('base64url').slice(0, ACK_ID_LENGTH);
 }
@@ -66,6 +73,24 @@ export class KeepAliveTracker {
     this.#maxMissed = maxMissed;
     this.#window = window;
     this.#newId = options.newId ?? newAckId;
+  }
+
+  /** The tracker as data (`restore` takes it back). */
+  snapshot(): KeepAliveSnapshot {
+    return {
+      pending: [...this.#pending].map(([id, p]) => [id, { ...p }]),
+      missed: this.#missed,
+      ended: this.#ended,
+    };
+  }
+
+  /** A tracker with these options and a snapshot's state. */
+  static restore(options: KeepAliveOptions, snapshot: KeepAliveSnapshot): KeepAliveTracker {
+    const tracker = new KeepAliveTracker(options);
+    for (const [id, p] of snapshot.pending) tracker.#pending.set(id, { ...p });
+    tracker.#missed = snapshot.missed;
+    tracker.#ended = snapshot.ended;
+    return tracker;
   }
 
   /** ACKs missed in a row. */

@@ -63,7 +63,10 @@ export type LifecycleEvent =
       attempt?: number | undefined;
       maxAttempts?: number | undefined;
     }
-  /** The relay serving the stream has HLS at this URL (`hls-ready`). */
+  /**
+   * The relay serving the stream has HLS at this URL, and the URL answers (the cloud checked it after the
+   * relay's `hls-ready`, or after `verify_hls`).
+   */
   | { type: 'hls_ready'; relayId: string; hlsUrl: string }
   /** The relay serving the stream is gone (heartbeats expired, deregistered, draining). */
   | { type: 'relay_lost'; relayId: string }
@@ -110,7 +113,9 @@ export type Effect =
   /** Free the stream's reservation on this relay. */
   | { kind: 'release_relay'; relayId: string }
   /** Choose a new relay; answer with `replaced`, or `timeout` when none can be had. */
-  | { kind: 'place_relay' };
+  | { kind: 'place_relay' }
+  /** Check that the URL answers with a playlist; answer with `hls_ready` for it once it does. */
+  | { kind: 'verify_hls'; relayId: string; hlsUrl: string };
 
 export interface Refusal {
   from: StreamPhase;
@@ -232,10 +237,14 @@ const reportPreparing = rule(['initializing'], () => ({
   view: { status: 'preparing', message: 'glasses streaming; preparing HLS' },
 }));
 
-/** Glasses streaming again: `active` only when the serving relay has a playable URL. */
-const glassesBack = rule(['active', 'reconnecting'], (s) =>
+/**
+ * Glasses streaming again. The URL the relay announced before may not answer yet (a relay restarted under
+ * the same id has no playlist until the first segment), so the stream stays `reconnecting` and the cloud
+ * checks the URL (`verify_hls`); a URL that answers comes back as `hls_ready` and makes it `active`.
+ */
+const glassesBack = rule(['reconnecting'], (s) =>
   s.hlsUrl !== null && s.relayId !== null
-    ? { to: 'active', view: { status: 'active', hlsUrl: s.hlsUrl } }
+    ? { to: 'reconnecting', effects: [{ kind: 'verify_hls', relayId: s.relayId, hlsUrl: s.hlsUrl }] }
     : { to: 'reconnecting' },
 );
 

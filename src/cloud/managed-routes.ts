@@ -4,6 +4,10 @@
  * `DELETE /api/managed-streams/:id/viewers/:packageName`, `GET /api/managed-streams/:id/events` (server-sent
  * events, one `managed_stream_status` JSON per event, until the stream ends or the client goes), and the
  * shareable `GET /watch/:id/index.m3u8` (a 302 with CORS to wherever the stream is served now).
+ * Everything but `/watch` (a link meant to be shared) needs the stream's user (a bearer token); an unknown
+ * stream and another user's stream answer the same 404, so ids cannot be probed. The event stream sends a
+ * comment every `sseKeepAliveMs` while idle (proxies cut silent connections at 60 s, Node's fetch at 300 s)
+ * and is ended when its client stops reading (more than SSE_MAX_BUFFERED bytes waiting).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ManagedStreamRequest, type ManagedStreamStatus } from '../contracts/mentra.ts';
@@ -14,7 +18,13 @@ export interface ManagedRoutesOptions {
   streams: ManagedStreams;
   /** The userId the request may act for (a bearer token), or null; dev mode trusts the body. */
   authenticate(request: FastifyRequest, claimedUserId: string): Promise<boolean>;
+  /** Comment keep-alives on idle event streams (SSE_KEEPALIVE_SECONDS; default 15 s). */
+  sseKeepAliveMs?: number;
 }
+
+/** An event stream whose client lets this much pile up is ended (it reconnects and gets the status). */
+export const SSE_MAX_BUFFERED = 256 * 1024;
+export const DEFAULT_SSE_KEEPALIVE_MS = 15_000;
 
 const CreateBody = ManagedStreamRequest.omit({ type: true }).extend({ userId: UserId });
 const STREAM_ID = /^[A-Za-z0-9]{1,32}$/;
@@ -47,8 +57,11 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
   });
 
   app.get<{ Params: { streamId: string } }>('/api/managed-streams/:streamId', async (request, reply) => {
-    const stream = STREAM_ID.test(request.params.streamId) ? streams.get(request.params.streamId) : undefined;
-    if (!stream) return reply.code(404).send({ error: 'no such stream' });
+    const stream = STREAM_ID.test(request.params.streamId)
+      ? await streams.load(request.params.streamId)
+      : undefined;
+    if (!stream || !(await options.authenticate(request, stream.userId)))
+      return reply.code(404).send({ error: 'no such stream' });
     return streams.statusOf(stream);
   });
 
@@ -56,7 +69,7 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
     '/api/managed-streams/:streamId/viewers/:packageName',
     async (request, reply) => {
       const stream = STREAM_ID.test(request.params.streamId)
-        ? streams.get(request.params.streamId)
+        ? await streams.load(request.params.streamId)
         : undefined;
       if (!stream || !PACKAGE.test(request.params.packageName))
         return reply.code(404).send({ error: 'no such stream' });
@@ -71,9 +84,10 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
     '/api/managed-streams/:streamId/events',
     async (request, reply) => {
       const stream = STREAM_ID.test(request.params.streamId)
-        ? streams.get(request.params.streamId)
+        ? await streams.load(request.params.streamId)
         : undefined;
-      if (!stream) return reply.code(404).send({ error: 'no such stream' });
+      if (!stream || !(await options.authenticate(request, stream.userId)))
+        return reply.code(404).send({ error: 'no such stream' });
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -82,27 +96,43 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
         connection: 'keep-alive',
         'access-control-allow-origin': '*',
       });
+      let ended = false;
+      /** Writes unless the client stopped reading; then the stream is ended (the client reconnects). */
+      const write = (text: string): void => {
+        if (ended) return;
+        if (res.writableLength > SSE_MAX_BUFFERED) return done();
+        res.write(text);
+      };
       const send = (status: ManagedStreamStatus): void => {
-        res.write(`data: ${JSON.stringify(status)}\n\n`);
+        write(`data: ${JSON.stringify(status)}\n\n`);
         if (status.status === 'stopped' || status.status === 'error') done();
       };
+      const keepAlive = setInterval(
+        () => write(': keep-alive\n\n'),
+        options.sseKeepAliveMs ?? DEFAULT_SSE_KEEPALIVE_MS,
+      );
       const onStatus = (who: { streamId: string }, status: ManagedStreamStatus): void => {
         if (who.streamId === stream.streamId) send(status);
       };
       // Owned by the request: released when the stream ends or the client goes.
       const done = (): void => {
+        if (ended) return;
+        ended = true;
+        clearInterval(keepAlive);
         streams.off('status', onStatus);
         res.end();
       };
       streams.on('status', onStatus);
-      request.raw.once('close', () => streams.off('status', onStatus));
+      res.once('close', done);
       send(streams.statusOf(stream));
     },
   );
 
   app.get<{ Params: { streamId: string } }>('/watch/:streamId/index.m3u8', async (request, reply) => {
     reply.header('access-control-allow-origin', '*');
-    const stream = STREAM_ID.test(request.params.streamId) ? streams.get(request.params.streamId) : undefined;
+    const stream = STREAM_ID.test(request.params.streamId)
+      ? await streams.load(request.params.streamId)
+      : undefined;
     const url = stream ? streams.statusOf(stream).hlsUrl : undefined;
     if (!url) return reply.code(404).send({ error: 'not playable now' });
     return reply.header('cache-control', 'no-store').redirect(url, 302);

@@ -1,35 +1,71 @@
 /**
- * The managed streams of the cloud: one per user, many viewers (apps) each. It runs the pure lifecycle
- * (`lifecycle.ts`) and carries out its effects: placement and release through the store, publish tokens,
- * `start_rtmp_stream` / `stop_rtmp_stream` / keep-alives to the glasses, and `managed_stream_status` to every
- * viewer. It owns one keep-alive timer per stream and one relay-liveness timer; close() releases them.
- * Stream ids are short (the glasses' link is Bluetooth) and unguessable (crypto).
+ * The managed streams of the cloud (one per user, many viewing apps each): the effects of the pure lifecycle
+ * (`lifecycle.ts`) carried out over shared state. Each act loads the stream's record from the state store
+ * (`stream-state.ts`: memory, or Redis for replicas and restarts), runs the transition, saves it only if no
+ * other replica changed it meanwhile (else loads and acts again), and only then carries out the effects:
+ * placement and release (`static-relays.ts` over the store), publish tokens, commands to the glasses, and
+ * `managed_stream_status` to every viewer. Statuses and glasses commands travel on the bus (`bus.ts`), so the
+ * replica holding an app's or the glasses' socket delivers them; a start or stop for glasses with no socket
+ * anywhere is held in the state store until they connect. Timers that must run once across replicas (glasses
+ * keep-alives, relay liveness: `relay-liveness.ts`) run on the replica holding the lease (`lease.ts`).
  *
- * A relay is lost, and its streams placed again, only when the store has not seen it within the relay expiry
- * AND this instance has not heard from it either (`relayContact`: its register and heartbeat calls, also
- * those the store could not take). So a store that lost its data (Redis restarted empty) or cannot answer
- * moves nothing while the relays keep calling. Silence is counted only while this instance runs: when the
- * liveness timer fires far too late, the process was not running (frozen, suspended, starved), the relays'
- * calls of that time were never heard, and for one expiry after that no relay is declared lost; the relays
- * are heard again meanwhile. A store call that fails inside an effect is logged, never thrown out; a
- * placement or a start it prevented is tried again at the next liveness check.
+ * A cloud on shared state that stops (deploy, crash) ends nothing: another replica or its next start finds
+ * every stream as it was (same streamId, URL and /watch link). A cloud on memory state ends its streams.
+ * Stream ids are short (the glasses' link is Bluetooth) and unguessable (crypto).
  */
+
 import { randomBytes } from 'node:crypto';
+import { publishKey, storeKey } from '../contracts/keys.ts';
 import type { CloudToGlasses, GlassesToCloud, ManagedStreamStatus } from '../contracts/mentra.ts';
+import type { HeartbeatRequest, StreamToEnd } from '../contracts/relay-api.ts';
+import {
+  rtmpPublishUrl,
+  srtPublishUrl,
+  thumbnailUrlOf,
+  whipPublishUrl,
+  withPublicBase,
+} from '../contracts/urls.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
+import { type BusMessage, type CloudBus, MemoryBus, type StatusTarget } from './bus.ts';
+import { createHlsProbe, type HlsProbe } from './hls-probe.ts';
 import { KeepAliveTracker } from './keepalive.ts';
-import { begin, type Effect, type LifecycleEvent, type LifecycleState, transition } from './lifecycle.ts';
+import { ALWAYS_HELD, type Lease } from './lease.ts';
+import {
+  begin,
+  type Effect,
+  END_PHASES,
+  type LifecycleEvent,
+  type LifecycleState,
+  transition,
+} from './lifecycle.ts';
+import { RelayLiveness } from './relay-liveness.ts';
+import { StaticRelays } from './static-relays.ts';
 import { type CloudStore, DEFAULT_RELAY_EXPIRY_MS } from './store.ts';
+import {
+  MemoryStreamState,
+  type RestreamOutputRecord,
+  type RestreamTarget,
+  type StreamRecord,
+  type StreamStateStore,
+} from './stream-state.ts';
 import { signPublishToken } from './tokens.ts';
 
-/** How the cloud reaches a user's glasses (the glasses gateway). */
+export type { RestreamTarget } from './stream-state.ts';
+
+/** How the cloud reaches the glasses whose socket this process holds (the glasses gateway). */
 export interface GlassesLink {
   send(userId: string, message: CloudToGlasses): boolean;
 }
 
 export interface ManagedStreamsOptions {
   store: CloudStore;
+  /** Where streams live (default: this process's memory). */
+  state?: StreamStateStore;
+  /** How replicas reach each other (default: this process only). */
+  bus?: CloudBus;
+  /** Who runs the once-only timers (default: this process). */
+  lease?: Lease;
   glasses: GlassesLink;
   log: Logger;
   /** PUBLISH_TOKEN_SECRET; null publishes without tokens (dev mode with PUBLISH_AUTH=off). */
@@ -42,48 +78,66 @@ export interface ManagedStreamsOptions {
   /** RELAY_EXPIRY_SECONDS in ms (default 30 s): how long a relay may be silent before it is lost. */
   relayExpiryMs?: number;
   reservationTtlMs?: number;
-  /**
-   * The seed's static relay list, used only while no relay is registered. Each counts as relay
-   * `static-{host}-{port}` (the RELAY_ID such a relay must run with for publish tokens), never expires, and
-   * takes streams least-used first.
-   */
+  /** The seed's static relay list, used only while no relay is registered (`static-relays.ts`). */
   staticRelays?: { rtmpUrl: string; hlsUrl: string }[];
   /** Replaces the relay's HLS base in announced URLs (a CDN), when set. */
   hlsPublicBaseUrl?: string | undefined;
+  /** GLASSES_INGEST: the ingest handed to the glasses (rtmp until relays announce SRT and WHIP bases). */
+  glassesIngest?: 'rtmp' | 'srt' | 'whip';
+  /** The SRT passphrase of a stream key (the relays derive the same from SRT_PASSPHRASE_SECRET); null: none. */
+  srtPassphrase?: (streamKey: string) => string | null;
   now?: () => number;
   /** A clock that only moves forward, in ms (default performance.now): silences and pauses. */
   monotonic?: () => number;
+  /** Whether a playlist URL answers (default: GET it until it lists media); `active` waits for it. */
+  probeHls?: HlsProbe;
+  /**
+   * Whether a relay answers at all (default: its origin's `/health`, a few tries): asked when glasses report
+   * that their publish failed, so a dead relay is left in seconds instead of after the relay expiry.
+   */
+  probeRelay?: (hlsBase: string) => Promise<boolean>;
 }
 
+/** A relay is dead when its origin's /health does not answer this many tries, this far apart. */
+const RELAY_PROBE_TRIES = 3;
+const RELAY_PROBE_PAUSE_MS = 250;
+const RELAY_PROBE_TIMEOUT_MS = 1500;
+
+async function defaultProbeRelay(hlsBase: string): Promise<boolean> {
+  for (let i = 0; i < RELAY_PROBE_TRIES; i++) {
+    try {
+      const res = await fetch(new URL('/health', hlsBase), {
+        signal: AbortSignal.timeout(RELAY_PROBE_TIMEOUT_MS),
+      });
+      await res.arrayBuffer();
+      if (res.status < 500) return true;
+    } catch {
+      // refused, reset or timed out: tried again below, then counted as dead
+    }
+    await new Promise((r) => setTimeout(r, RELAY_PROBE_PAUSE_MS));
+  }
+  return false;
+}
+
+/** A managed stream as read (a copy; acting on it goes through the methods). */
 export interface ManagedStream {
   streamId: string;
   userId: string;
   sessionId: string;
   viewers: Set<string>;
   state: LifecycleState;
-  keepAlive: KeepAliveTracker;
-  timer: NodeJS.Timeout;
-  /** An effect the store could not carry out, tried again at the next relay check. */
-  retry: 'place' | 'start' | null;
-  /** Re-streaming destinations each viewing app asked for (the relay pushes their union). */
   destinations: Map<string, RestreamTarget[]>;
-  /** The relay's last report of those destinations (URLs redacted), sent to apps as `outputs`. */
   outputs: RestreamOutputStatus[];
 }
 
-export interface RestreamTarget {
-  url: string;
-  name?: string | undefined;
-}
-
-export type RestreamOutputStatus = NonNullable<ManagedStreamStatus['outputs']>[number];
+export type RestreamOutputStatus = RestreamOutputRecord;
 
 /** Destinations pushed per stream at most (the app contract allows 10 per request). */
 export const MAX_STREAM_DESTINATIONS = 10;
 
 export type ManagedStreamsEvents = {
   /** A status for every viewer of a stream (the app gateway and SSE fan it out). */
-  status: [{ userId: string; streamId: string; viewers: string[] }, ManagedStreamStatus];
+  status: [StatusTarget, ManagedStreamStatus];
 };
 
 export class ManagedStreamError extends Error {
@@ -97,83 +151,136 @@ export class ManagedStreamError extends Error {
 }
 
 const STREAM_ID_BYTES = 6; // 8 base64url characters, 48 random bits
-/** Relays this instance remembers hearing from (the oldest is forgotten first). */
-const MAX_HEARD_RELAYS = 10_000;
+/** Ended streams are remembered this long, so their relay hears to end them (past its reconnect window). */
+const ENDED_TTL_MS = 10 * 60_000;
+/** A start or stop held for glasses with no socket (they give up after 60 s without a keep-alive). */
+const HELD_COMMAND_TTL_MS = 60_000;
+/** How long a stream waits for a relay with room before it ends in error. */
+const PLACE_PATIENCE_MS = 60_000;
+/** Saves refused as stale before an act gives up (another replica keeps changing the stream). */
+const MAX_CONFLICTS = 8;
+
+function viewOf(r: StreamRecord): ManagedStream {
+  return {
+    streamId: r.streamId,
+    userId: r.userId,
+    sessionId: r.sessionId,
+    viewers: new Set(r.viewers),
+    state: r.state,
+    destinations: new Map(r.destinations),
+    outputs: r.outputs,
+  };
+}
 
 export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   readonly #o: ManagedStreamsOptions;
   readonly #log: Logger;
   readonly #now: () => number;
-  readonly #byUser = new Map<string, ManagedStream>();
-  readonly #byId = new Map<string, ManagedStream>();
+  readonly #state: StreamStateStore;
+  readonly #bus: CloudBus;
+  readonly #lease: Lease;
+  readonly #static: StaticRelays;
+  readonly #liveness: RelayLiveness;
+  readonly #probeHls: HlsProbe;
+  /** This process on the bus. */
+  readonly #id = randomBytes(6).toString('hex');
+  /** Read cache of every stream (refreshed by this process's acts and the bus). */
+  readonly #cache = new Map<string, StreamRecord>();
+  readonly #cacheByUser = new Map<string, string>();
+  /** Playlist checks in flight, by streamId. */
+  readonly #probes = new Map<string, { url: string; abort: AbortController }>();
+  /** Relays being checked after glasses failed to publish to them. */
+  readonly #suspects = new Set<string>();
   readonly #relayTimer: NodeJS.Timeout;
-  readonly #static: { relayId: string; rtmpUrl: string; hlsUrl: string; streams: number }[];
-  readonly #monotonic: () => number;
-  readonly #expiryMs: number;
-  /** relayId → when this instance last heard from it (monotonic ms), oldest first. */
-  readonly #heard = new Map<string, number>();
-  /** When the liveness timer last fired (monotonic ms). */
-  #lastTick: number;
-  /** No relay is declared lost before this (monotonic ms): the instance was not running for a while. */
-  #graceUntil = 0;
+  readonly #keepAliveTimer: NodeJS.Timeout;
+  readonly #onBus = (m: BusMessage): void => this.#heard(m);
   #checking = false;
+  #closed = false;
+  /** Resolves once the cache holds every stream the state store had at start. */
+  readonly ready: Promise<void>;
 
   constructor(options: ManagedStreamsOptions) {
     super();
     this.#o = options;
     this.#log = options.log.child({ component: 'managed-streams' });
     this.#now = options.now ?? Date.now;
-    this.#monotonic = options.monotonic ?? (() => performance.now());
-    this.#expiryMs = options.relayExpiryMs ?? DEFAULT_RELAY_EXPIRY_MS;
-    this.#lastTick = this.#monotonic();
+    this.#state = options.state ?? new MemoryStreamState({ now: this.#now });
+    this.#bus = options.bus ?? new MemoryBus();
+    this.#lease = options.lease ?? ALWAYS_HELD;
+    this.#static = new StaticRelays(options.store, options.staticRelays ?? []);
+    this.#probeHls = options.probeHls ?? createHlsProbe();
+    this.#liveness = new RelayLiveness({
+      expiryMs: options.relayExpiryMs ?? DEFAULT_RELAY_EXPIRY_MS,
+      checkMs: options.relayCheckMs,
+      monotonic: options.monotonic ?? (() => performance.now()),
+      log: this.#log,
+    });
+    this.#bus.on('message', this.#onBus);
     this.#relayTimer = setInterval(() => void this.checkRelays(), options.relayCheckMs);
-    this.#static = (options.staticRelays ?? []).map((r) => ({
-      ...r,
-      relayId: `static-${r.rtmpUrl.replace(/^rtmps?:\/\//, '').replace(/[^A-Za-z0-9._-]/g, '-')}`.slice(
-        0,
-        64,
-      ),
-      streams: 0,
-    }));
+    this.#keepAliveTimer = setInterval(() => void this.#keepAliveRound(), options.keepAliveMs);
+    this.ready = this.#state.all().then(
+      (records) => {
+        for (const r of records) this.#remember(r);
+        if (records.length > 0) this.#log.info({ streams: records.length }, 'managed streams resumed');
+      },
+      (err: Error) => this.#log.error({ err: err.message }, 'managed streams not loaded at start'),
+    );
   }
 
+  /** The stream as this process last saw it (other replicas' changes arrive over the bus). */
   get(streamId: string): ManagedStream | undefined {
-    return this.#byId.get(streamId);
+    const r = this.#cache.get(streamId);
+    return r ? viewOf(r) : undefined;
   }
 
   byUser(userId: string): ManagedStream | undefined {
-    return this.#byUser.get(userId);
+    const id = this.#cacheByUser.get(userId);
+    return id ? this.get(id) : undefined;
+  }
+
+  /** The stream as the state store has it now. */
+  async load(streamId: string): Promise<ManagedStream | undefined> {
+    const r = await this.#state.get(streamId);
+    if (r) this.#remember(r);
+    return r ? viewOf(r) : undefined;
+  }
+
+  async loadByUser(userId: string): Promise<ManagedStream | undefined> {
+    const r = await this.#state.byUser(userId);
+    if (r) this.#remember(r);
+    return r ? viewOf(r) : undefined;
   }
 
   /** The status a viewer sees now. */
-  statusOf(stream: ManagedStream): ManagedStreamStatus {
+  statusOf(stream: Pick<ManagedStream, 'streamId' | 'state' | 'outputs'>): ManagedStreamStatus {
     const { status, hlsUrl, message } = stream.state.reported;
-    const url = hlsUrl ? this.#publicUrl(hlsUrl) : null;
+    const url = hlsUrl ? withPublicBase(hlsUrl, this.#o.hlsPublicBaseUrl) : null;
     // The relay serves the latest keyframe next to the playlist (relay thumbnails).
-    const thumbnailUrl = url?.replace(/index\.m3u8$/, 'thumbnail.jpg');
+    const thumbnailUrl = url ? thumbnailUrlOf(url) : null;
     return {
       type: 'managed_stream_status',
       status,
       streamId: stream.streamId,
       ...(url ? { hlsUrl: url, dashUrl: '' } : {}),
-      ...(thumbnailUrl && thumbnailUrl !== url ? { thumbnailUrl, previewUrl: thumbnailUrl } : {}),
+      ...(thumbnailUrl ? { thumbnailUrl, previewUrl: thumbnailUrl } : {}),
       ...(message ? { message } : {}),
       ...(stream.outputs.length > 0 ? { outputs: stream.outputs } : {}),
     };
   }
 
-  /**
-   * A relay called (register or heartbeat), whether or not the store knew it or could answer: it is alive.
-   */
+  /** A relay called (register or heartbeat), whether or not the store knew it or could answer: alive. */
   relayContact(relayId: string): void {
-    this.#heard.delete(relayId);
-    this.#heard.set(relayId, this.#monotonic());
-    if (this.#heard.size > MAX_HEARD_RELAYS) this.#heard.delete(this.#heard.keys().next().value!);
+    this.#liveness.contact(relayId);
   }
 
-  /** A relay deregistered: what this instance heard from it no longer keeps its streams. */
+  /** A relay deregistered: what this process heard from it no longer keeps its streams. */
   relayGone(relayId: string): void {
-    this.#heard.delete(relayId);
+    this.#liveness.gone(relayId);
+  }
+
+  /** A relay of the seed's static list, by its relay id. */
+  staticRelay(relayId: string): { rtmpUrl: string; hlsUrl: string } | undefined {
+    return this.#static.get(relayId);
   }
 
   /** An app asks for the user's managed stream: it joins the live one, or one is created and placed. */
@@ -182,64 +289,81 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     packageName: string,
     destinations: readonly RestreamTarget[] = [],
   ): Promise<ManagedStreamStatus> {
-    const existing = this.#byUser.get(userId);
-    if (existing) {
-      existing.viewers.add(packageName);
-      this.#setDestinations(existing, packageName, destinations);
-      return this.statusOf(existing);
+    for (let attempt = 0; attempt < MAX_CONFLICTS; attempt++) {
+      const existing = await this.#state.byUser(userId);
+      if (existing) {
+        const joined = await this.#join(existing.streamId, packageName, destinations);
+        if (joined) return this.statusOf(viewOf(joined));
+        continue; // it ended meanwhile: create one
+      }
+      const streamId = randomBytes(STREAM_ID_BYTES)
+        .toString('base64url')
+        .replace(/[^A-Za-z0-9]/g, 'x');
+      const key = storeKey(userId, streamId);
+      const placement = await this.#static.place(key, {
+        now: this.#now(),
+        reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
+      });
+      if (!placement)
+        throw new ManagedStreamError('NO_RELAY_AVAILABLE', 'no relay has room for a new stream');
+      const { state, effects } = begin(placement.relayId);
+      const record: StreamRecord = {
+        v: 0,
+        streamId,
+        userId,
+        sessionId: randomBytes(6).toString('base64url'),
+        viewers: [packageName],
+        state,
+        keepAlive: this.#tracker().snapshot(),
+        retry: null,
+        destinations:
+          destinations.length > 0 ? [[packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS)]] : [],
+        outputs: [],
+        createdAt: this.#now(),
+      };
+      const other = await this.#state.create(record);
+      if (other) {
+        // Another app (maybe on another replica) created one while we placed: join that one.
+        await this.#static.release(key, placement.relayId);
+        continue;
+      }
+      this.#changed(record);
+      this.#log.info({ userId, streamId, relayId: placement.relayId }, 'managed stream created');
+      await this.#apply(record, effects);
+      return this.statusOf(viewOf(this.#cache.get(streamId) ?? record));
     }
-    const streamId = randomBytes(STREAM_ID_BYTES)
-      .toString('base64url')
-      .replace(/[^A-Za-z0-9]/g, 'x');
-    const placement = await this.#place(`${userId}/${streamId}`);
-    if (!placement) throw new ManagedStreamError('NO_RELAY_AVAILABLE', 'no relay has room for a new stream');
-    if (this.#byUser.has(userId)) {
-      // Another app created it while we placed: join that one.
-      await this.#o.store.release(`${userId}/${streamId}`);
-      return this.request(userId, packageName);
-    }
-    const { state, effects } = begin(placement.relayId);
-    const stream: ManagedStream = {
-      streamId,
-      userId,
-      sessionId: randomBytes(6).toString('base64url'),
-      viewers: new Set([packageName]),
-      state,
-      keepAlive: new KeepAliveTracker({
-        ackTimeoutMs: this.#o.ackTimeoutMs,
-        maxMissed: this.#o.maxMissedAcks,
-      }),
-      timer: setInterval(() => this.#keepAlive(stream), this.#o.keepAliveMs),
-      retry: null,
-      destinations: new Map(),
-      outputs: [],
-    };
-    this.#setDestinations(stream, packageName, destinations);
-    this.#byUser.set(userId, stream);
-    this.#byId.set(streamId, stream);
-    this.#log.info({ userId, streamId, relayId: placement.relayId }, 'managed stream created');
-    await this.#apply(stream, effects);
-    return this.statusOf(stream);
+    throw new Error('managed stream request: too many concurrent changes');
   }
 
   /** An app stops watching; the last one leaving stops the glasses. */
   async stop(userId: string, packageName: string): Promise<void> {
-    const stream = this.#byUser.get(userId);
-    if (!stream) return;
-    stream.viewers.delete(packageName);
-    stream.destinations.delete(packageName);
-    if (stream.viewers.size === 0) await this.#event(stream, { type: 'last_viewer_left' });
+    const existing = await this.#state.byUser(userId);
+    if (!existing) return;
+    await this.#act(existing.streamId, (r) => {
+      if (!r.viewers.includes(packageName)) return null;
+      r.viewers = r.viewers.filter((v) => v !== packageName);
+      r.destinations = r.destinations.filter(([p]) => p !== packageName);
+      if (r.viewers.length > 0) return [];
+      return this.#transition(r, { type: 'last_viewer_left' }) ?? [];
+    });
   }
 
-  /** A message from the user's glasses. */
+  /** A message from the user's glasses (on whichever replica holds their socket). */
   async glassesMessage(userId: string, message: GlassesToCloud): Promise<void> {
-    const stream = this.#byUser.get(userId);
-    if (!stream || (message.streamId && message.streamId !== stream.streamId)) return;
+    const existing = await this.#state.byUser(userId);
+    if (!existing || (message.streamId && message.streamId !== existing.streamId)) return;
     if (message.type === 'keep_alive_ack') {
-      stream.keepAlive.ack(message.ackId, this.#now());
+      await this.#act(existing.streamId, (r) => {
+        const tracker = this.#tracker(r);
+        if (!tracker.ack(message.ackId, this.#now())) return null;
+        r.keepAlive = tracker.snapshot();
+        return [];
+      });
       return;
     }
-    await this.#event(stream, {
+    const relayId = existing.state.relayId;
+    if (message.status === 'reconnecting' && relayId !== null) void this.#suspect(relayId);
+    await this.#event(existing.streamId, {
       type: 'glasses_status',
       status: message.status,
       errorDetails: message.errorDetails,
@@ -248,222 +372,433 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     });
   }
 
+  /** Glasses connected to this process: a start or stop held for them is sent now. */
+  async glassesConnected(userId: string): Promise<void> {
+    try {
+      const held = await this.#state.takeCommand(userId);
+      if (held && !this.#o.glasses.send(userId, held)) await this.#hold(userId, held);
+    } catch (err) {
+      this.#log.warn({ userId, err: (err as Error).message }, 'held glasses command not read');
+    }
+  }
+
   /** What the relay should push for this stream: every viewing app's destinations, each URL once. */
-  destinationsOf(userId: string, streamId: string): RestreamTarget[] {
-    const stream = this.#byId.get(streamId);
-    if (!stream || stream.userId !== userId) return [];
+  async destinationsOf(userId: string, streamId: string): Promise<RestreamTarget[]> {
+    const r = await this.#state.get(streamId);
+    if (!r || r.userId !== userId) return [];
     const byUrl = new Map<string, RestreamTarget>();
-    for (const list of stream.destinations.values()) {
+    for (const [, list] of r.destinations) {
       for (const d of list) if (!byUrl.has(d.url)) byUrl.set(d.url, d);
     }
     return [...byUrl.values()].slice(0, MAX_STREAM_DESTINATIONS);
   }
 
   /** The relay reports its re-streaming outputs: apps hear the new list with the current status. */
-  restreamStatus(userId: string, streamId: string, outputs: RestreamOutputStatus[]): void {
-    const stream = this.#byId.get(streamId);
-    if (!stream || stream.userId !== userId) return;
-    const same = JSON.stringify(stream.outputs) === JSON.stringify(outputs);
-    stream.outputs = outputs;
-    if (same) return;
-    this.safeEmit(
-      'status',
-      { userId: stream.userId, streamId: stream.streamId, viewers: [...stream.viewers] },
-      this.statusOf(stream),
+  async restreamStatus(userId: string, streamId: string, outputs: RestreamOutputStatus[]): Promise<void> {
+    await this.#act(streamId, (r) => {
+      if (r.userId !== userId || JSON.stringify(r.outputs) === JSON.stringify(outputs)) return null;
+      r.outputs = outputs;
+      return [{ kind: 'notify_apps', ...r.state.reported }];
+    });
+  }
+
+  /**
+   * hls-ready from a relay (the relay routes' guard checked who sent it and the URL). Apps hear `active`
+   * once the URL answers; resolves when the check is over.
+   */
+  async hlsReady(userId: string, streamId: string, relayId: string, hlsUrl: string): Promise<void> {
+    const r = await this.#state.get(streamId);
+    if (!r || r.userId !== userId || r.state.relayId !== relayId) return;
+    await this.#verify(streamId, relayId, hlsUrl);
+  }
+
+  /**
+   * stream-ended from a relay (the publisher's reconnect window closed, or it was kicked). From a draining
+   * relay it means the drain ended it: the stream moves instead of stopping (its apps still watch).
+   */
+  async relayStreamEnded(userId: string, streamId: string, relayId: string): Promise<void> {
+    const r = await this.#state.get(streamId);
+    if (!r || r.userId !== userId) return;
+    const relay = (await this.#o.store.liveRelays(this.#now())).find((x) => x.relayId === relayId);
+    await this.#event(
+      streamId,
+      relay?.draining ? { type: 'relay_lost', relayId } : { type: 'relay_stream_ended', relayId },
     );
   }
 
-  #setDestinations(
-    stream: ManagedStream,
+  /**
+   * A relay said it drains (heartbeat): every stream on it moves now to a live relay (glasses told the new
+   * URL, apps a new `active` once it plays), without waiting for the drain to end.
+   */
+  async relayDraining(relayId: string): Promise<void> {
+    if (!(await this.#roomElsewhere(relayId))) return; // nowhere to go: it plays on where it is
+    for (const r of await this.#state.all()) {
+      if (r.state.relayId !== relayId) continue;
+      this.#log.info({ streamId: r.streamId, relayId }, 'relay draining: moving the stream');
+      await this.#event(r.streamId, { type: 'relay_lost', relayId });
+    }
+  }
+
+  /**
+   * Glasses could not publish to `relayId`: if the relay does not answer either, it is dead; it is
+   * forgotten (a live one registers again at its next heartbeat) and its streams move now. A relay that
+   * answers (the glasses' network blipped) keeps everything.
+   */
+  async #suspect(relayId: string): Promise<void> {
+    if (this.#suspects.has(relayId) || this.#closed || this.#static.get(relayId)) return;
+    this.#suspects.add(relayId);
+    try {
+      const relay = (await this.#o.store.liveRelays(this.#now())).find((x) => x.relayId === relayId);
+      if (!relay) return; // already lost: the liveness check moves its streams
+      const alive = await (this.#o.probeRelay ?? defaultProbeRelay)(relay.hlsUrl);
+      if (alive || this.#closed) return;
+      this.#log.warn({ relayId }, 'relay does not answer while its glasses fail to publish: lost');
+      await this.#o.store.removeRelay(relayId);
+      this.#liveness.gone(relayId);
+      for (const r of await this.#state.all()) {
+        if (r.state.relayId === relayId) await this.#event(r.streamId, { type: 'relay_lost', relayId });
+      }
+    } catch (err) {
+      this.#log.warn({ relayId, err: (err as Error).message }, 'relay check after a failed publish failed');
+    } finally {
+      this.#suspects.delete(relayId);
+    }
+  }
+
+  /**
+   * Streams a relay reported (heartbeat) that it should end now: their managed stream ended, or moved to
+   * another relay. A stream the cloud never managed is the relay's own business and stays.
+   */
+  async streamsToEnd(hb: Pick<HeartbeatRequest, 'relayId' | 'streams'>): Promise<StreamToEnd[]> {
+    const out: StreamToEnd[] = [];
+    for (const s of hb.streams) {
+      if (s.state === 'ended') continue;
+      const live = await this.#state.get(s.streamId);
+      if (live && live.userId === s.userId) {
+        if (live.state.relayId !== null && live.state.relayId !== hb.relayId)
+          out.push({ userId: s.userId, streamId: s.streamId });
+        continue;
+      }
+      if ((await this.#state.endedOn(s.userId, s.streamId)) === hb.relayId)
+        out.push({ userId: s.userId, streamId: s.streamId });
+    }
+    return out;
+  }
+
+  /**
+   * Stops the timers. On memory state every stream ends (nothing would remember it); on shared state
+   * nothing ends: another replica, or this cloud's next start, carries on.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#relayTimer);
+    clearInterval(this.#keepAliveTimer);
+    this.#liveness.clear();
+    for (const p of this.#probes.values()) p.abort.abort();
+    this.#probes.clear();
+    if (!this.#state.shared) {
+      for (const r of await this.#state.all())
+        await this.#event(r.streamId, { type: 'stop_requested', message: 'cloud stopping' });
+    }
+    this.#bus.off('message', this.#onBus);
+  }
+
+  // ------------------------------------------------------------------------------------------- acting
+
+  /**
+   * Loads the stream, lets `change` decide (null: nothing to do; else the effects, with the record
+   * changed in place), saves it unless another replica changed it first (then again from a fresh load),
+   * and carries out the effects. An ended stream is removed instead of saved. Resolves with the record as
+   * saved, or null when the stream does not exist (or nothing changed: then the record as loaded).
+   */
+  async #act(streamId: string, change: (r: StreamRecord) => Effect[] | null): Promise<StreamRecord | null> {
+    for (let attempt = 0; attempt < MAX_CONFLICTS; attempt++) {
+      const r = await this.#state.get(streamId);
+      if (!r) {
+        this.#forget(streamId);
+        return null;
+      }
+      const relayBefore = r.state.relayId;
+      const effects = change(r);
+      if (effects === null) {
+        this.#remember(r);
+        return r;
+      }
+      const ended = END_PHASES.has(r.state.phase);
+      const saved = ended
+        ? await this.#state.remove(r, relayBefore, ENDED_TTL_MS)
+        : await this.#state.save(r);
+      if (!saved) continue;
+      if (ended) {
+        this.#forget(streamId);
+        this.#bus.publish({ kind: 'removed', streamId });
+      } else this.#changed(r);
+      await this.#apply(r, effects);
+      return r;
+    }
+    this.#log.warn({ streamId }, 'managed stream: gave up after repeated concurrent changes');
+    return null;
+  }
+
+  /** Runs a lifecycle event on the record: its effects, or null when refused. */
+  #transition(r: StreamRecord, event: LifecycleEvent): Effect[] | null {
+    const result = transition(r.state, event);
+    if (!result.ok) {
+      this.#log.debug({ streamId: r.streamId, ...result.refusal }, 'lifecycle event refused');
+      return null;
+    }
+    r.state = result.state;
+    return result.effects;
+  }
+
+  #event(streamId: string, event: LifecycleEvent): Promise<StreamRecord | null> {
+    return this.#act(streamId, (r) => this.#transition(r, event));
+  }
+
+  async #join(
+    streamId: string,
     packageName: string,
     destinations: readonly RestreamTarget[],
-  ): void {
-    if (destinations.length === 0) stream.destinations.delete(packageName);
-    else stream.destinations.set(packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS));
+  ): Promise<StreamRecord | null> {
+    return this.#act(streamId, (r) => {
+      if (!r.viewers.includes(packageName)) r.viewers.push(packageName);
+      r.destinations = r.destinations.filter(([p]) => p !== packageName);
+      if (destinations.length > 0)
+        r.destinations.push([packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS)]);
+      return [];
+    });
   }
 
-  /** hls-ready from a relay. */
-  async hlsReady(
-    userId: string,
-    streamId: string,
-    relayId: string | undefined,
-    hlsUrl: string,
-  ): Promise<void> {
-    const stream = this.#byId.get(streamId);
-    if (!stream || stream.userId !== userId) return;
-    await this.#event(stream, { type: 'hls_ready', relayId: relayId ?? stream.state.relayId ?? '', hlsUrl });
-  }
-
-  /** stream-ended from a relay (the publisher's reconnect window closed, or it was kicked). */
-  async relayStreamEnded(userId: string, streamId: string, relayId: string): Promise<void> {
-    const stream = this.#byId.get(streamId);
-    if (!stream || stream.userId !== userId) return;
-    await this.#event(stream, { type: 'relay_stream_ended', relayId });
-  }
-
-  /** Ends every stream (cloud shutdown) and releases the timers. */
-  async close(): Promise<void> {
-    clearInterval(this.#relayTimer);
-    this.#heard.clear();
-    for (const stream of [...this.#byId.values()])
-      await this.#event(stream, { type: 'stop_requested', message: 'cloud stopping' });
-    for (const stream of [...this.#byId.values()]) this.#forget(stream);
-  }
-
-  async #event(stream: ManagedStream, event: LifecycleEvent): Promise<void> {
-    const result = transition(stream.state, event);
-    if (!result.ok) {
-      this.#log.debug({ streamId: stream.streamId, ...result.refusal }, 'lifecycle event refused');
-      return;
-    }
-    stream.state = result.state;
-    // An ended stream leaves the maps first: its effects (tell the apps, stop the glasses, free the relay)
-    // still run, but nothing can find or join it meanwhile.
-    if (stream.state.phase === 'stopped' || stream.state.phase === 'error') this.#forget(stream);
-    await this.#apply(stream, result.effects);
-  }
-
-  async #apply(stream: ManagedStream, effects: Effect[]): Promise<void> {
+  async #apply(r: StreamRecord, effects: Effect[]): Promise<void> {
     for (const effect of effects) {
       try {
-        await this.#carryOut(stream, effect);
+        await this.#carryOut(r, effect);
       } catch (err) {
         // The store is unreachable (only its calls throw here): log it, and try a placement or a start
         // again at the next relay check; a release is left to the reservation's expiry and the relay's
         // next heartbeat, which replaces what the store holds for it.
         const retry =
           effect.kind === 'place_relay' ? 'place' : effect.kind === 'start_glasses' ? 'start' : null;
-        if (retry) stream.retry = retry;
         this.#log.warn(
-          {
-            streamId: stream.streamId,
-            effect: effect.kind,
-            retry: retry !== null,
-            err: (err as Error).message,
-          },
+          { streamId: r.streamId, effect: effect.kind, retry: retry !== null, err: (err as Error).message },
           'managed stream: effect failed',
         );
+        if (retry) {
+          await this.#act(r.streamId, (x) => {
+            x.retry = retry;
+            return [];
+          }).catch((e: Error) => this.#log.warn({ err: e.message }, 'retry not recorded'));
+        }
       }
     }
   }
 
-  async #carryOut(stream: ManagedStream, effect: Effect): Promise<void> {
+  async #carryOut(r: StreamRecord, effect: Effect): Promise<void> {
     switch (effect.kind) {
       case 'notify_apps':
-        this.safeEmit(
-          'status',
-          { userId: stream.userId, streamId: stream.streamId, viewers: [...stream.viewers] },
-          this.statusOf(stream),
-        );
-        break;
-      case 'start_glasses':
-        await this.#startGlasses(stream, effect.relayId);
-        break;
-      case 'stop_glasses':
-        this.#o.glasses.send(stream.userId, {
-          type: 'stop_rtmp_stream',
-          sessionId: stream.sessionId,
-          appId: 'MANAGED_STREAM',
-          streamId: stream.streamId,
-          timestamp: this.#now(),
+        this.#bus.publish({
+          kind: 'status',
+          who: { userId: r.userId, streamId: r.streamId, viewers: [...r.viewers] },
+          status: this.statusOf(viewOf(r)),
         });
         break;
-      case 'release_relay': {
-        const fixed = this.#static.find((r) => r.relayId === effect.relayId);
-        if (fixed) fixed.streams = Math.max(0, fixed.streams - 1);
-        else await this.#o.store.release(`${stream.userId}/${stream.streamId}`);
+      case 'start_glasses':
+        await this.#startGlasses(r, effect.relayId);
         break;
-      }
-      case 'place_relay': {
-        const placement = await this.#place(`${stream.userId}/${stream.streamId}`);
-        await this.#event(
-          stream,
-          placement ? { type: 'replaced', relayId: placement.relayId } : { type: 'timeout' },
+      case 'stop_glasses':
+        await this.#toGlasses(
+          r.userId,
+          {
+            type: 'stop_rtmp_stream',
+            sessionId: r.sessionId,
+            appId: 'MANAGED_STREAM',
+            streamId: r.streamId,
+            timestamp: this.#now(),
+          },
+          true,
         );
         break;
+      case 'release_relay':
+        await this.#static.release(storeKey(r.userId, r.streamId), effect.relayId);
+        break;
+      case 'place_relay': {
+        const placement = await this.#static.place(storeKey(r.userId, r.streamId), {
+          now: this.#now(),
+          reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
+        });
+        if (placement) {
+          await this.#act(r.streamId, (x) => {
+            x.placeFailedSince = null;
+            return this.#transition(x, { type: 'replaced', relayId: placement.relayId });
+          });
+          break;
+        }
+        // No relay has room now: the stream waits (reconnecting) and placement is tried at every relay
+        // check, for a while; a relay that frees room or a new one takes it.
+        const now = this.#now();
+        const since = r.placeFailedSince ?? now;
+        if (now - since >= PLACE_PATIENCE_MS) {
+          await this.#event(r.streamId, { type: 'timeout' });
+          break;
+        }
+        await this.#act(r.streamId, (x) => {
+          x.retry = 'place';
+          x.placeFailedSince = since;
+          return [];
+        });
+        break;
       }
+      case 'verify_hls':
+        // Not awaited: the check may take seconds, and the caller (a glasses message) must not wait.
+        void this.#verify(r.streamId, effect.relayId, effect.hlsUrl);
+        break;
     }
   }
 
-  /** The store's placement; the static list only while no relay is registered at all. */
-  async #place(streamKey: string): Promise<{ relayId: string } | null> {
-    const now = this.#now();
-    const placed = await this.#o.store.place(streamKey, {
-      now,
-      reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
-    });
-    if (placed || this.#static.length === 0 || (await this.#o.store.liveRelays(now)).length > 0)
-      return placed;
-    const fixed = this.#static.reduce((a, b) => (b.streams < a.streams ? b : a));
-    fixed.streams++;
-    return { relayId: fixed.relayId };
-  }
-
-  async #startGlasses(stream: ManagedStream, relayId: string): Promise<void> {
+  async #startGlasses(r: StreamRecord, relayId: string): Promise<void> {
     const relay =
-      this.#static.find((r) => r.relayId === relayId) ??
-      (await this.#o.store.liveRelays(this.#now())).find((r) => r.relayId === relayId);
+      this.#static.get(relayId) ??
+      (await this.#o.store.liveRelays(this.#now())).find((x) => x.relayId === relayId);
     if (!relay) {
-      await this.#event(stream, { type: 'relay_lost', relayId });
+      await this.#event(r.streamId, { type: 'relay_lost', relayId });
       return;
     }
-    let url = `${relay.rtmpUrl.replace(/\/+$/, '')}/live/${stream.userId}/${stream.streamId}`;
-    if (this.#o.tokenSecret) {
-      const token = await signPublishToken(this.#o.tokenSecret, {
-        userId: stream.userId,
-        streamId: stream.streamId,
-        relayId,
-        ttlSeconds: 3600,
-      });
-      url += `?token=${token}`;
-    }
-    const sent = this.#o.glasses.send(stream.userId, {
-      type: 'start_rtmp_stream',
-      sessionId: stream.sessionId,
-      rtmpUrl: url,
-      appId: 'MANAGED_STREAM',
-      streamId: stream.streamId,
-      timestamp: this.#now(),
-    });
-    if (!sent) this.#log.warn({ userId: stream.userId, streamId: stream.streamId }, 'glasses not connected');
-  }
-
-  #keepAlive(stream: ManagedStream): void {
-    const now = this.#now();
-    const tick = stream.keepAlive.tick(now);
-    if (tick.ended) {
-      this.#log.warn(
-        { streamId: stream.streamId, missed: tick.missed },
-        'glasses stopped answering keep-alives',
-      );
-      void this.#event(stream, { type: 'keepalive_missed_limit' });
-      return;
-    }
-    const ackId = stream.keepAlive.next(now);
-    this.#o.glasses.send(stream.userId, { type: 'keep_rtmp_stream_alive', streamId: stream.streamId, ackId });
+    const token = this.#o.tokenSecret
+      ? await signPublishToken(this.#o.tokenSecret, {
+          userId: r.userId,
+          streamId: r.streamId,
+          relayId,
+          ttlSeconds: 3600,
+        })
+      : undefined;
+    // The seed's command; the glasses gateway speaks `start_stream` to glasses that asked for it.
+    const sent = await this.#toGlasses(
+      r.userId,
+      {
+        type: 'start_rtmp_stream',
+        sessionId: r.sessionId,
+        rtmpUrl: this.#ingestUrl(relay, r, token),
+        appId: 'MANAGED_STREAM',
+        streamId: r.streamId,
+        timestamp: this.#now(),
+      },
+      true,
+    );
+    if (!sent) this.#log.info({ userId: r.userId, streamId: r.streamId }, 'glasses not on this replica');
   }
 
   /**
-   * The liveness timer's work (public for tests): notices that this instance was not running, moves the
-   * streams of lost relays, and retries what a failed store call left undone. One check at a time.
+   * The publish URL for GLASSES_INGEST on this relay: SRT or WHIP when the relay announced that base (only
+   * current firmware takes those, through `start_stream`), else RTMP.
+   */
+  #ingestUrl(
+    relay: { rtmpUrl: string; srtUrl?: string | undefined; whipUrl?: string | undefined },
+    r: StreamRecord,
+    token: string | undefined,
+  ): string {
+    const ingest = this.#o.glassesIngest ?? 'rtmp';
+    if (ingest === 'srt' && relay.srtUrl) {
+      const passphrase = this.#o.srtPassphrase?.(publishKey(r.userId, r.streamId)) ?? null;
+      const url = srtPublishUrl(relay.srtUrl, r.userId, r.streamId, token, { passphrase });
+      if (url) return url;
+      // The stream id (with its token) does not fit libsrt's 512 bytes: RTMP it is.
+      this.#log.warn({ streamId: r.streamId }, 'SRT stream id too long for libsrt: handing out RTMP');
+    }
+    if (ingest === 'whip' && relay.whipUrl) return whipPublishUrl(relay.whipUrl, r.userId, r.streamId, token);
+    return rtmpPublishUrl(relay.rtmpUrl, r.userId, r.streamId, token);
+  }
+
+  /**
+   * Sends to the glasses: through this process's socket, else over the bus to the replica holding it. A
+   * start or stop (`hold`) is also kept until the glasses connect, for glasses with no socket anywhere.
+   */
+  async #toGlasses(userId: string, message: CloudToGlasses, hold: boolean): Promise<boolean> {
+    if (this.#o.glasses.send(userId, message)) return true;
+    if (hold) await this.#hold(userId, message);
+    if (this.#state.shared) this.#bus.publish({ kind: 'glasses', userId, message, from: this.#id });
+    return false;
+  }
+
+  async #hold(userId: string, message: CloudToGlasses): Promise<void> {
+    try {
+      await this.#state.holdCommand(userId, message, HELD_COMMAND_TTL_MS);
+    } catch (err) {
+      this.#log.warn({ userId, err: (err as Error).message }, 'glasses command not held');
+    }
+  }
+
+  /** Checks the URL answers, then feeds `hls_ready` (if the stream is still on that relay). */
+  async #verify(streamId: string, relayId: string, hlsUrl: string): Promise<void> {
+    if (this.#probes.get(streamId)?.url === hlsUrl || this.#closed) return;
+    this.#probes.get(streamId)?.abort.abort();
+    const probe = { url: hlsUrl, abort: new AbortController() };
+    this.#probes.set(streamId, probe);
+    let answers = false;
+    try {
+      answers = await this.#probeHls(hlsUrl, probe.abort.signal);
+    } catch (err) {
+      this.#log.warn({ streamId, err: (err as Error).message }, 'playlist check failed');
+    }
+    if (this.#probes.get(streamId) !== probe) return; // replaced by a newer check, or closed
+    this.#probes.delete(streamId);
+    if (!answers) {
+      this.#log.warn({ streamId, relayId }, 'announced playlist never answered');
+      return;
+    }
+    await this.#act(streamId, (r) =>
+      r.state.relayId === relayId ? this.#transition(r, { type: 'hls_ready', relayId, hlsUrl }) : null,
+    );
+  }
+
+  #tracker(r?: StreamRecord): KeepAliveTracker {
+    const options = { ackTimeoutMs: this.#o.ackTimeoutMs, maxMissed: this.#o.maxMissedAcks };
+    return r ? KeepAliveTracker.restore(options, r.keepAlive) : new KeepAliveTracker(options);
+  }
+
+  // ----------------------------------------------------------------------------------- once-only timers
+
+  /** Every stream's keep-alive: on the lease holder only. */
+  async #keepAliveRound(): Promise<void> {
+    if (!this.#lease.held || this.#closed) return;
+    try {
+      for (const r of await this.#state.all()) await this.#keepAlive(r.streamId);
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'keep-alive round failed (store unreachable)');
+    }
+  }
+
+  async #keepAlive(streamId: string): Promise<void> {
+    const now = this.#now();
+    let ended = false;
+    let ackId = '';
+    const r = await this.#act(streamId, (x) => {
+      const tracker = this.#tracker(x);
+      ended = tracker.tick(now).ended;
+      if (!ended) ackId = tracker.next(now);
+      x.keepAlive = tracker.snapshot();
+      return [];
+    });
+    if (!r) return;
+    if (ended) {
+      this.#log.warn({ streamId }, 'glasses stopped answering keep-alives');
+      await this.#event(streamId, { type: 'keepalive_missed_limit' });
+      return;
+    }
+    await this.#toGlasses(r.userId, { type: 'keep_rtmp_stream_alive', streamId, ackId }, false);
+  }
+
+  /**
+   * The liveness timer's work (public for tests): notices that this process was not running, and on the
+   * lease holder moves the streams of lost relays and retries what a failed store call left undone.
    */
   async checkRelays(): Promise<void> {
-    const at = this.#monotonic();
-    const late = at - this.#lastTick - this.#o.relayCheckMs;
-    this.#lastTick = at;
-    // Far too late (by more than half of what a relay's expiry leaves after one check period): the process
-    // was not running, and the relays' calls of that time went unheard.
-    if (late > Math.max(this.#o.relayCheckMs, (this.#expiryMs - this.#o.relayCheckMs) / 2)) {
-      this.#graceUntil = at + this.#expiryMs;
-      this.#log.warn(
-        { pausedMs: Math.round(late), graceMs: this.#expiryMs },
-        'the cloud was not running: no relay is declared lost until each had an expiry to be heard',
-      );
-    }
-    if (this.#checking) return;
+    const may = this.#liveness.tick();
+    if (this.#checking || this.#closed) return;
     this.#checking = true;
     try {
-      await this.#checkRelays(at);
+      await this.#keepState();
+      if (may && this.#lease.held) await this.#moveLostStreams();
     } catch (err) {
       this.#log.error({ err }, 'relay check failed');
     } finally {
@@ -471,59 +806,114 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     }
   }
 
-  async #checkRelays(at: number): Promise<void> {
-    if (at < this.#graceUntil) return;
-    const resumed = this.#graceUntil !== 0;
-    this.#graceUntil = 0;
-    if (this.#byId.size > 0) await this.#moveLostStreams();
-    if (resumed) this.#log.info('relay liveness checks resumed');
+  /** Whether a live relay other than `relayId` that does not drain has room for one more stream. */
+  async #roomElsewhere(relayId: string): Promise<boolean> {
+    const relays = await this.#o.store.liveRelays(this.#now());
+    return relays.some((x) => x.relayId !== relayId && !x.draining && x.streams + x.reserved < x.maxStreams);
   }
 
-  /** Places again the streams of relays neither the store nor this instance heard from lately. */
-  async #moveLostStreams(): Promise<void> {
-    let live: Set<string>;
+  /** A state store that lost everything (Redis restarted empty) gets back every stream this process knows. */
+  async #keepState(): Promise<void> {
+    let intact: boolean;
     try {
-      live = new Set((await this.#o.store.liveRelays(this.#now())).map((r) => r.relayId));
+      intact = await this.#state.intact();
+    } catch {
+      return; // unreachable: asked again at the next check
+    }
+    if (intact) return;
+    const restored = await this.#state.restore([...this.#cache.values()]);
+    if (this.#cache.size > 0)
+      this.#log.warn(
+        { restored, known: this.#cache.size },
+        'the state store lost its data: streams put back',
+      );
+  }
+
+  /** Places again the streams of relays neither the store nor this process heard from lately. */
+  async #moveLostStreams(): Promise<void> {
+    const records = await this.#state.all();
+    if (records.length === 0) return;
+    let live: Set<string>;
+    let draining: Set<string>;
+    try {
+      const relays = await this.#o.store.liveRelays(this.#now());
+      live = new Set(relays.map((r) => r.relayId));
+      draining = new Set(relays.filter((r) => r.draining).map((r) => r.relayId));
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'store unreachable: relay liveness not checked');
       return;
     }
-    const heardLately = (relayId: string): boolean => {
-      const heard = this.#heard.get(relayId);
-      return heard !== undefined && this.#monotonic() - heard < this.#expiryMs;
-    };
-    for (const stream of [...this.#byId.values()]) {
-      if (this.#byId.get(stream.streamId) !== stream) continue; // ended meanwhile
-      const relayId = stream.state.relayId;
+    for (const r of records) {
+      const relayId = r.state.relayId;
       if (
         relayId &&
         !live.has(relayId) &&
-        !heardLately(relayId) &&
-        !this.#static.some((r) => r.relayId === relayId)
+        !this.#liveness.heardLately(relayId) &&
+        !this.#static.get(relayId)
       ) {
-        this.#log.warn({ streamId: stream.streamId, relayId }, 'relay lost: placing the stream again');
-        await this.#event(stream, { type: 'relay_lost', relayId });
-      } else if (stream.retry) {
-        const retry = stream.retry;
-        stream.retry = null;
-        if (retry === 'place' && stream.state.phase === 'reconnecting' && relayId === null)
-          await this.#apply(stream, [{ kind: 'place_relay' }]);
-        else if (retry === 'start' && relayId !== null)
-          await this.#apply(stream, [{ kind: 'start_glasses', relayId }]);
+        this.#log.warn({ streamId: r.streamId, relayId }, 'relay lost: placing the stream again');
+        await this.#event(r.streamId, { type: 'relay_lost', relayId });
+      } else if (relayId && draining.has(relayId) && (await this.#roomElsewhere(relayId))) {
+        // A move its drain heartbeat started and could not finish (no room then): tried again.
+        await this.#event(r.streamId, { type: 'relay_lost', relayId });
+      } else if (r.retry) {
+        const retry = r.retry;
+        const cleared = await this.#act(r.streamId, (x) => {
+          if (x.retry !== retry) return null;
+          x.retry = null;
+          return [];
+        });
+        if (!cleared) continue;
+        if (retry === 'place' && cleared.state.phase === 'reconnecting' && cleared.state.relayId === null)
+          await this.#apply(cleared, [{ kind: 'place_relay' }]);
+        else if (retry === 'start' && cleared.state.relayId !== null)
+          await this.#apply(cleared, [{ kind: 'start_glasses', relayId: cleared.state.relayId }]);
       }
     }
   }
 
-  #forget(stream: ManagedStream): void {
-    clearInterval(stream.timer);
-    if (this.#byId.get(stream.streamId) === stream) this.#byId.delete(stream.streamId);
-    if (this.#byUser.get(stream.userId) === stream) this.#byUser.delete(stream.userId);
+  // ---------------------------------------------------------------------------------------- the cache
+
+  #changed(r: StreamRecord): void {
+    this.#remember(r);
+    this.#bus.publish({ kind: 'changed', record: r });
   }
 
-  #publicUrl(hlsUrl: string): string {
-    const base = this.#o.hlsPublicBaseUrl;
-    if (!base) return hlsUrl;
-    const at = hlsUrl.indexOf('/hls/');
-    return at < 0 ? hlsUrl : `${base.replace(/\/+$/, '')}${hlsUrl.slice(at)}`;
+  #remember(r: StreamRecord): void {
+    const cached = this.#cache.get(r.streamId);
+    if (cached && cached.v > r.v) return;
+    this.#cache.set(r.streamId, r);
+    this.#cacheByUser.set(r.userId, r.streamId);
+  }
+
+  #forget(streamId: string): void {
+    const r = this.#cache.get(streamId);
+    this.#cache.delete(streamId);
+    if (r && this.#cacheByUser.get(r.userId) === streamId) this.#cacheByUser.delete(r.userId);
+    this.#probes.get(streamId)?.abort.abort();
+    this.#probes.delete(streamId);
+  }
+
+  /** What the bus brings (every replica's messages, this one's included). */
+  #heard(m: BusMessage): void {
+    switch (m.kind) {
+      case 'status':
+        this.safeEmit('status', m.who, m.status);
+        break;
+      case 'changed':
+        if (m.record?.streamId) this.#remember(m.record);
+        break;
+      case 'removed':
+        this.#forget(m.streamId);
+        break;
+      case 'glasses':
+        if (m.from === this.#id) break;
+        // The glasses are on this replica: send it, and drop the copy held for glasses with no socket.
+        if (this.#o.glasses.send(m.userId, m.message) && m.message.type !== 'keep_rtmp_stream_alive')
+          void this.#state
+            .takeCommand(m.userId)
+            .catch((err: Error) => this.#log.debug({ err: err.message }, 'held command not dropped'));
+        break;
+    }
   }
 }

@@ -3,21 +3,28 @@
  * deregister, stream-started, stream-ended, hls-ready (the seed's path) and destinations. Every call is
  * schema-validated (zod contracts), idempotent, and authenticated with the shared secret, compared in
  * constant time; a refused call changes nothing. The plugin declares the small store interface it needs.
+ * Stream events (stream-started, stream-ended, hls-ready) first pass `guard`: only the relay that holds the
+ * stream may speak for it, and only with URLs under its own registered base; a refusal (403) comes before
+ * any change, the store's included.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
+import { storeKey } from '../contracts/keys.ts';
 import {
   DeregisterRequest,
   HeartbeatRequest,
+  type HeartbeatResponse,
   HlsReadyRequest,
   RegisterRequest,
   RelayApiPaths,
   RestreamStatusRequest,
   StreamEventRequest,
   StreamId,
+  type StreamToEnd,
   UserId,
 } from '../contracts/relay-api.ts';
+import type { Logger } from '../shared/logger.ts';
 
 /** What these routes need from the store. */
 export interface RelayRoutesStore {
@@ -54,10 +61,35 @@ export interface RelayEvents {
   streamStarted?(event: z.infer<typeof StreamEventRequest>): void;
   streamEnded?(event: z.infer<typeof StreamEventRequest>): void;
   hlsReady?(event: z.infer<typeof HlsReadyRequest>): void;
-  destinations?(userId: string, streamId: string): { url: string; name?: string }[];
+  destinations?(
+    userId: string,
+    streamId: string,
+  ): { url: string; name?: string | undefined }[] | Promise<{ url: string; name?: string | undefined }[]>;
   /** The relay's re-streaming outputs for a stream changed. */
   restreamStatus?(event: RestreamStatusRequest): void;
+  /** Streams a heartbeat reported that the cloud wants ended now (sent back in the heartbeat's reply). */
+  streamsToEnd?(hb: HeartbeatRequest): Promise<StreamToEnd[]> | StreamToEnd[];
 }
+
+export type StreamEventKind = 'stream-started' | 'stream-ended' | 'hls-ready';
+
+/** Why a stream event was refused: a stable code and a short reason (safe to send and log). */
+export interface GuardRefusal {
+  code: 'RELAY_NOT_HOLDER' | 'RELAY_URL_REFUSED';
+  reason: string;
+}
+
+/**
+ * Whether `relayId` may report this about the stream now; null allows. `urls` are the playback URLs an
+ * hls-ready announces (empty for the other events).
+ */
+export type StreamEventGuard = (event: {
+  kind: StreamEventKind;
+  relayId: string;
+  userId: string;
+  streamId: string;
+  urls: string[];
+}) => Promise<GuardRefusal | null>;
 
 export interface RelayRoutesOptions {
   store: RelayRoutesStore;
@@ -66,15 +98,15 @@ export interface RelayRoutesOptions {
   /** RELAY_SHARED_SECRET_PREVIOUS: also accepted while relays move to the new secret. */
   previousSecret?: string | undefined;
   events?: RelayEvents;
+  /** Asked before every stream event; absent allows all (unit tests of the other routes). */
+  guard?: StreamEventGuard;
+  /** Where refusals are told (relay id, stream, code; never a URL the relay sent). */
+  log?: Logger;
   now?: () => number;
 }
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
-}
-
-export function streamKey(userId: string, streamId: string): string {
-  return `${userId}/${streamId}`;
 }
 
 export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOptions): Promise<void> {
@@ -83,6 +115,25 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     .map(digest);
   const now = options.now ?? Date.now;
   const events = options.events ?? {};
+  /** Sends the guard's refusal and answers true, or false when the event may go on. */
+  const refused = async (
+    reply: FastifyReply,
+    kind: StreamEventKind,
+    e: { relayId: string; userId: string; streamId: string },
+    urls: string[] = [],
+  ): Promise<boolean> => {
+    const refusal = await options.guard?.({
+      kind,
+      relayId: e.relayId,
+      userId: e.userId,
+      streamId: e.streamId,
+      urls,
+    });
+    if (!refusal) return false;
+    options.log?.warn({ kind, relayId: e.relayId, streamId: e.streamId, code: refusal.code }, refusal.reason);
+    await reply.code(403).send({ error: refusal.reason, code: refusal.code });
+    return true;
+  };
 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization ?? '';
@@ -134,7 +185,9 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     if (!known)
       return reply.code(404).send({ error: 'unknown relay: register first', code: 'RELAY_UNKNOWN' });
     events.heartbeat?.(hb);
-    return { ok: true };
+    const end = (await events.streamsToEnd?.(hb)) ?? [];
+    const answer: HeartbeatResponse = end.length > 0 ? { ok: true, end } : { ok: true };
+    return answer;
   });
 
   app.post(RelayApiPaths.deregister, async (request, reply) => {
@@ -147,15 +200,15 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
 
   app.post(RelayApiPaths.streamStarted, async (request, reply) => {
     const e = body(StreamEventRequest, request, reply);
-    if (!e) return reply;
+    if (!e || (await refused(reply, 'stream-started', e))) return reply;
     events.streamStarted?.(e);
     return { ok: true };
   });
 
   app.post(RelayApiPaths.streamEnded, async (request, reply) => {
     const e = body(StreamEventRequest, request, reply);
-    if (!e) return reply;
-    await options.store.release(streamKey(e.userId, e.streamId));
+    if (!e || (await refused(reply, 'stream-ended', e))) return reply;
+    await options.store.release(storeKey(e.userId, e.streamId));
     events.streamEnded?.(e);
     return { ok: true };
   });
@@ -170,6 +223,8 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
   app.post(RelayApiPaths.hlsReady, async (request, reply) => {
     const e = body(HlsReadyRequest, request, reply);
     if (!e) return reply;
+    const urls = [e.hlsUrl, e.dashUrl, e.webrtcUrl].filter((u): u is string => Boolean(u));
+    if (await refused(reply, 'hls-ready', e, urls)) return reply;
     events.hlsReady?.(e);
     return { ok: true };
   });
@@ -181,7 +236,7 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
       const streamId = StreamId.safeParse(request.params.streamId);
       if (!userId.success || !streamId.success)
         return reply.code(400).send({ error: 'invalid stream', code: 'RELAY_BAD_REQUEST' });
-      return { destinations: events.destinations?.(userId.data, streamId.data) ?? [] };
+      return { destinations: (await events.destinations?.(userId.data, streamId.data)) ?? [] };
     },
   );
 }

@@ -44,8 +44,16 @@ export class MemoryCloudStore implements CloudStore {
 
   async upsertRelay(relay: RegisterRequest, now: number): Promise<void> {
     this.#expire(now);
-    const { relayId, rtmpUrl, hlsUrl, maxStreams, region } = relay;
-    const copy: RegisterRequest = { relayId, rtmpUrl, hlsUrl, maxStreams, ...(region ? { region } : {}) };
+    const { relayId, rtmpUrl, hlsUrl, maxStreams, region, srtUrl, whipUrl } = relay;
+    const copy: RegisterRequest = {
+      relayId,
+      rtmpUrl,
+      hlsUrl,
+      maxStreams,
+      ...(region ? { region } : {}),
+      ...(srtUrl ? { srtUrl } : {}),
+      ...(whipUrl ? { whipUrl } : {}),
+    };
     const state = this.#relays.get(relayId);
     if (state) {
       state.relay = copy;
@@ -85,7 +93,8 @@ export class MemoryCloudStore implements CloudStore {
         if (state.reserved.delete(key)) this.#reservations.delete(key);
       } else {
         const other = this.#relays.get(owner);
-        if (other?.reserved.delete(key)) {
+        // A draining relay's report never takes a stream reserved elsewhere: it is being moved off it.
+        if (!report.draining && other?.reserved.delete(key)) {
           // A live report wins over a reservation elsewhere.
           this.#reservations.delete(key);
           this.#assign.set(key, relayId);

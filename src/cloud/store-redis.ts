@@ -138,13 +138,14 @@ local function forget(before)
 end
 `;
 
-/** ARGV: prefix, relayId, now, rtmp, hls, max, region ('' = none), ck of cpu 0, retentionMs. */
+/** ARGV: prefix, relayId, now, rtmp, hls, max, region ('' = none), ck of cpu 0, retentionMs, srt, whip ('' = none). */
 const UPSERT = `${LIB}
 local id, now = ARGV[2], tonumber(ARGV[3])
 if redis.call('EXISTS', rk(id)) == 0 then
   redis.call('HSET', rk(id), 'cpu', '0', 'ck', ARGV[8], 'draining', '0', 'member', '', 'eregion', '')
 end
-redis.call('HSET', rk(id), 'rtmp', ARGV[4], 'hls', ARGV[5], 'max', ARGV[6], 'region', ARGV[7], 'lastSeen', ARGV[3])
+redis.call('HSET', rk(id), 'rtmp', ARGV[4], 'hls', ARGV[5], 'max', ARGV[6], 'region', ARGV[7], 'lastSeen', ARGV[3],
+  'srt', ARGV[10] or '', 'whip', ARGV[11] or '')
 redis.call('ZADD', SEEN, ARGV[3], id)
 expire(now)
 refresh(id)
@@ -180,8 +181,8 @@ for key in pairs(reported) do
     redis.call('HSET', ASSIGN, key, id)
   elseif owner == id then
     if redis.call('SREM', vk(id), key) == 1 then redis.call('ZREM', RESV, key) end
-  elseif redis.call('SREM', vk(owner), key) == 1 then
-    -- a live report wins over a reservation elsewhere
+  elseif ARGV[6] ~= '1' and redis.call('SREM', vk(owner), key) == 1 then
+    -- a live report wins over a reservation elsewhere (not a draining relay's: the stream is moving off it)
     redis.call('ZREM', RESV, key)
     redis.call('HSET', ASSIGN, key, id)
     touched[owner] = true
@@ -282,10 +283,10 @@ local now = tonumber(ARGV[2])
 expire(now)
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', SEEN, '(' .. (now - tonumber(ARGV[3])), '+inf')) do
-  local h = redis.call('HMGET', rk(id), 'rtmp', 'hls', 'max', 'region', 'cpu', 'draining', 'lastSeen')
+  local h = redis.call('HMGET', rk(id), 'rtmp', 'hls', 'max', 'region', 'cpu', 'draining', 'lastSeen', 'srt', 'whip')
   if h[1] then
     out[#out + 1] = {id, h[1], h[2], h[3], h[4] or '', h[5], h[6], h[7],
-      redis.call('SCARD', sk(id)), redis.call('SCARD', vk(id))}
+      redis.call('SCARD', sk(id)), redis.call('SCARD', vk(id)), h[8] or '', h[9] or ''}
   end
 end
 return out
@@ -344,6 +345,8 @@ export class RedisCloudStore implements CloudStore {
       region ?? '',
       cpuOrderKey(0),
       this.#retentionMs,
+      relay.srtUrl ?? '',
+      relay.whipUrl ?? '',
     );
   }
 
@@ -370,18 +373,22 @@ export class RedisCloudStore implements CloudStore {
   async liveRelays(now: number): Promise<RelayRecord[]> {
     const rows = (await this.#run('cloudLive', now, this.#expiryMs)) as (string | number)[][];
     return rows
-      .map(([relayId, rtmpUrl, hlsUrl, max, region, cpu, draining, lastSeen, streams, reserved]) => ({
-        relayId: String(relayId),
-        rtmpUrl: String(rtmpUrl),
-        hlsUrl: String(hlsUrl),
-        maxStreams: Number(max),
-        ...(region ? { region: String(region) } : {}),
-        cpu: Number(cpu),
-        draining: draining === '1',
-        lastSeen: Number(lastSeen),
-        streams: Number(streams),
-        reserved: Number(reserved),
-      }))
+      .map(
+        ([relayId, rtmpUrl, hlsUrl, max, region, cpu, draining, lastSeen, streams, reserved, srt, whip]) => ({
+          relayId: String(relayId),
+          rtmpUrl: String(rtmpUrl),
+          hlsUrl: String(hlsUrl),
+          maxStreams: Number(max),
+          ...(region ? { region: String(region) } : {}),
+          ...(srt ? { srtUrl: String(srt) } : {}),
+          ...(whip ? { whipUrl: String(whip) } : {}),
+          cpu: Number(cpu),
+          draining: draining === '1',
+          lastSeen: Number(lastSeen),
+          streams: Number(streams),
+          reserved: Number(reserved),
+        }),
+      )
       .sort((a, b) => (a.relayId < b.relayId ? -1 : a.relayId > b.relayId ? 1 : 0));
   }
 

@@ -15,7 +15,7 @@
  *   with room gets it (ties: lower cpu, then relayId), in the requested region when one there has room, else
  *   anywhere; the new reservation expires after `reservationTtlMs`. `null` when no relay has room.
  * - When two live relays report the same stream, the assignment stays with the first (a reservation elsewhere
- *   gives way to a live report). `release` drops a reservation and the assignment; a relay still reporting the
+ *   gives way to a live report, except a draining relay's: a stream reserved elsewhere is being moved off it). `release` drops a reservation and the assignment; a relay still reporting the
  *   stream claims it again at its next heartbeat.
  * - Expiry is by timestamps (`now` is injected, ms); `now` is expected not to go backwards.
  */
@@ -29,6 +29,9 @@ export interface RelayRecord {
   hlsUrl: string;
   maxStreams: number;
   region?: string;
+  /** Other ingest bases the relay announced (SRT, WHIP), when it serves them. */
+  srtUrl?: string;
+  whipUrl?: string;
   /** Process CPU the relay reported (tie-breaker). */
   cpu: number;
   draining: boolean;

@@ -6,8 +6,8 @@
  * reason (it reaches the publisher's onStatus and the logs), never the token or a library message.
  */
 import { errors, jwtVerify, SignJWT } from 'jose';
+import type { AuthDecision, PublishAuthRequest } from '../contracts/publish.ts';
 import { PublishTokenClaims, RelayId, StreamId, UserId } from '../contracts/relay-api.ts';
-import type { AuthDecision, PublishAuthRequest } from '../rtmp/server.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 
 /** HS256 wants a key at least as long as its output (RFC 7518 §3.2). */

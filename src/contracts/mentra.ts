@@ -36,6 +36,59 @@ export const CloudToGlasses = z.discriminatedUnion('type', [
 ]);
 export type CloudToGlasses = z.infer<typeof CloudToGlasses>;
 
+/**
+ * Current firmware (2026, `StreamCommandHandler`): one start for every protocol, picked from the URL's
+ * scheme (`rtmp(s)://`, `srt://`, `http(s)://` = WHIP); `v`/`a` are accepted for `video`/`audio`.
+ */
+export const StartStream = z.object({
+  type: z.literal('start_stream'),
+  streamUrl: z.string(),
+  streamId: z.string(),
+  video: z.record(z.string(), z.unknown()).optional(),
+  audio: z.record(z.string(), z.unknown()).optional(),
+  flash: z.boolean().optional(),
+  sound: z.boolean().optional(),
+});
+export const StopStream = z.object({ type: z.literal('stop_stream'), streamId: z.string() });
+export const KeepStreamAlive = z.object({
+  type: z.literal('keep_stream_alive'),
+  streamId: z.string(),
+  ackId: z.string(),
+});
+export const GetStreamStatus = z.object({
+  type: z.literal('get_stream_status'),
+  streamId: z.string().optional(),
+});
+/** What current firmware takes. */
+export const CloudToGlassesStream = z.discriminatedUnion('type', [
+  StartStream,
+  StopStream,
+  KeepStreamAlive,
+  GetStreamStatus,
+]);
+export type CloudToGlassesStream = z.infer<typeof CloudToGlassesStream>;
+
+/** The dialects glasses speak: the seed's `*_rtmp_stream` commands, or current firmware's `*_stream`. */
+export type GlassesDialect = 'rtmp' | 'stream';
+
+/** A command in the seed's names, as current firmware names it. */
+export function toStreamDialect(message: CloudToGlasses): CloudToGlassesStream {
+  switch (message.type) {
+    case 'start_rtmp_stream':
+      return {
+        type: 'start_stream',
+        streamUrl: message.rtmpUrl,
+        streamId: message.streamId,
+        ...(message.video ? { video: message.video } : {}),
+        ...(message.audio ? { audio: message.audio } : {}),
+      };
+    case 'stop_rtmp_stream':
+      return { type: 'stop_stream', streamId: message.streamId };
+    case 'keep_rtmp_stream_alive':
+      return { type: 'keep_stream_alive', streamId: message.streamId, ackId: message.ackId };
+  }
+}
+
 // ---------------------------------------------------------------------------------------- glasses → cloud
 export const GlassesStreamStatus = z.enum([
   'initializing',

@@ -17,14 +17,21 @@ const urlWithScheme = (schemes: RegExp, max: number) =>
     .url()
     .refine((u) => schemes.test(u), 'unsupported URL scheme');
 const RtmpBaseUrl = urlWithScheme(/^rtmps?:\/\//i, 512);
+const SrtBaseUrl = urlWithScheme(/^srt:\/\//i, 512);
 const HttpUrl = (max: number) => urlWithScheme(/^https?:\/\//i, max);
 
+/**
+ * A relay announces its ingest bases (`rtmpUrl`; `srtUrl` and `whipUrl` once it serves them) and its
+ * playback base (`hlsUrl`, which also serves DASH and WHEP when the relay does).
+ */
 export const RegisterRequest = z.object({
   relayId: RelayId,
   rtmpUrl: RtmpBaseUrl,
   hlsUrl: HttpUrl(512),
   maxStreams: z.number().int().min(0).max(100_000),
   region: z.string().max(64).optional(),
+  srtUrl: SrtBaseUrl.optional(),
+  whipUrl: HttpUrl(512).optional(),
 });
 export type RegisterRequest = z.infer<typeof RegisterRequest>;
 
@@ -74,6 +81,20 @@ export const HeartbeatRequest = z.object({
 });
 export type HeartbeatRequest = z.infer<typeof HeartbeatRequest>;
 
+/** A stream the cloud wants ended on the relay now (its managed stream stopped). */
+export const StreamToEnd = z.object({ userId: UserId, streamId: StreamId });
+export type StreamToEnd = z.infer<typeof StreamToEnd>;
+
+/**
+ * The heartbeat's answer: `end` lists streams the relay reported that no longer exist for the cloud (their
+ * managed stream stopped), to end at once (ENDLIST, load released) instead of after the reconnect window.
+ */
+export const HeartbeatResponse = z.object({
+  ok: z.literal(true),
+  end: z.array(StreamToEnd).max(100_000).optional(),
+});
+export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>;
+
 export const DeregisterRequest = z.object({ relayId: RelayId });
 export type DeregisterRequest = z.infer<typeof DeregisterRequest>;
 
@@ -85,13 +106,18 @@ export const StreamEventRequest = z.object({
 });
 export type StreamEventRequest = z.infer<typeof StreamEventRequest>;
 
-/** The seed's path and body, kept: `POST /api/rtmp-relay/hls-ready`. */
+/**
+ * The seed's path and body, kept: `POST /api/rtmp-relay/hls-ready`, plus the relay that sends it (required:
+ * without it anyone with the relay secret could point any user's stream anywhere) and the other playback
+ * URLs once the relay serves them. Every URL must sit under the sender's registered HLS base.
+ */
 export const HlsReadyRequest = z.object({
   userId: UserId,
   streamId: StreamId,
   hlsUrl: HttpUrl(1024),
-  dashUrl: z.string().max(1024).default(''),
-  relayId: RelayId.optional(),
+  dashUrl: z.union([z.literal(''), HttpUrl(1024)]).default(''),
+  webrtcUrl: HttpUrl(1024).optional(),
+  relayId: RelayId,
 });
 export type HlsReadyRequest = z.infer<typeof HlsReadyRequest>;
 

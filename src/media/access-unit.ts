@@ -71,6 +71,8 @@ export interface SourceStart {
   hasAudio: boolean;
   /** Stream metadata (RTMP onMetaData), when the source carries any. */
   metadata: Record<string, unknown> | null;
+  /** The same metadata as the source encoded it (an FLV onMetaData body), forwarded as is to FLV outputs. */
+  metadataAmf0?: Buffer | null;
 }
 
 export function isVideoConfig(c: TrackConfig | null | undefined): c is VideoConfig {

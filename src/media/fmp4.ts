@@ -353,7 +353,7 @@ function describeEntry(buf: Buffer, entry: Box, kind: Fmp4Track['kind'], timesca
   return { codec: entry.type };
 }
 
-interface CodecInfo {
+export interface CodecInfo {
   codec: string;
   sampleRate?: number;
   channels?: number;
@@ -397,6 +397,12 @@ function codecInfo(buf: Buffer, entry: Box, childStart: number): CodecInfo {
       case 'esds': {
         if (type !== 'mp4a') break;
         return mp4aInfo(buf, c);
+      }
+      case 'dOps': {
+        // Opus in ISO BMFF §4.3.2: OutputChannelCount after the version byte. MSE and HLS name it 'opus'.
+        if (type !== 'Opus') break;
+        c.skip(1);
+        return { codec: 'opus', channels: c.u8() };
       }
     }
   }
@@ -451,7 +457,13 @@ function mp4aInfo(buf: Buffer, c: Cursor): CodecInfo {
   if (oti !== 0x40 || c.left === 0) return { codec };
   const size = descriptor(c, 0x05); // DecoderSpecificInfo: the AudioSpecificConfig
   if (size === 0) return { codec };
-  const asc = new Bits(buf, c.pos, c.pos + size);
+  return ascInfo(buf, c.pos, c.pos + size);
+}
+
+/** What an AudioSpecificConfig in buf[start, end) says: 'mp4a.40.' + audioObjectType, rate and channels. */
+function ascInfo(buf: Buffer, start: number, end: number): CodecInfo {
+  const codec = 'mp4a.40';
+  const asc = new Bits(buf, start, end);
   let aot = asc.read(5);
   if (aot === 31) aot = 32 + asc.read(6);
   let sampleRate = readSamplingFrequency(asc);
@@ -463,6 +475,21 @@ function mp4aInfo(buf: Buffer, c: Cursor): CodecInfo {
     ...(sampleRate ? { sampleRate } : {}),
     ...(channels ? { channels } : {}),
   };
+}
+
+/**
+ * The codec string, sample rate and channels the reader reports for an AAC track whose esds carries this
+ * AudioSpecificConfig (for writers that must describe their init exactly as the reader will). Throws
+ * FMP4_MALFORMED when it is truncated.
+ */
+export function aacCodecInfo(asc: Buffer): CodecInfo {
+  if (asc.length === 0) return { codec: 'mp4a.40' };
+  return ascInfo(asc, 0, asc.length);
+}
+
+/** The codec string the reader reports for an hvcC record under a sample entry of `type`. */
+export function hevcCodecString(record: Buffer, type: 'hvc1' | 'hev1' = 'hvc1'): string {
+  return hevcCodec(type, new Cursor(record, 0, record.length, 'hvcC'));
 }
 
 /** ISO 14496-3 Table 1.16; reserved indexes give undefined (the sample entry's rate stands). */

@@ -25,6 +25,7 @@
  * Config and script tags take their track's (or the session's) current time and change nothing. Pure and
  * total: the caller feeds tags in arrival order and writes what comes out; no timers, no I/O, no throws.
  */
+import type { AccessUnit, TrackKind } from './access-unit.ts';
 import { FlvTagType, type MediaTag } from './flv-tag.ts';
 
 export interface TimestampRepairOptions {
@@ -146,13 +147,34 @@ export class TimestampRepair {
     // Sequence headers become extradata in FFmpeg, not packets: they take the time they arrive at and
     // change nothing, so a new encoder's header cannot move the timeline.
     if (tag.isConfig) return at(tag, track.lastOut >= 0 ? track.lastOut : this.#sessionTime());
+    return at(tag, this.#time(track, tag.timestamp >>> 0));
+  }
+
+  /**
+   * An access unit on the repaired timeline (a new object; payload untouched): its DTS repaired like a tag's
+   * timestamp (whole ms; a fraction from a 90 kHz source is kept), its PTS moved with it. Not wrapped: the
+   * media core's timeline is a number of ms that only grows.
+   */
+  repairAu(au: AccessUnit): AccessUnit {
+    const whole = Math.floor(au.dts);
+    const out = this.#time(au.track === 'video' ? this.#video : this.#audio, whole >>> 0);
+    const dts = out + (au.dts - whole);
+    return { ...au, dts, pts: dts + (au.pts - au.dts) };
+  }
+
+  /** Where the next configuration goes: its track's last output, or the session's time. */
+  configTime(track: TrackKind): number {
+    const t = track === 'video' ? this.#video : this.#audio;
+    return t.lastOut >= 0 ? t.lastOut : this.#sessionTime();
+  }
+
+  #time(track: Track, raw: number): number {
     const other = track === this.#video ? this.#audio : this.#video;
-    const raw = tag.timestamp >>> 0;
     const out = track.started ? this.#next(track, other, raw) : this.#first(track, other, raw);
     track.started = true;
     track.lastRaw = raw;
     track.lastOut = out;
-    return at(tag, out);
+    return out;
   }
 
   /**

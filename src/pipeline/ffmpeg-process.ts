@@ -15,6 +15,9 @@ import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import type { ChildReaper } from './child-reaper.ts';
 
+/** FFmpeg stderr lines that every healthy run prints (logged at debug). */
+const EXPECTED_STDERR = /not enough frames to estimate rate/i;
+
 export interface FfmpegExit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -166,6 +169,10 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
   }
 
   #onStderr(line: string): void {
+    // Probing a live pipe always says this on a fresh stream: expected, not a warning. `stderr`, because the
+    // logger's `ffmpeg` binding (the start count) would be duplicated in the JSON object.
+    if (EXPECTED_STDERR.test(line))
+      return void this.#log.debug({ stderr: line.slice(0, 500) }, 'ffmpeg says');
     const now = Date.now();
     if (now - this.#logWindowStart > STDERR_WINDOW_MS) {
       if (this.#suppressed > 0)
@@ -179,7 +186,7 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
       return;
     }
     this.#logLines++;
-    this.#log.warn({ ffmpeg: line.slice(0, 500) }, 'ffmpeg says');
+    this.#log.warn({ stderr: line.slice(0, 500) }, 'ffmpeg says');
   }
 
   #onExit(code: number | null, signal: NodeJS.Signals | null): void {

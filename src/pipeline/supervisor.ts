@@ -62,7 +62,6 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
   #profile: PipelineProfile = 'copy';
   #process: FfmpegProcess | null = null;
   #waitingForKeyframe = false;
-  #switching: MediaTag[] | null = null;
   #gop: MediaTag[] = [];
   #gopBytes = 0;
   #failures = 0;
@@ -113,7 +112,7 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
   begin(
     flv: FlvStart,
     profile: PipelineProfile,
-    options: { ladder?: readonly Rung[]; capFps?: boolean } = {},
+    options: { ladder?: readonly Rung[]; capFps?: boolean; replay?: readonly MediaTag[] } = {},
   ): void {
     if (options.ladder) {
       this.#ladder = options.ladder;
@@ -122,7 +121,9 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
     this.#flv = flv;
     this.#profile = profile;
     this.#stopped = false;
-    this.#spawn([]);
+    // Tags fed before (auto's switch from copy: the GOP so far) count as this run's GOP too.
+    for (const tag of options.replay ?? []) this.#remember(tag);
+    this.#spawn(options.replay ? [...options.replay] : []);
     this.#watchdog ??= setInterval(
       () => this.#checkWatchdog(),
       Math.max(100, Math.floor(this.#options.watchdogMs / 4)),
@@ -137,10 +138,6 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
   write(tag: MediaTag): void {
     if (this.#stopped) return;
     this.#remember(tag);
-    if (this.#switching) {
-      this.#switching.push(tag);
-      return;
-    }
     const proc = this.#process;
     if (!proc) return; // restarting: the next FFmpeg starts from a keyframe out of the GOP buffer
     if (this.#waitingForKeyframe) {
@@ -153,32 +150,14 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
   }
 
   /**
-   * Switches profile at the current GOP: the running FFmpeg gets end of input and flushes, `beforeStart`
-   * runs (the stream discards output it no longer wants), then the new FFmpeg starts with the GOP replayed.
+   * FFmpeg's output starts near 0 on every run; the stream's timeline is the repaired input's. A fragment is
+   * reported at its input time (the run's first input frame ↔ its first output), so the packager sees one
+   * timeline whatever made the fragment. The bytes keep FFmpeg's own times (a run starts after a discontinuity).
    */
-  async switchProfile(profile: PipelineProfile, beforeStart: () => void): Promise<void> {
-    if (this.#switching || this.#stopped) return;
-    this.#profile = profile;
-    const old = this.#process;
-    this.#switching = [...this.#gop];
-    if (old) {
-      old.endInput();
-      await old.exited;
-    }
-    if (this.#stopped) return;
-    beforeStart();
-    const replay = this.#switching;
-    this.#switching = null;
-    this.#spawn(replay);
-  }
-
-  /**
-   * Maps an input timestamp (ms) of the current run to the output timeline (s), for copy runs, whose
-   * output keeps the input's spacing. Null until the run produced output.
-   */
-  outputSecondsFor(inputMs: number): number | null {
-    if (this.#runInputStartMs === null || this.#runOutputStart === null) return null;
-    return this.#runOutputStart + (inputMs - this.#runInputStartMs) / 1000;
+  #onStreamTimeline(fragment: Fmp4Fragment): Fmp4Fragment {
+    if (this.#runInputStartMs === null || this.#runOutputStart === null) return fragment;
+    const shift = this.#runInputStartMs / 1000 - this.#runOutputStart;
+    return { ...fragment, startSeconds: fragment.startSeconds + shift };
   }
 
   /** Stops for good (publisher gone or stream closed): resolves when no FFmpeg is left. */
@@ -263,7 +242,7 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
       if (this.#process !== proc) return;
       this.#lastOutputAt = Date.now();
       if (output === 0) this.#runOutputStart ??= fragment.startSeconds;
-      this.safeEmit('fragment', fragment, output);
+      this.safeEmit('fragment', this.#onStreamTimeline(fragment), output);
     });
     proc.once('exit', (exit) => this.#onExit(proc, exit));
     this.stats.starts++;
@@ -314,7 +293,7 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
       this.#log.warn({ code: exit.error.code, exitCode: exit.code, signal: exit.signal }, exit.error.message);
     }
     this.safeEmit('exit', exit);
-    if (this.#stopped || this.#switching || exit.requested) return;
+    if (this.#stopped || exit.requested) return;
     const pauses = this.#options.backoffMs ?? [250, 1000, 2000, 5000];
     const pause = pauses[Math.min(this.#failures, pauses.length - 1)]!;
     this.#failures++;
@@ -330,7 +309,7 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
 
   #checkWatchdog(): void {
     const proc = this.#process;
-    if (!proc || this.#switching || this.#stopped) return;
+    if (!proc || this.#stopped) return;
     const now = Date.now();
     const silentFor = now - this.#lastOutputAt;
     if (silentFor > this.#options.watchdogMs && this.#lastInputAt > this.#lastOutputAt) {

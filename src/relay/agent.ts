@@ -4,12 +4,15 @@
  * its state, or the first register failed) registers again. Stream events go through a bounded queue, in
  * order, each with an idempotency key, retried with backoff while the cloud is away (the oldest dropped and
  * counted past `maxQueue`); nothing here ever blocks media. One heartbeat at a time: a tick that finds the
- * previous one still waiting on a slow or frozen cloud is skipped, so calls never pile up.
+ * previous one still waiting on a slow or frozen cloud is skipped, so calls never pile up. The heartbeat's
+ * answer may list streams the cloud wants ended now (their managed stream stopped or moved): each goes to
+ * `endStream`, so the relay writes ENDLIST and frees the load at once instead of after the reconnect window.
  */
 import { hlsUserPath } from '../contracts/names.ts';
 import {
   DestinationsResponse,
   type HeartbeatRequest,
+  HeartbeatResponse,
   type HlsReadyRequest,
   type RegisterRequest,
   RelayApiPaths,
@@ -42,6 +45,8 @@ export interface RelayAgentOptions {
   viewers?: ViewerTracker;
   /** Re-streaming: destinations asked from the cloud at each stream's start and each heartbeat. */
   restreaming?: Restreaming;
+  /** Ends a stream now because the cloud said so (its managed stream stopped, or moved elsewhere). */
+  endStream?: (userId: string, streamId: string) => void;
 }
 
 interface QueuedEvent {
@@ -182,7 +187,8 @@ export class RelayAgent {
       cpu: this.#cpuSince(),
       draining: this.#options.draining?.() ?? false,
     };
-    const status = await this.#post(RelayApiPaths.heartbeat, body);
+    const { status, json } = await this.#request(RelayApiPaths.heartbeat, body);
+    if (status === 200) this.#endStreams(json);
     // Destinations can change while a stream is live (apps join and leave): ask again for each live one,
     // beside the heartbeat (never delaying the next one) and never two rounds at once.
     if (status === 200 && this.#options.restreaming && !this.#refreshing) {
@@ -292,8 +298,30 @@ export class RelayAgent {
     }
   }
 
+  /** Hands the streams a heartbeat's answer lists to `endStream` (an answer that breaks the contract: none). */
+  #endStreams(json: unknown): void {
+    const parsed = HeartbeatResponse.safeParse(json);
+    if (!parsed.success) {
+      if (json !== undefined) this.#log.warn('cloud sent a heartbeat answer that breaks the contract');
+      return;
+    }
+    for (const s of parsed.data.end ?? []) {
+      this.#log.info({ userId: s.userId, streamId: s.streamId }, 'the cloud ended this stream: ending it');
+      this.#options.endStream?.(s.userId, s.streamId);
+    }
+  }
+
   /** POSTs JSON; resolves with the status, or 0 when the cloud could not be reached. Never throws. */
   async #post(path: string, body: unknown, idempotencyKey?: string): Promise<number> {
+    return (await this.#request(path, body, idempotencyKey)).status;
+  }
+
+  /** POSTs JSON; the status (0: unreachable) and the JSON answer when there is one. Never throws. */
+  async #request(
+    path: string,
+    body: unknown,
+    idempotencyKey?: string,
+  ): Promise<{ status: number; json?: unknown }> {
     this.stats.sent++;
     try {
       const res = await fetch(new URL(path, this.#options.cloudUrl), {
@@ -306,16 +334,23 @@ export class RelayAgent {
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(this.#options.timeoutMs ?? 5000),
       });
-      await res.arrayBuffer();
+      const text = await res.text();
       if (!res.ok) {
         this.stats.failed++;
         this.#log.warn({ path, status: res.status }, 'cloud refused a relay call');
+        return { status: res.status };
       }
-      return res.status;
+      let json: unknown;
+      try {
+        json = text ? JSON.parse(text) : undefined;
+      } catch {
+        json = undefined; // not JSON: an older cloud's plain answer; nothing to act on
+      }
+      return { status: res.status, json };
     } catch (err) {
       this.stats.failed++;
       this.#log.warn({ path, err: (err as Error).message }, 'cloud unreachable');
-      return 0;
+      return { status: 0 };
     }
   }
 }

@@ -14,6 +14,9 @@ import {
   isGpuEncoder,
   probeEncoderOnce,
 } from '../pipeline/encoders.ts';
+import type { Publish } from '../rtmp/publish.ts';
+import { RtmpSource } from '../rtmp/rtmp-source.ts';
+import { passphraseFromConfig, SrtListener } from '../srt/listener.ts';
 import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
@@ -37,6 +40,10 @@ export interface RelayHandle {
   /** Prometheus /metrics. */
   metricsPort: number;
   rtmp: RtmpServer;
+  /** The SRT listener (UDP, one port for every stream). */
+  srt: SrtListener;
+  /** Its UDP port (SRT_PORT; 0 picks a free one). */
+  srtPort: number;
   streams: StreamRegistry;
   origin: FastifyInstance;
   api: FastifyInstance;
@@ -109,7 +116,28 @@ export async function startRelay(
       maxMessageSize: config.rtmp.maxMessageSize,
     },
   });
-  const detach = streams.attach(rtmp);
+  // RTMP publishes reach the streams as media sources (access units), like every other ingest.
+  const onRtmpPublish = (publish: Publish): void => streams.addSource(new RtmpSource(publish));
+  rtmp.on('publish', onRtmpPublish);
+  // SRT (MPEG-TS) publishes are media sources already; the same authorization as RTMP, before any media.
+  const srt = new SrtListener({
+    log,
+    authorize,
+    authTimeoutMs: config.srt.authTimeoutMs,
+    latencyMs: config.srt.latencyMs,
+    passphrase: passphraseFromConfig(config.srt),
+    maxConnections: config.srt.maxConnections,
+    maxConnectionsPerIp: config.srt.maxConnectionsPerIp,
+    handshakesPerSecond: config.srt.handshakesPerSecond,
+    handshakesPerIpPerSecond: config.srt.handshakesPerIpPerSecond,
+    receiveBufferPackets: config.srt.receiveBufferPackets,
+    peerIdleTimeoutMs: config.srt.peerIdleTimeoutMs,
+  });
+  const detachSrt = streams.attach(srt);
+  const detach = (): void => {
+    rtmp.off('publish', onRtmpPublish);
+    detachSrt();
+  };
   // Live = publishing or waiting for its publisher.
   const ready = (): boolean =>
     !draining &&
@@ -123,7 +151,6 @@ export async function startRelay(
     ready,
   });
   const thumbnails = new Thumbnails({
-    rtmp,
     streams,
     reaper,
     log,
@@ -149,6 +176,7 @@ export async function startRelay(
   const startedAt = Date.now();
   let hlsPort = config.hls.port;
   let rtmpPort = config.rtmp.port;
+  let srtPort = config.srt.port;
   const api = buildControlApi({
     rtmp,
     streams,
@@ -158,6 +186,7 @@ export async function startRelay(
     relayInfo: () => ({
       relayId: config.relay.id,
       rtmpPort,
+      srtPort,
       hlsPort,
       maxStreams: config.cloud.maxStreams,
       streams: streams.streams.length,
@@ -176,6 +205,7 @@ export async function startRelay(
     closed = true;
     detach();
     await rtmp.close();
+    await srt.close();
     await streams.close();
     thumbnails.close();
     restreaming.close();
@@ -212,6 +242,7 @@ export async function startRelay(
   };
   try {
     rtmpPort = await rtmp.listen(config.rtmp.port, config.rtmp.host);
+    srtPort = await srt.listen(config.srt.port, config.srt.host);
     const tlsConfig = config.rtmp.tls;
     const rtmpsPort = tlsConfig
       ? await rtmp.listenTls(tlsConfig.port, config.rtmp.host, readTlsFiles(tlsConfig))
@@ -225,10 +256,12 @@ export async function startRelay(
     const apiPort = await listen(api, config.api.port, config.api.host);
     const metricsPort = await listen(metrics, config.metrics.port, config.metrics.host);
     const hlsBase = `http://${options.publicHost ?? 'localhost'}:${hlsPort}/hls`;
-    log.info({ hlsPort, apiPort, metricsPort }, 'HLS origin, control API and metrics listening');
+    log.info({ hlsPort, apiPort, metricsPort, srtPort }, 'HLS origin, control API, metrics and SRT listening');
     return {
       rtmpPort,
       rtmpsPort,
+      srt,
+      srtPort,
       hlsPort,
       apiPort,
       metricsPort,

@@ -5,6 +5,8 @@
  * come from outside (the agent asks the cloud); each change of a stream's outputs is emitted for the agent
  * to report. A failing or slow destination only ever drops its own media (the pusher's bounded queue).
  */
+import type { AccessUnit, SourceStart, TrackConfig } from '../media/access-unit.ts';
+import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
 import type { RestreamDestination, RestreamOutput } from '../restream/manager.ts';
 import { RestreamManager, type RestreamManagerOptions } from '../restream/manager.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -37,17 +39,30 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
         log: options.log.child({ key: stream.key, component: 'restream' }),
       });
       this.#byKey.set(stream.key, manager);
-      const onInput = (start: Parameters<RestreamManager['start']>[0]): void => manager.start(start);
-      const onMedia = (tag: Parameters<RestreamManager['tag']>[0]): void => manager.tag(tag);
+      // Pushers speak RTMP: the stream's configuration and access units go back to FLV tags.
+      const onInput = (start: SourceStart): void =>
+        manager.start(flvStartOf(start, stream.repair.configTime('video')));
+      const onConfig = (config: TrackConfig): void => {
+        const tag = flvConfigTagOf(config, stream.repair.configTime(config.kind));
+        if (tag) manager.tag(tag);
+      };
+      const onMedia = (au: AccessUnit): void => {
+        if (manager.size === 0) return; // nothing to push: no FLV to make (most streams have no destination)
+        const config = stream.configuration;
+        const tag = flvTagOf(au, au.track === 'video' ? (config?.video ?? null) : (config?.audio ?? null));
+        if (tag) manager.tag(tag);
+      };
       const onStatus = (): void => {
         this.safeEmit('outputs', { userId: stream.userId, streamId: stream.streamId }, manager.outputs());
       };
       stream.on('input', onInput);
-      stream.on('media', onMedia);
+      stream.on('config', onConfig);
+      stream.on('au', onMedia);
       manager.on('status', onStatus);
       stream.once('ended', () => {
         stream.off('input', onInput);
-        stream.off('media', onMedia);
+        stream.off('config', onConfig);
+        stream.off('au', onMedia);
         manager.close(); // emits `stopped` for each destination: the last report
         manager.off('status', onStatus);
         if (this.#byKey.get(stream.key) === manager) this.#byKey.delete(stream.key);

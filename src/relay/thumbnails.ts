@@ -1,18 +1,17 @@
 /**
  * Thumbnails for every stream on the relay: one Thumbnailer per stream (made when the stream is created,
- * closed when it ends), fed the publisher's keyframes and decoder configuration straight from the RTMP
- * publishes (a thumbnail needs no timestamps, so repair does not matter), and served by the origin at
+ * closed when it ends), fed the stream's keyframes and decoder configuration (as FLV, which its FFmpeg
+ * decodes; a thumbnail needs no timestamps), whatever the ingest, and served by the origin at
  * `/hls/{userPath}/{streamId}/thumbnail.jpg` (a static route next to the HLS files; nothing from the request
  * becomes a path). Announced to apps as `thumbnailUrl` next to `hlsUrl`. Made on demand after the first
  * (see Thumbnailer): a stream nobody previews costs no decodes.
  */
 import type { FastifyInstance } from 'fastify';
 import { isValidStreamId, STREAM_ID_PATTERN } from '../contracts/names.ts';
-import { FlvTagType } from '../media/flv-tag.ts';
+import type { AccessUnit, TrackConfig } from '../media/access-unit.ts';
+import { flvConfigTagOf, flvTagOf } from '../media/flv-demux.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
 import { Thumbnailer } from '../pipeline/thumbnailer.ts';
-import type { Publish } from '../rtmp/publish.ts';
-import type { RtmpServer } from '../rtmp/server.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
 import type { Stream } from '../stream/stream.ts';
@@ -20,7 +19,6 @@ import type { Stream } from '../stream/stream.ts';
 export const THUMBNAIL_FILE = 'thumbnail.jpg';
 
 export interface ThumbnailsOptions {
-  rtmp: RtmpServer;
   streams: StreamRegistry;
   reaper: ChildReaper;
   log: Logger;
@@ -36,7 +34,7 @@ export class Thumbnails {
 
   constructor(options: ThumbnailsOptions) {
     this.#options = options;
-    const { rtmp, streams } = options;
+    const { streams } = options;
     const onCreated = (stream: Stream): void => {
       const t = new Thumbnailer({
         reaper: options.reaper,
@@ -46,24 +44,31 @@ export class Thumbnails {
         ...(options.ffmpegPath ? { ffmpegPath: options.ffmpegPath } : {}),
       });
       this.#byKey.set(stream.key, t);
+      const onInput = (): void => {
+        const video = stream.configuration?.video ?? null;
+        t.setConfig(video ? flvConfigTagOf(video, 0) : null);
+      };
+      const onConfig = (config: TrackConfig): void => {
+        if (config.kind === 'video') t.setConfig(flvConfigTagOf(config, 0));
+      };
+      const onAu = (au: AccessUnit): void => {
+        if (au.track !== 'video' || !au.keyframe) return;
+        const tag = flvTagOf(au, stream.configuration?.video ?? null);
+        if (tag) t.keyframe(tag);
+      };
+      stream.on('input', onInput);
+      stream.on('config', onConfig);
+      stream.on('au', onAu);
       stream.once('ended', () => {
+        stream.off('input', onInput);
+        stream.off('config', onConfig);
+        stream.off('au', onAu);
         t.close();
         if (this.#byKey.get(stream.key) === t) this.#byKey.delete(stream.key);
       });
     };
     streams.on('created', onCreated);
     this.#detach.push(() => streams.off('created', onCreated));
-    const onPublish = (publish: Publish): void => {
-      const key = publish.info.key;
-      publish.on('start', (start) => this.#byKey.get(key)?.setConfig(start.videoConfig));
-      publish.on('tag', (tag) => {
-        if (tag.type === FlvTagType.Video && tag.keyframe && !tag.isConfig)
-          this.#byKey.get(key)?.keyframe(tag);
-        else if (tag.type === FlvTagType.Video && tag.isConfig) this.#byKey.get(key)?.setConfig(tag);
-      });
-    };
-    rtmp.on('publish', onPublish);
-    this.#detach.push(() => rtmp.off('publish', onPublish));
   }
 
   /**

@@ -19,30 +19,12 @@ import type { Amf0Object, Amf0Value } from './amf0.ts';
 
 export type { MediaTag };
 
-import { type ErrorCode, ErrorCodes, RelayError } from '../shared/errors.ts';
+import type { EndReason, PublishInfo } from '../contracts/publish.ts';
+import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import type { PublishTarget } from './stream-key.ts';
 
-export type EndReasonKind =
-  /** FCUnpublish, deleteStream or closeStream. */
-  | 'unpublish'
-  /** The TCP connection closed or failed without an unpublish. */
-  | 'disconnect'
-  /** A newer authorized publish of the same key took over. */
-  | 'takeover'
-  | 'idle-timeout'
-  /** A protocol violation or refused input; `code` says which. */
-  | 'error'
-  /** The server is closing. */
-  | 'server-close'
-  /** An operator or the cloud stopped it. */
-  | 'kicked';
-
-export interface EndReason {
-  kind: EndReasonKind;
-  code?: ErrorCode;
-  message?: string;
-}
+export type { EndReason, EndReasonKind, PublishInfo } from '../contracts/publish.ts';
 
 export interface PublishStart {
   /** The decoded onMetaData object, or null when the publisher sent none before its first frame. */
@@ -71,16 +53,6 @@ export type PublishEvents = {
   tag: [MediaTag];
   end: [EndReason];
 };
-
-export interface PublishInfo {
-  id: number;
-  key: string;
-  userId: string;
-  streamId: string;
-  params: Record<string, string>;
-  remoteAddress: string;
-  startedAt: number;
-}
 
 const SET_DATA_FRAME = '@setDataFrame';
 

@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import type { AuthDecision, AuthorizePublish, PublishAuthRequest } from '../contracts/publish.ts';
 import { type ErrorCode, ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
@@ -19,21 +20,7 @@ import {
 } from './server-conn.ts';
 import type { PublishTarget } from './stream-key.ts';
 
-export interface PublishAuthRequest {
-  key: string;
-  userId: string;
-  streamId: string;
-  /** The publish URL's `token` query parameter. Never log it. */
-  token: string | undefined;
-  params: Record<string, string>;
-  remoteAddress: string;
-}
-
-/** A refusal is `Unauthorized` unless the hook says the name itself is the problem (`badName`). */
-export type AuthDecision = { allow: true } | { allow: false; reason: string; badName?: boolean };
-
-/** Runs before NetStream.Publish.Start; may refuse. The default allows everything. */
-export type AuthorizePublish = (request: PublishAuthRequest) => Promise<AuthDecision> | AuthDecision;
+export type { AuthDecision, AuthorizePublish, PublishAuthRequest } from '../contracts/publish.ts';
 
 export interface RtmpServerOptions {
   log: Logger;
@@ -202,13 +189,16 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
     };
     if (this.#closed) return refuse(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS, 'server closing');
     if (this.#connections.size >= this.#maxConnections) {
-      return refuse(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS, `${this.#maxConnections} connections open`);
+      return refuse(
+        ErrorCodes.RTMP_TOO_MANY_CONNECTIONS,
+        `${this.#connections.size} connections open: at most RTMP_MAX_CONNECTIONS (${this.#maxConnections})`,
+      );
     }
     const fromIp = this.#perIp.get(ip) ?? 0;
     if (fromIp >= this.#maxPerIp) {
       return refuse(
         ErrorCodes.RTMP_TOO_MANY_CONNECTIONS_PER_IP,
-        `${fromIp} connections open from this address`,
+        `${fromIp} connections open from this address: at most RTMP_MAX_CONNECTIONS_PER_IP (${this.#maxPerIp})`,
       );
     }
     socket.setKeepAlive?.(true, 10_000);
@@ -252,26 +242,27 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
         Promise.resolve().then(() => this.#authorize(request)),
         new Promise<AuthDecision>((resolve) => {
           timer = setTimeout(
-            () => resolve({ allow: false, reason: 'authorization timed out' }),
+            () =>
+              resolve({
+                allow: false,
+                reason: `authorization timed out: the check must answer within ${this.#authTimeoutMs / 1000} s`,
+              }),
             this.#authTimeoutMs,
           );
         }),
       ]);
       if (decision.allow) return { allow: true };
+      // The key names what was refused (it passed the naming contract, so it is safe to echo and log).
+      const reason = `${target.key}: ${decision.reason}`;
       if (decision.badName) {
-        return {
-          allow: false,
-          status: 'NetStream.Publish.BadName',
-          code: ErrorCodes.RTMP_BAD_NAME,
-          reason: decision.reason,
-        };
+        return { allow: false, status: 'NetStream.Publish.BadName', code: ErrorCodes.RTMP_BAD_NAME, reason };
       }
       this.stats.authRefusals++;
       return {
         allow: false,
         status: 'NetStream.Publish.Unauthorized',
         code: ErrorCodes.RTMP_UNAUTHORIZED,
-        reason: decision.reason,
+        reason,
       };
     } catch (err) {
       this.stats.authRefusals++;
@@ -280,7 +271,7 @@ export class RtmpServer extends TypedEmitter<RtmpServerEvents> implements Connec
         allow: false,
         status: 'NetStream.Publish.Unauthorized',
         code: ErrorCodes.RTMP_AUTH_FAILED,
-        reason: 'authorization failed',
+        reason: `${target.key}: the authorization check failed (see the relay's log)`,
       };
     } finally {
       clearTimeout(timer);

@@ -26,6 +26,21 @@ const EnvSchema = z.object({
   RTMP_IDLE_TIMEOUT_SECONDS: seconds(30),
   RTMP_AUTH_TIMEOUT_SECONDS: seconds(10),
   RTMP_MAX_MESSAGE_BYTES: count(8 * 1024 * 1024).pipe(z.number().max(0xffffff)),
+  /** SRT ingest (UDP), one port for every stream. */
+  SRT_HOST: z.string().min(1).default('0.0.0.0'),
+  SRT_PORT: port(8890),
+  /** TSBPD latency the relay asks for; the larger of this and the caller's wins. */
+  SRT_LATENCY_MS: z.coerce.number().int().min(20).max(8000).default(120),
+  /** Per-stream passphrases: HMAC of the stream key under this secret (contracts/srt.ts). */
+  SRT_PASSPHRASE_SECRET: z.string().min(16).optional(),
+  /** One passphrase for every stream (libsrt takes 10 to 79 characters). */
+  SRT_PASSPHRASE: z.string().min(10).max(79).optional(),
+  SRT_MAX_CONNECTIONS: count(1000),
+  SRT_MAX_CONNECTIONS_PER_IP: count(20),
+  SRT_HANDSHAKES_PER_SECOND: count(500),
+  SRT_HANDSHAKES_PER_IP_PER_SECOND: count(20),
+  SRT_RECEIVE_BUFFER_PACKETS: count(8192).pipe(z.number().max(65536)),
+  SRT_PEER_IDLE_TIMEOUT_SECONDS: seconds(5),
   PUBLISH_AUTH: z.enum(['token', 'off']).optional(),
   HLS_HOST: z.string().min(1).default('0.0.0.0'),
   HLS_PORT: port(8888),
@@ -86,6 +101,8 @@ const EnvSchema = z.object({
   ACK_TIMEOUT_SECONDS: seconds(10),
   MAX_MISSED_ACKS: count(3),
   REDIS_URL: z.string().url().optional(),
+  SSE_KEEPALIVE_SECONDS: seconds(15),
+  GLASSES_INGEST: z.enum(['rtmp', 'srt', 'whip']).default('rtmp'),
   DRAIN_TIMEOUT_SECONDS: seconds(300),
   RTMP_RELAY_URLS: z.string().min(1).optional(),
   RTMP_RELAY_HLS_URLS: z.string().min(1).optional(),
@@ -125,6 +142,22 @@ export interface RelayConfig {
     maxMessageSize: number;
     /** RTMPS listener: set when RTMPS_CERT_FILE and RTMPS_KEY_FILE are (PEM files, read at start). */
     tls: { port: number; certFile: string; keyFile: string } | null;
+  };
+  srt: {
+    host: string;
+    port: number;
+    latencyMs: number;
+    /** At most one of the two is set (both is a configuration error). */
+    passphraseSecret: string | undefined;
+    passphrase: string | undefined;
+    maxConnections: number;
+    maxConnectionsPerIp: number;
+    handshakesPerSecond: number;
+    handshakesPerIpPerSecond: number;
+    receiveBufferPackets: number;
+    peerIdleTimeoutMs: number;
+    /** The hook's time budget (RTMP_AUTH_TIMEOUT_SECONDS, capped below libsrt's 3 s connect timeout). */
+    authTimeoutMs: number;
   };
   hls: {
     host: string;
@@ -204,6 +237,10 @@ export interface RelayConfig {
     ackTimeoutMs: number;
     maxMissedAcks: number;
     redisUrl: string | undefined;
+    /** SSE_KEEPALIVE_SECONDS: comment keep-alives on idle managed-stream event streams. */
+    sseKeepAliveMs: number;
+    /** GLASSES_INGEST: the ingest the cloud hands the glasses (rtmp until the SRT and WHIP ingests land). */
+    glassesIngest: 'rtmp' | 'srt' | 'whip';
     /** DRAIN_TIMEOUT_SECONDS: how long live streams may run on after SIGTERM. */
     drainTimeoutMs: number;
     /** RTMP_RELAY_URLS / RTMP_RELAY_HLS_URLS: used when no relay is registered (the seed's static list). */
@@ -290,6 +327,12 @@ export function loadConfig(
     throw new RelayError(ErrorCodes.CONFIG_INVALID, `invalid configuration: ${problems}`);
   }
   const e = parsed.data;
+  if (e.SRT_PASSPHRASE !== undefined && e.SRT_PASSPHRASE_SECRET !== undefined) {
+    throw new RelayError(
+      ErrorCodes.CONFIG_INVALID,
+      'invalid configuration: SRT_PASSPHRASE and SRT_PASSPHRASE_SECRET: set one, not both',
+    );
+  }
   return {
     logLevel: e.LOG_LEVEL,
     rtmp: {
@@ -302,6 +345,20 @@ export function loadConfig(
       authTimeoutMs: e.RTMP_AUTH_TIMEOUT_SECONDS * 1000,
       maxMessageSize: e.RTMP_MAX_MESSAGE_BYTES,
       tls: rtmpsConfig(e.RTMPS_PORT, e.RTMPS_CERT_FILE, e.RTMPS_KEY_FILE),
+    },
+    srt: {
+      host: e.SRT_HOST,
+      port: e.SRT_PORT,
+      latencyMs: e.SRT_LATENCY_MS,
+      passphraseSecret: e.SRT_PASSPHRASE_SECRET,
+      passphrase: e.SRT_PASSPHRASE,
+      maxConnections: e.SRT_MAX_CONNECTIONS,
+      maxConnectionsPerIp: e.SRT_MAX_CONNECTIONS_PER_IP,
+      handshakesPerSecond: e.SRT_HANDSHAKES_PER_SECOND,
+      handshakesPerIpPerSecond: e.SRT_HANDSHAKES_PER_IP_PER_SECOND,
+      receiveBufferPackets: e.SRT_RECEIVE_BUFFER_PACKETS,
+      peerIdleTimeoutMs: e.SRT_PEER_IDLE_TIMEOUT_SECONDS * 1000,
+      authTimeoutMs: Math.min(e.RTMP_AUTH_TIMEOUT_SECONDS * 1000, 2500),
     },
     hls: {
       host: e.HLS_HOST,
@@ -360,6 +417,8 @@ export function loadConfig(
       ackTimeoutMs: e.ACK_TIMEOUT_SECONDS * 1000,
       maxMissedAcks: e.MAX_MISSED_ACKS,
       redisUrl: e.REDIS_URL,
+      sseKeepAliveMs: e.SSE_KEEPALIVE_SECONDS * 1000,
+      glassesIngest: e.GLASSES_INGEST,
       drainTimeoutMs: e.DRAIN_TIMEOUT_SECONDS * 1000,
       staticRelays: staticRelays(e.RTMP_RELAY_URLS, e.RTMP_RELAY_HLS_URLS),
     },

@@ -7,14 +7,25 @@
  * failed, stops on an unknown stream id in a keep-alive, and stops by itself after 60 s without one. A cloud
  * connection that drops is opened again (with backoff; the publish goes on meanwhile), and the glasses then
  * repeat their current publish status, which the cloud may have missed.
+ *
+ * Two dialects: the seed's `start_rtmp_stream` family, or current firmware's `start_stream {streamUrl}`
+ * (`commands: 'stream'`, announced to the cloud with `?commands=stream`). Two ways to publish: FFmpeg
+ * encoding a synthetic stream, or `replay` of pre-encoded FLV tags in real time through the in-process RTMP
+ * client (no encoder per pair of glasses, so twenty fit on a loaded test machine, and the publish token is
+ * never in any process's argv). A replayed publish that the network stops taking (more than half a second
+ * of it unsent) counts as stalled, as a phone's socket write timeout would.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import WebSocket from 'ws';
 import {
   type CloudToGlasses,
   CloudToGlasses as CloudToGlassesSchema,
+  CloudToGlassesStream,
+  type GlassesDialect,
   type GlassesToCloud,
 } from '../contracts/mentra.ts';
+import { FlvTagType, type MediaTag } from '../media/flv-tag.ts';
+import { RtmpPublisher } from '../rtmp/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { redactUrl } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
@@ -39,7 +50,15 @@ export interface GlassesSimOptions {
   cloudRetryMs?: { first: number; max: number };
   /** Where a publish really goes, given the rtmpUrl the cloud sent (tests route it through a proxy). */
   publishUrl?: (rtmpUrl: string) => string;
+  /** Which commands the glasses take (default `rtmp`, the seed's). */
+  commands?: GlassesDialect;
+  /** Publish these FLV tags (looped, in real time) instead of encoding with FFmpeg. */
+  replay?: readonly MediaTag[];
 }
+
+/** Replay: bytes left unsent that count as a stalled network (about half a second of a 1 Mbit/s stream). */
+const REPLAY_STALL_BYTES = 64 * 1024;
+const REPLAY_TICK_MS = 20;
 
 export type GlassesSimEvents = {
   connected: [];
@@ -52,6 +71,8 @@ interface Publishing {
   streamId: string;
   rtmpUrl: string;
   child: ChildProcess | null;
+  /** The replayed publish, when replaying. */
+  replay: { publisher: RtmpPublisher; timer: NodeJS.Timeout | null } | null;
   attempt: number;
   retryTimer: NodeJS.Timeout | null;
   stopping: boolean;
@@ -95,10 +116,16 @@ export function simPublishArgs(rtmpUrl: string): string[] {
       '1M',
     ],
     ...['-c:a', 'aac', '-ac', '1', '-b:a', '64k'],
-    // A phone-sized socket send buffer (about half a second of this stream): over loopback the kernel would
-    // otherwise buffer megabytes, and a publish whose network went silent would take half a minute to stall.
-    ...['-send_buffer_size', '65536'],
-    ...['-f', 'flv', rtmpUrl],
+    // SRT (current firmware's managed streams): MPEG-TS over FFmpeg's libsrt, as StreamPack sends it.
+    ...(/^srt:\/\//i.test(rtmpUrl)
+      ? ['-f', 'mpegts', rtmpUrl]
+      : [
+          // A phone-sized socket send buffer (about half a second of this stream): over loopback the kernel
+          // would otherwise buffer megabytes, and a publish whose network went silent would take half a minute
+          // to stall.
+          ...['-send_buffer_size', '65536'],
+          ...['-f', 'flv', rtmpUrl],
+        ]),
   ];
 }
 
@@ -123,7 +150,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
   }
 
   get streaming(): boolean {
-    return this.#publishing?.child != null;
+    return this.#publishing?.child != null || this.#publishing?.replay != null;
   }
 
   /** The FFmpeg that publishes now, if any (fault tests follow it). */
@@ -157,6 +184,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
   #open(): WebSocket {
     const url = new URL('/glasses-ws', this.#options.cloudUrl);
     if (!this.#options.token) url.searchParams.set('userId', this.#options.userId);
+    if (this.#options.commands === 'stream') url.searchParams.set('commands', 'stream');
     const headers: Record<string, string> = this.#options.token
       ? { authorization: `Bearer ${this.#options.token}` }
       : {};
@@ -214,12 +242,11 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       this.#log.warn('cloud sent something that is not JSON');
       return;
     }
-    const result = CloudToGlassesSchema.safeParse(parsed);
-    if (!result.success) {
+    const message = this.#parseCommand(parsed);
+    if (!message) {
       this.#log.debug({ type: (parsed as { type?: unknown })?.type }, 'ignored message');
       return;
     }
-    const message = result.data;
     this.safeEmit('message', message);
     switch (message.type) {
       case 'start_rtmp_stream':
@@ -250,6 +277,58 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     }
   }
 
+  /** A command in the glasses' dialect, in the seed's names (what the rest of the simulator handles). */
+  #parseCommand(parsed: unknown): CloudToGlasses | null {
+    if (this.#options.commands !== 'stream') {
+      const seed = CloudToGlassesSchema.safeParse(parsed);
+      return seed.success ? seed.data : null;
+    }
+    const current = CloudToGlassesStream.safeParse(parsed);
+    if (!current.success) return null;
+    const m = current.data;
+    const now = Date.now();
+    switch (m.type) {
+      case 'start_stream':
+        // RTMP, or SRT through FFmpeg (the replay mode speaks RTMP only); WHIP is not simulated yet: refused as
+        // the firmware refuses what it cannot do.
+        if (
+          !/^rtmps?:\/\//i.test(m.streamUrl) &&
+          !(/^srt:\/\//i.test(m.streamUrl) && !this.#options.replay)
+        ) {
+          this.#send({
+            type: 'rtmp_stream_status',
+            streamId: m.streamId,
+            status: 'error',
+            errorDetails: 'unsupported URL scheme',
+          });
+          return null;
+        }
+        return {
+          type: 'start_rtmp_stream',
+          sessionId: '',
+          rtmpUrl: m.streamUrl,
+          appId: 'MANAGED_STREAM',
+          streamId: m.streamId,
+          timestamp: now,
+        };
+      case 'stop_stream':
+        return {
+          type: 'stop_rtmp_stream',
+          sessionId: '',
+          appId: 'MANAGED_STREAM',
+          streamId: m.streamId,
+          timestamp: now,
+        };
+      case 'keep_stream_alive':
+        return { type: 'keep_rtmp_stream_alive', streamId: m.streamId, ackId: m.ackId };
+      case 'get_stream_status': {
+        const status = this.#publishing?.status;
+        if (status) this.#send(status);
+        return null;
+      }
+    }
+  }
+
   #start(streamId: string, rtmpUrl: string): void {
     // A start for the stream already publishing moves it (the cloud placed it on another relay): the old
     // publish ends without `stopped`, which the cloud would take as the glasses ending the managed stream.
@@ -258,6 +337,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       streamId,
       rtmpUrl,
       child: null,
+      replay: null,
       attempt: 0,
       retryTimer: null,
       stopping: false,
@@ -271,6 +351,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
   #spawn(): void {
     const p = this.#publishing;
     if (!p || p.stopping) return;
+    if (this.#options.replay) return this.#replay(p, this.#options.replay);
     const url = this.#options.publishUrl?.(p.rtmpUrl) ?? p.rtmpUrl;
     this.#log.info({ url: redactUrl(url), attempt: p.attempt }, 'publishing');
     const child = spawn(this.#options.ffmpegPath ?? 'ffmpeg', simPublishArgs(url), {
@@ -317,6 +398,63 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     });
   }
 
+  /**
+   * Publishes `tags` through the in-process RTMP client: configuration first, then the media looped for
+   * as long as the publish lasts, each tag when its media time comes on the wall clock (a fresh publisher's
+   * clock at every attempt, as the glasses' encoder restarts).
+   */
+  #replay(p: Publishing, tags: readonly MediaTag[]): void {
+    const url = this.#options.publishUrl?.(p.rtmpUrl) ?? p.rtmpUrl;
+    this.#log.info({ url: redactUrl(url), attempt: p.attempt }, 'publishing (replay)');
+    const head = tags.filter((t) => t.isConfig || t.type === FlvTagType.Script);
+    const media = tags.filter((t) => !t.isConfig && t.type !== FlvTagType.Script);
+    const first = media[0]?.timestamp ?? 0;
+    const span = media.length > 0 ? media.at(-1)!.timestamp - first + 70 : 1000;
+    const publisher = new RtmpPublisher({ url, log: this.#log });
+    const replay: { publisher: RtmpPublisher; timer: NodeJS.Timeout | null } = { publisher, timer: null };
+    p.replay = replay;
+    let stalled = false;
+    publisher.once('started', () => {
+      if (this.#publishing !== p || p.replay !== replay) return;
+      const startedAt = performance.now();
+      for (const t of head) publisher.send(t, 0);
+      let index = 0;
+      let loop = 0;
+      replay.timer = setInterval(() => {
+        if (publisher.writableLength > REPLAY_STALL_BYTES) {
+          stalled = true;
+          this.#log.warn({ streamId: p.streamId }, 'publish stalled: the network stopped taking data');
+          publisher.destroy();
+          return;
+        }
+        const elapsed = performance.now() - startedAt;
+        while (media.length > 0) {
+          const tag = media[index]!;
+          const at = tag.timestamp - first + loop * span;
+          if (at > elapsed) break;
+          publisher.send(tag, at);
+          if (++index === media.length) {
+            index = 0;
+            loop++;
+          }
+        }
+      }, REPLAY_TICK_MS);
+      this.#send({
+        type: 'rtmp_stream_status',
+        streamId: p.streamId,
+        status: p.attempt === 0 ? 'streaming' : 'reconnected',
+      });
+    });
+    publisher.once('closed', ({ error }) => {
+      if (replay.timer) clearInterval(replay.timer);
+      if (this.#publishing !== p || p.replay !== replay) return;
+      p.replay = null;
+      if (p.stopping) return;
+      this.#retry(null, stalled ? 'publish stalled' : 'publish failed', error?.message ?? '');
+    });
+    publisher.start();
+  }
+
   #retry(code: number | null, reason: string, errors: string): void {
     const p = this.#publishing!;
     const retries = this.#options.retries ?? 10;
@@ -334,7 +472,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     const first = this.#options.firstRetryMs ?? 1000;
     const pause = first * (this.#options.retryFactor ?? 1.5) ** (p.attempt - 1) * (0.8 + Math.random() * 0.4);
     this.#log.warn(
-      { code, reason, attempt: p.attempt, ffmpeg: errors.trim().split('\n').at(-1) },
+      { code, reason, attempt: p.attempt, ffmpeg: redactTokens(errors.trim().split('\n').at(-1) ?? '') },
       'publish failed, retrying',
     );
     this.#send({
@@ -355,6 +493,11 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     p.stopping = true;
     if (p.retryTimer) clearTimeout(p.retryTimer);
     if (p.child?.pid) killGroup(p.child.pid, 'SIGTERM');
+    if (p.replay) {
+      if (p.replay.timer) clearInterval(p.replay.timer);
+      p.replay.publisher.close();
+      p.replay = null;
+    }
     if (status === 'stopped')
       this.#send({ type: 'rtmp_stream_status', streamId: p.streamId, status: 'stopped' });
   }
@@ -366,6 +509,11 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       this.#stopPublishing('stopped');
     }, this.#options.keepAliveTimeoutMs ?? 60_000);
   }
+}
+
+/** FFmpeg's messages may quote the publish URL: its token (and any JWT-shaped text) never reaches a log. */
+export function redactTokens(text: string): string {
+  return redactUrl(text).replace(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '[redacted]');
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {

@@ -5,16 +5,7 @@
  * Bounded: at most `WINDOW_MS` of samples (and a hard cap) are held, whatever the publisher sends.
  */
 
-import { avcSequenceHeaderSize } from '../media/avc-sps.ts';
-import {
-  FlvTagType,
-  type MediaTag,
-  parseAudioTag,
-  parseVideoTag,
-  SoundFormat,
-  VideoCodecId,
-} from '../media/flv-tag.ts';
-import type { PublishStart } from '../rtmp/publish.ts';
+import type { AccessUnit, SourceStart, TrackConfig } from '../media/access-unit.ts';
 
 /** Window for fps and bitrate, ms of media time. */
 export const WINDOW_MS = 5000;
@@ -41,23 +32,18 @@ interface Sample {
   video: boolean;
 }
 
-const AUDIO_NAMES: Record<number, string> = {
-  [SoundFormat.Aac]: 'aac',
-  [SoundFormat.Mp3]: 'mp3',
-  [SoundFormat.Speex]: 'speex',
-  [SoundFormat.Nellymoser]: 'nellymoser',
-};
-
-function audioName(codec: number | string): string {
-  return typeof codec === 'string' ? codec : (AUDIO_NAMES[codec] ?? `flv-audio-${codec}`);
+/** A codec's name as the control API and metrics show it ('h264', 'aac', 'flv-video-2', …). */
+function codecName(config: TrackConfig | null): string | undefined {
+  if (!config) return undefined;
+  if (config.codec !== 'opaque') return config.codec;
+  const flv = /^flv:(\d+)$/.exec(config.name);
+  if (!flv) return config.name;
+  const id = Number(flv[1]);
+  if (config.kind === 'video') return `flv-video-${id}`;
+  return FLV_AUDIO_NAMES[id] ?? `flv-audio-${id}`;
 }
 
-function videoName(codec: number | string | undefined): string | undefined {
-  if (codec === undefined) return undefined;
-  if (codec === VideoCodecId.Avc || codec === 'avc1') return 'h264';
-  if (typeof codec === 'string') return codec;
-  return `flv-video-${codec}`;
-}
+const FLV_AUDIO_NAMES: Record<number, string> = { 2: 'mp3', 6: 'nellymoser', 11: 'speex' };
 
 function dimension(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 && value <= 16_384
@@ -82,37 +68,50 @@ export class IngestStats {
   metadataFps: number | undefined;
 
   /** A publish started (the first, or the publisher back): codecs and size from its configuration. */
-  start(start: PublishStart): void {
-    this.spsSize = start.videoConfig ? avcSequenceHeaderSize(start.videoConfig.data) : null;
-    const fps = start.metadata?.framerate ?? start.metadata?.videoframerate;
+  start(start: SourceStart): void {
+    this.spsSize =
+      start.video?.kind === 'video' && start.video.codec === 'h264' && start.video.width > 0
+        ? { width: start.video.width, height: start.video.height }
+        : null;
+    const meta = start.metadata;
+    const fps = meta?.framerate ?? meta?.videoframerate;
     this.metadataFps = typeof fps === 'number' && fps > 0 && fps <= 240 ? fps : undefined;
-    const video = start.videoConfig ? parseVideoTag(start.videoConfig.data) : null;
-    const audio = start.audioConfig ? parseAudioTag(start.audioConfig.data) : null;
-    this.#videoCodec = start.hasVideo ? (videoName(video?.codec) ?? this.#videoCodec) : undefined;
-    this.#audioCodec = start.hasAudio ? (audio ? audioName(audio.codec) : this.#audioCodec) : undefined;
-    this.#width = dimension(start.metadata?.width) ?? this.#width;
-    this.#height = dimension(start.metadata?.height) ?? this.#height;
+    this.#videoCodec = start.hasVideo ? (codecName(start.video) ?? this.#videoCodec) : undefined;
+    this.#audioCodec = start.hasAudio ? (codecName(start.audio) ?? this.#audioCodec) : undefined;
+    this.#width = dimension(meta?.width) ?? this.spsSize?.width ?? this.#width;
+    this.#height = dimension(meta?.height) ?? this.spsSize?.height ?? this.#height;
     // A reconnect restarts the publisher's clock: old samples would skew the window.
     this.#samples = [];
     this.#head = 0;
     this.#keyframes = [];
   }
 
-  /** A media tag, after timestamp repair. */
-  tag(tag: MediaTag): void {
-    if (tag.isConfig || tag.type === FlvTagType.Script) return;
-    const video = tag.type === FlvTagType.Video;
-    this.#bytes += tag.data.length;
-    this.#samples.push({ ts: tag.timestamp, bytes: tag.data.length, video });
-    if (video && tag.keyframe) {
-      this.#keyframes.push(tag.timestamp);
+  /** A track's configuration changed mid-publish (a new size, or an opaque codec named by its first frame). */
+  config(config: TrackConfig): void {
+    if (config.kind === 'video') {
+      this.#videoCodec = codecName(config) ?? this.#videoCodec;
+      if (config.codec === 'h264' && config.width > 0) {
+        this.spsSize = { width: config.width, height: config.height };
+        this.#width = config.width;
+        this.#height = config.height;
+      }
+    } else this.#audioCodec = codecName(config) ?? this.#audioCodec;
+  }
+
+  /** An access unit, after timestamp repair. */
+  au(au: AccessUnit): void {
+    const video = au.track === 'video';
+    const ts = au.dts;
+    this.#bytes += au.data.length;
+    this.#samples.push({ ts, bytes: au.data.length, video });
+    if (video && au.keyframe) {
+      this.#keyframes.push(ts);
       if (this.#keyframes.length > KEYFRAME_GAPS + 1) this.#keyframes.shift();
     }
     // Drop what left the window (amortised: compact once half the array is dead).
-    const newest = tag.timestamp;
     while (
       this.#head < this.#samples.length &&
-      (newest - this.#samples[this.#head]!.ts > WINDOW_MS || this.#samples.length - this.#head > MAX_SAMPLES)
+      (ts - this.#samples[this.#head]!.ts > WINDOW_MS || this.#samples.length - this.#head > MAX_SAMPLES)
     ) {
       this.#head++;
     }

@@ -1,12 +1,13 @@
 /**
- * The relay's streams by key and by HLS path. It listens to the RTMP server (a hook that returns its undo):
- * a publish attaches to the stream of its key, created on first use; a stream stays registered through
- * `reconnecting` and after `ended` until its end grace is over, so the URL keeps answering.
+ * The relay's streams by key and by HLS path. Every ingest hands its publishes over as media sources
+ * (`addSource`, or `attach` to a server's `publish` events: a hook that returns its undo): a publish attaches
+ * to the stream of its key, created on first use, whatever protocol it came by; a stream stays registered
+ * through `reconnecting` and after `ended` until its end grace is over, so the URL keeps answering.
  */
 import { hlsUserPath } from '../contracts/names.ts';
+import type { PublishAuthRequest } from '../contracts/publish.ts';
+import type { MediaSource } from '../media/source.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
-import type { Publish } from '../rtmp/publish.ts';
-import type { PublishAuthRequest, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
@@ -17,6 +18,12 @@ export type StreamRegistryEvents = {
   ready: [Stream];
   ended: [Stream];
 };
+
+/** What `attach` needs of an ingest server. */
+export interface SourceServer {
+  on(event: 'publish', listener: (source: MediaSource) => void): unknown;
+  off(event: 'publish', listener: (source: MediaSource) => void): unknown;
+}
 
 export interface StreamRegistryOptions {
   hls: RelayConfig['hls'];
@@ -64,15 +71,16 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
     return null;
   }
 
-  /** Follows the server's publishes; returns the undo. */
-  attach(server: RtmpServer): () => void {
-    const onPublish = (publish: Publish): void => this.#onPublish(publish);
+  /** Follows an ingest's publishes (any emitter of `publish: [MediaSource]`); returns the undo. */
+  attach(server: SourceServer): () => void {
+    const onPublish = (source: MediaSource): void => this.addSource(source);
     server.on('publish', onPublish);
     return () => server.off('publish', onPublish);
   }
 
-  #onPublish(publish: Publish): void {
-    const { key, userId, streamId, params } = publish.info;
+  /** An authorized publish went live: it feeds the stream of its key (created on first use). */
+  addSource(source: MediaSource): void {
+    const { key, userId, streamId, params } = source.info;
     let stream = this.#byKey.get(key);
     if (stream && stream.state === 'ended') {
       // The old incarnation is over; a new one gets a new playlist (and new segment names).
@@ -102,7 +110,7 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
       });
       this.#register(stream);
     }
-    stream.attach(publish);
+    stream.attach(source);
   }
 
   #register(stream: Stream): void {

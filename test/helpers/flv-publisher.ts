@@ -43,6 +43,11 @@ export interface FlvPublishOptions {
   chunkSize?: number;
   /** How long to wait for NetStream.Publish.Start (default 15 s). */
   startTimeoutMs?: number;
+  /**
+   * Awaited after the last tag is sent and before FCUnpublish (not after stop() or drop()): a test holds the
+   * publish open until the relay caught up, so its end does not depend on how fast this machine is.
+   */
+  beforeUnpublish?: () => Promise<void>;
 }
 
 export interface FlvPublisher {
@@ -310,6 +315,7 @@ export function publishFlv(source: FlvSource, options: FlvPublishOptions): FlvPu
     markStarted();
     try {
       if (!ending) await sendPaced();
+      if (!ending && !closed() && options.beforeUnpublish) await options.beforeUnpublish();
       if (closed()) {
         if (ending) return; // dropped, or the server closed after stop()
         throw closedByPeer();

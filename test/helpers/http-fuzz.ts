@@ -152,13 +152,13 @@ export function fuzzRequest(random: () => number, real: readonly string[]): Fuzz
       'Bearer ',
       'Bearer x',
       'Basic eA==',
-      'Bearer ' + 'a'.repeat(4000),
+      `Bearer ${'a'.repeat(4000)}`,
       'bearer x.y.z',
     ]);
   if (random() < 0.2) headers.origin = pick(random, ['http://evil.example', 'null', '*', 'file://']);
   if (random() < 0.2) headers['if-none-match'] = pick(random, ['*', '"x"', 'W/"x"', '"'.repeat(50)]);
   if (random() < 0.1) headers.range = pick(random, ['bytes=0-', 'bytes=-1', 'bytes=999999999-', 'bytes=a-b']);
-  if (random() < 0.1) headers.accept = '*/*;q=' + 'x'.repeat(200);
+  if (random() < 0.1) headers.accept = `*/*;q=${'x'.repeat(200)}`;
   const method = pick(random, METHODS);
   const request: FuzzRequest = { method, url, headers };
   if (

@@ -11,6 +11,8 @@ export const LOOPBACK_RELAY_ENV = {
   API_PORT: '0',
   METRICS_HOST: '127.0.0.1',
   METRICS_PORT: '0',
+  SRT_HOST: '127.0.0.1',
+  SRT_PORT: '0',
 } as const;
 
 /** Env for a cloud on a free loopback port. */

@@ -1,8 +1,22 @@
 /**
  * Runs external tools (ffmpeg, ffprobe, GStreamer) for tests: argv arrays, own process group, killed with
  * the group when the test is done, every exit reported. A missing tool fails the test (never a skip).
+ * A tool still running when the test process exits (however it ends: a failed test, an interrupted run)
+ * is killed with it: its own process group keeps it out of the runner's group kill.
  */
 import { spawn } from 'node:child_process';
+
+/** Process groups of the tools running now; one exit hook kills them all. */
+const running = new Set<number>();
+process.once('exit', () => {
+  for (const pgid of running) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+});
 
 export interface ToolRun {
   pid: number;
@@ -28,6 +42,7 @@ export function startTool(command: string, args: string[], options: { timeoutMs?
       // already gone: nothing to kill
     }
   };
+  if (child.pid !== undefined) running.add(child.pid);
   const timer = options.timeoutMs ? setTimeout(() => kill(), options.timeoutMs) : undefined;
   const done = new Promise<{
     code: number | null;
@@ -37,10 +52,12 @@ export function startTool(command: string, args: string[], options: { timeoutMs?
   }>((resolve, reject) => {
     child.once('error', (err) => {
       clearTimeout(timer);
+      if (child.pid !== undefined) running.delete(child.pid);
       reject(new Error(`${command} could not start (${err.message}); run "npm test" to install it`));
     });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
+      if (child.pid !== undefined) running.delete(child.pid);
       resolve({ code, signal, stdout, stderr });
     });
   });
@@ -63,6 +80,7 @@ export async function runTool(
 export interface ProbedStream {
   codec_type: string;
   codec_name: string;
+  profile?: string;
   nb_read_frames?: string;
   width?: number;
   height?: number;
@@ -76,7 +94,7 @@ export async function probe(file: string): Promise<ProbedStream[]> {
     'error',
     '-count_frames',
     '-show_entries',
-    'stream=codec_type,codec_name,nb_read_frames,width,height,sample_rate',
+    'stream=codec_type,codec_name,profile,nb_read_frames,width,height,sample_rate',
     '-of',
     'json',
     file,

@@ -61,7 +61,7 @@ export async function startTestRelay(
     stream.once('ready', () => ready());
     stream.once('ended', () => ended());
     if (options.record === false) return;
-    stream.supervisor.on('init', (init) => record.inits.push(init));
+    stream.packager.on('init', (init) => record.inits.push(init));
     stream.packager.on('segment', (segment) => {
       record.segments.push(segment);
       const text = stream.packager.playlist();

@@ -14,6 +14,12 @@ import { LOOPBACK_CLOUD_ENV, LOOPBACK_RELAY_ENV } from './ports.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
+/** Process groups of the nodes running now: killed when this test process exits, however it ends. */
+const runningGroups = new Set<number>();
+process.once('exit', () => {
+  for (const pgid of runningGroups) killGroup(pgid, 'SIGKILL');
+});
+
 export type LogLine = Record<string, unknown>;
 
 export interface NodeProcess {
@@ -33,11 +39,14 @@ export interface NodeProcess {
 export function spawnNode(command: 'relay' | 'cloud', id: string, env: Record<string, string>): NodeProcess {
   const child = spawn(process.execPath, ['bin/rtmp-relay.mjs', command], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    // JSON lines whatever the caller's LOG_FORMAT: they are parsed here.
+    env: { ...process.env, LOG_LEVEL: 'info', LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own process group: SIGKILLed (or SIGSTOPped) as a group
   });
   if (child.pid === undefined) throw new Error(`${command} ${id} did not start`);
+  const pgid = child.pid;
+  runningGroups.add(pgid);
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr = (stderr + d).slice(-4000);
@@ -62,6 +71,7 @@ export function spawnNode(command: 'relay' | 'cloud', id: string, env: Record<st
   let exitedCode = '';
   const exited = new Promise<void>((resolve) =>
     child.once('exit', (code, signal) => {
+      runningGroups.delete(pgid);
       exitedCode = String(code ?? signal);
       resolve();
     }),

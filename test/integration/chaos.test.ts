@@ -19,12 +19,13 @@
  *
  * 4. A relay dies by kill -9 (its whole process group, no goodbye): the cloud hears its heartbeats stop, places
  *    its stream on a live relay with room, the glasses publish there, and the stream's apps hear
- *    `reconnecting` then `active` with the new URL (never the dead one again); the other apps hear nothing;
- *    the dead relay's FFmpeg exit on their own (their stdin closed).
+ *    `reconnecting` then `active` with the new URL (never the dead one again); the other apps hear nothing.
+ *    (Relays copy the glasses' H.264/AAC in-process: no relay FFmpeg to outlive it; relay-failover.test.ts
+ *    proves that for transcodes.)
  *
  * After each: every stream plays (its app's current hlsUrl answers 200 with segments, and grows), `/watch`
- * points there, every app's last status is `active` with that URL, each relay runs exactly one FFmpeg per
- * stream it carries and each pair of glasses one, and no FFmpeg outlived its parent.
+ * points there, every app's last status is `active` with that URL, no relay runs an FFmpeg, each pair of
+ * glasses runs one, and no FFmpeg outlived its parent.
  *
  * relay-failover.test.ts has the kill -9 alone, with its timing (within 3 × the expiry).
  * A real restart of the cloud is not covered: its managed streams live in its memory (a known limitation).
@@ -315,16 +316,13 @@ describe('chaos', () => {
         ),
       ),
     );
-    // FFmpeg: one per stream on its relay, one per pair of glasses, none left without its parent.
-    // (The glasses' FFmpeg are this process' children; FFmpeg spawned by nothing else here.)
+    // FFmpeg: none on the relays (the glasses' H.264/AAC is copied in-process), one per pair of glasses,
+    // none left without its parent. (The glasses' FFmpeg are this process' children.)
     await eventually(
-      'one FFmpeg per stream on each relay, one per pair of glasses',
+      'no FFmpeg on the relays, one per pair of glasses',
       () => {
         const byParent = ffmpeg.scan([...relays.values()].map((r) => r.pid).concat(process.pid));
-        for (const r of relays.values()) {
-          const expected = streams.filter((s) => s.relayId === r.id).length;
-          if (byParent.get(r.pid)!.length !== expected) return false;
-        }
+        for (const r of relays.values()) if (byParent.get(r.pid)!.length !== 0) return false;
         const publishers = streams.map((s) => s.glasses.publisherPid);
         return (
           publishers.every((pid) => pid !== null) &&
@@ -507,7 +505,7 @@ describe('chaos', () => {
     );
     // The stalled publisher is gone, and the other apps heard nothing.
     assert.ok(stalledPid !== null && bob.glasses.publisherPid !== stalledPid, 'a new publish');
-    await eventually('the stalled FFmpeg is gone', () => ffmpegGone(stalledPid), 5000);
+    await eventually('the stalled FFmpeg is gone', () => ffmpegGone(stalledPid), 30_000); // polled: costs nothing when quick
     for (const s of streams)
       if (s !== bob)
         for (const v of s.viewers)
@@ -521,7 +519,7 @@ describe('chaos', () => {
     const moving = streams.filter((s) => s.relayId === victim.id);
     const marks = mark();
     const victimFfmpeg = ffmpeg.scan([victim.pid]).get(victim.pid)!;
-    assert.equal(victimFfmpeg.length, moving.length, `${victim.id} runs one FFmpeg per stream`);
+    assert.equal(victimFfmpeg.length, 0, `${victim.id} copies its streams in-process: no FFmpeg`);
     const moved = Promise.all(
       moving.flatMap((s) =>
         s.viewers.map((v) =>

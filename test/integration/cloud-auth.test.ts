@@ -33,7 +33,12 @@ describe('cloud identity', () => {
   let ws: string;
 
   before(async () => {
-    const config = loadConfig({ CLOUD_HOST: '127.0.0.1', CLOUD_PORT: '0', HEARTBEAT_SECONDS: '1' });
+    const config = loadConfig({
+      CLOUD_HOST: '127.0.0.1',
+      CLOUD_PORT: '0',
+      HEARTBEAT_SECONDS: '1',
+      SSE_KEEPALIVE_SECONDS: '0.2',
+    });
     cloud = await startCloud(config, silentLogger(), {
       relaySecret: RELAY_SECRET,
       publishTokenSecret: SECRET,
@@ -97,6 +102,99 @@ describe('cloud identity', () => {
     });
     assert.equal(res.status, 401);
     assert.equal(cloud.streams.byUser('a@b.com'), undefined);
+  });
+
+  const relayCall = (path: string, body: object): Promise<Response> =>
+    fetch(`${base}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${RELAY_SECRET}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+
+  it("answers a stream's status and events only to its user's token", async () => {
+    const token = await signUserToken(SECRET, 'st@x.com');
+    const created = await fetch(`${base}/api/managed-streams`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ userId: 'st@x.com', packageName: 'com.app' }),
+    });
+    assert.equal(created.status, 200);
+    const { streamId } = (await created.json()) as { streamId: string };
+    const other = await signUserToken(SECRET, 'eve@x.com');
+    for (const path of [`/api/managed-streams/${streamId}`, `/api/managed-streams/${streamId}/events`]) {
+      for (const headers of [
+        {} as Record<string, string>,
+        { authorization: `Bearer ${other}` },
+        { authorization: `Bearer ${await forged()}` },
+      ]) {
+        const res = await fetch(`${base}${path}`, { headers });
+        assert.equal(res.status, 404, `${path} ${JSON.stringify(Object.keys(headers))}`);
+        await res.arrayBuffer();
+      }
+    }
+    const status = await fetch(`${base}/api/managed-streams/${streamId}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(status.status, 200);
+    assert.equal(((await status.json()) as { streamId: string }).streamId, streamId);
+    const events = await fetch(`${base}/api/managed-streams/${streamId}/events?token=${token}`);
+    assert.equal(events.status, 200);
+    // The current status first, then comment keep-alives while nothing happens (proxies cut silence).
+    const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    while (!text.includes(': keep-alive')) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, 'the event stream stayed open');
+      text += value;
+    }
+    assert.match(text, /^data: \{"type":"managed_stream_status","status":"initializing"/);
+    await reader.cancel();
+  });
+
+  it('refuses hls-ready and stream-ended from a relay that does not hold the stream, before changing anything', async () => {
+    const register = await relayCall('/api/relay/register', {
+      relayId: 'r2',
+      rtmpUrl: 'rtmp://127.0.0.2:1935',
+      hlsUrl: 'http://127.0.0.2:8888',
+      maxStreams: 0,
+    });
+    assert.equal(register.status, 200);
+    const token = await signUserToken(SECRET, 'hole@x.com');
+    const created = await fetch(`${base}/api/managed-streams`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ userId: 'hole@x.com', packageName: 'com.app' }),
+    });
+    const { streamId } = (await created.json()) as { streamId: string };
+    const stream = { userId: 'hole@x.com', streamId };
+    assert.equal(cloud.streams.get(streamId)?.state.relayId, 'r1');
+    const own = `http://127.0.0.1:8888/hls/hole-x.com/${streamId}/index.m3u8`;
+    const refusals: [object, string][] = [
+      [{ ...stream, hlsUrl: 'http://evil.example/x.m3u8' }, 'no relayId'],
+      [{ ...stream, hlsUrl: own, relayId: 'r2' }, 'another relay'],
+      [
+        { ...stream, hlsUrl: 'http://evil.example/hls/hole-x.com/x/index.m3u8', relayId: 'r1' },
+        'a foreign URL',
+      ],
+      [
+        {
+          ...stream,
+          hlsUrl: `http://127.0.0.1:8888.evil.example/hls/hole-x.com/${streamId}/index.m3u8`,
+          relayId: 'r1',
+        },
+        'a look-alike host',
+      ],
+    ];
+    for (const [body, why] of refusals) {
+      const res = await relayCall('/api/rtmp-relay/hls-ready', body);
+      assert.ok(res.status === 400 || res.status === 403, `${why}: ${res.status}`);
+    }
+    const ended = await relayCall('/api/relay/stream-ended', { ...stream, relayId: 'r2' });
+    assert.equal(ended.status, 403);
+    assert.equal(await cloud.store.relayOf(`hole@x.com/${streamId}`), 'r1', 'the assignment is kept');
+    assert.equal(cloud.streams.get(streamId)?.state.reported.status, 'initializing', 'no status changed');
+    const ready = await relayCall('/api/rtmp-relay/hls-ready', { ...stream, hlsUrl: own, relayId: 'r1' });
+    assert.equal(ready.status, 200, 'the holder with its own URL is heard');
   });
 
   it('speaks the MentraOS names on the app WebSocket', async () => {

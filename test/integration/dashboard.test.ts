@@ -2,7 +2,9 @@
  * The operator dashboard in Chromium against the dev system (cloud + relay in-process): a stream published
  * with real FFmpeg appears with its relay and plays in the page's hls.js player, the relay's row counts it,
  * and the card goes when the stream ends. A wrong token gets the sign-in form, the right one the dashboard.
- * A screenshot is kept as test-artifacts/dashboard.png.
+ * The states told apart, on one page: a live stream, one whose publisher went (reconnecting), one whose
+ * window closed (ended), and one that publishes but never makes HLS (red, with the reason), each with its
+ * watch URL to copy. Screenshots are kept in test-artifacts/ (dashboard.png, dashboard-states.png).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -17,6 +19,7 @@ import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../helpers/browser.ts';
 import { LOOPBACK_CLOUD_ENV, LOOPBACK_RELAY_ENV } from '../helpers/ports.ts';
 import { startTool, type ToolRun } from '../helpers/process.ts';
 import { publisherArgv } from '../helpers/publishers.ts';
+import { AVC_CONFIG, AVC_FRAME, AVC_KEYFRAME, TestClient } from '../helpers/rtmp-test-client.ts';
 
 const ARTIFACTS = path.resolve('test-artifacts');
 const USER = 'dash@user.com';
@@ -29,9 +32,11 @@ const WAIT = { timeout: 60_000 };
  * code goes in as functions: the dashboard's CSP forbids evaluating strings.
  */
 interface InPage {
-  document: { querySelector(selector: string): { currentTime?: number } | null };
+  document: { querySelector(selector: string): { currentTime?: number } | null; body: unknown };
   location: { hash: string };
   sessionStorage: { getItem(key: string): string | null };
+  navigator: { clipboard: { readText(): Promise<string> } };
+  getComputedStyle(node: unknown): { borderTopColor: string; getPropertyValue(name: string): string };
 }
 
 describe('operator dashboard in Chromium', () => {
@@ -152,5 +157,173 @@ describe('operator dashboard in Chromium', () => {
     assert.equal(await page.locator('#login').isVisible(), false);
     assert.deepEqual(errors, []);
     await page.context().close();
+  });
+});
+
+/** `#cf222e` → `rgb(207, 34, 46)`, as getComputedStyle writes colours. */
+function hexToRgb(hex: string): string {
+  const n = Number.parseInt(hex.replace('#', ''), 16);
+  return `rgb(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255})`;
+}
+
+describe('operator dashboard: the states of streams, in Chromium', () => {
+  let system: DevSystem;
+  let browser: Browser;
+  const publishers: ToolRun[] = [];
+  let broken: { client: TestClient; timer: NodeJS.Timeout } | undefined;
+
+  before(async () => {
+    const config = loadConfig(
+      {
+        ...LOOPBACK_RELAY_ENV,
+        ...LOOPBACK_CLOUD_ENV,
+        RELAY_PUBLIC_URL: '127.0.0.1',
+        RELAY_ID: RELAY,
+        HEARTBEAT_SECONDS: '0.5',
+        RELAY_EXPIRY_SECONDS: '5',
+        // Long enough to be seen on a loaded machine, short enough to reach "ended" within the test.
+        RECONNECT_WINDOW_SECONDS: '8',
+        HLS_END_GRACE_SECONDS: '120',
+        FFMPEG_WATCHDOG_SECONDS: '3',
+      },
+      { publishAuth: 'off' },
+    );
+    system = await startDevSystem(config, silentLogger(), { dashboardOutputGraceMs: 4000 });
+    browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS });
+  });
+
+  after(async () => {
+    for (const p of publishers) p.kill();
+    if (broken) {
+      clearInterval(broken.timer);
+      broken.client.close();
+    }
+    await browser?.close();
+    await system?.close();
+  });
+
+  const publish = (streamId: string): ToolRun => {
+    const { command, args } = publisherArgv('ffmpeg', {
+      url: `rtmp://127.0.0.1:${system.relay.rtmpPort}/live/${USER}/${streamId}`,
+      seconds: 300,
+      fps: 8,
+      videoKbps: 300,
+    });
+    const run = startTool(command, args);
+    publishers.push(run);
+    return run;
+  };
+
+  /** A publisher whose video cannot be decoded: the transcode makes no HLS, ever. */
+  const publishBroken = async (streamId: string): Promise<void> => {
+    const client = await TestClient.open(system.relay.rtmpPort);
+    await client.connectAndCreate(`live/${USER}`);
+    const status = await client.publish(`${streamId}?profile=transcode`);
+    assert.equal(status.code, 'NetStream.Publish.Start');
+    client.video(0, AVC_CONFIG);
+    let ts = 0;
+    const timer = setInterval(() => {
+      ts += 100;
+      client.video(ts, ts % 2000 === 0 ? AVC_KEYFRAME : AVC_FRAME);
+    }, 100);
+    broken = { client, timer };
+  };
+
+  it('groups live, reconnecting and ended streams, shows a failing one red with its reason, with copyable links', async () => {
+    const context = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (err) => errors.push(err.message));
+    await page.goto(`${system.cloud.dashboardUrl}#token=${encodeURIComponent(system.controlApiToken)}`, {
+      waitUntil: 'load',
+    });
+    const card = (streamId: string): string => `[data-stream="${USER}/${streamId}"]`;
+
+    publish('live1');
+    const gone = publish('gone1');
+    const leaving = publish('later1');
+    await publishBroken('broken1');
+    for (const id of ['live1', 'gone1', 'later1']) {
+      await page.waitForSelector(
+        `#streams-live ${card(id)}[data-state="publishing"][data-output="ok"]`,
+        WAIT,
+      );
+    }
+    // Publishes but makes no HLS: red, with the cloud's reason, not a green "publishing".
+    await page.waitForSelector(`#streams-live ${card('broken1')}[data-output="failing"]`, WAIT);
+    await page.waitForFunction(
+      (selector) =>
+        /^output failing: no HLS segment after \d+ s$/.test(
+          String(
+            (
+              (globalThis as unknown as InPage).document.querySelector(selector) as unknown as {
+                textContent: string;
+              }
+            )?.textContent,
+          ),
+        ),
+      `${card('broken1')} [data-field="output"]`,
+      WAIT,
+    );
+
+    // The first publisher goes: reconnecting, then (its window closed) ended, each in its own group.
+    gone.kill();
+    await page.waitForSelector(`#streams-reconnecting ${card('gone1')}[data-state="reconnecting"]`, WAIT);
+    await page.waitForSelector(
+      `#streams-ended ${card('gone1')}[data-state="ended"][data-output="ended"]`,
+      WAIT,
+    );
+    leaving.kill();
+    await page.waitForSelector(`#streams-reconnecting ${card('later1')}[data-state="reconnecting"]`, WAIT);
+    assert.equal(await page.locator(`#streams-live ${card('live1')}[data-output="ok"]`).count(), 1);
+    assert.equal(
+      await page.locator('[data-group="reconnecting"] [data-count="reconnecting"]').innerText(),
+      '(1)',
+    );
+    assert.equal(await page.locator('[data-group="ended"] [data-count="ended"]').innerText(), '(1)');
+    assert.equal(await page.locator(`tr[data-relay="${RELAY}"] [data-field="health"]`).innerText(), 'ok');
+    // What a person sees: the failing card framed red, the reconnecting one amber (the page's palette), and
+    // one screenshot of each state kept beside the whole page's.
+    const border = (id: string): Promise<string> =>
+      page
+        .locator(card(id))
+        .evaluate((node) => (globalThis as unknown as InPage).getComputedStyle(node).borderTopColor);
+    // Page code without inner named functions: tsx would wrap them in a helper the page does not have.
+    const palette = await page.evaluate(() => {
+      const g = globalThis as unknown as InPage;
+      const style = g.getComputedStyle(g.document.body);
+      return { bad: style.getPropertyValue('--bad').trim(), warn: style.getPropertyValue('--warn').trim() };
+    });
+    assert.equal(await border('broken1'), hexToRgb(palette.bad));
+    assert.equal(await border('later1'), hexToRgb(palette.warn));
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-states.png'), fullPage: true });
+    for (const [state, id] of [
+      ['live', 'live1'],
+      ['failing', 'broken1'],
+      ['reconnecting', 'later1'],
+      ['ended', 'gone1'],
+    ] as const) {
+      const shot = await page
+        .locator(card(id))
+        .screenshot({ path: path.join(ARTIFACTS, `dashboard-${state}.png`) });
+      assert.ok(shot.length > 1000, `${state}: a screenshot`);
+    }
+
+    // The watch URL is there to copy, and the copy button puts it on the clipboard.
+    const watch = page.locator(`${card('live1')} [data-link="watch"]`);
+    const url = await watch.locator('input').inputValue();
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/hls\/dash-user\.com\/live1\/index\.m3u8$/);
+    assert.equal((await fetch(url)).status, 200, 'the link plays');
+    await watch.locator('button[data-copy]').click();
+    await page.waitForSelector(`${card('live1')} [data-link="watch"] button[data-copied="yes"]`, WAIT);
+    assert.equal(
+      await page.evaluate(() => (globalThis as unknown as InPage).navigator.clipboard.readText()),
+      url,
+    );
+    // An ended stream offers no watch link to copy (its playlist is closed).
+    assert.equal(await page.locator(`${card('gone1')} [data-link="watch"]`).count(), 0);
+    assert.deepEqual(errors, []);
+    await context.close();
   });
 });

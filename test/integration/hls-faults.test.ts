@@ -76,8 +76,9 @@ describe('faults', () => {
     assert.deepEqual(report.stalls, []);
   });
 
-  it('plays on through an FFmpeg killed with SIGKILL mid-stream', async () => {
-    const pub = publishFlv(file, { port: relay.rtmpPort, user: 'u1', stream: 'killed' });
+  it('plays on through an FFmpeg killed with SIGKILL mid-stream (transcode)', async () => {
+    // Copy runs in-process; a transcode is where an FFmpeg can die.
+    const pub = publishFlv(file, { port: relay.rtmpPort, user: 'u1', stream: 'killed?profile=transcode' });
     await pub.started;
     const created = records.get('killed')!; // registered when the publish went live, before Publish.Start
     await created.ready;
@@ -134,13 +135,13 @@ describe('faults', () => {
       assert.ok(rec.sequences[i]!.media >= rec.sequences[i - 1]!.media);
   });
 
-  it('restarts an FFmpeg that stalls (SIGSTOP) through the watchdog', async () => {
+  it('restarts an FFmpeg that stalls (SIGSTOP) through the watchdog (transcode)', async () => {
     const stalled = await startTestRelay({ FFMPEG_WATCHDOG_SECONDS: '1.5' });
     try {
       const pub = publishFlv(file, {
         port: stalled.relay.rtmpPort,
         user: 'u4',
-        stream: 'stalled',
+        stream: 'stalled?profile=transcode',
         toMs: 12_000,
       });
       await pub.started;

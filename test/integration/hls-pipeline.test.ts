@@ -20,6 +20,8 @@ import { initOf, type StreamRecord, startTestRelay } from '../helpers/relay-harn
 
 const PROFILES = ['auto', 'copy', 'transcode'] as const;
 const SPEED = 2;
+/** Seconds of media the publisher may leave for the end's flush (a GOP and a part, at most). */
+const CAUGHT_UP_SLACK = 3;
 
 describe('clean HLS from a dirty stream, per profile', () => {
   let relay: RelayHandle;
@@ -30,6 +32,47 @@ describe('clean HLS from a dirty stream, per profile', () => {
   before(async () => {
     ({ relay, records, hls } = await startTestRelay());
     const file = await fixturePath('dirty-540x960.flv');
+    const media = DIRTY_540X960.durationMs / 1000;
+    // Seconds of media each stream's packager holds: complete segments plus the parts of the open one.
+    const output = new Map<string, { seconds: () => number; wake: () => void }>();
+    relay.streams.on('created', (stream) => {
+      let complete = 0;
+      let open = 0;
+      const span = { seconds: () => complete + open, wake: () => {} };
+      output.set(stream.streamId, span);
+      stream.packager.on('part', (part) => {
+        open += part.duration;
+        span.wake();
+      });
+      stream.packager.on('segment', (segment) => {
+        complete += segment.duration;
+        open = 0;
+        span.wake();
+      });
+    });
+    /**
+     * The publisher stays until the stream's output covers all but the last few seconds of the media: then
+     * the end (FFmpeg flushing the rest) is short on any machine. A loaded machine only makes the wait
+     * longer (media time decides, not the wall clock): without it, a transcode that fell behind was still
+     * flushing when the stream ended and lost its tail.
+     */
+    const caughtUp = (profile: string) => async (): Promise<void> => {
+      const span = output.get(profile);
+      if (!span) throw new Error(`${profile}: no stream`);
+      const reached = (): boolean => span.seconds() >= media - CAUGHT_UP_SLACK;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`${profile}: output reached ${span.seconds().toFixed(1)} s of ${media} s`)),
+          240_000,
+        );
+        span.wake = () => {
+          if (!reached()) return;
+          clearTimeout(timer);
+          resolve();
+        };
+        span.wake();
+      });
+    };
     await Promise.all(
       PROFILES.map(async (profile) => {
         const pub = publishFlv(file, {
@@ -37,6 +80,7 @@ describe('clean HLS from a dirty stream, per profile', () => {
           user: 'glasses@user.com',
           stream: `${profile}?profile=${profile}`,
           speed: SPEED,
+          beforeUnpublish: caughtUp(profile),
         });
         await pub.done;
       }),

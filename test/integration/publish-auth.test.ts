@@ -150,7 +150,8 @@ describe('publish authorization with signed tokens', () => {
         (err: unknown) =>
           err instanceof FlvPublishError &&
           err.status === 'NetStream.Publish.Unauthorized' &&
-          err.message.includes(c.reason) &&
+          // The description names the refused stream and the rule it broke.
+          err.message.endsWith(`: live/${USER}/${c.stream}: ${c.reason}`) &&
           (token === undefined || !err.message.includes(token)),
       );
       await assert.rejects(pub.started, FlvPublishError);
@@ -158,8 +159,14 @@ describe('publish authorization with signed tokens', () => {
       assert.equal(server.stats.authRefusals, before + 1);
       assert.ok(!published.some((p) => p.info.streamId === c.stream), 'no publish event fired');
       assert.ok(
-        logs.text().includes(`publish refused: ${c.reason}`),
-        'the refusal is logged with its reason',
+        logs
+          .lines()
+          .some(
+            (l) =>
+              l.msg === `connection closed: publish refused: live/${USER}/${c.stream}: ${c.reason}` &&
+              l.code === 'RTMP_UNAUTHORIZED',
+          ),
+        'the refusal is logged with what was refused, its reason and its code',
       );
     });
   }

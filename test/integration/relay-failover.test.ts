@@ -43,6 +43,8 @@ const RELAY_ENV = {
   HEARTBEAT_SECONDS: String(HEARTBEAT_SECONDS),
   RELAY_EXPIRY_SECONDS: String(EXPIRY_SECONDS),
   MAX_STREAMS: '2',
+  // Transcode, so the killed relay has an FFmpeg per stream that must not outlive it (copy runs none).
+  CLEAN_PROFILE: 'transcode',
 };
 
 describe('relay failover', () => {

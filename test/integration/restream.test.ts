@@ -344,7 +344,13 @@ describe('re-streaming', () => {
       mean(lastPass) < mean(firstPass) * 3 + 0.05,
       `mean tag() ${mean(firstPass).toFixed(3)} ms → ${mean(lastPass).toFixed(3)} ms`,
     );
-    assert.ok(all[Math.floor(all.length * 0.99)]! < 5, `p99 tag() ${all[Math.floor(all.length * 0.99)]} ms`);
+    // The tail too, against the same run's first pass: a loaded machine slows both passes alike, while a
+    // tag() that waited on the backed-up destination would stand out in the last.
+    const p99 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)]!;
+    assert.ok(
+      p99(lastPass) < p99(firstPass) * 3 + 5,
+      `p99 tag() ${p99(firstPass).toFixed(3)} ms → ${p99(lastPass).toFixed(3)} ms (all: ${p99(all).toFixed(3)} ms)`,
+    );
 
     // Reading again, the slow destination catches up and resumes at a keyframe: every gap ends at one.
     slow.resume();

@@ -134,19 +134,76 @@ describe('RTMP server over TCP', () => {
     assert.equal((await d.publish(`stream1?token=${SECRET}`)).code, 'NetStream.Publish.Unauthorized');
   });
 
-  it('refuses bad names with NetStream.Publish.BadName', async () => {
+  it('refuses bad names with NetStream.Publish.BadName naming the value and the rule, to the publisher and in the log', async () => {
     const ctx = await start();
-    for (const [app, name] of [
-      ['live/user1', 'bad.name'],
-      ['live/../etc', 'passwd'],
-      ['other/user1', 'stream1'],
-    ] as const) {
+    const rules = {
+      path: 'the stream path must be live/{userId}/{streamId}',
+      userId: 'a userId is 1-128 of A-Z a-z 0-9 . _ + @ - and neither starts with "." nor contains ".."',
+      streamId: 'a streamId is 1-64 of A-Z a-z 0-9 _ -',
+    };
+    const cases: [app: string, name: string, description: string][] = [
+      ['live/user1', 'bad.name', `streamId "bad.name": ${rules.streamId}`],
+      ['live/../etc', 'passwd', `stream path "live/../etc/passwd": ${rules.path}`],
+      ['live/a..b', 'passwd', `userId "a..b": ${rules.userId}`],
+      ['other/user1', 'stream1', `stream path "other/user1/stream1": ${rules.path}`],
+      ['live', 'stream1', `stream path "live/stream1": ${rules.path}`],
+      ['live/.u', 's', `userId ".u": ${rules.userId}`],
+      // The token (in the query) is never echoed; control characters are escaped, not sent raw.
+      ['live/user1', `s$(x)\n?token=${SECRET}`, `streamId "s$(x)\\n": ${rules.streamId}`],
+      ['live/user1', 'é\u202e', `streamId "\\u00e9\\u202e": ${rules.streamId}`],
+      ['live/user1', 'a'.repeat(100), `streamId "${'a'.repeat(64)}"... (100 characters): ${rules.streamId}`],
+      [
+        'live/%zz',
+        's',
+        'malformed percent-encoding in "live/%zz/s": every % must start a %XX escape of UTF-8',
+      ],
+      [
+        'live/user1',
+        'x'.repeat(3000),
+        'publish name of 3000 characters: a publish name, app or tcUrl is at most 2048 characters',
+      ],
+      ['live/user1', '', 'empty publish name: the stream path must be live/{userId}/{streamId}'],
+    ];
+    for (const [app, name, description] of cases) {
       const c = await client(ctx);
       await c.connectAndCreate(app);
-      assert.equal((await c.publish(name)).code, 'NetStream.Publish.BadName', `${app}/${name}`);
+      const status = await c.publish(name);
+      assert.equal(status.code, 'NetStream.Publish.BadName', `${app}/${name}`);
+      assert.equal(status.description, description);
       await c.closed;
+      const logged = ctx.logs.lines().at(-1)!;
+      assert.equal(logged.msg, `connection closed: publish refused: ${description}`);
+      assert.equal(logged.code, ErrorCodes.RTMP_BAD_NAME);
     }
-    assert.equal(ctx.server.stats.errors.get(ErrorCodes.RTMP_BAD_NAME), 3);
+    assert.equal(ctx.server.stats.errors.get(ErrorCodes.RTMP_BAD_NAME), cases.length);
+  });
+
+  it("names the stream and the hook's reason in every other refusal", async () => {
+    const hook = await start({
+      authorize: (req) =>
+        req.streamId === 'taken'
+          ? { allow: false, reason: 'another stream is using this HLS path', badName: true }
+          : { allow: false, reason: 'bad token' },
+    });
+    const cases: [name: string, code: string, description: string][] = [
+      ['taken', 'NetStream.Publish.BadName', 'live/user1/taken: another stream is using this HLS path'],
+      [`free?token=${SECRET}`, 'NetStream.Publish.Unauthorized', 'live/user1/free: bad token'],
+    ];
+    for (const [name, code, description] of cases) {
+      const c = await client(hook);
+      await c.connectAndCreate();
+      const status = await c.publish(name);
+      assert.deepEqual([status.code, status.description], [code, description]);
+      await c.closed;
+      assert.equal(hook.logs.lines().at(-1)!.msg, `connection closed: publish refused: ${description}`);
+    }
+    const slow = await start({ authorize: () => new Promise(() => {}), authTimeoutMs: 100 });
+    const d = await client(slow);
+    await d.connectAndCreate();
+    assert.equal(
+      (await d.publish('s1')).description,
+      'live/user1/s1: authorization timed out: the check must answer within 0.1 s',
+    );
   });
 
   it('lets a newer publish of a live key take over, with distinct events', async () => {
@@ -210,6 +267,17 @@ describe('RTMP server over TCP', () => {
     const refused = await client(perIp, { handshake: false });
     await refused.closed;
     assert.equal(perIp.server.stats.errors.get(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS_PER_IP), 1);
+    assert.ok(
+      perIp.logs
+        .lines()
+        .some(
+          (l) =>
+            l.msg ===
+              'connection refused: 2 connections open from this address: at most RTMP_MAX_CONNECTIONS_PER_IP (2)' &&
+            l.code === ErrorCodes.RTMP_TOO_MANY_CONNECTIONS_PER_IP,
+        ),
+      'the refusal names the limit it hit',
+    );
     const aGone = onceEvent([...perIp.server.connections][0]!, '@close');
     a.close();
     await aGone;
@@ -222,6 +290,12 @@ describe('RTMP server over TCP', () => {
     const over = await client(overall, { handshake: false });
     await over.closed;
     assert.equal(overall.server.stats.errors.get(ErrorCodes.RTMP_TOO_MANY_CONNECTIONS), 1);
+    assert.ok(
+      overall.logs
+        .lines()
+        .some((l) => l.msg === 'connection refused: 1 connections open: at most RTMP_MAX_CONNECTIONS (1)'),
+      'the refusal names the limit it hit',
+    );
   });
 
   it('answers ping with pong and acknowledges the window it was given', async () => {

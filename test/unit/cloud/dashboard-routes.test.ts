@@ -2,12 +2,16 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import {
+  type DashboardManaged,
   type DashboardOptions,
+  type DashboardOutput,
   type DashboardRelaySource,
   type DashboardSnapshot,
   dashboardRoutes,
+  outputOf,
 } from '../../../src/cloud/dashboard-routes.ts';
 import { FleetView } from '../../../src/cloud/fleet-view.ts';
+import type { RelayStreamState, StreamStats } from '../../../src/contracts/relay-api.ts';
 
 const TOKEN = 'dashboard-token-for-tests-0123456789';
 const NOW = 1_700_000_000_000;
@@ -46,6 +50,48 @@ function setup(options: Partial<DashboardOptions> & { relays?: DashboardRelaySou
 }
 
 const auth = { authorization: `Bearer ${TOKEN}` };
+
+describe('stream output health', () => {
+  const cases: [string, RelayStreamState, StreamStats | null, DashboardManaged | null, DashboardOutput][] = [
+    ['ended', 'ended', { segments: 0, uptimeSeconds: 99 }, null, { health: 'ended', reason: null }],
+    ['no stats (an older relay)', 'publishing', null, null, { health: 'unknown', reason: null }],
+    ['stats without segments', 'publishing', { fps: 10 }, null, { health: 'unknown', reason: null }],
+    ['segments made', 'publishing', { segments: 3, uptimeSeconds: 9 }, null, { health: 'ok', reason: null }],
+    [
+      'within the grace',
+      'publishing',
+      { segments: 0, uptimeSeconds: 14 },
+      null,
+      { health: 'starting', reason: 'waiting for the first HLS segment' },
+    ],
+    [
+      'none after the grace',
+      'publishing',
+      { segments: 0, uptimeSeconds: 15.4 },
+      null,
+      { health: 'failing', reason: 'no HLS segment after 15 s' },
+    ],
+    [
+      'reconnecting, never made any',
+      'reconnecting',
+      { segments: 0, uptimeSeconds: 40 },
+      null,
+      { health: 'failing', reason: 'no HLS segment after 40 s' },
+    ],
+    [
+      'managed stream in error',
+      'publishing',
+      { segments: 5, uptimeSeconds: 40 },
+      { phase: 'error', status: 'error', viewers: 1 },
+      { health: 'failing', reason: 'the managed stream is in error' },
+    ],
+  ];
+  for (const [name, state, stats, managed, expected] of cases) {
+    it(`${name}: ${expected.health}`, () => {
+      assert.deepEqual(outputOf({ state, stats }, managed, 15_000), expected);
+    });
+  }
+});
 
 describe('dashboard routes', () => {
   it('answers 503 DASHBOARD_DISABLED without a configured token, and still serves the page', async () => {
@@ -149,6 +195,7 @@ describe('dashboard routes', () => {
         hlsUrl: 'https://cdn.x/hls/a-b.com/s1/index.m3u8',
         stats: { fps: 14.2, bitrateKbps: 1100, width: 540, height: 960, videoCodec: 'h264', viewers: 3 },
         managed: { phase: 'active', status: 'active', viewers: 2 },
+        output: { health: 'unknown', reason: null },
       },
       {
         userId: 'c@d.com',
@@ -158,6 +205,7 @@ describe('dashboard routes', () => {
         hlsUrl: 'http://r1:8888/hls/c-d.com/s2/index.m3u8',
         stats: null,
         managed: null,
+        output: { health: 'unknown', reason: null },
       },
     ]);
     await app.close();

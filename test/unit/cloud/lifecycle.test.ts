@@ -167,6 +167,8 @@ const relayLostRow = (from: From): Row => ({
 
 const PREPARING = N('preparing', { message: 'glasses streaming; preparing HLS' });
 const ACTIVE1 = N('active', { hlsUrl: URL1 });
+/** Glasses back: the known URL is checked before anyone hears `active`. */
+const VERIFY1 = { kind: 'verify_hls' as const, relayId: 'relay-1', hlsUrl: URL1 };
 
 /** Every legal transition with its effects. */
 const LEGAL: Row[] = [
@@ -237,9 +239,9 @@ const LEGAL: Row[] = [
   // reconnecting: glasses reconnecting to the same relay
   { from: 'reconG', event: g('initializing'), to: 'reconnecting', effects: [] },
   { from: 'reconG', event: g('connecting'), to: 'reconnecting', effects: [] },
-  { from: 'reconG', event: g('streaming'), to: 'active', effects: [ACTIVE1] },
-  { from: 'reconG', event: g('active'), to: 'active', effects: [ACTIVE1] },
-  { from: 'reconG', event: g('reconnected'), to: 'active', effects: [ACTIVE1] },
+  { from: 'reconG', event: g('streaming'), to: 'reconnecting', effects: [VERIFY1] },
+  { from: 'reconG', event: g('active'), to: 'reconnecting', effects: [VERIFY1] },
+  { from: 'reconG', event: g('reconnected'), to: 'reconnecting', effects: [VERIFY1] },
   {
     from: 'reconG',
     event: g('reconnecting', { attempt: 2, maxAttempts: 10 }),
@@ -794,17 +796,19 @@ describe('managed-stream lifecycle: walks', () => {
     ]);
   });
 
-  it('glasses reconnect to the same relay and the same URL comes back', () => {
+  it('glasses reconnect to the same relay: the URL is checked, and active again once it answers', () => {
     const { effects } = run([
       hls('relay-1', URL1),
       g('reconnecting', { attempt: 1, maxAttempts: 10 }),
       g('reconnecting', { attempt: 2, maxAttempts: 10 }),
       g('reconnected'),
+      hls('relay-1', URL1),
     ]);
     assert.deepEqual(effects.slice(2), [
       ACTIVE1,
       N('reconnecting', { message: 'glasses reconnecting (attempt 1/10)' }),
       N('reconnecting', { message: 'glasses reconnecting (attempt 2/10)' }),
+      VERIFY1,
       ACTIVE1,
     ]);
   });

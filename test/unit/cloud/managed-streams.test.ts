@@ -7,7 +7,12 @@ import type { CloudToGlasses, ManagedStreamStatus } from '../../../src/contracts
 import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
 
-function setup(options: { staticRelays?: { rtmpUrl: string; hlsUrl: string }[] } = {}) {
+function setup(
+  options: {
+    staticRelays?: { rtmpUrl: string; hlsUrl: string }[];
+    probeHls?: (url: string, signal: AbortSignal) => Promise<boolean>;
+  } = {},
+) {
   const store = new MemoryCloudStore();
   const sent: { userId: string; message: CloudToGlasses }[] = [];
   const streams = new ManagedStreams({
@@ -24,6 +29,7 @@ function setup(options: { staticRelays?: { rtmpUrl: string; hlsUrl: string }[] }
     ackTimeoutMs: 10_000,
     maxMissedAcks: 3,
     relayCheckMs: 60_000,
+    probeHls: async () => true,
     ...options,
   });
   return { store, sent, streams };
@@ -99,17 +105,21 @@ describe('managed streams: re-streaming and thumbnails', () => {
       const first = await streams.request('a@b.com', 'com.one', [yt]);
       const id = first.streamId!;
       await streams.request('a@b.com', 'com.two', [yt, tw]);
-      assert.deepEqual(streams.destinationsOf('a@b.com', id), [yt, tw], 'each URL once');
-      assert.deepEqual(streams.destinationsOf('other@b.com', id), [], "not another user's stream");
+      assert.deepEqual(await streams.destinationsOf('a@b.com', id), [yt, tw], 'each URL once');
+      assert.deepEqual(await streams.destinationsOf('other@b.com', id), [], "not another user's stream");
       await streams.stop('a@b.com', 'com.two');
-      assert.deepEqual(streams.destinationsOf('a@b.com', id), [yt], 'a leaving app takes its destinations');
+      assert.deepEqual(
+        await streams.destinationsOf('a@b.com', id),
+        [yt],
+        'a leaving app takes its destinations',
+      );
 
       const outputs = [
         { url: 'rtmp://a.rtmp.youtube.com/live2/[redacted]', name: 'YouTube', status: 'active' as const },
       ];
       const before = heard.length;
-      streams.restreamStatus('a@b.com', id, outputs);
-      streams.restreamStatus('a@b.com', id, outputs); // the same report again: no new status
+      await streams.restreamStatus('a@b.com', id, outputs);
+      await streams.restreamStatus('a@b.com', id, outputs); // the same report again: no new status
       assert.equal(heard.length, before + 1, 'one status for the new outputs');
       assert.deepEqual(heard.at(-1)!.outputs, outputs);
       assert.deepEqual(streams.statusOf(streams.get(id)!).outputs, outputs);
@@ -162,6 +172,7 @@ function livenessSetup() {
     relayExpiryMs: EXPIRY,
     now: () => clock.now,
     monotonic: () => clock.now,
+    probeHls: async () => true,
   });
   const statuses: ManagedStreamStatus[] = [];
   streams.on('status', (_who, status) => statuses.push(status));
@@ -286,5 +297,174 @@ describe('managed streams: relay liveness and store faults', () => {
     assert.equal(streams.get(second.streamId!)?.state.relayId, 'r3');
     assert.ok(!statuses.some((s) => s.status === 'error'), 'nobody was told of an error');
     await streams.close();
+  });
+});
+
+describe('managed streams: honest statuses and ends on the relay', () => {
+  const r1 = { relayId: 'r1', rtmpUrl: 'rtmp://relay1:1935', hlsUrl: 'http://relay1:8888', maxStreams: 5 };
+
+  it('says active only once the announced playlist answers, and never for one that does not', async () => {
+    const asked: ((ok: boolean) => void)[] = [];
+    const { streams, store } = setup({
+      probeHls: () => new Promise<boolean>((resolve) => asked.push(resolve)),
+    });
+    /** Answers the next playlist check, once it was asked. */
+    const answer = async (ok: boolean): Promise<void> => {
+      while (asked.length === 0) await new Promise((r) => setImmediate(r));
+      asked.shift()!(ok);
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    };
+    await store.upsertRelay(r1, Date.now());
+    try {
+      const heard: string[] = [];
+      streams.on('status', (_who, status) => heard.push(status.status));
+      const { streamId } = await streams.request('a@b.com', 'com.app');
+      const id = streamId!;
+      const url = `http://relay1:8888/hls/a-b.com/${id}/index.m3u8`;
+      const ready = streams.hlsReady('a@b.com', id, 'r1', url);
+      while (asked.length === 0) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(heard, ['initializing'], 'nothing before the playlist answers');
+      await answer(false);
+      await ready;
+      assert.deepEqual(heard, ['initializing'], 'a playlist that never answered is never announced');
+      const again = streams.hlsReady('a@b.com', id, 'r1', url);
+      await answer(true);
+      await again;
+      assert.deepEqual(heard, ['initializing', 'active']);
+      // Glasses reconnect to the same relay: the old URL is checked again before active.
+      const status = (s: 'reconnecting' | 'reconnected') =>
+        streams.glassesMessage('a@b.com', { type: 'rtmp_stream_status', streamId: id, status: s });
+      await status('reconnecting');
+      await status('reconnected');
+      assert.deepEqual(heard, ['initializing', 'active', 'reconnecting']);
+      await answer(true);
+      assert.deepEqual(heard, ['initializing', 'active', 'reconnecting', 'active']);
+      // hls-ready from a relay that does not hold the stream is not even checked.
+      await streams.hlsReady('a@b.com', id, 'r2', url);
+      assert.equal(asked.length, 0);
+    } finally {
+      await streams.close();
+    }
+  });
+
+  it('tells the relay in its heartbeat answer to end a stopped stream, and only on that relay', async () => {
+    const { streams, store } = setup();
+    await store.upsertRelay(r1, Date.now());
+    try {
+      const { streamId } = await streams.request('a@b.com', 'com.app');
+      const mine = { userId: 'a@b.com', streamId: streamId!, state: 'reconnecting' as const };
+      const direct = { userId: 'd@b.com', streamId: 'direct', state: 'publishing' as const };
+      assert.deepEqual(
+        await streams.streamsToEnd({ relayId: 'r1', streams: [mine, direct] }),
+        [],
+        'live: kept',
+      );
+      assert.deepEqual(
+        await streams.streamsToEnd({ relayId: 'r9', streams: [mine] }),
+        [{ userId: 'a@b.com', streamId }],
+        'a copy on a relay that does not hold it ends',
+      );
+      await streams.stop('a@b.com', 'com.app');
+      await streams.glassesMessage('a@b.com', {
+        type: 'rtmp_stream_status',
+        streamId: streamId!,
+        status: 'stopped',
+      });
+      assert.equal(streams.get(streamId!), undefined);
+      assert.deepEqual(await streams.streamsToEnd({ relayId: 'r1', streams: [mine, direct] }), [
+        { userId: 'a@b.com', streamId },
+      ]);
+      assert.deepEqual(
+        await streams.streamsToEnd({ relayId: 'r1', streams: [{ ...mine, state: 'ended' }] }),
+        [],
+      );
+    } finally {
+      await streams.close();
+    }
+  });
+});
+
+describe('managed streams: glasses with no socket', () => {
+  it('holds the start for glasses that are not connected and sends it when they connect', async () => {
+    const store = new MemoryCloudStore();
+    const link = { connected: false };
+    const sent: CloudToGlasses[] = [];
+    const streams = new ManagedStreams({
+      store,
+      glasses: { send: (_u, m) => link.connected && (sent.push(m), true) },
+      log: silentLogger(),
+      tokenSecret: null,
+      keepAliveMs: 600_000,
+      ackTimeoutMs: 10_000,
+      maxMissedAcks: 3,
+      relayCheckMs: 600_000,
+      probeHls: async () => true,
+    });
+    try {
+      await store.upsertRelay(
+        { relayId: 'r1', rtmpUrl: 'rtmp://relay1:1935', hlsUrl: 'http://relay1:8888', maxStreams: 5 },
+        Date.now(),
+      );
+      const { streamId } = await streams.request('a@b.com', 'com.app');
+      assert.equal(sent.length, 0, 'nobody to send it to');
+      link.connected = true;
+      await streams.glassesConnected('a@b.com');
+      assert.equal(sent.length, 1);
+      assert.equal(sent[0]!.type, 'start_rtmp_stream');
+      assert.equal(sent[0]!.streamId, streamId);
+      await streams.glassesConnected('a@b.com');
+      assert.equal(sent.length, 1, 'sent once');
+    } finally {
+      await streams.close();
+    }
+  });
+});
+
+describe('managed streams: GLASSES_INGEST', () => {
+  it("hands out the relay's SRT or WHIP base when it announced one, else RTMP", async () => {
+    for (const [ingest, expected] of [
+      // The stream id's segments are percent-encoded, then the whole value again as a URL option (srt.ts);
+      // the stream's own passphrase rides along.
+      [
+        'srt',
+        /^srt:\/\/relay1:8890\?streamid=publish%3Alive%2Fa%2540b\.com%2F[A-Za-z0-9]{8}&passphrase=pp-live%2Fa%40b\.com%2F[A-Za-z0-9]{8}$/,
+      ],
+      ['whip', /^http:\/\/relay1:8888\/whip\/live\/a@b\.com\/[A-Za-z0-9]{8}$/],
+      ['rtmp', /^rtmp:\/\/relay1:1935\/live\/a@b\.com\/[A-Za-z0-9]{8}$/],
+    ] as const) {
+      const store = new MemoryCloudStore();
+      const sent: CloudToGlasses[] = [];
+      const streams = new ManagedStreams({
+        store,
+        glasses: { send: (_u, m) => (sent.push(m), true) },
+        log: silentLogger(),
+        tokenSecret: null,
+        keepAliveMs: 600_000,
+        ackTimeoutMs: 10_000,
+        maxMissedAcks: 3,
+        relayCheckMs: 600_000,
+        glassesIngest: ingest,
+        srtPassphrase: (key) => `pp-${key}`,
+        probeHls: async () => true,
+      });
+      try {
+        await store.upsertRelay(
+          {
+            relayId: 'r1',
+            rtmpUrl: 'rtmp://relay1:1935',
+            hlsUrl: 'http://relay1:8888',
+            srtUrl: 'srt://relay1:8890',
+            whipUrl: 'http://relay1:8888',
+            maxStreams: 5,
+          },
+          Date.now(),
+        );
+        await streams.request('a@b.com', 'com.app');
+        const start = sent.find((m) => m.type === 'start_rtmp_stream');
+        assert.match(start?.type === 'start_rtmp_stream' ? start.rtmpUrl : '', expected, ingest);
+      } finally {
+        await streams.close();
+      }
+    }
   });
 });

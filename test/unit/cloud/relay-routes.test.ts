@@ -197,7 +197,12 @@ describe('cloud relay routes', () => {
       method: 'POST',
       url: '/api/rtmp-relay/hls-ready',
       headers,
-      payload: { userId: 'a@b.com', streamId: 's1', hlsUrl: 'http://r:8888/hls/a-b.com/s1/index.m3u8' },
+      payload: {
+        userId: 'a@b.com',
+        streamId: 's1',
+        hlsUrl: 'http://r:8888/hls/a-b.com/s1/index.m3u8',
+        relayId: 'r',
+      },
     });
     await app.inject({
       method: 'POST',
@@ -213,6 +218,95 @@ describe('cloud relay routes', () => {
       400,
     );
     assert.equal((await app.inject({ url: '/health' })).statusCode, 200);
+    await app.close();
+  });
+
+  it('refuses hls-ready without the relayId that sends it', async () => {
+    const heard: string[] = [];
+    const app = buildCloudApp({
+      store: fakeStore(),
+      relaySecret: SECRET,
+      events: { hlsReady: (e) => heard.push(e.hlsUrl) },
+    });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/rtmp-relay/hls-ready',
+      headers: { authorization: `Bearer ${SECRET}` },
+      payload: { userId: 'a@b.com', streamId: 's1', hlsUrl: 'http://r:8888/hls/a-b.com/s1/index.m3u8' },
+    });
+    assert.equal(res.statusCode, 400);
+    assert.deepEqual(heard, []);
+    await app.close();
+  });
+
+  it("asks the guard before every stream event and changes nothing on a refusal (the store's release included)", async () => {
+    const heard: string[] = [];
+    const asked: string[] = [];
+    const store = fakeStore();
+    const app = buildCloudApp({
+      store,
+      relaySecret: SECRET,
+      guard: async (e) => {
+        asked.push(`${e.kind}:${e.relayId}:${e.urls.length}`);
+        return e.relayId === 'evil' ? { code: 'RELAY_NOT_HOLDER', reason: 'not yours' } : null;
+      },
+      events: {
+        hlsReady: (e) => heard.push(`ready:${e.relayId}`),
+        streamStarted: (e) => heard.push(`started:${e.relayId}`),
+        streamEnded: (e) => heard.push(`ended:${e.relayId}`),
+      },
+    });
+    const post = (url: string, payload: object) =>
+      app.inject({ method: 'POST', url, payload, headers: { authorization: `Bearer ${SECRET}` } });
+    const stream = { userId: 'a@b.com', streamId: 's1' };
+    const hls = { ...stream, hlsUrl: 'http://r:8888/hls/a-b.com/s1/index.m3u8' };
+    for (const relayId of ['evil', 'good']) {
+      const expected = relayId === 'evil' ? 403 : 200;
+      const a = await post('/api/relay/stream-started', { ...stream, relayId });
+      const b = await post('/api/rtmp-relay/hls-ready', { ...hls, relayId });
+      const c = await post('/api/relay/stream-ended', { ...stream, relayId });
+      assert.deepEqual([a.statusCode, b.statusCode, c.statusCode], [expected, expected, expected], relayId);
+      if (relayId === 'evil') {
+        assert.equal(c.json().code, 'RELAY_NOT_HOLDER');
+        assert.deepEqual(heard, [], 'nothing heard from a refused relay');
+        assert.deepEqual(store.calls, [], 'nothing released for a refused relay');
+      }
+    }
+    assert.deepEqual(heard, ['started:good', 'ready:good', 'ended:good']);
+    assert.deepEqual(store.calls, ['release:a@b.com/s1']);
+    assert.deepEqual(asked.slice(0, 3), ['stream-started:evil:0', 'hls-ready:evil:1', 'stream-ended:evil:0']);
+    await app.close();
+  });
+
+  it('answers a heartbeat with the streams the cloud wants ended on that relay', async () => {
+    const store = fakeStore();
+    store.known.add('relay-1');
+    const app = buildCloudApp({
+      store,
+      relaySecret: SECRET,
+      events: {
+        streamsToEnd: (hb) =>
+          hb.streams
+            .filter((s) => s.streamId === 'gone')
+            .map(({ userId, streamId }) => ({ userId, streamId })),
+      },
+    });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/relay/heartbeat',
+      headers: { authorization: `Bearer ${SECRET}` },
+      payload: {
+        relayId: 'relay-1',
+        cpu: 0,
+        draining: false,
+        streams: [
+          { userId: 'a@b.com', streamId: 'gone', state: 'reconnecting' },
+          { userId: 'a@b.com', streamId: 'kept', state: 'publishing' },
+        ],
+      },
+    });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json(), { ok: true, end: [{ userId: 'a@b.com', streamId: 'gone' }] });
     await app.close();
   });
 

@@ -112,7 +112,7 @@ const variants: Variant[] = [
       ]),
     tracks: [
       { id: 1, kind: 'video', timescale: 12800, codec: 'hev1.1.6.L60.90', width: 320, height: 240 },
-      { id: 2, kind: 'audio', timescale: 48000, codec: 'Opus', sampleRate: 48000, channels: 1 },
+      { id: 2, kind: 'audio', timescale: 48000, codec: 'opus', sampleRate: 48000, channels: 1 },
     ],
     video: { fps: 25, frames: 50, gop: 25 },
     audioSeconds: 2,
@@ -712,7 +712,7 @@ describe('Fmp4Reader', () => {
           48000,
           audio('Opus', 2, 48000, box('dOps', hex('00 02 0138 0000bb80 0000 00'))),
         ),
-        track: { kind: 'audio', timescale: 48000, codec: 'Opus', sampleRate: 48000, channels: 2 },
+        track: { kind: 'audio', timescale: 48000, codec: 'opus', sampleRate: 48000, channels: 2 },
       },
       {
         name: 'QuickTime sound description v2 (float64 rate above 65535 Hz)',

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import { buildOrigin } from '../../../src/hls/origin.ts';
-import { FlvTagType } from '../../../src/media/flv-tag.ts';
 import { ChildReaper } from '../../../src/pipeline/child-reaper.ts';
 import { buildControlApi } from '../../../src/relay/control-api.ts';
 import { ViewerTracker } from '../../../src/relay/viewers.ts';
@@ -147,32 +146,26 @@ test('GET /api/streams lists each stream with its stats, ingest figures, viewers
   const ingest = new IngestStats();
   ingest.start({
     metadata: { width: 540, height: 960 },
-    metadataTag: null,
-    videoConfig: {
-      type: FlvTagType.Video,
-      timestamp: 0,
-      data: Buffer.from([0x17, 0, 0, 0, 0]),
-      keyframe: true,
-      isConfig: true,
-    },
-    audioConfig: {
-      type: FlvTagType.Audio,
-      timestamp: 0,
-      data: Buffer.from([0xaf, 0]),
-      keyframe: true,
-      isConfig: true,
+    video: { kind: 'video', codec: 'h264', record: Buffer.alloc(7), width: 0, height: 0 },
+    audio: {
+      kind: 'audio',
+      codec: 'aac',
+      config: Buffer.from([0x12, 0x10]),
+      sampleRate: 44100,
+      channels: 2,
+      frameSamples: 1024,
     },
     hasAudio: true,
     hasVideo: true,
   });
   for (let i = 0; i <= 40; i++) {
     const keyframe = i % 20 === 0;
-    ingest.tag({
-      type: FlvTagType.Video,
-      timestamp: i * 100,
+    ingest.au({
+      track: 'video',
+      dts: i * 100,
+      pts: i * 100,
       data: Buffer.alloc(1000, keyframe ? 0x17 : 0x27),
       keyframe,
-      isConfig: false,
     });
   }
   const viewers = new ViewerTracker({ windowMs: 10_000 });

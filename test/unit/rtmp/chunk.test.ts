@@ -176,7 +176,7 @@ describe('chunk reader rules', () => {
     ],
     [
       'a new header in the middle of a message',
-      hex('04 000000 000200 08 01000000 ' + '00'.repeat(128) + '04 000000 000001 08 01000000 61'),
+      hex(`04 000000 000200 08 01000000 ${'00'.repeat(128)}04 000000 000001 08 01000000 61`),
       ErrorCodes.RTMP_CHUNK_HEADER_MID_MESSAGE,
     ],
     [

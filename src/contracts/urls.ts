@@ -1,0 +1,76 @@
+/**
+ * URL builders (architecture §3), the one copy of each: the publish URL the glasses get, the HLS URL a relay
+ * announces, its thumbnail beside it, a CDN base in place of the relay's, and whether an announced URL sits
+ * under a base (the cloud's check on hls-ready).
+ */
+
+import { hlsPath, publishKey } from './keys.ts';
+import { srtPublishStreamId } from './srt.ts';
+
+const trim = (base: string): string => base.replace(/\/+$/, '');
+
+/** `rtmp://HOST:1935/live/{userId}/{streamId}[?token=…]`. */
+export function rtmpPublishUrl(rtmpBase: string, userId: string, streamId: string, token?: string): string {
+  const url = `${trim(rtmpBase)}/${publishKey(userId, streamId)}`;
+  return token ? `${url}?token=${token}` : url;
+}
+
+/** `srt://HOST:PORT?streamid=publish:live/{userId}/{streamId}[?token=…]` (the cloud percent-encodes it). */
+export function srtPublishUrl(
+  srtBase: string,
+  userId: string,
+  streamId: string,
+  token?: string,
+  options: { passphrase?: string | null; latencyMs?: number } = {},
+): string | null {
+  // libsrt's 512-byte cap on the stream id: a longer one cannot be sent (the caller falls back to RTMP).
+  const id = srtPublishStreamId(userId, streamId, token);
+  if (id === null) return null;
+  const base = trim(srtBase);
+  const q = new URLSearchParams({ streamid: id });
+  if (options.passphrase) q.set('passphrase', options.passphrase);
+  // libsrt's URL option is in microseconds (FFmpeg's srt:// reads it so too).
+  if (options.latencyMs !== undefined) q.set('latency', String(Math.round(options.latencyMs * 1000)));
+  return `${base}${base.includes('?') ? '&' : '?'}${q}`;
+}
+
+/** `http://HOST:8888/whip/live/{userId}/{streamId}[?token=…]`. */
+export function whipPublishUrl(whipBase: string, userId: string, streamId: string, token?: string): string {
+  const url = `${trim(whipBase)}/whip/${publishKey(userId, streamId)}`;
+  return token ? `${url}?token=${token}` : url;
+}
+
+/** `http://HOST:8888/hls/{userPath}/{streamId}/index.m3u8`. */
+export function hlsPlaylistUrl(hlsBase: string, userId: string, streamId: string): string {
+  return `${trim(hlsBase)}/hls/${hlsPath(userId, streamId)}/index.m3u8`;
+}
+
+/** The thumbnail a relay serves beside a playlist, or null for a URL that is not one. */
+export function thumbnailUrlOf(playlistUrl: string): string | null {
+  return /\/index\.m3u8$/.test(playlistUrl) ? playlistUrl.replace(/index\.m3u8$/, 'thumbnail.jpg') : null;
+}
+
+/** The same path under a CDN base (HLS_PUBLIC_BASE_URL): everything from `/hls/` on is kept. */
+export function withPublicBase(url: string, publicBase: string | undefined): string {
+  if (!publicBase) return url;
+  const at = url.indexOf('/hls/');
+  return at < 0 ? url : `${trim(publicBase)}${url.slice(at)}`;
+}
+
+/**
+ * Whether `url` sits under `base` (scheme, host, port equal; path below the base's). Compared as parsed
+ * URLs, so `http://relay:8888.evil.com/` or `http://relay:8888@evil/` never pass for `http://relay:8888`.
+ */
+export function isUnderBase(url: string, base: string): boolean {
+  let u: URL;
+  let b: URL;
+  try {
+    u = new URL(url);
+    b = new URL(base);
+  } catch {
+    return false; // not URLs: not under anything
+  }
+  if (u.username || u.password || u.protocol !== b.protocol || u.host !== b.host) return false;
+  const prefix = `${b.pathname.replace(/\/+$/, '')}/`;
+  return u.pathname.startsWith(prefix) && !u.pathname.includes('/../') && !u.pathname.includes('/./');
+}
