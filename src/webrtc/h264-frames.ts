@@ -3,9 +3,9 @@
  * H264RtpPacketizer does from 4-byte length-prefixed NAL units): SPS and PPS in front of every keyframe that
  * lacks them (a viewer joining at a keyframe, or one that lost the first packets, needs them in band; FLV
  * carries them only in the sequence header), and detection of B-frames (browsers' WebRTC decoders do not
- * reorder). Pure. Hand-written: a few lines of AVCC walking; src/media/nal.ts will replace parseAvcC when
- * it lands on main.
+ * reorder). Pure; AVCC walking and avcC parsing are media/nal.ts's.
  */
+import { h264NalType, parseAvcConfig, walkNalUnits } from '../media/nal.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 
 export const NalType = { Idr: 5, Sei: 6, Sps: 7, Pps: 8, Aud: 9, Filler: 12 } as const;
@@ -17,45 +17,28 @@ export interface AvcParameterSets {
   profileIdc: number;
 }
 
-/** Reads the SPS and PPS out of an avcC record (ISO/IEC 14496-15 §5.3.3); throws on a truncated one. */
+/** Reads the SPS and PPS out of an avcC record (media/nal.ts); a malformed one: WEBRTC_STREAM_NOT_READY. */
 export function parseAvcC(record: Buffer): AvcParameterSets {
-  const bad = (): RelayError =>
-    new RelayError(ErrorCodes.WEBRTC_STREAM_NOT_READY, 'the stream has a malformed avcC record');
-  if (record.length < 7 || record[0] !== 1) throw bad();
-  const sps: Buffer[] = [];
-  const pps: Buffer[] = [];
-  let at = 5;
-  const numSps = record[at++]! & 0x1f;
-  for (let i = 0; i < numSps; i++) {
-    if (at + 2 > record.length) throw bad();
-    const len = record.readUInt16BE(at);
-    at += 2;
-    if (at + len > record.length) throw bad();
-    sps.push(record.subarray(at, at + len));
-    at += len;
+  try {
+    const avc = parseAvcConfig(record);
+    return { sps: avc.sps, pps: avc.pps, profileIdc: avc.profile };
+  } catch (err) {
+    throw new RelayError(ErrorCodes.WEBRTC_STREAM_NOT_READY, 'the stream has a malformed avcC record', {
+      cause: err,
+    });
   }
-  if (at + 1 > record.length) throw bad();
-  const numPps = record[at++]!;
-  for (let i = 0; i < numPps; i++) {
-    if (at + 2 > record.length) throw bad();
-    const len = record.readUInt16BE(at);
-    at += 2;
-    if (at + len > record.length) throw bad();
-    pps.push(record.subarray(at, at + len));
-    at += len;
-  }
-  return { sps, pps, profileIdc: sps[0] && sps[0].length > 1 ? sps[0][1]! : 0 };
 }
 
-/** NAL unit types of a 4-byte length-prefixed access unit; stops at a length that runs past the end. */
+/** NAL unit types of a 4-byte length-prefixed access unit, up to a length that runs past the end. */
 export function nalTypes(data: Buffer): number[] {
   const types: number[] = [];
-  let at = 0;
-  while (at + 4 < data.length) {
-    const len = data.readUInt32BE(at);
-    if (len === 0 || at + 4 + len > data.length) break;
-    types.push(data[at + 4]! & 0x1f);
-    at += 4 + len;
+  try {
+    walkNalUnits(data, (d, start) => {
+      types.push(h264NalType(d[start]!));
+      return undefined;
+    });
+  } catch {
+    // A truncated unit: the types before it are what there is (the packetizer sends what it can).
   }
   return types;
 }
