@@ -249,3 +249,45 @@ export function withHostCandidates(answer: string, hosts: readonly IceHost[], ud
   closeSection();
   return out.join(eol) + eol;
 }
+
+const sends = (m: SdpMedia): boolean => m.direction === 'sendonly' || m.direction === 'sendrecv';
+
+/**
+ * Picks what a WHIP answer receives: the first video m-line that sends H.264 in packetization mode 1
+ * (constrained baseline 42e0 preferred, as the glasses' libwebrtc offers it), and the first audio m-line
+ * that sends Opus. Throws WEBRTC_SDP_NO_VIDEO or WEBRTC_CODEC_UNSUPPORTED.
+ */
+export function chooseWhipCodecs(offer: SdpOffer): WhepCodecChoice {
+  const video = offer.media.find((m) => m.kind === 'video' && m.port !== 0 && sends(m));
+  if (!video)
+    throw new RelayError(ErrorCodes.WEBRTC_SDP_NO_VIDEO, 'the offer has no video m-line that sends');
+  if (video.mid === null) throw malformed('the video m-line has no a=mid');
+  const h264 = video.codecs.filter(
+    (c) => c.name === 'h264' && c.clockRate === 90_000 && c.fmtp['packetization-mode'] === '1',
+  );
+  const pick =
+    h264.find((c) => (c.fmtp['profile-level-id'] ?? '').toLowerCase().startsWith('42e0')) ?? h264[0];
+  if (!pick) {
+    const offered = [...new Set(video.codecs.map((c) => c.name))].join(', ') || 'none';
+    throw new RelayError(
+      ErrorCodes.WEBRTC_CODEC_UNSUPPORTED,
+      `the offer sends no H.264 in packetization mode 1 (offered: ${offered})`,
+    );
+  }
+  const audioMedia = offer.media.find(
+    (m) =>
+      m.kind === 'audio' &&
+      m.port !== 0 &&
+      m.mid !== null &&
+      sends(m) &&
+      m.codecs.some((c) => c.name === 'opus'),
+  );
+  const opus = audioMedia?.codecs.find((c) => c.name === 'opus' && c.clockRate === 48_000);
+  return {
+    video: { mid: video.mid, payloadType: pick.payloadType, fmtpLine: pick.fmtpLine },
+    audio:
+      audioMedia && opus
+        ? { mid: audioMedia.mid!, payloadType: opus.payloadType, fmtpLine: opus.fmtpLine }
+        : null,
+  };
+}
