@@ -101,6 +101,11 @@ export class WhepServer {
     return this.#ice.port;
   }
 
+  /** Where the shared UDP port is bound and what answers announce: WHIP sessions use the same (./whip-server.ts). */
+  get ice(): { udpPort: number; bindAddress: string; hosts: readonly IceHost[] | null } {
+    return { udpPort: this.#ice.port, bindAddress: this.#ice.address, hosts: this.#hosts };
+  }
+
   get sessionCount(): number {
     return this.#sessions.size;
   }

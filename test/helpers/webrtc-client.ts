@@ -24,17 +24,18 @@ export interface WhepClient {
   close(options?: { delete?: boolean }): Promise<number | null>;
 }
 
-/** A complete recvonly offer from libdatachannel (no POST): for tests that only need offer text. */
+/** A complete offer from libdatachannel (no POST), recvonly or (`send`) sendonly: for tests that need offer text. */
 export async function makeOffer(
-  options: { audio?: boolean } = {},
+  options: { audio?: boolean; send?: boolean } = {},
 ): Promise<{ sdp: string; close: () => void }> {
   const pc = new PeerConnection('offer', { iceServers: [], bindAddress: '127.0.0.1' });
   pc.onStateChange(() => {});
-  const video = new Video('0', 'RecvOnly');
+  const video = new Video('0', options.send ? 'SendOnly' : 'RecvOnly');
   video.addH264Codec(102);
+  if (options.send) video.addSSRC(1234, 'glasses');
   const tracks: Track[] = [pc.addTrack(video)];
   if (options.audio) {
-    const audio = new Audio('1', 'RecvOnly');
+    const audio = new Audio('1', options.send ? 'SendOnly' : 'RecvOnly');
     audio.addOpusCodec(111);
     tracks.push(pc.addTrack(audio));
   }
