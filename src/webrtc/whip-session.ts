@@ -11,7 +11,9 @@
  * left to do). Loss: a gap the reorder buffer cannot fill within REORDER_WAIT_MS drops frames until a
  * keyframe, and a PLI asks for one (at most one per KEYFRAME_REQUEST_MS). NACK generation is not done yet.
  *
- * Status: first cut (issue 18): not yet wired to routes, authorization or the stream registry.
+ * Status: first cut (issue 18). Signalling and authorization are ./whip-server.ts and ./whip-routes.ts; the
+ * reorder buffer only moves on when a packet arrives (a stalled publisher's last gap waits for the next one),
+ * and the peer going silent is noticed only through the ICE state (no media timeout yet).
  */
 import { Audio, PeerConnection, RtcpReceivingSession, type Track, Video } from 'node-datachannel';
 import type { EndReason, PublishInfo } from '../contracts/publish.ts';
