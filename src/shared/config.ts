@@ -106,6 +106,13 @@ const EnvSchema = z.object({
   DRAIN_TIMEOUT_SECONDS: seconds(300),
   RTMP_RELAY_URLS: z.string().min(1).optional(),
   RTMP_RELAY_HLS_URLS: z.string().min(1).optional(),
+  /** One UDP port for every WebRTC session (WHEP out, WHIP in); 0 picks a free one. */
+  WEBRTC_UDP_PORT: port(8189),
+  /** Where that port is bound. */
+  WEBRTC_UDP_HOST: z.string().min(1).default('0.0.0.0'),
+  /** Announced ICE host candidates, comma-separated `host` or `host:port`; unset: the host's interfaces. */
+  WEBRTC_HOSTS: z.string().min(1).optional(),
+  WEBRTC_MAX_SESSIONS: count(500),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -114,6 +121,12 @@ export type Env = z.infer<typeof EnvSchema>;
 export function hostRelayId(hostname: string): string {
   const id = hostname.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
   return id === '' ? 'relay' : id;
+}
+
+/** A WEBRTC_HOSTS entry: the host (name or IP) to announce, and its port when not WEBRTC_UDP_PORT. */
+export interface WebrtcHostEntry {
+  host: string;
+  port?: number;
 }
 
 export interface RelayConfig {
@@ -193,6 +206,14 @@ export interface RelayConfig {
     host: string;
     port: number;
   };
+  /** WebRTC (WHEP out, WHIP in): ICE on one UDP port. */
+  webrtc: {
+    udpPort: number;
+    udpHost: string;
+    /** WEBRTC_HOSTS; null announces the candidates gathered on the host's interfaces. */
+    hosts: WebrtcHostEntry[] | null;
+    maxSessions: number;
+  };
   /** PUBLISH_TOKEN_SECRET (HS256, ≥ 32 bytes; the verifier checks). Unset: the composition decides. */
   publishTokenSecret: string | undefined;
   /** PUBLISH_TOKEN_SECRET_PREVIOUS: still accepted by relays during a rotation. */
@@ -249,6 +270,38 @@ function staticRelays(
     rtmpUrl: /^rtmps?:\/\//.test(entry) ? entry : `rtmp://${entry}`,
     hlsUrl: /^https?:\/\//.test(h[i]!) ? h[i]! : `http://${h[i]!}`,
   }));
+}
+
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const IPV6 = /^[0-9A-Fa-f:.]{2,45}$/;
+
+/** WEBRTC_HOSTS: `host`, `host:port`, `[v6]` or `[v6]:port`, comma-separated; throws CONFIG_INVALID. */
+export function parseWebrtcHosts(value: string | undefined): WebrtcHostEntry[] | null {
+  if (value === undefined) return null;
+  const bad = (entry: string): RelayError =>
+    new RelayError(
+      ErrorCodes.CONFIG_INVALID,
+      `WEBRTC_HOSTS: ${JSON.stringify(entry)} is not host or host:port`,
+    );
+  const entries = value
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  if (entries.length === 0) return null;
+  return entries.map((entry) => {
+    const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(entry) ?? /^([^:]+)(?::(\d{1,5}))?$/.exec(entry);
+    const host = m?.[1];
+    if (!m || !host) {
+      if (IPV6.test(entry) && entry.includes(':')) return { host: entry };
+      throw bad(entry);
+    }
+    if (!HOST_NAME.test(host) && !(entry.startsWith('[') && IPV6.test(host))) throw bad(entry);
+    if (m[2] === undefined) return { host };
+    const port = Number(m[2]);
+    if (port < 1 || port > 65535) throw bad(entry);
+    return { host, port };
+  });
 }
 
 function rtmpsConfig(
@@ -341,6 +394,12 @@ export function loadConfig(
     relay: { id: e.RELAY_ID },
     api: { host: e.API_HOST, port: e.API_PORT, token: e.CONTROL_API_TOKEN },
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
+    webrtc: {
+      udpPort: e.WEBRTC_UDP_PORT,
+      udpHost: e.WEBRTC_UDP_HOST,
+      hosts: parseWebrtcHosts(e.WEBRTC_HOSTS),
+      maxSessions: e.WEBRTC_MAX_SESSIONS,
+    },
     publishTokenSecret: e.PUBLISH_TOKEN_SECRET,
     publishTokenSecretPrevious: e.PUBLISH_TOKEN_SECRET_PREVIOUS,
     cloud: {
