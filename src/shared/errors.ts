@@ -1,86 +1,127 @@
 /**
  * Errors with stable codes (fastify `lib/errors.js` style): every failure the relay reports carries a code
- * from this registry, so logs, metrics and tests can match on it instead of on message text.
- * `test/unit/shared/errors.test.ts` checks that every code is declared once and used by its own name.
+ * from this registry, so logs, metrics and tests can match on it instead of on message text. Each code
+ * declares the HTTP status it answers with wherever it reaches an HTTP client (the cloud's error handler
+ * answers `httpStatusOf(code)`, never a number of its own); protocol-only codes declare the status that
+ * would describe them, so the registry has no holes. `test/unit/shared/errors.test.ts` checks that every
+ * code is declared once, has a status and is used by its own name.
  */
 
-export const ErrorCodes = {
-  // RTMP handshake
-  RTMP_HANDSHAKE_VERSION: 'RTMP_HANDSHAKE_VERSION',
-  RTMP_HANDSHAKE_ENCRYPTED: 'RTMP_HANDSHAKE_ENCRYPTED',
-  RTMP_HANDSHAKE_TIMEOUT: 'RTMP_HANDSHAKE_TIMEOUT',
-  // RTMP chunk stream
-  RTMP_CHUNK_NO_PREVIOUS: 'RTMP_CHUNK_NO_PREVIOUS',
-  RTMP_CHUNK_HEADER_MID_MESSAGE: 'RTMP_CHUNK_HEADER_MID_MESSAGE',
-  RTMP_CHUNK_STREAMS_EXCEEDED: 'RTMP_CHUNK_STREAMS_EXCEEDED',
-  RTMP_CHUNK_SIZE_INVALID: 'RTMP_CHUNK_SIZE_INVALID',
-  RTMP_MESSAGE_TOO_LARGE: 'RTMP_MESSAGE_TOO_LARGE',
-  RTMP_BUFFERED_TOO_MUCH: 'RTMP_BUFFERED_TOO_MUCH',
-  // RTMP messages and AMF
-  RTMP_MESSAGE_MALFORMED: 'RTMP_MESSAGE_MALFORMED',
-  AMF0_MALFORMED: 'AMF0_MALFORMED',
-  RTMP_COMMAND_UNEXPECTED: 'RTMP_COMMAND_UNEXPECTED',
-  // RTMP session
-  RTMP_IDLE_TIMEOUT: 'RTMP_IDLE_TIMEOUT',
-  RTMP_TOO_MANY_CONNECTIONS: 'RTMP_TOO_MANY_CONNECTIONS',
-  RTMP_TOO_MANY_CONNECTIONS_PER_IP: 'RTMP_TOO_MANY_CONNECTIONS_PER_IP',
-  RTMP_SLOW_PEER: 'RTMP_SLOW_PEER',
-  RTMP_BAD_NAME: 'RTMP_BAD_NAME',
-  RTMP_UNAUTHORIZED: 'RTMP_UNAUTHORIZED',
-  RTMP_AUTH_FAILED: 'RTMP_AUTH_FAILED',
-  RTMP_UNSUPPORTED_CODEC: 'RTMP_UNSUPPORTED_CODEC',
-  RTMP_SOCKET_ERROR: 'RTMP_SOCKET_ERROR',
-  RTMPS_HANDSHAKE_FAILED: 'RTMPS_HANDSHAKE_FAILED',
-  FLV_MALFORMED: 'FLV_MALFORMED',
-  // FFmpeg pipeline
-  FFMPEG_SPAWN_FAILED: 'FFMPEG_SPAWN_FAILED',
-  FFMPEG_START_FAILED: 'FFMPEG_START_FAILED',
-  FFMPEG_DIED: 'FFMPEG_DIED',
-  FFMPEG_STALLED: 'FFMPEG_STALLED',
-  FFMPEG_OUTPUT_INVALID: 'FFMPEG_OUTPUT_INVALID',
-  FMP4_MALFORMED: 'FMP4_MALFORMED',
-  // Media core (NAL units, codec configuration records, the CMAF writer)
-  NAL_MALFORMED: 'NAL_MALFORMED',
-  AVC_CONFIG_MALFORMED: 'AVC_CONFIG_MALFORMED',
-  CMAF_CONFIG_INVALID: 'CMAF_CONFIG_INVALID',
-  CMAF_INPUT_INVALID: 'CMAF_INPUT_INVALID',
-  // Configuration
-  CONFIG_INVALID: 'CONFIG_INVALID',
-  CLOUD_STORE_FAILED: 'CLOUD_STORE_FAILED',
-  PUBLISH_TOKEN_SECRET_WEAK: 'PUBLISH_TOKEN_SECRET_WEAK',
-  PUBLISH_TOKEN_GRANT_INVALID: 'PUBLISH_TOKEN_GRANT_INVALID',
-  // Operator dashboard (cloud)
-  DASHBOARD_DISABLED: 'DASHBOARD_DISABLED',
-  DASHBOARD_UNAUTHORIZED: 'DASHBOARD_UNAUTHORIZED',
-  DASHBOARD_TOO_MANY_CLIENTS: 'DASHBOARD_TOO_MANY_CLIENTS',
-  // RTMP publishing client (re-streaming)
-  RTMP_CLIENT_URL_INVALID: 'RTMP_CLIENT_URL_INVALID',
-  RTMP_CLIENT_CONNECT_FAILED: 'RTMP_CLIENT_CONNECT_FAILED',
-  RTMP_CLIENT_TLS_FAILED: 'RTMP_CLIENT_TLS_FAILED',
-  RTMP_CLIENT_TIMEOUT: 'RTMP_CLIENT_TIMEOUT',
-  RTMP_CLIENT_REJECTED: 'RTMP_CLIENT_REJECTED',
-  RTMP_CLIENT_BAD_NAME: 'RTMP_CLIENT_BAD_NAME',
-  RTMP_CLIENT_UNAUTHORIZED: 'RTMP_CLIENT_UNAUTHORIZED',
-  RTMP_CLIENT_DISCONNECTED: 'RTMP_CLIENT_DISCONNECTED',
-  // SRT ingest
-  SRT_PACKET_MALFORMED: 'SRT_PACKET_MALFORMED',
-  SRT_HANDSHAKE_INVALID: 'SRT_HANDSHAKE_INVALID',
-  SRT_BAD_STREAM_ID: 'SRT_BAD_STREAM_ID',
-  SRT_STREAM_ID_TOO_LONG: 'SRT_STREAM_ID_TOO_LONG',
-  SRT_UNAUTHORIZED: 'SRT_UNAUTHORIZED',
-  SRT_FORBIDDEN: 'SRT_FORBIDDEN',
-  SRT_AUTH_FAILED: 'SRT_AUTH_FAILED',
-  SRT_BAD_SECRET: 'SRT_BAD_SECRET',
-  SRT_TOO_MANY_CONNECTIONS: 'SRT_TOO_MANY_CONNECTIONS',
-  SRT_TOO_MANY_HANDSHAKES: 'SRT_TOO_MANY_HANDSHAKES',
-  SRT_IDLE_TIMEOUT: 'SRT_IDLE_TIMEOUT',
-  SRT_SOCKET_ERROR: 'SRT_SOCKET_ERROR',
-  // Re-streaming
-  RESTREAM_TOO_MANY_DESTINATIONS: 'RESTREAM_TOO_MANY_DESTINATIONS',
-  RESTREAM_DESTINATION_STALLED: 'RESTREAM_DESTINATION_STALLED',
-} as const;
+/** The statuses an error may answer with: client errors and server errors, nothing else. */
+export type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 426 | 429 | 500 | 502 | 503 | 504;
 
-export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+/** code → HTTP status; the one place either is declared. */
+const REGISTRY = {
+  // RTMP handshake
+  RTMP_HANDSHAKE_VERSION: 400,
+  RTMP_HANDSHAKE_ENCRYPTED: 400,
+  RTMP_HANDSHAKE_TIMEOUT: 408,
+  // RTMP chunk stream
+  RTMP_CHUNK_NO_PREVIOUS: 400,
+  RTMP_CHUNK_HEADER_MID_MESSAGE: 400,
+  RTMP_CHUNK_STREAMS_EXCEEDED: 400,
+  RTMP_CHUNK_SIZE_INVALID: 400,
+  RTMP_MESSAGE_TOO_LARGE: 413,
+  RTMP_BUFFERED_TOO_MUCH: 413,
+  // RTMP messages and AMF
+  RTMP_MESSAGE_MALFORMED: 400,
+  AMF0_MALFORMED: 400,
+  RTMP_COMMAND_UNEXPECTED: 400,
+  // RTMP session
+  RTMP_IDLE_TIMEOUT: 408,
+  RTMP_TOO_MANY_CONNECTIONS: 503,
+  RTMP_TOO_MANY_CONNECTIONS_PER_IP: 429,
+  RTMP_SLOW_PEER: 408,
+  RTMP_BAD_NAME: 400,
+  RTMP_UNAUTHORIZED: 401,
+  RTMP_AUTH_FAILED: 503,
+  RTMP_UNSUPPORTED_CODEC: 415,
+  RTMP_SOCKET_ERROR: 502,
+  RTMPS_HANDSHAKE_FAILED: 400,
+  FLV_MALFORMED: 400,
+  // FFmpeg pipeline
+  FFMPEG_SPAWN_FAILED: 500,
+  FFMPEG_START_FAILED: 500,
+  FFMPEG_DIED: 502,
+  FFMPEG_STALLED: 504,
+  FFMPEG_OUTPUT_INVALID: 502,
+  FMP4_MALFORMED: 502,
+  // Media core (NAL units, codec configuration records, the CMAF writer)
+  NAL_MALFORMED: 400,
+  AVC_CONFIG_MALFORMED: 400,
+  CMAF_CONFIG_INVALID: 400,
+  CMAF_INPUT_INVALID: 400,
+  // Configuration
+  CONFIG_INVALID: 500,
+  CLOUD_STORE_FAILED: 503,
+  PUBLISH_TOKEN_SECRET_WEAK: 500,
+  PUBLISH_TOKEN_GRANT_INVALID: 400,
+  // Operator dashboard (cloud)
+  DASHBOARD_DISABLED: 503,
+  DASHBOARD_UNAUTHORIZED: 401,
+  DASHBOARD_TOO_MANY_CLIENTS: 503,
+  // RTMP publishing client (re-streaming)
+  RTMP_CLIENT_URL_INVALID: 400,
+  RTMP_CLIENT_CONNECT_FAILED: 502,
+  RTMP_CLIENT_TLS_FAILED: 502,
+  RTMP_CLIENT_TIMEOUT: 504,
+  RTMP_CLIENT_REJECTED: 502,
+  RTMP_CLIENT_BAD_NAME: 502,
+  RTMP_CLIENT_UNAUTHORIZED: 502,
+  RTMP_CLIENT_DISCONNECTED: 502,
+  // SRT ingest
+  SRT_PACKET_MALFORMED: 400,
+  SRT_HANDSHAKE_INVALID: 400,
+  SRT_BAD_STREAM_ID: 400,
+  SRT_STREAM_ID_TOO_LONG: 400,
+  SRT_UNAUTHORIZED: 401,
+  SRT_FORBIDDEN: 403,
+  SRT_AUTH_FAILED: 503,
+  SRT_BAD_SECRET: 401,
+  SRT_TOO_MANY_CONNECTIONS: 503,
+  SRT_TOO_MANY_HANDSHAKES: 503,
+  SRT_IDLE_TIMEOUT: 408,
+  SRT_SOCKET_ERROR: 502,
+  // Re-streaming
+  RESTREAM_TOO_MANY_DESTINATIONS: 400,
+  RESTREAM_DESTINATION_STALLED: 504,
+  // Cloud HTTP API (relay routes, managed streams, /watch, WebSocket paths, the error envelope's codes)
+  RELAY_UNAUTHORIZED: 401,
+  RELAY_BAD_REQUEST: 400,
+  RELAY_UNKNOWN: 404,
+  RELAY_NOT_HOLDER: 403,
+  RELAY_URL_REFUSED: 403,
+  CLOUD_BAD_REQUEST: 400,
+  CLOUD_UNAUTHORIZED: 401,
+  CLOUD_NOT_FOUND: 404,
+  CLOUD_BODY_TOO_LARGE: 413,
+  CLOUD_UNSUPPORTED_MEDIA_TYPE: 415,
+  CLOUD_UPGRADE_REQUIRED: 426,
+  CLOUD_CLOSING: 503,
+  CLOUD_INTERNAL: 500,
+  CLOUD_RESPONSE_INVALID: 500,
+  MANAGED_STREAM_NOT_FOUND: 404,
+  MANAGED_STREAM_NOT_PLAYABLE: 404,
+  NO_RELAY_AVAILABLE: 503,
+  DASHBOARD_NOT_INSTALLED: 404,
+} as const satisfies Record<string, ErrorStatus>;
+
+export type ErrorCode = keyof typeof REGISTRY;
+
+/** Every code, named by itself (`ErrorCodes.RTMP_BAD_NAME === 'RTMP_BAD_NAME'`). */
+export const ErrorCodes = Object.freeze(
+  Object.fromEntries(Object.keys(REGISTRY).map((code) => [code, code])),
+) as { readonly [C in ErrorCode]: C };
+
+/** The HTTP status a code answers with. */
+export function httpStatusOf(code: ErrorCode): ErrorStatus {
+  return REGISTRY[code];
+}
+
+/** Whether a string is a registered code (for answers built from codes that travel as strings). */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(REGISTRY, value);
+}
 
 /** An error that carries a stable code. Protocol layers return or throw these; nothing else. */
 export class RelayError extends Error {
@@ -90,6 +131,14 @@ export class RelayError extends Error {
     super(message, options);
     this.name = 'RelayError';
     this.code = code;
+  }
+
+  /**
+   * The registry's status for this code. Not named `statusCode` on purpose: fastify's default handlers
+   * (the relay's origin and control API) read that name, and their answers must not change with this.
+   */
+  get httpStatus(): ErrorStatus {
+    return httpStatusOf(this.code);
   }
 }
 
