@@ -28,7 +28,7 @@ import {
 } from '../contracts/relay-api.ts';
 import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
-import { cloudErrorHandler, ERROR_RESPONSES, OkResponse, sendError } from './http-schemas.ts';
+import { cloudErrorHandler, ERROR_RESPONSES, OkResponse, sendError, useZodSchemas } from './http-schemas.ts';
 
 /** What these routes need from the store. */
 export interface RelayRoutesStore {
@@ -152,6 +152,7 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
       return sendError(reply, ErrorCodes.RELAY_UNAUTHORIZED, 'unauthorized');
     }
   });
+  useZodSchemas(app);
   app.setErrorHandler(cloudErrorHandler(ErrorCodes.RELAY_BAD_REQUEST, options.log));
 
   /** A POST whose body is `body` and whose answer is `ok` (or `{ok: true}`). */
