@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import { UserId } from '../contracts/relay-api.ts';
 import { srtStreamPassphrase } from '../contracts/srt.ts';
 import type { RelayConfig } from '../shared/config.ts';
+import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { buildCloudApp } from './app.ts';
 import { APP_WS_PATH, AppGateway } from './app-gateway.ts';
@@ -32,7 +33,7 @@ import { REDIS_CLIENT_OPTIONS, RedisCloudStore } from './store-redis.ts';
 import { MemoryStreamState } from './stream-state.ts';
 import { RedisStreamState } from './stream-state-redis.ts';
 import { bearerOf, verifyUserToken } from './user-tokens.ts';
-import { upgradeQueryValid, wsPathRoutes } from './ws-upgrade.ts';
+import { refuseUpgrade, upgradeQueryValid, wsPathRoutes } from './ws-upgrade.ts';
 
 export interface CloudHandle {
   port: number;
@@ -180,10 +181,10 @@ export async function startCloud(
     const path = (request.url ?? '').split('?')[0];
     const known = path === GLASSES_WS_PATH || path === APP_WS_PATH;
     if (known && !upgradeQueryValid(request.url))
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      refuseUpgrade(socket, ErrorCodes.CLOUD_BAD_REQUEST, 'invalid querystring');
     else if (path === GLASSES_WS_PATH) glasses.handleUpgrade(request, socket, head);
     else if (path === APP_WS_PATH) apps.handleUpgrade(request, socket, head);
-    else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    else refuseUpgrade(socket, ErrorCodes.CLOUD_NOT_FOUND, 'no such route');
   };
   app.server.on('upgrade', onUpgrade);
   let closed = false;

@@ -4,12 +4,12 @@
  * app for plain requests (an upgrade never reaches fastify: Node hands it to the 'upgrade' listener), so
  * they answer 426 with the error envelope instead of a bare 404, and `inject()` reaches them.
  */
-import type { IncomingMessage } from 'node:http';
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket, WebSocketServer } from 'ws';
 import { z } from 'zod';
-import { ErrorCodes } from '../shared/errors.ts';
+import { type ErrorCode, ErrorCodes, httpStatusOf } from '../shared/errors.ts';
 import { cloudErrorHandler, ERROR_RESPONSES, sendError, useZodSchemas } from './http-schemas.ts';
 
 /** What an upgrade's query may carry: a user token, or (dev mode) a plain userId; nothing else is read. */
@@ -27,6 +27,16 @@ export function upgradeQueryValid(url: string | undefined): boolean {
     query[key] = all.length === 1 ? all[0]! : all;
   }
   return UpgradeQuery.safeParse(query).success;
+}
+
+/** Refuses an upgrade on the raw socket: the registry's status for `code`, and the envelope as the body. */
+export function refuseUpgrade(socket: Duplex, code: ErrorCode, error: string): void {
+  const status = httpStatusOf(code);
+  const body = JSON.stringify({ error, code });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
 }
 
 /** Plain (non-upgrade) requests to the WebSocket paths: 426 with the envelope. */
@@ -56,7 +66,7 @@ export function acceptAuthenticated(
   void authenticate(request).then(
     (userId) => {
       if (!userId) {
-        socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n');
+        refuseUpgrade(socket, ErrorCodes.CLOUD_UNAUTHORIZED, 'unauthorized');
         return;
       }
       wss.handleUpgrade(request, socket, head, (ws) => adopt(userId, ws));

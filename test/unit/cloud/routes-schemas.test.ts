@@ -5,6 +5,9 @@
  * and every error answered in this file carries a registry code with the registry's status for it.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
 import type { z } from 'zod';
@@ -137,6 +140,37 @@ describe('cloud route schemas', () => {
     assert.ok(checked >= 12, `only ${checked} routes take input`);
   });
 
+  it('refuses WebSocket upgrades on the raw socket with the registry status and the envelope', async () => {
+    const upgrade = (url: string, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.get(`http://127.0.0.1:${cloud.port}${url}`, {
+          headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', ...headers },
+        });
+        req.once('response', (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => {
+            body += d;
+          });
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.once('upgrade', (_res, socket) => {
+          socket.destroy();
+          reject(new Error(`${url} upgraded`));
+        });
+        req.once('error', reject);
+      });
+    for (const [url, code] of [
+      ['/glasses-ws?token=a&token=b', ErrorCodes.CLOUD_BAD_REQUEST],
+      ['/app-ws', ErrorCodes.CLOUD_UNAUTHORIZED],
+      ['/nowhere', ErrorCodes.CLOUD_NOT_FOUND],
+    ] as const) {
+      const res = await upgrade(url);
+      assert.equal(res.status, httpStatusOf(code), url);
+      assert.deepEqual(ErrorEnvelope.parse(JSON.parse(res.body)).code, code, url);
+    }
+  });
+
   it('answers good requests with their contract, and every refusal with its registry status', async () => {
     const post = (url: string, payload: object, headers = authFor(url)) =>
       cloud.app.inject({ method: 'POST', url, payload, headers });
@@ -217,6 +251,19 @@ describe('cloud route schemas', () => {
     assert.equal(assertEnvelope(brokenJson, 'broken JSON').code, ErrorCodes.RELAY_BAD_REQUEST);
     const badUrl = await cloud.app.inject({ url: '/api/managed-streams/%zz' });
     assertEnvelope(badUrl, 'malformed URL');
+  });
+});
+
+describe('cloud statuses come from the registry', () => {
+  it('no cloud source answers a status of its own (reply.code(N), a raw status line with a number)', () => {
+    const dir = path.resolve('src/cloud');
+    const found: string[] = [];
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+      const text = readFileSync(path.join(dir, file), 'utf8');
+      for (const m of text.matchAll(/\.code\(\s*\d{3}|HTTP\/1\.1 \d{3}|statusCode:\s*\d{3}/g))
+        found.push(`${file}: ${m[0]}`);
+    }
+    assert.deepEqual(found, []);
   });
 });
 
