@@ -52,11 +52,11 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
   useZodSchemas(app);
   app.setErrorHandler(cloudErrorHandler(ErrorCodes.CLOUD_BAD_REQUEST, options.log));
 
-  app.post(
+  app.post<{ Body: z.infer<typeof CreateBody> }>(
     '/api/managed-streams',
     { schema: { body: CreateBody, response: { 200: ManagedStreamStatus, ...ERROR_RESPONSES } } },
     async (request, reply) => {
-      const body = request.body as z.infer<typeof CreateBody>;
+      const { body } = request;
       if (!(await options.authenticate(request, body.userId)))
         return sendError(reply, ErrorCodes.CLOUD_UNAUTHORIZED, 'unauthorized');
       try {

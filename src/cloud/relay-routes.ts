@@ -160,66 +160,90 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     schema: { body, response: { 200: ok, ...ERROR_RESPONSES } },
   });
 
-  app.post(RelayApiPaths.register, post(RegisterRequest), async (request) => {
-    const r = request.body as RegisterRequest;
+  app.post<{ Body: RegisterRequest }>(RelayApiPaths.register, post(RegisterRequest), async (request) => {
+    const r = request.body;
     events.contact?.(r.relayId);
     await options.store.upsertRelay(r, now());
     return { ok: true };
   });
 
-  app.post(RelayApiPaths.heartbeat, post(HeartbeatRequest, HeartbeatResponse), async (request, reply) => {
-    const hb = request.body as HeartbeatRequest;
-    events.contact?.(hb.relayId);
-    const live = hb.streams
-      .filter((s) => s.state !== 'ended')
-      .map(({ userId, streamId }) => ({ userId, streamId }));
-    const known = await options.store.heartbeat(
-      hb.relayId,
-      { streams: live, cpu: hb.cpu, draining: hb.draining },
-      now(),
-    );
-    if (!known) return sendError(reply, ErrorCodes.RELAY_UNKNOWN, 'unknown relay: register first');
-    events.heartbeat?.(hb);
-    const end = (await events.streamsToEnd?.(hb)) ?? [];
-    const answer: HeartbeatResponse = end.length > 0 ? { ok: true, end } : { ok: true };
-    return answer;
-  });
+  app.post<{ Body: HeartbeatRequest }>(
+    RelayApiPaths.heartbeat,
+    post(HeartbeatRequest, HeartbeatResponse),
+    async (request, reply) => {
+      const hb = request.body;
+      events.contact?.(hb.relayId);
+      const live = hb.streams
+        .filter((s) => s.state !== 'ended')
+        .map(({ userId, streamId }) => ({ userId, streamId }));
+      const known = await options.store.heartbeat(
+        hb.relayId,
+        { streams: live, cpu: hb.cpu, draining: hb.draining },
+        now(),
+      );
+      if (!known) return sendError(reply, ErrorCodes.RELAY_UNKNOWN, 'unknown relay: register first');
+      events.heartbeat?.(hb);
+      const end = (await events.streamsToEnd?.(hb)) ?? [];
+      const answer: HeartbeatResponse = end.length > 0 ? { ok: true, end } : { ok: true };
+      return answer;
+    },
+  );
 
-  app.post(RelayApiPaths.deregister, post(DeregisterRequest), async (request) => {
-    const r = request.body as DeregisterRequest;
-    await options.store.removeRelay(r.relayId);
-    events.deregistered?.(r.relayId);
-    return { ok: true };
-  });
+  app.post<{ Body: DeregisterRequest }>(
+    RelayApiPaths.deregister,
+    post(DeregisterRequest),
+    async (request) => {
+      const r = request.body;
+      await options.store.removeRelay(r.relayId);
+      events.deregistered?.(r.relayId);
+      return { ok: true };
+    },
+  );
 
-  app.post(RelayApiPaths.streamStarted, post(StreamEventRequest), async (request, reply) => {
-    const e = request.body as StreamEventRequest;
-    if (await refused(reply, 'stream-started', e)) return reply;
-    events.streamStarted?.(e);
-    return { ok: true };
-  });
+  app.post<{ Body: StreamEventRequest }>(
+    RelayApiPaths.streamStarted,
+    post(StreamEventRequest),
+    async (request, reply) => {
+      const e = request.body;
+      if (await refused(reply, 'stream-started', e)) return reply;
+      events.streamStarted?.(e);
+      return { ok: true };
+    },
+  );
 
-  app.post(RelayApiPaths.streamEnded, post(StreamEventRequest), async (request, reply) => {
-    const e = request.body as StreamEventRequest;
-    if (await refused(reply, 'stream-ended', e)) return reply;
-    await options.store.release(storeKey(e.userId, e.streamId));
-    events.streamEnded?.(e);
-    return { ok: true };
-  });
+  app.post<{ Body: StreamEventRequest }>(
+    RelayApiPaths.streamEnded,
+    post(StreamEventRequest),
+    async (request, reply) => {
+      const e = request.body;
+      if (await refused(reply, 'stream-ended', e)) return reply;
+      await options.store.release(storeKey(e.userId, e.streamId));
+      events.streamEnded?.(e);
+      return { ok: true };
+    },
+  );
 
-  app.post(RelayApiPaths.restreamStatus, post(RestreamStatusRequest), async (request) => {
-    const e = request.body as RestreamStatusRequest;
-    events.restreamStatus?.(e);
-    return { ok: true };
-  });
+  app.post<{ Body: RestreamStatusRequest }>(
+    RelayApiPaths.restreamStatus,
+    post(RestreamStatusRequest),
+    async (request) => {
+      const e = request.body;
+      events.restreamStatus?.(e);
+      return { ok: true };
+    },
+  );
 
-  app.post(RelayApiPaths.hlsReady, post(HlsReadyRequest), async (request, reply) => {
-    const e = request.body as HlsReadyRequest;
-    const urls = [e.hlsUrl, e.dashUrl, e.webrtcUrl].filter((u): u is string => Boolean(u));
-    if (await refused(reply, 'hls-ready', e, urls)) return reply;
-    events.hlsReady?.(e);
-    return { ok: true };
-  });
+  app.post<{ Body: HlsReadyRequest }>(
+    RelayApiPaths.hlsReady,
+    post(HlsReadyRequest),
+    async (request, reply) => {
+      const e = request.body;
+      const urls = [e.hlsUrl, e.dashUrl, e.webrtcUrl].filter((u): u is string => Boolean(u));
+      if (await refused(reply, 'hls-ready', e, urls)) return reply;
+      events.hlsReady?.(e);
+      return { ok: true };
+    },
+  );
 
   app.get<{ Params: z.infer<typeof DestinationsParams> }>(
     `${RelayApiPaths.destinations}/:userId/:streamId`,
