@@ -108,12 +108,12 @@ export function cloudErrorHandler(badRequest: ErrorCode, log?: Logger) {
           err.code,
           'the cloud store is unavailable; try again',
         );
-      if (err.httpStatus >= 500)
-        log?.error(
-          { err: err.message, code: err.code, url: request.routeOptions.url },
-          'cloud request failed',
-        );
-      return sendError(reply, err.code, err.httpStatus >= 500 ? 'internal error' : err.message);
+      if (err.httpStatus < 500) return sendError(reply, err.code, err.message);
+      // A server-side failure's message may name internals (hosts, Redis replies): logged, not sent.
+      const where = { err: err.message, code: err.code, url: request.routeOptions.url };
+      if (err.httpStatus === 500) log?.error(where, 'cloud request failed');
+      else log?.warn(where, 'cloud request failed');
+      return sendError(reply, err.code, err.httpStatus === 500 ? 'internal error' : 'unavailable; try again');
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (status >= 400 && status < 500) {
