@@ -1,11 +1,16 @@
 /**
  * The cloud's HTTP app, `build(opts)` style (fastify): tests drive it with `inject()`, the `cloud` command
  * listens with it. Each concern is an encapsulated plugin with its own auth (relay routes: the shared
- * secret). Managed-stream routes, gateways and the dashboard join as their issues land.
+ * secret); managed-stream routes and the dashboard join it in cloud.ts. Every route declares zod schemas
+ * (http-schemas.ts): requests are checked before a handler runs, responses carry only declared fields, and
+ * every error (ours, fastify's, an unknown path, a malformed URL) answers the envelope with the registry's
+ * status for its code. `cloudRoutes(app)` lists the routes with their schemas (the schema test walks it).
  */
-import Fastify, { type FastifyInstance } from 'fastify';
-import { ErrorCodes, isRelayError } from '../shared/errors.ts';
+import Fastify, { type FastifyInstance, type FastifySchema } from 'fastify';
+import { z } from 'zod';
+import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { cloudErrorHandler, ERROR_RESPONSES, sendError, useZodSchemas } from './http-schemas.ts';
 import {
   type RelayEvents,
   type RelayRoutesStore,
@@ -25,19 +30,42 @@ export interface CloudAppOptions {
   now?: () => number;
 }
 
+/** A route as registered: what the schema test walks. */
+export interface CloudRoute {
+  method: string;
+  url: string;
+  schema: FastifySchema | undefined;
+}
+
+const routesOf = new WeakMap<FastifyInstance, CloudRoute[]>();
+
+/** Every route of an app built by buildCloudApp (plugins included), HEAD routes left out. */
+export function cloudRoutes(app: FastifyInstance): CloudRoute[] {
+  return [...(routesOf.get(app) ?? [])];
+}
+
+export const HealthResponse = z.object({ status: z.literal('ok') });
+
 export function buildCloudApp(options: CloudAppOptions): FastifyInstance {
-  const app: FastifyInstance = Fastify({ bodyLimit: 1024 * 1024 });
-  // The store being unreachable (Redis down) is a temporary condition, not a bug: 503, try again soon.
-  // Everything else keeps fastify's answer (its status code, or 500).
-  app.setErrorHandler(async (err, _request, reply) => {
-    if (isRelayError(err) && err.code === ErrorCodes.CLOUD_STORE_FAILED)
-      return reply
-        .code(503)
-        .header('retry-after', '1')
-        .send({ error: 'the cloud store is unavailable; try again', code: err.code });
-    throw err;
+  const log = options.log?.child({ component: 'cloud-http' });
+  const app: FastifyInstance = Fastify({
+    bodyLimit: 1024 * 1024,
+    // A URL fastify cannot decode is a bad request in the envelope, like every other refusal.
+    frameworkErrors: (_err, _request, reply) =>
+      sendError(reply, ErrorCodes.CLOUD_BAD_REQUEST, 'malformed request URL'),
   });
-  app.get('/health', async () => ({ status: 'ok' }));
+  const routes: CloudRoute[] = [];
+  routesOf.set(app, routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat())
+      if (method !== 'HEAD') routes.push({ method, url: route.url, schema: route.schema });
+  });
+  useZodSchemas(app);
+  app.setErrorHandler(cloudErrorHandler(ErrorCodes.CLOUD_BAD_REQUEST, log));
+  app.setNotFoundHandler((_request, reply) => sendError(reply, ErrorCodes.CLOUD_NOT_FOUND, 'no such route'));
+  app.get('/health', { schema: { response: { 200: HealthResponse, ...ERROR_RESPONSES } } }, async () => ({
+    status: 'ok' as const,
+  }));
   void app.register(relayRoutes, {
     store: options.store,
     secret: options.relaySecret,

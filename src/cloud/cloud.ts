@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import { UserId } from '../contracts/relay-api.ts';
 import { srtStreamPassphrase } from '../contracts/srt.ts';
 import type { RelayConfig } from '../shared/config.ts';
+import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { buildCloudApp } from './app.ts';
 import { APP_WS_PATH, AppGateway } from './app-gateway.ts';
@@ -32,6 +33,7 @@ import { REDIS_CLIENT_OPTIONS, RedisCloudStore } from './store-redis.ts';
 import { MemoryStreamState } from './stream-state.ts';
 import { RedisStreamState } from './stream-state-redis.ts';
 import { bearerOf, verifyUserToken } from './user-tokens.ts';
+import { refuseUpgrade, upgradeQueryValid, wsPathRoutes } from './ws-upgrade.ts';
 
 export interface CloudHandle {
   port: number;
@@ -169,15 +171,20 @@ export async function startCloud(
   void app.register(managedRoutes, {
     streams,
     sseKeepAliveMs: c.sseKeepAliveMs,
+    log: log.child({ component: 'managed-api' }),
     authenticate: async (request, claimed) =>
       options.userTokenSecret ? (await userOf(request.headers, request.url)) === claimed : true,
   });
+  void app.register(wsPathRoutes, { paths: [GLASSES_WS_PATH, APP_WS_PATH] });
   // One upgrade router: each WebSocket path has its gateway, anything else is refused.
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const path = (request.url ?? '').split('?')[0];
-    if (path === GLASSES_WS_PATH) glasses.handleUpgrade(request, socket, head);
+    const known = path === GLASSES_WS_PATH || path === APP_WS_PATH;
+    if (known && !upgradeQueryValid(request.url))
+      refuseUpgrade(socket, ErrorCodes.CLOUD_BAD_REQUEST, 'invalid querystring');
+    else if (path === GLASSES_WS_PATH) glasses.handleUpgrade(request, socket, head);
     else if (path === APP_WS_PATH) apps.handleUpgrade(request, socket, head);
-    else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+    else refuseUpgrade(socket, ErrorCodes.CLOUD_NOT_FOUND, 'no such route');
   };
   app.server.on('upgrade', onUpgrade);
   let closed = false;

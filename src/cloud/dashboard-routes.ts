@@ -15,6 +15,9 @@
  * SSE ownership: one timer serves every client; it runs only while a client is connected, and `close()`
  * (preClose) ends every client and clears it. Clients are capped; one that does not read its stream (its
  * buffer grows past a bound) is dropped rather than buffered for.
+ *
+ * Schemas (http-schemas.ts): the snapshot is serialized through `DashboardSnapshotSchema`, so only the fields
+ * declared below reach the page; errors are the envelope with the registry's status.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -22,10 +25,12 @@ import type { ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { RelayStreamState, StreamStats } from '../contracts/relay-api.ts';
+import { z } from 'zod';
+import { RelayStreamState, StreamStats } from '../contracts/relay-api.ts';
 import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { FleetRelay, FleetStream } from './fleet-view.ts';
+import { cloudErrorHandler, ERROR_RESPONSES, sendError, useZodSchemas } from './http-schemas.ts';
 import type { RelayRecord } from './store.ts';
 
 /** What the dashboard needs of the store: the live relays. */
@@ -117,6 +122,46 @@ export interface DashboardSnapshot {
   relays: DashboardRelay[];
   streams: DashboardStream[];
 }
+
+/** The snapshot as the page receives it: these fields and no other (checked against the types above). */
+export const DashboardSnapshotSchema = z.object({
+  generatedAt: z.string(),
+  relays: z.array(
+    z.object({
+      relayId: z.string(),
+      rtmpUrl: z.string(),
+      hlsUrl: z.string(),
+      region: z.string().nullable(),
+      maxStreams: z.number(),
+      streams: z.number(),
+      reserved: z.number(),
+      load: z.number(),
+      cpu: z.number(),
+      draining: z.boolean(),
+      lastSeenSecondsAgo: z.number(),
+      health: z.enum(['ok', 'late', 'draining']),
+      healthy: z.boolean(),
+    }),
+  ),
+  streams: z.array(
+    z.object({
+      userId: z.string(),
+      streamId: z.string(),
+      relayId: z.string(),
+      state: RelayStreamState,
+      hlsUrl: z.string().nullable(),
+      stats: StreamStats.nullable(),
+      managed: z.object({ phase: z.string(), status: z.string(), viewers: z.number() }).nullable(),
+      output: z.object({
+        health: z.enum(['ok', 'starting', 'failing', 'unknown', 'ended']),
+        reason: z.string().nullable(),
+      }),
+    }),
+  ),
+}) satisfies z.ZodType<DashboardSnapshot>;
+
+/** Routes that take no input: their errors have the envelope's schema. */
+const NO_INPUT = { schema: { response: ERROR_RESPONSES } };
 
 export const DASHBOARD_PATH = '/dashboard';
 export const DEFAULT_OUTPUT_GRACE_MS = 15_000;
@@ -222,6 +267,9 @@ export async function dashboardRoutes(app: FastifyInstance, options: DashboardOp
   const now = options.now ?? Date.now;
   const log = options.log?.child({ component: 'dashboard' });
   const maxClients = options.maxClients ?? DEFAULT_MAX_SSE_CLIENTS;
+  // Self-contained (its tests mount it on a bare fastify): its own schema compilers and error answers.
+  useZodSchemas(app);
+  app.setErrorHandler(cloudErrorHandler(ErrorCodes.CLOUD_BAD_REQUEST, log));
 
   const page = await loadAsset(`${WEB_DIR}index.html`, log);
   const assets = new Map<string, { type: string; body: Buffer }>();
@@ -237,18 +285,18 @@ export async function dashboardRoutes(app: FastifyInstance, options: DashboardOp
       .header('referrer-policy', 'no-referrer');
 
   const sendPage = async (_request: FastifyRequest, reply: FastifyReply) => {
-    if (!page) return reply.code(404).send({ error: 'dashboard not installed' });
+    if (!page) return sendError(reply, ErrorCodes.DASHBOARD_NOT_INSTALLED, 'dashboard not installed');
     return common(reply)
       .header('content-security-policy', PAGE_CSP)
       .header('x-frame-options', 'DENY')
       .type('text/html; charset=utf-8')
       .send(page);
   };
-  app.get('/', async (_request, reply) => reply.redirect(DASHBOARD_PATH, 302));
-  app.get(DASHBOARD_PATH, sendPage);
-  app.get(`${DASHBOARD_PATH}/`, sendPage);
+  app.get('/', NO_INPUT, async (_request, reply) => reply.redirect(DASHBOARD_PATH, 302));
+  app.get(DASHBOARD_PATH, NO_INPUT, sendPage);
+  app.get(`${DASHBOARD_PATH}/`, NO_INPUT, sendPage);
   for (const url of assets.keys()) {
-    app.get(url, async (_request, reply) => {
+    app.get(url, NO_INPUT, async (_request, reply) => {
       const asset = assets.get(url)!;
       return common(reply).type(asset.type).send(asset.body);
     });
@@ -278,7 +326,7 @@ export async function dashboardRoutes(app: FastifyInstance, options: DashboardOp
     res.write(frame);
   };
   const frameOf = async (): Promise<string> =>
-    `event: snapshot\ndata: ${JSON.stringify(await dashboardSnapshot(options, now()))}\n\n`;
+    `event: snapshot\ndata: ${JSON.stringify(DashboardSnapshotSchema.parse(await dashboardSnapshot(options, now())))}\n\n`;
   const tick = async (): Promise<void> => {
     if (ticking || clients.size === 0) return;
     ticking = true;
@@ -305,29 +353,36 @@ export async function dashboardRoutes(app: FastifyInstance, options: DashboardOp
     api.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
       reply.header('cache-control', 'no-store');
       if (!expected) {
-        return reply.code(503).send({
-          error: 'dashboard API disabled: CONTROL_API_TOKEN is not configured',
-          code: ErrorCodes.DASHBOARD_DISABLED,
-        });
+        return sendError(
+          reply,
+          ErrorCodes.DASHBOARD_DISABLED,
+          'dashboard API disabled: CONTROL_API_TOKEN is not configured',
+        );
       }
       const header = request.headers.authorization ?? '';
       const token = header.startsWith('Bearer ') ? header.slice(7) : '';
       // Hash both sides so the comparison is constant-time whatever the lengths.
       if (!token || !timingSafeEqual(digest(token), expected)) {
-        return reply.code(401).send({ error: 'unauthorized', code: ErrorCodes.DASHBOARD_UNAUTHORIZED });
+        return sendError(reply, ErrorCodes.DASHBOARD_UNAUTHORIZED, 'unauthorized');
       }
     });
 
-    api.get('/api/dashboard', async () => dashboardSnapshot(options, now()));
+    api.get(
+      '/api/dashboard',
+      { schema: { response: { 200: DashboardSnapshotSchema, ...ERROR_RESPONSES } } },
+      async () => dashboardSnapshot(options, now()),
+    );
 
-    api.get('/api/dashboard/events', async (request, reply) => {
+    // The 200 is an event stream written by hand (snapshots built by dashboardSnapshot above).
+    api.get('/api/dashboard/events', NO_INPUT, async (request, reply) => {
       const refusal = (): FastifyReply | null => {
-        if (closed) return reply.code(503).send({ error: 'the cloud is closing' });
+        if (closed) return sendError(reply, ErrorCodes.CLOUD_CLOSING, 'the cloud is closing');
         if (clients.size < maxClients) return null;
-        return reply
-          .code(503)
-          .header('retry-after', '5')
-          .send({ error: 'too many dashboard clients', code: ErrorCodes.DASHBOARD_TOO_MANY_CLIENTS });
+        return sendError(
+          reply.header('retry-after', '5'),
+          ErrorCodes.DASHBOARD_TOO_MANY_CLIENTS,
+          'too many dashboard clients',
+        );
       };
       const refused = refusal();
       if (refused) return refused;

@@ -8,16 +8,25 @@
  * stream and another user's stream answer the same 404, so ids cannot be probed. The event stream sends a
  * comment every `sseKeepAliveMs` while idle (proxies cut silent connections at 60 s, Node's fetch at 300 s)
  * and is ended when its client stops reading (more than SSE_MAX_BUFFERED bytes waiting).
+ * Every route has zod schemas (http-schemas.ts): a malformed id, package name, query or body is a 400 before
+ * any lookup (it names no stream, so it tells nothing about which exist); answers are the contract's
+ * `managed_stream_status` and nothing more; errors are the envelope with the registry's status.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ManagedStreamRequest, type ManagedStreamStatus } from '../contracts/mentra.ts';
+import { z } from 'zod';
+import { ManagedStreamRequest, ManagedStreamStatus } from '../contracts/mentra.ts';
 import { UserId } from '../contracts/relay-api.ts';
+import { ErrorCodes } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import { cloudErrorHandler, ERROR_RESPONSES, OkResponse, sendError, useZodSchemas } from './http-schemas.ts';
 import { ManagedStreamError, type ManagedStreams } from './managed-streams.ts';
 
 export interface ManagedRoutesOptions {
   streams: ManagedStreams;
   /** The userId the request may act for (a bearer token), or null; dev mode trusts the body. */
   authenticate(request: FastifyRequest, claimedUserId: string): Promise<boolean>;
+  /** Where requests that fail unexpectedly are told. */
+  log?: Logger | undefined;
   /** Comment keep-alives on idle event streams (SSE_KEEPALIVE_SECONDS; default 15 s). */
   sseKeepAliveMs?: number;
 }
@@ -27,67 +36,82 @@ export const SSE_MAX_BUFFERED = 256 * 1024;
 export const DEFAULT_SSE_KEEPALIVE_MS = 15_000;
 
 const CreateBody = ManagedStreamRequest.omit({ type: true }).extend({ userId: UserId });
-const STREAM_ID = /^[A-Za-z0-9]{1,32}$/;
-const PACKAGE = /^[A-Za-z0-9._-]{1,256}$/;
+/** Managed stream ids are the cloud's own (8 base64url-free characters today; room to grow). */
+const ManagedStreamId = z.string().regex(/^[A-Za-z0-9]{1,32}$/);
+const StreamParams = z.object({ streamId: ManagedStreamId });
+const ViewerParams = z.object({
+  streamId: ManagedStreamId,
+  packageName: z.string().regex(/^[A-Za-z0-9._-]{1,256}$/),
+});
+/** A user token may ride in the query (EventSource and players cannot set headers); nothing else is read. */
+export const TokenQuery = z.object({ token: z.string().max(4096).optional() });
+type StreamRequest = { Params: z.infer<typeof StreamParams> };
 
 export async function managedRoutes(app: FastifyInstance, options: ManagedRoutesOptions): Promise<void> {
   const { streams } = options;
+  useZodSchemas(app);
+  app.setErrorHandler(cloudErrorHandler(ErrorCodes.CLOUD_BAD_REQUEST, options.log));
 
-  app.post('/api/managed-streams', async (request, reply) => {
-    const parsed = CreateBody.safeParse(request.body);
-    if (!parsed.success) {
-      return reply.code(400).send({
-        error: 'invalid body',
-        issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`),
-      });
-    }
-    if (!(await options.authenticate(request, parsed.data.userId)))
-      return reply.code(401).send({ error: 'unauthorized' });
-    try {
-      return await streams.request(
-        parsed.data.userId,
-        parsed.data.packageName,
-        parsed.data.restreamDestinations ?? [],
-      );
-    } catch (err) {
-      if (err instanceof ManagedStreamError)
-        return reply.code(503).send({ error: err.message, code: err.code });
-      throw err;
-    }
-  });
-
-  app.get<{ Params: { streamId: string } }>('/api/managed-streams/:streamId', async (request, reply) => {
-    const stream = STREAM_ID.test(request.params.streamId)
-      ? await streams.load(request.params.streamId)
-      : undefined;
-    if (!stream || !(await options.authenticate(request, stream.userId)))
-      return reply.code(404).send({ error: 'no such stream' });
-    return streams.statusOf(stream);
-  });
-
-  app.delete<{ Params: { streamId: string; packageName: string } }>(
-    '/api/managed-streams/:streamId/viewers/:packageName',
+  app.post<{ Body: z.infer<typeof CreateBody> }>(
+    '/api/managed-streams',
+    { schema: { body: CreateBody, response: { 200: ManagedStreamStatus, ...ERROR_RESPONSES } } },
     async (request, reply) => {
-      const stream = STREAM_ID.test(request.params.streamId)
-        ? await streams.load(request.params.streamId)
-        : undefined;
-      if (!stream || !PACKAGE.test(request.params.packageName))
-        return reply.code(404).send({ error: 'no such stream' });
-      if (!(await options.authenticate(request, stream.userId)))
-        return reply.code(401).send({ error: 'unauthorized' });
-      await streams.stop(stream.userId, request.params.packageName);
-      return { ok: true };
+      const { body } = request;
+      if (!(await options.authenticate(request, body.userId)))
+        return sendError(reply, ErrorCodes.CLOUD_UNAUTHORIZED, 'unauthorized');
+      try {
+        return await streams.request(body.userId, body.packageName, body.restreamDestinations ?? []);
+      } catch (err) {
+        if (err instanceof ManagedStreamError) return sendError(reply, err.code, err.message);
+        throw err;
+      }
     },
   );
 
-  app.get<{ Params: { streamId: string } }>(
-    '/api/managed-streams/:streamId/events',
+  app.get<StreamRequest>(
+    '/api/managed-streams/:streamId',
+    {
+      schema: {
+        params: StreamParams,
+        querystring: TokenQuery,
+        response: { 200: ManagedStreamStatus, ...ERROR_RESPONSES },
+      },
+    },
     async (request, reply) => {
-      const stream = STREAM_ID.test(request.params.streamId)
-        ? await streams.load(request.params.streamId)
-        : undefined;
+      const stream = await streams.load(request.params.streamId);
       if (!stream || !(await options.authenticate(request, stream.userId)))
-        return reply.code(404).send({ error: 'no such stream' });
+        return sendError(reply, ErrorCodes.MANAGED_STREAM_NOT_FOUND, 'no such stream');
+      return streams.statusOf(stream);
+    },
+  );
+
+  app.delete<{ Params: z.infer<typeof ViewerParams> }>(
+    '/api/managed-streams/:streamId/viewers/:packageName',
+    {
+      schema: {
+        params: ViewerParams,
+        querystring: TokenQuery,
+        response: { 200: OkResponse, ...ERROR_RESPONSES },
+      },
+    },
+    async (request, reply) => {
+      const stream = await streams.load(request.params.streamId);
+      if (!stream) return sendError(reply, ErrorCodes.MANAGED_STREAM_NOT_FOUND, 'no such stream');
+      if (!(await options.authenticate(request, stream.userId)))
+        return sendError(reply, ErrorCodes.CLOUD_UNAUTHORIZED, 'unauthorized');
+      await streams.stop(stream.userId, request.params.packageName);
+      return { ok: true as const };
+    },
+  );
+
+  // The 200 is an event stream written by hand (one ManagedStreamStatus per event), so only errors have a schema.
+  app.get<StreamRequest>(
+    '/api/managed-streams/:streamId/events',
+    { schema: { params: StreamParams, querystring: TokenQuery, response: ERROR_RESPONSES } },
+    async (request, reply) => {
+      const stream = await streams.load(request.params.streamId);
+      if (!stream || !(await options.authenticate(request, stream.userId)))
+        return sendError(reply, ErrorCodes.MANAGED_STREAM_NOT_FOUND, 'no such stream');
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -104,7 +128,11 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
         res.write(text);
       };
       const send = (status: ManagedStreamStatus): void => {
-        write(`data: ${JSON.stringify(status)}\n\n`);
+        // Through the contract like every other answer: only its fields go out. One that breaks it is a
+        // bug; the stream ends rather than send it (the client reconnects and gets the current status).
+        const parsed = ManagedStreamStatus.safeParse(status);
+        if (!parsed.success) return done();
+        write(`data: ${JSON.stringify(parsed.data)}\n\n`);
         if (status.status === 'stopped' || status.status === 'error') done();
       };
       const keepAlive = setInterval(
@@ -128,13 +156,16 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
     },
   );
 
-  app.get<{ Params: { streamId: string } }>('/watch/:streamId/index.m3u8', async (request, reply) => {
-    reply.header('access-control-allow-origin', '*');
-    const stream = STREAM_ID.test(request.params.streamId)
-      ? await streams.load(request.params.streamId)
-      : undefined;
-    const url = stream ? streams.statusOf(stream).hlsUrl : undefined;
-    if (!url) return reply.code(404).send({ error: 'not playable now' });
-    return reply.header('cache-control', 'no-store').redirect(url, 302);
-  });
+  // A 302 (no body) or an error.
+  app.get<StreamRequest>(
+    '/watch/:streamId/index.m3u8',
+    { schema: { params: StreamParams, querystring: TokenQuery, response: ERROR_RESPONSES } },
+    async (request, reply) => {
+      reply.header('access-control-allow-origin', '*');
+      const stream = await streams.load(request.params.streamId);
+      const url = stream ? streams.statusOf(stream).hlsUrl : undefined;
+      if (!url) return sendError(reply, ErrorCodes.MANAGED_STREAM_NOT_PLAYABLE, 'not playable now');
+      return reply.header('cache-control', 'no-store').redirect(url, 302);
+    },
+  );
 }

@@ -25,6 +25,7 @@ import {
   whipPublishUrl,
   withPublicBase,
 } from '../contracts/urls.ts';
+import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import { type BusMessage, type CloudBus, MemoryBus, type StatusTarget } from './bus.ts';
@@ -142,7 +143,8 @@ export type ManagedStreamsEvents = {
 
 export class ManagedStreamError extends Error {
   constructor(
-    readonly code: 'NO_RELAY_AVAILABLE' | 'GLASSES_NOT_CONNECTED' | 'STREAM_NOT_FOUND',
+    /** A registry code (shared/errors.ts), so the routes answer its status. */
+    readonly code: typeof ErrorCodes.NO_RELAY_AVAILABLE,
     message: string,
   ) {
     super(message);
@@ -305,7 +307,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
         reservationTtlMs: this.#o.reservationTtlMs ?? 30_000,
       });
       if (!placement)
-        throw new ManagedStreamError('NO_RELAY_AVAILABLE', 'no relay has room for a new stream');
+        throw new ManagedStreamError(ErrorCodes.NO_RELAY_AVAILABLE, 'no relay has room for a new stream');
       const { state, effects } = begin(placement.relayId);
       const record: StreamRecord = {
         v: 0,

@@ -5,16 +5,18 @@
  * constant time; a refused call changes nothing. The plugin declares the small store interface it needs.
  * Stream events (stream-started, stream-ended, hls-ready) first pass `guard`: only the relay that holds the
  * stream may speak for it, and only with URLs under its own registered base; a refusal (403) comes before
- * any change, the store's included.
+ * any change, the store's included. Requests and answers have zod schemas (http-schemas.ts): a body that breaks
+ * its contract is a 400 RELAY_BAD_REQUEST before the handler runs.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { storeKey } from '../contracts/keys.ts';
 import {
   DeregisterRequest,
+  DestinationsResponse,
   HeartbeatRequest,
-  type HeartbeatResponse,
+  HeartbeatResponse,
   HlsReadyRequest,
   RegisterRequest,
   RelayApiPaths,
@@ -24,7 +26,9 @@ import {
   type StreamToEnd,
   UserId,
 } from '../contracts/relay-api.ts';
+import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { cloudErrorHandler, ERROR_RESPONSES, OkResponse, sendError, useZodSchemas } from './http-schemas.ts';
 
 /** What these routes need from the store. */
 export interface RelayRoutesStore {
@@ -75,7 +79,7 @@ export type StreamEventKind = 'stream-started' | 'stream-ended' | 'hls-ready';
 
 /** Why a stream event was refused: a stable code and a short reason (safe to send and log). */
 export interface GuardRefusal {
-  code: 'RELAY_NOT_HOLDER' | 'RELAY_URL_REFUSED';
+  code: typeof ErrorCodes.RELAY_NOT_HOLDER | typeof ErrorCodes.RELAY_URL_REFUSED;
   reason: string;
 }
 
@@ -105,6 +109,8 @@ export interface RelayRoutesOptions {
   now?: () => number;
 }
 
+const DestinationsParams = z.object({ userId: UserId, streamId: StreamId });
+
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
@@ -131,7 +137,7 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     });
     if (!refusal) return false;
     options.log?.warn({ kind, relayId: e.relayId, streamId: e.streamId, code: refusal.code }, refusal.reason);
-    await reply.code(403).send({ error: refusal.reason, code: refusal.code });
+    await sendError(reply, refusal.code, refusal.reason);
     return true;
   };
 
@@ -143,100 +149,108 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     // Compare with every accepted secret (no early exit), so timing says nothing about which matched.
     const matches = expected.map((e) => presented !== null && timingSafeEqual(presented, e));
     if (!matches.includes(true)) {
-      return reply.code(401).send({ error: 'unauthorized', code: 'RELAY_UNAUTHORIZED' });
+      return sendError(reply, ErrorCodes.RELAY_UNAUTHORIZED, 'unauthorized');
     }
   });
+  useZodSchemas(app);
+  app.setErrorHandler(cloudErrorHandler(ErrorCodes.RELAY_BAD_REQUEST, options.log));
 
-  const body = <S extends z.ZodTypeAny>(
-    schema: S,
-    request: FastifyRequest,
-    reply: FastifyReply,
-  ): z.infer<S> | undefined => {
-    const parsed = schema.safeParse(request.body);
-    if (parsed.success) return parsed.data;
-    void reply.code(400).send({
-      error: 'invalid body',
-      code: 'RELAY_BAD_REQUEST',
-      issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).slice(0, 10),
-    });
-    return undefined;
-  };
+  /** A POST whose body is `body` and whose answer is `ok` (or `{ok: true}`). */
+  const post = <B extends z.ZodTypeAny>(body: B, ok: z.ZodTypeAny = OkResponse) => ({
+    schema: { body, response: { 200: ok, ...ERROR_RESPONSES } },
+  });
 
-  app.post(RelayApiPaths.register, async (request, reply) => {
-    const r = body(RegisterRequest, request, reply);
-    if (!r) return reply;
+  app.post<{ Body: RegisterRequest }>(RelayApiPaths.register, post(RegisterRequest), async (request) => {
+    const r = request.body;
     events.contact?.(r.relayId);
     await options.store.upsertRelay(r, now());
     return { ok: true };
   });
 
-  app.post(RelayApiPaths.heartbeat, async (request, reply) => {
-    const hb = body(HeartbeatRequest, request, reply);
-    if (!hb) return reply;
-    events.contact?.(hb.relayId);
-    const live = hb.streams
-      .filter((s) => s.state !== 'ended')
-      .map(({ userId, streamId }) => ({ userId, streamId }));
-    const known = await options.store.heartbeat(
-      hb.relayId,
-      { streams: live, cpu: hb.cpu, draining: hb.draining },
-      now(),
-    );
-    if (!known)
-      return reply.code(404).send({ error: 'unknown relay: register first', code: 'RELAY_UNKNOWN' });
-    events.heartbeat?.(hb);
-    const end = (await events.streamsToEnd?.(hb)) ?? [];
-    const answer: HeartbeatResponse = end.length > 0 ? { ok: true, end } : { ok: true };
-    return answer;
-  });
-
-  app.post(RelayApiPaths.deregister, async (request, reply) => {
-    const r = body(DeregisterRequest, request, reply);
-    if (!r) return reply;
-    await options.store.removeRelay(r.relayId);
-    events.deregistered?.(r.relayId);
-    return { ok: true };
-  });
-
-  app.post(RelayApiPaths.streamStarted, async (request, reply) => {
-    const e = body(StreamEventRequest, request, reply);
-    if (!e || (await refused(reply, 'stream-started', e))) return reply;
-    events.streamStarted?.(e);
-    return { ok: true };
-  });
-
-  app.post(RelayApiPaths.streamEnded, async (request, reply) => {
-    const e = body(StreamEventRequest, request, reply);
-    if (!e || (await refused(reply, 'stream-ended', e))) return reply;
-    await options.store.release(storeKey(e.userId, e.streamId));
-    events.streamEnded?.(e);
-    return { ok: true };
-  });
-
-  app.post(RelayApiPaths.restreamStatus, async (request, reply) => {
-    const e = body(RestreamStatusRequest, request, reply);
-    if (!e) return reply;
-    events.restreamStatus?.(e);
-    return { ok: true };
-  });
-
-  app.post(RelayApiPaths.hlsReady, async (request, reply) => {
-    const e = body(HlsReadyRequest, request, reply);
-    if (!e) return reply;
-    const urls = [e.hlsUrl, e.dashUrl, e.webrtcUrl].filter((u): u is string => Boolean(u));
-    if (await refused(reply, 'hls-ready', e, urls)) return reply;
-    events.hlsReady?.(e);
-    return { ok: true };
-  });
-
-  app.get<{ Params: { userId: string; streamId: string } }>(
-    `${RelayApiPaths.destinations}/:userId/:streamId`,
+  app.post<{ Body: HeartbeatRequest }>(
+    RelayApiPaths.heartbeat,
+    post(HeartbeatRequest, HeartbeatResponse),
     async (request, reply) => {
-      const userId = UserId.safeParse(request.params.userId);
-      const streamId = StreamId.safeParse(request.params.streamId);
-      if (!userId.success || !streamId.success)
-        return reply.code(400).send({ error: 'invalid stream', code: 'RELAY_BAD_REQUEST' });
-      return { destinations: (await events.destinations?.(userId.data, streamId.data)) ?? [] };
+      const hb = request.body;
+      events.contact?.(hb.relayId);
+      const live = hb.streams
+        .filter((s) => s.state !== 'ended')
+        .map(({ userId, streamId }) => ({ userId, streamId }));
+      const known = await options.store.heartbeat(
+        hb.relayId,
+        { streams: live, cpu: hb.cpu, draining: hb.draining },
+        now(),
+      );
+      if (!known) return sendError(reply, ErrorCodes.RELAY_UNKNOWN, 'unknown relay: register first');
+      events.heartbeat?.(hb);
+      const end = (await events.streamsToEnd?.(hb)) ?? [];
+      const answer: HeartbeatResponse = end.length > 0 ? { ok: true, end } : { ok: true };
+      return answer;
+    },
+  );
+
+  app.post<{ Body: DeregisterRequest }>(
+    RelayApiPaths.deregister,
+    post(DeregisterRequest),
+    async (request) => {
+      const r = request.body;
+      await options.store.removeRelay(r.relayId);
+      events.deregistered?.(r.relayId);
+      return { ok: true };
+    },
+  );
+
+  app.post<{ Body: StreamEventRequest }>(
+    RelayApiPaths.streamStarted,
+    post(StreamEventRequest),
+    async (request, reply) => {
+      const e = request.body;
+      if (await refused(reply, 'stream-started', e)) return reply;
+      events.streamStarted?.(e);
+      return { ok: true };
+    },
+  );
+
+  app.post<{ Body: StreamEventRequest }>(
+    RelayApiPaths.streamEnded,
+    post(StreamEventRequest),
+    async (request, reply) => {
+      const e = request.body;
+      if (await refused(reply, 'stream-ended', e)) return reply;
+      await options.store.release(storeKey(e.userId, e.streamId));
+      events.streamEnded?.(e);
+      return { ok: true };
+    },
+  );
+
+  app.post<{ Body: RestreamStatusRequest }>(
+    RelayApiPaths.restreamStatus,
+    post(RestreamStatusRequest),
+    async (request) => {
+      const e = request.body;
+      events.restreamStatus?.(e);
+      return { ok: true };
+    },
+  );
+
+  app.post<{ Body: HlsReadyRequest }>(
+    RelayApiPaths.hlsReady,
+    post(HlsReadyRequest),
+    async (request, reply) => {
+      const e = request.body;
+      const urls = [e.hlsUrl, e.dashUrl, e.webrtcUrl].filter((u): u is string => Boolean(u));
+      if (await refused(reply, 'hls-ready', e, urls)) return reply;
+      events.hlsReady?.(e);
+      return { ok: true };
+    },
+  );
+
+  app.get<{ Params: z.infer<typeof DestinationsParams> }>(
+    `${RelayApiPaths.destinations}/:userId/:streamId`,
+    { schema: { params: DestinationsParams, response: { 200: DestinationsResponse, ...ERROR_RESPONSES } } },
+    async (request) => {
+      const { userId, streamId } = request.params;
+      return { destinations: (await events.destinations?.(userId, streamId)) ?? [] };
     },
   );
 }

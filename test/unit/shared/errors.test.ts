@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ErrorCodes, RelayError, toRelayError } from '../../../src/shared/errors.ts';
+import {
+  ErrorCodes,
+  httpStatusOf,
+  isErrorCode,
+  RelayError,
+  toRelayError,
+} from '../../../src/shared/errors.ts';
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -16,6 +22,18 @@ describe('error registry', () => {
     const entries = Object.entries(ErrorCodes);
     for (const [key, value] of entries) assert.equal(key, value);
     assert.equal(new Set(Object.values(ErrorCodes)).size, entries.length);
+  });
+
+  it('gives every code an HTTP error status (4xx or 5xx), carried by its errors', () => {
+    for (const code of Object.values(ErrorCodes)) {
+      const status = httpStatusOf(code);
+      assert.ok(Number.isInteger(status) && status >= 400 && status <= 599, `${code}: ${status}`);
+      assert.equal(new RelayError(code, 'x').httpStatus, status);
+      assert.ok(isErrorCode(code));
+    }
+    assert.equal(httpStatusOf(ErrorCodes.CLOUD_STORE_FAILED), 503);
+    assert.equal(httpStatusOf(ErrorCodes.MANAGED_STREAM_NOT_FOUND), 404);
+    assert.ok(!isErrorCode('NOT_A_CODE') && !isErrorCode('toString') && !isErrorCode(undefined));
   });
 
   it('has no stale codes: every code is used in the sources', () => {
