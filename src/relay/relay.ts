@@ -16,11 +16,11 @@ import {
 } from '../pipeline/encoders.ts';
 import type { Publish } from '../rtmp/publish.ts';
 import { RtmpSource } from '../rtmp/rtmp-source.ts';
-import { passphraseFromConfig, SrtListener } from '../srt/listener.ts';
 import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { passphraseFromConfig, SrtListener } from '../srt/listener.ts';
 import { StreamRegistry } from '../stream/registry.ts';
 import { StreamState } from '../stream/stream.ts';
 import { buildControlApi } from './control-api.ts';
@@ -256,7 +256,10 @@ export async function startRelay(
     const apiPort = await listen(api, config.api.port, config.api.host);
     const metricsPort = await listen(metrics, config.metrics.port, config.metrics.host);
     const hlsBase = `http://${options.publicHost ?? 'localhost'}:${hlsPort}/hls`;
-    log.info({ hlsPort, apiPort, metricsPort, srtPort }, 'HLS origin, control API, metrics and SRT listening');
+    log.info(
+      { hlsPort, apiPort, metricsPort, srtPort },
+      'HLS origin, control API, metrics and SRT listening',
+    );
     return {
       rtmpPort,
       rtmpsPort,
