@@ -16,6 +16,7 @@ import { type StreamRecord, startTestRelay } from '../helpers/relay-harness.ts';
 import { type SrtCaller, startCaller, type TsReference, tsReference } from '../helpers/srt-publish.ts';
 
 const SECRET = 'srt-passphrase-secret-for-tests-0123456789';
+const TOKEN = 'control-token-for-srt-tests';
 
 function recordOf(records: Map<string, StreamRecord>, streamId: string): Promise<StreamRecord> {
   return new Promise((resolve) => {
@@ -54,7 +55,10 @@ describe('each SRT client becomes HLS', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'srt-clients-hls-'));
 
   before(async () => {
-    ({ relay, records, hls } = await startTestRelay({ SRT_PASSPHRASE_SECRET: SECRET }));
+    ({ relay, records, hls } = await startTestRelay({
+      SRT_PASSPHRASE_SECRET: SECRET,
+      CONTROL_API_TOKEN: TOKEN,
+    }));
     ts = await tsReference(dir, 8);
   });
 
@@ -105,9 +109,24 @@ describe('each SRT client becomes HLS', () => {
         assert.equal(audio?.codec_name, 'aac');
         assert.ok(Number(video?.nb_read_frames) >= 10, `${video?.nb_read_frames} video frames decoded`);
         assert.ok(Number(audio?.nb_read_frames) >= 10, `${audio?.nb_read_frames} audio frames decoded`);
-        const t = rec.stream.source?.transportStats?.();
-        assert.equal(t?.transport, 'srt', 'the control API and metrics see the SRT transport');
-        assert.ok((t?.packetsReceived ?? 0) > 100);
+        // The live publish's SRT counters, in the metrics and in the control API's stream summary.
+        const metrics = (await get(`http://127.0.0.1:${relay.metricsPort}/metrics`)).toString('utf8');
+        const series = (name: string): number =>
+          Number(
+            new RegExp(`^${name}\\{stream="glasses@user.com/${streamId}"\\} (\\S+)$`, 'm').exec(metrics)?.[1],
+          );
+        assert.ok(series('rtmp_relay_stream_srt_packets_received') > 100, 'packets received exported');
+        assert.ok(series('rtmp_relay_stream_srt_rtt_seconds') >= 0, 'RTT exported');
+        assert.ok(series('rtmp_relay_stream_srt_receive_buffer_capacity_packets') > 0, 'buffer exported');
+        const res = await fetch(`http://127.0.0.1:${relay.apiPort}/api/streams`, {
+          headers: { authorization: `Bearer ${TOKEN}` },
+        });
+        const listed = (await res.json()) as {
+          streams: { streamId: string; transport: { transport: string; packetsReceived: number } | null }[];
+        };
+        const transport = listed.streams.find((x) => x.streamId === streamId)?.transport;
+        assert.equal(transport?.transport, 'srt');
+        assert.ok((transport?.packetsReceived ?? 0) > 100);
       } finally {
         run.kill();
         await run.done.catch(() => null); // a tool that failed to start already failed the test above
