@@ -1,7 +1,8 @@
 /**
- * The long fuzzing runs (issue 8): the suite's RTMP and HTTP fuzz tests with their case counts raised,
- * 1,000,000 RTMP connections (handshake, chunk, AMF0 and command layers) and 100,000 HTTP requests by
- * default (BENCH_RTMP_FUZZ_CASES, BENCH_HTTP_FUZZ_CASES). The same assertions as CI apply: nothing throws
+ * The long fuzzing runs (issue 8): the suite's RTMP, HTTP and SRT fuzz tests with their case counts raised,
+ * 1,000,000 RTMP connections (handshake, chunk, AMF0 and command layers), 100,000 HTTP requests and
+ * 1,000,000 SRT datagrams (issue 19) by default (BENCH_RTMP_FUZZ_CASES, BENCH_HTTP_FUZZ_CASES,
+ * BENCH_SRT_FUZZ_CASES). The same assertions as CI apply: nothing throws
  * out, every connection is released, memory stays flat, no 5xx. Prints a table; exits non-zero on a failure.
  * Separate from `npm run bench` because it runs for tens of minutes: `npm run fuzz`.
  */
@@ -23,6 +24,13 @@ const RUNS = [
     env: 'HTTP_FUZZ_CASES',
     cases: Number(process.env.BENCH_HTTP_FUZZ_CASES ?? 100_000),
     full: 100_000,
+  },
+  {
+    name: 'SRT listener (random and mutated datagrams)',
+    file: 'test/integration/srt-hostile.test.ts',
+    env: 'SRT_FUZZ_CASES',
+    cases: Number(process.env.BENCH_SRT_FUZZ_CASES ?? 1_000_000),
+    full: 1_000_000,
   },
 ];
 

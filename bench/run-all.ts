@@ -68,6 +68,12 @@ const BENCHES: Bench[] = [
     goal: 'request → active → first segment ≤ 3 s p95; fan-out with two replicas against one',
   },
   {
+    name: 'srt',
+    file: 'srt.ts',
+    title: 'SRT ingest cost and delivery under loss',
+    goal: '≤ 1 % of a core per 1 Mbit/s SRT stream (transport + TS demux), against srt-live-transmit and FFmpeg in the same run; frames out / frames in at 5 % loss',
+  },
+  {
     name: 'capacity',
     file: 'capacity.ts',
     title: 'Capacity per relay',

@@ -126,7 +126,7 @@ async function lossy(
       s.on('au', (au) => {
         if (au.track === 'video') out++;
       });
-      s.once('end', () => resolve(s.transportStats));
+      s.once('end', () => resolve(s.transportStats()));
     });
   });
   const run = startCaller('ffmpeg', { file, port: proxyPort, streamId: 'publish:live/bench/lossy' });

@@ -365,13 +365,32 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     }
     const relayId = existing.state.relayId;
     if (message.status === 'reconnecting' && relayId !== null) void this.#suspect(relayId);
-    await this.#event(existing.streamId, {
+    const event: LifecycleEvent = {
       type: 'glasses_status',
       status: message.status,
       errorDetails: message.errorDetails,
       attempt: message.attempt,
       maxAttempts: message.maxAttempts,
-    });
+    };
+    await this.#act(existing.streamId, (r) => this.#srtFallback(r, event) ?? this.#transition(r, event));
+  }
+
+  /**
+   * Glasses handed an SRT URL that report an error (UDP blocked on their network, or firmware without SRT):
+   * once per stream, instead of ending it, mark the record (every replica then hands out RTMP for it) and
+   * start them again on RTMP at the same relay; the phase does not change. Null when this is not that case.
+   */
+  #srtFallback(r: StreamRecord, event: LifecycleEvent): Effect[] | null {
+    if (event.type !== 'glasses_status' || event.status !== 'error') return null;
+    if (r.ingest !== 'srt' || r.srtFailed) return null;
+    const { phase, relayId } = r.state;
+    if (relayId === null || END_PHASES.has(phase) || phase === 'stopping') return null;
+    r.srtFailed = true;
+    this.#log.warn(
+      { userId: r.userId, streamId: r.streamId, relayId, errorDetails: event.errorDetails },
+      'glasses report an error on SRT: starting them again on RTMP',
+    );
+    return [{ kind: 'start_glasses', relayId }];
   }
 
   /** Glasses connected to this process: a start or stop held for them is sent now. */
@@ -674,13 +693,22 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
           ttlSeconds: 3600,
         })
       : undefined;
+    const url = this.#ingestUrl(relay, r, token);
+    const ingest = url.startsWith('srt:') ? 'srt' : url.startsWith('rtmp') ? 'rtmp' : 'whip';
+    if ((r.ingest ?? 'rtmp') !== ingest) {
+      // Saved before the glasses hear it, so their error on SRT finds the record saying SRT (any replica).
+      await this.#act(r.streamId, (x) => {
+        x.ingest = ingest;
+        return [];
+      });
+    }
     // The seed's command; the glasses gateway speaks `start_stream` to glasses that asked for it.
     const sent = await this.#toGlasses(
       r.userId,
       {
         type: 'start_rtmp_stream',
         sessionId: r.sessionId,
-        rtmpUrl: this.#ingestUrl(relay, r, token),
+        rtmpUrl: url,
         appId: 'MANAGED_STREAM',
         streamId: r.streamId,
         timestamp: this.#now(),
@@ -692,7 +720,8 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
 
   /**
    * The publish URL for GLASSES_INGEST on this relay: SRT or WHIP when the relay announced that base (only
-   * current firmware takes those, through `start_stream`), else RTMP.
+   * current firmware takes those, through `start_stream`), else RTMP; RTMP for a stream whose glasses failed
+   * on SRT.
    */
   #ingestUrl(
     relay: { rtmpUrl: string; srtUrl?: string | undefined; whipUrl?: string | undefined },
@@ -700,7 +729,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     token: string | undefined,
   ): string {
     const ingest = this.#o.glassesIngest ?? 'rtmp';
-    if (ingest === 'srt' && relay.srtUrl) {
+    if (ingest === 'srt' && relay.srtUrl && !r.srtFailed) {
       const passphrase = this.#o.srtPassphrase?.(publishKey(r.userId, r.streamId)) ?? null;
       const url = srtPublishUrl(relay.srtUrl, r.userId, r.streamId, token, { passphrase });
       if (url) return url;

@@ -42,6 +42,10 @@ export interface StreamRecord {
   /** The relay's last report of those destinations (URLs redacted). */
   outputs: RestreamOutputRecord[];
   createdAt: number;
+  /** The publish protocol of the URL the glasses were last handed (absent: RTMP, or an older record). */
+  ingest?: 'rtmp' | 'srt' | 'whip';
+  /** The glasses reported an error while handed SRT (UDP blocked): every later start uses RTMP. */
+  srtFailed?: boolean;
 }
 
 export interface StreamStateStore {

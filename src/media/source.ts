@@ -25,6 +25,27 @@ export interface SourceCounters {
   mediaBytes: number;
 }
 
+/**
+ * A packet transport's health for one publish (SRT today): what the metrics and the control API show per
+ * stream. TCP ingests (RTMP) have none: the kernel hides retransmissions.
+ */
+export interface TransportStats {
+  /** Which transport measured it. */
+  transport: 'srt';
+  rttMs: number;
+  /** The negotiated receive latency (TSBPD). */
+  latencyMs: number;
+  packetsReceived: number;
+  /** Sequence gaps seen (each lost packet once, whether recovered or not). */
+  packetsLost: number;
+  /** Packets that arrived again (retransmitted by the caller). */
+  packetsRetransmitted: number;
+  /** Packets given up on (too late or never retransmitted): a hole in the TS. */
+  packetsDropped: number;
+  receiveBufferPackets: number;
+  receiveBufferCapacity: number;
+}
+
 export interface MediaSource extends TypedEmitter<SourceEvents> {
   readonly info: PublishInfo;
   /** Set once `start` was emitted. */
@@ -37,4 +58,6 @@ export interface MediaSource extends TypedEmitter<SourceEvents> {
    * why where the protocol can (RTMP: NetStream.Publish.Failed with `reason`); the source then ends.
    */
   refuse?(reason: string): void;
+  /** The transport's counters, read at scrape time; absent where the transport has none (RTMP over TCP). */
+  transportStats?(): TransportStats;
 }

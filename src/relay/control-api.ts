@@ -8,10 +8,11 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { PUBLISH_APP, STREAM_ID_PATTERN, USER_ID_PATTERN } from '../contracts/names.ts';
 import type { StreamStats } from '../contracts/relay-api.ts';
+import type { TransportStats } from '../media/source.ts';
 import type { RtmpServer } from '../rtmp/server.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
 import type { Stream } from '../stream/stream.ts';
-import { streamStats } from './stream-stats.ts';
+import { streamStats, streamTransport } from './stream-stats.ts';
 import type { ViewerTracker } from './viewers.ts';
 
 export interface ControlApiOptions {
@@ -43,6 +44,9 @@ export interface StreamSummary {
   repairs: Record<string, number>;
   /** Input codecs and size, fps, keyframe interval, bitrate, viewers (the heartbeat's stats). */
   ingest: StreamStats;
+  /** The live publish's transport: SRT's RTT, loss, retransmissions, drops, receive buffer; null for RTMP
+   * or while nothing publishes. */
+  transport: TransportStats | null;
   /** Seconds since the relay first saw this stream (this incarnation). */
   uptimeSeconds: number;
 }
@@ -72,6 +76,7 @@ export function buildControlApi(options: ControlApiOptions): FastifyInstance {
     ffmpeg: { ...stream.supervisor.stats },
     repairs: { ...stream.repair.counts },
     ingest: streamStats(stream, options.viewers, now()),
+    transport: streamTransport(stream),
     uptimeSeconds: Math.max(0, Math.round((now() - stream.createdAt) / 1000)),
   });
 

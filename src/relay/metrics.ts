@@ -3,16 +3,19 @@
  * existing stats at scrape time: the RTMP server's `stats`, and each stream's packager, supervisor and
  * timestamp-repair counters. Per-stream counters are summed over the streams still registered plus those
  * that ended (folded in once, at `ended`), so the totals never go back when a stream is freed.
+ * A live SRT publish adds its transport counters per stream (RTT, loss, retransmissions, drops, buffer).
  * `buildMetricsApp` serves them at GET /metrics (fastify `build(opts)`, tested through `inject()`).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { TransportStats } from '../media/source.ts';
 import type { RepairCounts } from '../media/timestamp-repair.ts';
 import type { Publish } from '../rtmp/publish.ts';
 import type { RtmpServer } from '../rtmp/server.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
 import { type Stream, StreamState } from '../stream/stream.ts';
 import { HLS_REQUEST_KINDS, type HlsRequestKind } from './hls-requests.ts';
+import { streamTransport } from './stream-stats.ts';
 import type { ViewerTracker } from './viewers.ts';
 
 export interface RelayMetricsOptions {
@@ -223,6 +226,48 @@ export function createRelayMetrics(options: RelayMetricsOptions): RelayMetrics {
   );
   perStream('rtmp_relay_stream_viewers', 'Distinct HLS clients seen in the viewer window.', (s) =>
     options.viewers?.count(s.key, now()),
+  );
+  // SRT transport, per stream while an SRT publish is live (MediaMTX exports the same); absent for RTMP.
+  // Counters of the current publish: they start again at 0 when the caller reconnects.
+  const perTransport = (name: string, help: string, read: (t: TransportStats) => number): void =>
+    perStream(name, help, (s) => {
+      const t = streamTransport(s);
+      return t ? read(t) : undefined;
+    });
+  perTransport(
+    'rtmp_relay_stream_srt_rtt_seconds',
+    'SRT round-trip time to the caller (smoothed).',
+    (t) => t.rttMs / 1000,
+  );
+  perTransport(
+    'rtmp_relay_stream_srt_packets_received',
+    'SRT data packets received in the current publish.',
+    (t) => t.packetsReceived,
+  );
+  perTransport(
+    'rtmp_relay_stream_srt_packets_lost',
+    'SRT packets found missing (sequence gaps) in the current publish, recovered or not.',
+    (t) => t.packetsLost,
+  );
+  perTransport(
+    'rtmp_relay_stream_srt_packets_retransmitted',
+    'SRT packets the caller sent again in the current publish.',
+    (t) => t.packetsRetransmitted,
+  );
+  perTransport(
+    'rtmp_relay_stream_srt_packets_dropped',
+    'SRT packets given up (too late, never retransmitted) in the current publish: holes in the MPEG-TS.',
+    (t) => t.packetsDropped,
+  );
+  perTransport(
+    'rtmp_relay_stream_srt_receive_buffer_packets',
+    'SRT packets waiting in the receive buffer (TSBPD).',
+    (t) => t.receiveBufferPackets,
+  );
+  perTransport(
+    'rtmp_relay_stream_srt_receive_buffer_capacity_packets',
+    'SRT receive buffer size, in packets.',
+    (t) => t.receiveBufferCapacity,
   );
 
   new Gauge({

@@ -1,8 +1,10 @@
 /**
  * One stream's stats in the contract's shape (`StreamStats`): what the control API lists and what each
- * heartbeat carries to the cloud's dashboard. One function so both always say the same thing.
+ * heartbeat carries to the cloud's dashboard. One function so both always say the same thing. Also the live
+ * publish's transport counters (SRT), for the metrics and the control API.
  */
 import type { StreamStats } from '../contracts/relay-api.ts';
+import type { TransportStats } from '../media/source.ts';
 import type { Stream } from '../stream/stream.ts';
 import type { ViewerTracker } from './viewers.ts';
 
@@ -25,4 +27,25 @@ export function streamStats(stream: Stream, viewers: ViewerTracker | undefined, 
   }
   if (ingest.bitrateKbps !== undefined) stats.bitrateKbps = ingest.bitrateKbps;
   return stats;
+}
+
+/**
+ * The live publish's transport counters (SRT: RTT, loss, retransmissions, drops, receive buffer), or null
+ * when nothing publishes now or its transport has none (RTMP). Only the fields every transport shares, so
+ * what the control API answers does not change with a transport's internals.
+ */
+export function streamTransport(stream: Stream): TransportStats | null {
+  const t = stream.source?.transportStats?.();
+  if (!t) return null;
+  return {
+    transport: t.transport,
+    rttMs: t.rttMs,
+    latencyMs: t.latencyMs,
+    packetsReceived: t.packetsReceived,
+    packetsLost: t.packetsLost,
+    packetsRetransmitted: t.packetsRetransmitted,
+    packetsDropped: t.packetsDropped,
+    receiveBufferPackets: t.receiveBufferPackets,
+    receiveBufferCapacity: t.receiveBufferCapacity,
+  };
 }

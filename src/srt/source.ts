@@ -9,7 +9,7 @@ import type { EndReason, PublishInfo } from '../contracts/publish.ts';
 import type { AccessUnit, SourceStart } from '../media/access-unit.ts';
 import { Interleaver } from '../media/interleaver.ts';
 import { type DemuxStats, MpegTsDemuxer } from '../media/mpegts-demux.ts';
-import type { MediaSource, SourceCounters, SourceEvents } from '../media/source.ts';
+import type { MediaSource, SourceCounters, SourceEvents, TransportStats } from '../media/source.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import type { SrtConnectionStats } from './conn.ts';
 
@@ -54,8 +54,8 @@ export class SrtSource extends TypedEmitter<SourceEvents> implements MediaSource
   }
 
   /** SRT transport statistics of this publish (RTT, loss, retransmissions, drops, receive buffer). */
-  get transportStats(): SrtConnectionStats {
-    return this.#transport();
+  transportStats(): SrtConnectionStats & TransportStats {
+    return { transport: 'srt', ...this.#transport() };
   }
 
   /** MPEG-TS bytes, in order, as the connection delivers them. */

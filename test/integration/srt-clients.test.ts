@@ -95,7 +95,7 @@ describe('real SRT callers', () => {
       const req = requests.find((r) => r.streamId === streamId);
       assert.equal(req?.token, `tok-${streamId}`);
       assert.equal(req?.protocol, 'srt');
-      const t = rec.source.transportStats;
+      const t = rec.source.transportStats();
       assert.ok(t.packetsReceived > 100 && t.rttMs >= 0 && t.receiveBufferCapacity > 0);
     });
   }
@@ -133,8 +133,8 @@ describe('real SRT callers', () => {
     await rec.ended;
     assert.equal(await run.done, 0);
     assertMatches(rec, ref, 'encrypted');
-    assert.equal(rec.source.transportStats.packetsUndecryptable, 0);
-    assert.ok(rec.source.transportStats.keyRefreshes >= 1, 'the keys changed mid-stream');
+    assert.equal(rec.source.transportStats().packetsUndecryptable, 0);
+    assert.ok(rec.source.transportStats().keyRefreshes >= 1, 'the keys changed mid-stream');
   });
 
   it('refuses before any media: bad stream id, expired token, another relay', {

@@ -54,7 +54,7 @@ describe('SRT under loss', () => {
       assert.equal(await run.done, 0);
       const video = rec.aus.filter((a) => a.track === 'video');
       const audio = rec.aus.filter((a) => a.track === 'audio');
-      const t = rec.source.transportStats;
+      const t = rec.source.transportStats();
       const demux = rec.source.stats.demux;
       assert.ok(
         proxy.counters.upDropped > 10 && proxy.counters.downDropped > 0,
@@ -91,7 +91,7 @@ describe('SRT under loss', () => {
       const reason = await rec.ended;
       await run.done;
       assert.ok(['unpublish', 'idle-timeout'].includes(reason.kind), reason.kind);
-      const t = rec.source.transportStats;
+      const t = rec.source.transportStats();
       assert.ok(t.packetsLost > 20, JSON.stringify(t));
       const after = rec.aus.slice(recoveredAt).filter((a) => a.track === 'video');
       assert.ok(

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { ManagedStreamError, ManagedStreams } from '../../../src/cloud/managed-streams.ts';
 import type { CloudStore } from '../../../src/cloud/store.ts';
 import { MemoryCloudStore } from '../../../src/cloud/store-memory.ts';
+import { MemoryStreamState } from '../../../src/cloud/stream-state.ts';
 import type { CloudToGlasses, ManagedStreamStatus } from '../../../src/contracts/mentra.ts';
 import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
@@ -465,6 +466,112 @@ describe('managed streams: GLASSES_INGEST', () => {
       } finally {
         await streams.close();
       }
+    }
+  });
+});
+
+describe('managed streams: glasses that fail on SRT', () => {
+  const relay = {
+    relayId: 'r1',
+    rtmpUrl: 'rtmp://relay1:1935',
+    hlsUrl: 'http://relay1:8888',
+    srtUrl: 'srt://relay1:8890',
+    maxStreams: 5,
+  };
+  /** Two replicas on one state store and one relay store: what one records, the other acts on. */
+  function replicas(srtUrl: string | undefined) {
+    const store = new MemoryCloudStore();
+    const state = new MemoryStreamState();
+    const sent: { replica: string; message: CloudToGlasses }[] = [];
+    const make = (replica: string) =>
+      new ManagedStreams({
+        store,
+        state,
+        glasses: {
+          send: (_u, message) => {
+            sent.push({ replica, message });
+            return true;
+          },
+        },
+        log: silentLogger(),
+        tokenSecret: null,
+        keepAliveMs: 600_000,
+        ackTimeoutMs: 10_000,
+        maxMissedAcks: 3,
+        relayCheckMs: 600_000,
+        glassesIngest: 'srt',
+        probeHls: async () => true,
+        probeRelay: async () => true,
+      });
+    const a = make('a');
+    const b = make('b');
+    const urls = () =>
+      sent.flatMap((s) =>
+        s.message.type === 'start_rtmp_stream' ? [`${s.replica} ${s.message.rtmpUrl}`] : [],
+      );
+    const stops = () => sent.filter((s) => s.message.type === 'stop_rtmp_stream').length;
+    const ready = store.upsertRelay({ ...relay, srtUrl }, Date.now());
+    const close = async (): Promise<void> => {
+      await a.close();
+      await b.close(); // its timers would keep the test process alive
+    };
+    return { a, b, state, urls, stops, ready, close };
+  }
+  const error = (streamId: string) =>
+    ({
+      type: 'rtmp_stream_status',
+      streamId,
+      status: 'error',
+      errorDetails: 'connection timed out',
+    }) as const;
+
+  it('an error on SRT starts the glasses again on RTMP (any replica), once; a later error ends the stream', async () => {
+    const { a, b, state, urls, stops, ready, close } = replicas(relay.srtUrl);
+    await ready;
+    try {
+      const { streamId } = await a.request('a@b.com', 'com.app');
+      const id = streamId!;
+      assert.equal(urls().length, 1);
+      assert.match(urls()[0]!, /^a srt:\/\/relay1:8890\?streamid=/);
+      assert.equal((await state.get(id))?.ingest, 'srt', 'the record says what the glasses were handed');
+
+      // The glasses' error reaches the other replica: it reads the record and retries them on RTMP.
+      await b.glassesMessage('a@b.com', error(id));
+      assert.deepEqual(urls().slice(1), [`b rtmp://relay1:1935/live/a@b.com/${id}`]);
+      assert.equal(stops(), 0, 'not ended');
+      const record = await state.get(id);
+      assert.equal(record?.srtFailed, true);
+      assert.equal(record?.ingest, 'rtmp');
+      assert.equal(record?.state.phase, 'initializing', 'the apps still wait for the same stream');
+      assert.equal(record?.state.relayId, 'r1', 'same relay');
+
+      // The RTMP publish goes live as any other.
+      await a.hlsReady('a@b.com', id, 'r1', `http://relay1:8888/hls/a-b.com/${id}/index.m3u8`);
+      assert.equal((await state.get(id))?.state.phase, 'active');
+
+      // RTMP failing too is a real error: the stream ends.
+      await a.glassesMessage('a@b.com', error(id));
+      assert.equal(await state.get(id), null, 'ended');
+      assert.equal(stops(), 1);
+      assert.equal(urls().length, 2, 'no third start');
+    } finally {
+      await close();
+    }
+  });
+
+  it('glasses handed RTMP (the relay announced no SRT) that report an error end the stream as before', async () => {
+    const { a, state, urls, stops, ready, close } = replicas(undefined);
+    await ready;
+    try {
+      const { streamId } = await a.request('a@b.com', 'com.app');
+      assert.match(urls()[0]!, /^a rtmp:\/\//);
+      assert.equal((await state.get(streamId!))?.ingest, undefined, 'RTMP, the default, is not written');
+      await a.glassesMessage('a@b.com', error(streamId!));
+      assert.equal(await state.get(streamId!), null);
+      assert.equal(stops(), 1);
+      assert.equal(urls().length, 1);
+    } finally {
+      await close();
     }
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
+import type { PublishInfo } from '../../../src/contracts/publish.ts';
 import { buildOrigin } from '../../../src/hls/origin.ts';
 import { ChildReaper } from '../../../src/pipeline/child-reaper.ts';
 import { buildControlApi } from '../../../src/relay/control-api.ts';
@@ -8,6 +9,7 @@ import { ViewerTracker } from '../../../src/relay/viewers.ts';
 import { RtmpServer } from '../../../src/rtmp/server.ts';
 import { loadConfig } from '../../../src/shared/config.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
+import { SrtSource } from '../../../src/srt/source.ts';
 import { IngestStats } from '../../../src/stream/ingest-stats.ts';
 import { StreamRegistry } from '../../../src/stream/registry.ts';
 
@@ -231,8 +233,80 @@ test('GET /api/streams lists each stream with its stats, ingest figures, viewers
           keyframeIntervalSeconds: 2,
           bitrateKbps: 80,
         },
+        transport: null,
         uptimeSeconds: 42,
       },
     ],
   });
+});
+
+test("GET /api/streams: an SRT publish's transport counters (RTT, loss, retransmissions, drops, buffer)", async (t) => {
+  const registry = new EventEmitter() as EventEmitter & { streams: unknown[] };
+  const connection = {
+    rttMs: 12.5,
+    rttVarMs: 3,
+    latencyMs: 120,
+    packetsReceived: 1000,
+    bytesReceived: 1_316_000,
+    packetsLost: 40,
+    packetsRetransmitted: 38,
+    packetsRecovered: 38,
+    packetsDropped: 2,
+    packetsBelated: 1,
+    packetsOverflow: 0,
+    packetsUndecryptable: 0,
+    keyRefreshes: 0,
+    acksSent: 50,
+    naksSent: 9,
+    receiveBufferPackets: 17,
+    receiveBufferCapacity: 8192,
+  };
+  const info = { app: 'live', userId: 'u1', streamId: 's1', key: 'live/u1/s1', remoteAddress: '127.0.0.1' };
+  const source = new SrtSource(info as unknown as PublishInfo, () => connection);
+  const base = {
+    createdAt: 0,
+    ingest: new IngestStats(),
+    state: 'publishing',
+    profile: 'copy',
+    pipelineProfile: 'copy',
+    decision: '',
+    packager: { stats: { segments: 0, breaches: 0, discontinuities: 0 } },
+    supervisor: { stats: { starts: 0, restarts: 0, crashes: 0, stalls: 0 } },
+    repair: { counts: { negative: 0, duplicate: 0, backward: 0, jumpForward: 0, wrap: 0, avSkew: 0 } },
+  };
+  registry.streams = [
+    { ...base, key: 'live/u1/s1', userId: 'u1', streamId: 's1', source },
+    { ...base, key: 'live/u1/s2', userId: 'u1', streamId: 's2', source: new EventEmitter() }, // RTMP: none
+  ];
+  const app = buildControlApi({
+    rtmp: new RtmpServer({ log: silentLogger() }),
+    streams: registry as unknown as StreamRegistry,
+    token: TOKEN,
+    ready: () => true,
+    relayInfo: () => ({}),
+    now: () => 0,
+  });
+  t.after(() => app.close());
+  const read = async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/streams', headers: auth });
+    assert.equal(res.statusCode, 200);
+    return (res.json() as { streams: { streamId: string; transport: unknown }[] }).streams;
+  };
+  let streams = await read();
+  assert.deepEqual(streams[0]?.transport, {
+    transport: 'srt',
+    rttMs: 12.5,
+    latencyMs: 120,
+    packetsReceived: 1000,
+    packetsLost: 40,
+    packetsRetransmitted: 38,
+    packetsDropped: 2,
+    receiveBufferPackets: 17,
+    receiveBufferCapacity: 8192,
+  });
+  assert.equal(streams[1]?.transport, null);
+  // Read on demand: the next request sees the connection's newer counters.
+  connection.packetsLost = 41;
+  streams = await read();
+  assert.equal((streams[0]?.transport as { packetsLost: number } | undefined)?.packetsLost, 41);
 });

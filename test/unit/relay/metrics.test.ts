@@ -145,3 +145,54 @@ test('metrics registry is not the global one, and closing stops following the so
   assert.equal(registry.listenerCount('ended'), 0);
   assert.equal(rtmp.listenerCount('end'), 0);
 });
+
+test('a live SRT publish exports its transport per stream; RTMP streams and ended ones export none', async (t) => {
+  const rtmp = new RtmpServer({ log: silentLogger() });
+  const registry = fakeRegistry();
+  const metrics = createRelayMetrics({
+    rtmp,
+    streams: registry as unknown as StreamRegistry,
+    defaultMetrics: false,
+  });
+  const app = buildMetricsApp({ registry: metrics.registry, onClose: metrics.close });
+  t.after(() => app.close());
+  const transport = {
+    transport: 'srt' as const,
+    rttMs: 25,
+    latencyMs: 120,
+    packetsReceived: 5000,
+    packetsLost: 250,
+    packetsRetransmitted: 240,
+    packetsDropped: 10,
+    receiveBufferPackets: 30,
+    receiveBufferCapacity: 8192,
+  };
+  const srt = { ...fakeStream('live/u1/srt', 'publishing'), source: { transportStats: () => transport } };
+  const rtmpStream = { ...fakeStream('live/u1/rtmp', 'publishing'), source: {} };
+  const ended = { ...fakeStream('live/u1/old', 'ended'), source: { transportStats: () => transport } };
+  registry.streams.push(srt, rtmpStream, ended);
+
+  const scrape = async (): Promise<string> => (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  let text = await scrape();
+  const at = (name: string, stream: string) => sample(text, `${name}{stream="${stream}"}`);
+  assert.equal(at('rtmp_relay_stream_srt_rtt_seconds', 'u1/srt'), 0.025);
+  assert.equal(at('rtmp_relay_stream_srt_packets_received', 'u1/srt'), 5000);
+  assert.equal(at('rtmp_relay_stream_srt_packets_lost', 'u1/srt'), 250);
+  assert.equal(at('rtmp_relay_stream_srt_packets_retransmitted', 'u1/srt'), 240);
+  assert.equal(at('rtmp_relay_stream_srt_packets_dropped', 'u1/srt'), 10);
+  assert.equal(at('rtmp_relay_stream_srt_receive_buffer_packets', 'u1/srt'), 30);
+  assert.equal(at('rtmp_relay_stream_srt_receive_buffer_capacity_packets', 'u1/srt'), 8192);
+  assert.match(text, /# TYPE rtmp_relay_stream_srt_rtt_seconds gauge/);
+  for (const name of ['rtmp_relay_stream_srt_rtt_seconds', 'rtmp_relay_stream_srt_packets_lost']) {
+    assert.equal(at(name, 'u1/rtmp'), undefined, 'RTMP has no transport series');
+    assert.equal(at(name, 'u1/old'), undefined, 'an ended stream keeps no series');
+  }
+
+  // Read at scrape time; the series goes when the publish does.
+  transport.packetsLost = 260;
+  text = await scrape();
+  assert.equal(at('rtmp_relay_stream_srt_packets_lost', 'u1/srt'), 260);
+  srt.source = {} as typeof srt.source;
+  text = await scrape();
+  assert.equal(at('rtmp_relay_stream_srt_packets_lost', 'u1/srt'), undefined);
+});
