@@ -8,7 +8,22 @@
  */
 
 /** The statuses an error may answer with: client errors and server errors, nothing else. */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 408 | 409 | 413 | 415 | 422 | 426 | 429 | 500 | 502 | 503 | 504;
+export type ErrorStatus =
+  | 400
+  | 401
+  | 403
+  | 404
+  | 408
+  | 409
+  | 413
+  | 415
+  | 422
+  | 426
+  | 429
+  | 500
+  | 502
+  | 503
+  | 504;
 
 /** code → HTTP status; the one place either is declared. */
 const REGISTRY = {
