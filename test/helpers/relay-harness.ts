@@ -82,3 +82,16 @@ export function initOf(record: StreamRecord, segment: Segment): Fmp4Init {
   if (!init) throw new Error(`no init ${segment.initUri}`);
   return init;
 }
+
+/** Resolves once the stream has at least `n` complete segments (awaits the packager's events, no polling). */
+export function segmentsAtLeast(record: StreamRecord, n: number): Promise<void> {
+  if (record.segments.length >= n) return Promise.resolve();
+  return new Promise((resolve) => {
+    const on = (): void => {
+      if (record.segments.length < n) return;
+      record.stream.packager.off('segment', on);
+      resolve();
+    };
+    record.stream.packager.on('segment', on);
+  });
+}

@@ -12,7 +12,7 @@ import { type FixtureName, fixturePath } from '../fixtures/generate.ts';
 import { type BrowserHandle, launchBrowser } from '../helpers/browser.ts';
 import { publishFlv } from '../helpers/flv-publisher.ts';
 import { probe } from '../helpers/process.ts';
-import { initOf, type StreamRecord, startTestRelay } from '../helpers/relay-harness.ts';
+import { initOf, type StreamRecord, segmentsAtLeast, startTestRelay } from '../helpers/relay-harness.ts';
 
 /** Child processes of this process (the relay runs in it), by name, from /proc. */
 function children(): string[] {
@@ -27,18 +27,6 @@ function children(): string[] {
     }
   }
   return out;
-}
-
-function nthSegment(record: StreamRecord, n: number): Promise<void> {
-  if (record.segments.length >= n) return Promise.resolve();
-  return new Promise((resolve) => {
-    const on = (): void => {
-      if (record.segments.length < n) return;
-      record.stream.packager.off('segment', on);
-      resolve();
-    };
-    record.stream.packager.on('segment', on);
-  });
 }
 
 describe('copy streams in players, no FFmpeg', () => {
@@ -122,7 +110,7 @@ describe('copy streams in players, no FFmpeg', () => {
 
   it('ffprobe decodes every segment of the B-frame stream with its init', async () => {
     const rec = records.get('B-frames-x264-main-LL')!;
-    await nthSegment(rec, 3);
+    await segmentsAtLeast(rec, 3);
     const seg = rec.segments[1]!;
     const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
     const path = await import('node:path');

@@ -14,22 +14,10 @@ import { srtPublishUrl } from '../../src/contracts/urls.ts';
 import type { RelayHandle } from '../../src/relay/relay.ts';
 import { type BrowserHandle, launchBrowser } from '../helpers/browser.ts';
 import { startTool } from '../helpers/process.ts';
-import { type StreamRecord, startTestRelay } from '../helpers/relay-harness.ts';
+import { type StreamRecord, segmentsAtLeast, startTestRelay } from '../helpers/relay-harness.ts';
 import { startCaller, type TsReference, tsReference } from '../helpers/srt-publish.ts';
 
 const SECRET = 'srt-passphrase-secret-for-tests-0123456789';
-
-function segmentsAtLeast(record: StreamRecord, n: number): Promise<void> {
-  if (record.segments.length >= n) return Promise.resolve();
-  return new Promise((resolve) => {
-    const on = (): void => {
-      if (record.segments.length < n) return;
-      record.stream.packager.off('segment', on);
-      resolve();
-    };
-    record.stream.packager.on('segment', on);
-  });
-}
 
 describe('SRT into the relay', () => {
   let relay: RelayHandle;
