@@ -616,6 +616,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
     // reconnect must not flap).
     if (this.#gapTimer) clearTimeout(this.#gapTimer);
     this.#gapTimer = null;
+    if (this.#slateOptions) this.#prefetchSlate(this.#slateOptions);
     this.#armGapTimer();
     this.#windowTimer = setTimeout(() => {
       this.#windowTimer = null;
@@ -673,18 +674,61 @@ export class Stream extends TypedEmitter<StreamEvents> {
     return this.#source ? options.afterMs : Math.min(options.afterMs, MIN_SLATE_GAP_MS);
   }
 
-  /** One timer per stream, re-armed lazily (a frame only notes the time): fires about once per threshold. */
+  /**
+   * One timer per stream, re-armed lazily (a frame only notes the time), so it fires about once a second
+   * while media flows. A gap of MIN_SLATE_GAP_MS gets the slate ready (encoded, the first time its size is
+   * needed) so that it can start at once when the gap reaches the threshold.
+   */
   #armGapTimer(): void {
     const options = this.#slateOptions;
     if (!options || this.#gapTimer || this.#phase === 'gone' || this.#state === StreamState.Ended) return;
     if (this.#lastMediaWall === 0) return; // no media yet: nothing to stand in for
-    const wait = Math.max(0, this.#lastMediaWall + this.#gapThreshold(options) - this.#now());
-    this.#gapTimer = setTimeout(() => {
-      this.#gapTimer = null;
-      if (this.#phase === 'gone' || this.#state === StreamState.Ended) return;
-      if (this.#now() - this.#lastMediaWall >= this.#gapThreshold(options)) this.#startSlate(options);
-      else this.#armGapTimer();
-    }, wait);
+    const threshold = this.#gapThreshold(options);
+    const idle = this.#now() - this.#lastMediaWall;
+    const target = idle < MIN_SLATE_GAP_MS ? Math.min(MIN_SLATE_GAP_MS, threshold) : threshold;
+    this.#gapTimer = setTimeout(
+      () => {
+        this.#gapTimer = null;
+        if (this.#phase === 'gone' || this.#state === StreamState.Ended) return;
+        const gap = this.#now() - this.#lastMediaWall;
+        if (gap >= this.#gapThreshold(options)) return this.#startSlate(options);
+        if (gap >= MIN_SLATE_GAP_MS) this.#prefetchSlate(options);
+        this.#armGapTimer();
+      },
+      Math.max(0, target - idle),
+    );
+  }
+
+  /** The slates this stream would show now: one per packager (matching its init) and the re-stream feed. */
+  #slateSpecs(): {
+    wanted: { packager: Packager; spec: SlateSpec; fps: number }[];
+    feedSpec: SlateSpec | null;
+    inputFps: number;
+  } {
+    const start = this.#start;
+    const inputFps = clampFps(this.ingest.snapshot().fps ?? this.ingest.metadataFps, 30);
+    const wanted: { packager: Packager; spec: SlateSpec; fps: number }[] = [];
+    for (const packager of this.abr?.packagers ?? [this.packager]) {
+      const init = this.#outputInits.get(packager);
+      const spec = init ? specOfInit(init) : null;
+      if (spec) wanted.push({ packager, spec, fps: this.#outputFps(inputFps) });
+    }
+    const feedSpec = start
+      ? specOfInput(
+          isVideoConfig(start.video) ? start.video : null,
+          isAudioConfig(start.audio) ? start.audio : null,
+        )
+      : null;
+    return { wanted, feedSpec, inputFps };
+  }
+
+  /** Starts the encodes the slate will need (the cache runs each spec once; later calls are hits). */
+  #prefetchSlate(options: StreamSlateOptions): void {
+    const { wanted, feedSpec } = this.#slateSpecs();
+    for (const spec of [...wanted.map((w) => w.spec), ...(feedSpec ? [feedSpec] : [])]) {
+      // A failure is logged where the slate starts (#startSlate asks again and gets the same answer).
+      options.cache.get(spec).catch(() => {});
+    }
   }
 
   /** The frame rate of what the packagers get: the input's when copying, the encoder's otherwise. */
@@ -699,21 +743,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
    * (no output yet, not H.264): the outputs wait for the publisher as they did before slates.
    */
   #startSlate(options: StreamSlateOptions): void {
-    const start = this.#start;
-    const snap = this.ingest.snapshot();
-    const inputFps = clampFps(snap.fps ?? this.ingest.metadataFps, 30);
-    const wanted: { packager: Packager; spec: SlateSpec; fps: number }[] = [];
-    for (const packager of this.abr?.packagers ?? [this.packager]) {
-      const init = this.#outputInits.get(packager);
-      const spec = init ? specOfInit(init) : null;
-      if (spec) wanted.push({ packager, spec, fps: this.#outputFps(inputFps) });
-    }
-    const feedSpec = start
-      ? specOfInput(
-          isVideoConfig(start.video) ? start.video : null,
-          isAudioConfig(start.audio) ? start.audio : null,
-        )
-      : null;
+    const { wanted, feedSpec, inputFps } = this.#slateSpecs();
     if (wanted.length === 0 && feedSpec === null) return;
     this.#phase = 'gone';
     const token = {};
