@@ -84,8 +84,8 @@ export class SlateRunner {
         metadata: null,
       });
     }
-    this.#tick();
-    this.#timer = setInterval(() => this.#tick(), this.#options.tickMs ?? DEFAULT_SLATE_TICK_MS);
+    this.tick();
+    this.#timer = setInterval(() => this.tick(), this.#options.tickMs ?? DEFAULT_SLATE_TICK_MS);
   }
 
   /** Media time now on the stream's timeline. */
@@ -125,7 +125,8 @@ export class SlateRunner {
     return this.#targets[0]?.clock.frames ?? this.#feed?.frames ?? 0;
   }
 
-  #tick(): void {
+  /** Writes what is due up to now: what the timer does every `tickMs` (a benchmark may drive it). */
+  tick(): void {
     if (!this.#stopped) this.#write(this.mediaNowMs);
   }
 

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { Packager } from '../../../src/hls/packager.ts';
 import { CmafWriter } from '../../../src/media/cmaf-writer.ts';
 import { ChildReaper } from '../../../src/pipeline/child-reaper.ts';
+import { loadConfig } from '../../../src/shared/config.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
 import { SlateClock, slateGopFrames } from '../../../src/stream/slate.ts';
 import { SlateCache } from '../../../src/stream/slate-cache.ts';
@@ -31,6 +32,19 @@ const PORTRAIT: SlateSpec = {
   height: 960,
   audio: { sampleRate: 44_100, channels: 2 },
 };
+
+describe('slate config', () => {
+  it('is on by default after 3 s; SLATE=off turns it off; under a second is refused', () => {
+    assert.deepEqual(loadConfig({}).stream.slate, { afterMs: 3000, image: undefined });
+    assert.equal(loadConfig({ SLATE: 'off' }).stream.slate, null);
+    assert.deepEqual(loadConfig({ SLATE_AFTER_SECONDS: '1.5', SLATE_IMAGE: '/srv/s.png' }).stream.slate, {
+      afterMs: 1500,
+      image: '/srv/s.png',
+    });
+    assert.throws(() => loadConfig({ SLATE_AFTER_SECONDS: '0.5' }), { code: 'CONFIG_INVALID' });
+    assert.throws(() => loadConfig({ SLATE: 'maybe' }), { code: 'CONFIG_INVALID' });
+  });
+});
 
 describe('slate argv', () => {
   it('encodes one GOP of still H.264 with the stream profile, level and silent AAC, FLV on stdout', () => {
