@@ -158,7 +158,11 @@ export class SlateCache {
         failure ??= why;
         if (pid !== undefined) reaper.signal(pid, 'SIGKILL');
       };
-      const onClose = (): void => kill('the relay closed');
+      const onClose = (): void => {
+        kill('the relay closed');
+        // SIGKILLed with its group: nothing of it is left for the reaper to find at exit.
+        if (pid !== undefined) reaper.delete(pid);
+      };
       this.#running.add(onClose);
       const timer = setTimeout(() => kill('timed out'), this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
       child.stdout.on('data', (chunk: Buffer) => {

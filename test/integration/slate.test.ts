@@ -22,7 +22,7 @@ import type { RelayHandle } from '../../src/relay/relay.ts';
 import { fixturePath } from '../fixtures/generate.ts';
 import { type BrowserHandle, computeStalls, launchBrowser } from '../helpers/browser.ts';
 import { publishFlv } from '../helpers/flv-publisher.ts';
-import { probe, startTool, type ToolRun } from '../helpers/process.ts';
+import { probe as probeStreams, startTool, type ToolRun } from '../helpers/process.ts';
 import { publisherArgv } from '../helpers/publishers.ts';
 import { initOf, type StreamRecord, segmentsAtLeast, startTestRelay } from '../helpers/relay-harness.ts';
 
@@ -164,7 +164,7 @@ describe('slate while the publisher is gone', () => {
     const slateSegment = rec.segments[slateStart + 1] ?? rec.segments[slateStart]!;
     const file = path.join(dir, 'slate.mp4');
     writeFileSync(file, Buffer.concat([initOf(rec, slateSegment).data, slateSegment.data]));
-    const streams = await probe(file);
+    const streams = await probeStreams(file);
     const video = streams.find((s) => s.codec_type === 'video')!;
     assert.equal(video.codec_name, 'h264');
     assert.equal(`${video.width}x${video.height}`, '540x960');
@@ -288,6 +288,38 @@ describe('slate while the publisher is gone', () => {
       'FFmpeg, the slate, FFmpeg again',
     );
     assert.equal(inits[1]!.codec, inits[0]!.codec, 'the slate has the transcode profile and level');
+  });
+
+  it('an ABR stream gets a slate per rendition, each at its rung size, aligned', async () => {
+    const file = await fixturePath('glasses-854x480.flv');
+    const pub = publishFlv(file, {
+      port: relay.rtmpPort,
+      user: 'u',
+      stream: 'ladder?profile=abr',
+      toMs: 5000,
+    });
+    await pub.started;
+    const rec = records.get('ladder')!;
+    await rec.ready;
+    await pub.done;
+    await whenSegment(rec, () => rec.stream.slating && rec.segments.some((s, i) => i > 0 && s.discontinuity));
+    const renditions = rec.stream.abr!.renditions;
+    assert.ok(renditions.length >= 2, `rungs: ${renditions.length}`);
+    // Every rendition's latest init is its slate, at the rung's size; their slate segments line up.
+    const starts: number[] = [];
+    for (const r of renditions) {
+      const slate = [...r.packager.segments].reverse().find((s) => s.discontinuity)!;
+      assert.ok(slate, `${r.rung.name}: a slate segment`);
+      const init = r.packager.resource(slate.initUri)!;
+      assert.equal(init.kind, 'init');
+      const probe = path.join(dir, `${r.rung.name}.mp4`);
+      writeFileSync(probe, Buffer.concat([init.data, slate.data]));
+      const video = (await probeStreams(probe)).find((s) => s.codec_type === 'video')!;
+      assert.equal(`${video.width}x${video.height}`, `${r.rung.width}x${r.rung.height}`, r.rung.name);
+      starts.push(slate.fragments[0]!.startSeconds);
+    }
+    assert.ok(Math.max(...starts) - Math.min(...starts) < 0.05, `slate starts: ${starts}`);
+    await rec.stream.close();
   });
 
   it('SLATE=off: a publisher gone for 2 s gets no slate, as before', async () => {
