@@ -66,6 +66,12 @@ const EnvSchema = z.object({
    * instead of the whole reconnect window: a quick republish still continues it. Never longer than the window.
    */
   UNPUBLISH_GRACE_SECONDS: seconds(5),
+  /** A "reconnecting" slate for HLS, DASH and re-streams while a publisher is gone. */
+  SLATE: z.enum(['on', 'off']).default('on'),
+  /** No media for this long (publisher still connected) starts the slate; under a second must not flap. */
+  SLATE_AFTER_SECONDS: z.coerce.number().min(1).max(3600).default(3),
+  /** A picture file (PNG, JPEG) shown instead of the built-in "Reconnecting…" frame. */
+  SLATE_IMAGE: z.string().min(1).optional(),
   HLS_END_GRACE_SECONDS: seconds(60),
   /** A viewer counts while it fetched something of the stream within this window. */
   HLS_VIEWER_WINDOW_SECONDS: seconds(15),
@@ -192,6 +198,8 @@ export interface RelayConfig {
     videoEncoder: 'auto' | 'libx264' | 'h264_nvenc' | 'h264_vaapi' | 'h264_qsv';
     gpuMaxSessions: number;
     vaapiDevice: string;
+    /** SLATE, SLATE_AFTER_SECONDS, SLATE_IMAGE: null when SLATE=off. */
+    slate: { afterMs: number; image: string | undefined } | null;
   };
   /** `off` only where the caller allows it (dev mode); `token` otherwise. */
   publishAuth: 'token' | 'off';
@@ -396,6 +404,7 @@ export function loadConfig(
       videoEncoder: e.VIDEO_ENCODER,
       gpuMaxSessions: e.GPU_MAX_SESSIONS,
       vaapiDevice: e.VAAPI_DEVICE,
+      slate: e.SLATE === 'on' ? { afterMs: e.SLATE_AFTER_SECONDS * 1000, image: e.SLATE_IMAGE } : null,
     },
     publishAuth: e.PUBLISH_AUTH ?? defaults.publishAuth,
     recordDir: e.RECORD_DIR,

@@ -61,6 +61,7 @@ const REGISTRY = {
   FFMPEG_STALLED: 504,
   FFMPEG_OUTPUT_INVALID: 502,
   FMP4_MALFORMED: 502,
+  SLATE_ENCODE_FAILED: 502,
   // Media core (NAL units, codec configuration records, the CMAF writer)
   NAL_MALFORMED: 400,
   AVC_CONFIG_MALFORMED: 400,
