@@ -134,6 +134,13 @@ const REGISTRY = {
   MANAGED_STREAM_NOT_PLAYABLE: 404,
   NO_RELAY_AVAILABLE: 503,
   DASHBOARD_NOT_INSTALLED: 404,
+  // Live Input API (Cloudflare-compatible, src/cloud/live-inputs/)
+  LIVE_INPUT_UNAUTHORIZED: 401,
+  LIVE_INPUT_ACCOUNT_NOT_FOUND: 404,
+  LIVE_INPUT_NOT_FOUND: 404,
+  LIVE_INPUT_OUTPUT_NOT_FOUND: 404,
+  LIVE_INPUT_BAD_REQUEST: 400,
+  LIVE_INPUT_LIMIT_REACHED: 409,
 } as const satisfies Record<string, ErrorStatus>;
 
 export type ErrorCode = keyof typeof REGISTRY;
