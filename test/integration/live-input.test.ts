@@ -146,6 +146,7 @@ describe('Live Input API end to end (FFmpeg, relay, Redis, an RTMP receiver)', (
     assert.equal(connected.connection?.state, 'connected');
     assert.equal(connected.connection?.relayId, 'live-input-relay');
     assert.match(connected.connection?.videoCodec ?? '', /avc|h264/i);
+    assert.equal(connected.connection?.protocol, 'rtmp');
     assert.ok((connected.connection?.width ?? 0) > 0 && (connected.connection?.height ?? 0) > 0);
 
     // HLS plays: the playlist lists segments, and its init and media segments are served.

@@ -70,6 +70,7 @@ export function connectionOf(reports: LiveInputReports, now: number, staleMs: nu
     ...(s?.height !== undefined ? { height: s.height } : {}),
     ...(s?.fps !== undefined ? { fps: s.fps } : {}),
     ...(s?.bitrateKbps !== undefined ? { bitrateKbps: s.bitrateKbps } : {}),
+    ...(s?.protocol !== undefined ? { protocol: s.protocol } : {}),
     updated: iso(c.at),
   };
 }

@@ -342,7 +342,14 @@ describe('Live Input API (Cloudflare-compatible)', () => {
             userId: 'wearer@example.com',
             streamId: input.uid,
             state,
-            stats: { videoCodec: 'avc1.64001f', audioCodec: 'mp4a.40.2', width: 540, height: 960, fps: 15 },
+            stats: {
+              videoCodec: 'avc1.64001f',
+              audioCodec: 'mp4a.40.2',
+              width: 540,
+              height: 960,
+              fps: 15,
+              protocol: 'rtmp',
+            },
           },
         ],
       });
@@ -353,6 +360,7 @@ describe('Live Input API (Cloudflare-compatible)', () => {
     assert.equal(live.connection?.videoCodec, 'avc1.64001f');
     assert.equal(live.connection?.width, 540);
     assert.equal(live.connection?.fps, 15);
+    assert.equal(live.connection?.protocol, 'rtmp');
 
     // An output is a destination of that stream, its key joined to its URL, named by its uid.
     const out = Output.parse(
