@@ -434,6 +434,25 @@ describe('Live Input API (Cloudflare-compatible)', () => {
     assert.deepEqual(dest2.json(), { destinations: [] });
   });
 
+  it("answers another relay's URLs once the input's relay is gone", async () => {
+    await relayCall('/api/relay/register', relay('relay-c'));
+    await relayCall('/api/relay/register', relay('relay-d'));
+    const input = LiveInput.parse(
+      envelopeOf(await cloud.app.inject({ method: 'POST', url: base, headers: auth, payload: {} })).result,
+    );
+    const first = /^rtmp:\/\/(relay-[a-d])\./.exec(input.rtmps?.url ?? '')?.[1];
+    assert.ok(first, input.rtmps?.url);
+    await relayCall('/api/relay/deregister', { relayId: first });
+    const got = LiveInput.parse(
+      envelopeOf(await cloud.app.inject({ method: 'GET', url: `${base}/${input.uid}`, headers: auth }))
+        .result,
+    );
+    const now = /^rtmp:\/\/(relay-[a-d])\./.exec(got.rtmps?.url ?? '')?.[1];
+    assert.ok(now && now !== first, `${first} → ${now}`);
+    assert.equal(got.hls?.url.startsWith(`http://${now}.example:8888/hls/`), true);
+    await cloud.app.inject({ method: 'DELETE', url: `${base}/${input.uid}`, headers: auth });
+  });
+
   it('is off (404) without CLOUD_API_TOKEN and CLOUD_ACCOUNT_ID, and needs both', async () => {
     const off = await startCloud(loadConfig({ CLOUD_HOST: '127.0.0.1', CLOUD_PORT: '0' }), silentLogger(), {
       relaySecret: RELAY_SECRET,
