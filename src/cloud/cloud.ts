@@ -29,6 +29,7 @@ import { liveInputRoutes } from './live-inputs/routes.ts';
 import { LiveInputs } from './live-inputs/service.ts';
 import { MemoryLiveInputStore } from './live-inputs/state.ts';
 import { RedisLiveInputStore } from './live-inputs/state-redis.ts';
+import { type LiveInputEvent, WebhookSender } from './live-inputs/webhooks.ts';
 import { managedRoutes } from './managed-routes.ts';
 import { ManagedStreams } from './managed-streams.ts';
 import { relayEvents } from './relay-events.ts';
@@ -153,9 +154,16 @@ export async function startCloud(
   });
   // The Cloudflare-compatible Live Input API, when its token and account are configured.
   const liveApi = c.liveInputApi;
+  const liveStore = shared ? new RedisLiveInputStore({ redis: shared }) : new MemoryLiveInputStore();
+  const webhooks = liveApi
+    ? new WebhookSender({
+        config: () => liveStore.webhook(),
+        log: log.child({ component: 'live-input-webhooks' }),
+      })
+    : null;
   const liveInputs = liveApi
     ? new LiveInputs({
-        store: shared ? new RedisLiveInputStore({ redis: shared }) : new MemoryLiveInputStore(),
+        store: liveStore,
         relays: store,
         placement: new StaticRelays(store, c.staticRelays),
         defaultUserId: liveApi.accountId,
@@ -164,6 +172,7 @@ export async function startCloud(
         hlsPublicBaseUrl: c.hlsPublicBaseUrl,
         relayExpiryMs: c.relayExpiryMs,
         log,
+        ...(webhooks ? { notify: (uid: string, event: LiveInputEvent) => webhooks.notify(uid, event) } : {}),
       })
     : null;
   const managedEvents = relayEvents(streams, fleet, log);
@@ -229,6 +238,8 @@ export async function startCloud(
     if (closed) return;
     closed = true;
     await streams.close();
+    webhooks?.close();
+    await liveStore.close();
     await lease.close();
     await bus.close();
     app.server.off('upgrade', onUpgrade);

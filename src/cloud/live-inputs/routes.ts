@@ -9,6 +9,8 @@
  * - Bodies are JSON whatever their content type: Cloudflare's own examples send `curl --data` (a form
  *   content type) with a JSON body. Malformed JSON or a body that breaks its schema is a 400 (code 10005)
  *   whose errors point at the fields (`source.pointer`).
+ * - `/stream/webhook` (PUT, GET, DELETE) subscribes a URL to `live_input.connected`/`disconnected`
+ *   (webhooks.ts), answering Cloudflare's `{notificationUrl, modified, secret}`.
  * - Errors carry a Cloudflare-like numeric code and our registry's HTTP status; a server-side failure names
  *   no internals.
  */
@@ -31,6 +33,8 @@ import {
   OutputCreateBody,
   OutputParams,
   OutputUpdateBody,
+  Webhook,
+  WebhookBody,
 } from './schemas.ts';
 import type { LiveInputs } from './service.ts';
 
@@ -53,6 +57,7 @@ const CF_CODES: Partial<Record<ErrorCode, number>> = {
   LIVE_INPUT_BAD_REQUEST: 10005,
   LIVE_INPUT_NOT_FOUND: 10003,
   LIVE_INPUT_OUTPUT_NOT_FOUND: 10003,
+  LIVE_INPUT_WEBHOOK_NOT_FOUND: 10003,
   LIVE_INPUT_LIMIT_REACHED: 10011,
   NO_RELAY_AVAILABLE: 10013,
   CLOUD_STORE_FAILED: 10013,
@@ -224,4 +229,24 @@ export async function liveInputRoutes(app: FastifyInstance, options: LiveInputRo
       return ok(null);
     },
   );
+
+  // The account's webhook subscription (Cloudflare's `/stream/webhook`): live_input.connected/disconnected.
+  const webhook = '/accounts/:account_id/stream/webhook';
+  const webhookView = (w: { notificationUrl: string; modified: number; secret: string }) => ({
+    notificationUrl: w.notificationUrl,
+    modified: new Date(w.modified).toISOString(),
+    secret: w.secret,
+  });
+  app.put<{ Body: WebhookBody }>(
+    webhook,
+    { schema: { params: AccountParams, body: WebhookBody, response: answers(Webhook) } },
+    async (request) => ok(webhookView(await inputs.setWebhook(request.body.notificationUrl))),
+  );
+  app.get(webhook, { schema: { params: AccountParams, response: answers(Webhook) } }, async () =>
+    ok(webhookView(await inputs.webhook())),
+  );
+  app.delete(webhook, { schema: { params: AccountParams, response: answers(z.null()) } }, async () => {
+    await inputs.deleteWebhook();
+    return ok(null);
+  });
 }

@@ -149,6 +149,18 @@ export const Output = z.object({
 });
 export type Output = z.infer<typeof Output>;
 
+/** Cloudflare's `PUT /stream/webhook` body: where notifications go (http or https). */
+export const WebhookBody = z.object({
+  notificationUrl: z
+    .string()
+    .max(1024)
+    .url()
+    .refine((u) => /^https?:\/\//i.test(u), 'notificationUrl: http:// or https:// only'),
+});
+export type WebhookBody = z.infer<typeof WebhookBody>;
+
+export const Webhook = z.object({ notificationUrl: z.string(), modified: z.string(), secret: z.string() });
+
 export const CfError = z.object({
   code: z.number().int(),
   message: z.string(),

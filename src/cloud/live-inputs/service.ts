@@ -17,6 +17,8 @@
  * - **Outputs** are the relay's re-stream destinations for that stream (it asks at start and with every
  *   heartbeat): enabled ones are pushed, named by their uid so the pushers' reports map back to them.
  * - **Delete** removes everything; a stream still live gets ended by its relay at its next heartbeat.
+ * - **Webhooks**: the publish connecting (`publishing` where it was not) and going away (reconnecting or
+ *   ended after publishing) are told to `notify`, where the heartbeat or stream end is heard.
  * - **Recording** (`recording.mode`, `deleteRecordingAfterDays`) is stored and answered, and `recordingOf`
  *   hands it to whoever starts recordings (issue "recordings"; not wired here yet).
  */
@@ -36,8 +38,15 @@ import {
   type OutputCreateBody,
   UID_PATTERN,
 } from './schemas.ts';
-import type { LiveInputRecord, LiveInputStore, RecordingOptions } from './state.ts';
+import type {
+  ConnectionReport,
+  LiveInputRecord,
+  LiveInputStore,
+  RecordingOptions,
+  WebhookConfig,
+} from './state.ts';
 import { destinationUrl, liveInputView, outputView, type RelayBases } from './view.ts';
+import type { LiveInputEvent } from './webhooks.ts';
 
 export interface LiveInputsOptions {
   store: LiveInputStore;
@@ -58,6 +67,8 @@ export interface LiveInputsOptions {
   now?: () => number;
   /** Inputs kept at most (default 10,000). */
   maxInputs?: number;
+  /** Tells the account's webhook (webhooks.ts) that an input's publish connected or went away. */
+  notify?: (uid: string, event: LiveInputEvent) => void;
 }
 
 /** Outputs per input at most: what a relay pushes per stream by default. */
@@ -219,6 +230,27 @@ export class LiveInputs {
     });
   }
 
+  /** The account's webhook (Cloudflare's `/stream/webhook`). */
+  async webhook(): Promise<WebhookConfig> {
+    const w = await this.#store.webhook();
+    if (!w) throw new RelayError(ErrorCodes.LIVE_INPUT_WEBHOOK_NOT_FOUND, 'no webhook is set');
+    return w;
+  }
+
+  /** Sets the webhook URL; the signing secret is made once and kept while the webhook exists. */
+  async setWebhook(notificationUrl: string): Promise<WebhookConfig> {
+    const secret = (await this.#store.webhook())?.secret ?? randomBytes(16).toString('hex');
+    const w: WebhookConfig = { notificationUrl, secret, modified: this.#now() };
+    await this.#store.setWebhook(w);
+    this.#log.info({ url: notificationUrl.split('?')[0] }, 'live input webhook set');
+    return w;
+  }
+
+  async deleteWebhook(): Promise<void> {
+    await this.webhook();
+    await this.#store.setWebhook(null);
+  }
+
   /** The recording options of a live input's stream, for whoever starts recordings; null: not a live input. */
   async recordingOf(
     userId: string,
@@ -235,13 +267,24 @@ export class LiveInputs {
     const at = this.#now();
     for (const s of hb.streams) {
       if (!(await this.#input(s.userId, s.streamId))) continue;
-      await this.#store.setConnection(s.streamId, {
+      await this.#report(s.streamId, {
         relayId: hb.relayId,
         state: s.state,
         at,
         ...(s.stats ? { stats: s.stats } : {}),
       });
     }
+  }
+
+  /** Stores a relay's report, and tells the webhook when the publish connected or went away. */
+  async #report(uid: string, report: ConnectionReport): Promise<void> {
+    const before = this.#o.notify ? (await this.#store.reports(uid)).connection : null;
+    await this.#store.setConnection(uid, report);
+    if (!this.#o.notify) return;
+    const was =
+      before !== null && before.state === 'publishing' && report.at - before.at <= this.#o.relayExpiryMs;
+    const is = report.state === 'publishing';
+    if (was !== is) this.#o.notify(uid, is ? 'live_input.connected' : 'live_input.disconnected');
   }
 
   /** The relay ended the stream (publisher gone past the reconnect window, or told to end it). */
@@ -252,7 +295,7 @@ export class LiveInputs {
     if (!r) return;
     const { connection } = await this.#store.reports(r.uid);
     if (connection && connection.relayId !== e.relayId) return; // it moved on: that relay's word is old
-    await this.#store.setConnection(r.uid, { relayId: e.relayId, state: 'ended', at: this.#now() });
+    await this.#report(r.uid, { relayId: e.relayId, state: 'ended', at: this.#now() });
   }
 
   async restreamStatus(userId: string, streamId: string, outputs: RestreamOutputRecord[]): Promise<boolean> {

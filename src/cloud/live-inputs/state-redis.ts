@@ -8,13 +8,20 @@
  *                                                                     li:i:{uid} exists
  *   li:ended:{key}    STRING  relay a deleted live stream must end on  TTL; removed when that relay reports
  *                                                                     the stream ended
+ *   li:webhook        STRING  the account's webhook (JSON)            removed by DELETE /stream/webhook
  * Live inputs have no TTL: like Cloudflare's they last until deleted.
  */
 import type { Redis } from 'ioredis';
 import { ErrorCodes, toRelayError } from '../../shared/errors.ts';
 import { DEFAULT_REDIS_PREFIX } from '../store-redis.ts';
 import type { RestreamOutputRecord } from '../stream-state.ts';
-import type { ConnectionReport, LiveInputRecord, LiveInputReports, LiveInputStore } from './state.ts';
+import type {
+  ConnectionReport,
+  LiveInputRecord,
+  LiveInputReports,
+  LiveInputStore,
+  WebhookConfig,
+} from './state.ts';
 
 /** KEYS: i:{uid}, all. ARGV: json, uid → 1 created, 0 taken. */
 const CREATE = `
@@ -162,6 +169,16 @@ export class RedisLiveInputStore implements LiveInputStore {
 
   async forgetEnded(key: string): Promise<void> {
     await this.#try(() => this.#redis.del(`${this.#p}ended:${key}`));
+  }
+
+  async webhook(): Promise<WebhookConfig | null> {
+    const json = await this.#try(() => this.#redis.get(`${this.#p}webhook`));
+    return json ? (JSON.parse(json) as WebhookConfig) : null;
+  }
+
+  async setWebhook(config: WebhookConfig | null): Promise<void> {
+    if (config) await this.#try(() => this.#redis.set(`${this.#p}webhook`, JSON.stringify(config)));
+    else await this.#try(() => this.#redis.del(`${this.#p}webhook`));
   }
 
   async close(): Promise<void> {

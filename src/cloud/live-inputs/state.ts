@@ -61,6 +61,14 @@ export interface LiveInputReports {
   outputs: RestreamOutputRecord[];
 }
 
+/** The account's opt-in webhook (Cloudflare's `/stream/webhook`): where events go and the signing secret. */
+export interface WebhookConfig {
+  notificationUrl: string;
+  secret: string;
+  /** ms. */
+  modified: number;
+}
+
 export interface LiveInputStore {
   readonly shared: boolean;
   /** False when the uid is taken (the caller draws another). */
@@ -83,6 +91,9 @@ export interface LiveInputStore {
   endedOn(key: string): Promise<string | null>;
   /** The relay ended it: nothing to remember. */
   forgetEnded(key: string): Promise<void>;
+  webhook(): Promise<WebhookConfig | null>;
+  /** Sets (or with null removes) the webhook. */
+  setWebhook(config: WebhookConfig | null): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -94,6 +105,7 @@ export class MemoryLiveInputStore implements LiveInputStore {
   readonly #inputs = new Map<string, LiveInputRecord>();
   readonly #reports = new Map<string, LiveInputReports>();
   readonly #ended = new Map<string, { relayId: string; until: number }>();
+  #webhook: WebhookConfig | null = null;
   readonly #now: () => number;
 
   constructor(options: { now?: () => number } = {}) {
@@ -161,6 +173,14 @@ export class MemoryLiveInputStore implements LiveInputStore {
 
   async forgetEnded(key: string): Promise<void> {
     this.#ended.delete(key);
+  }
+
+  async webhook(): Promise<WebhookConfig | null> {
+    return this.#webhook ? copy(this.#webhook) : null;
+  }
+
+  async setWebhook(config: WebhookConfig | null): Promise<void> {
+    this.#webhook = config ? copy(config) : null;
   }
 
   async close(): Promise<void> {

@@ -8,6 +8,8 @@
  * deleted input's stream is ended at its relay's next heartbeat. The API is off (404) without its env.
  */
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { cloudRoutes } from '../../../src/cloud/app.ts';
 import { type CloudHandle, startCloud } from '../../../src/cloud/cloud.ts';
@@ -451,6 +453,90 @@ describe('Live Input API (Cloudflare-compatible)', () => {
     assert.ok(now && now !== first, `${first} → ${now}`);
     assert.equal(got.hls?.url.startsWith(`http://${now}.example:8888/hls/`), true);
     await cloud.app.inject({ method: 'DELETE', url: `${base}/${input.uid}`, headers: auth });
+  });
+
+  it('posts live_input.connected and .disconnected, signed, to the webhook the account set', async () => {
+    const got: { body: string; signature: string }[] = [];
+    let arrived: () => void = () => {};
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8').on('data', (d: string) => {
+        body += d;
+      });
+      req.on('end', () => {
+        got.push({ body, signature: String(req.headers['webhook-signature'] ?? '') });
+        res.end('ok');
+        arrived();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const next = (n: number) =>
+      new Promise<void>((resolve) => {
+        arrived = () => got.length >= n && resolve();
+        if (got.length >= n) resolve();
+      });
+    try {
+      const hook = `${base.replace('/live_inputs', '/webhook')}`;
+      failure(await cloud.app.inject({ method: 'GET', url: hook, headers: auth }), 404, 10003);
+      const port = (server.address() as { port: number }).port;
+      const set = await cloud.app.inject({
+        method: 'PUT',
+        url: hook,
+        headers: { Authorization: `Bearer ${TOKEN}` },
+        payload: `{"notificationUrl":"http://127.0.0.1:${port}/hook"}`,
+      });
+      assert.equal(set.statusCode, 200, set.body);
+      const config = envelopeOf(set).result as { notificationUrl: string; secret: string; modified: string };
+      assert.equal(config.notificationUrl, `http://127.0.0.1:${port}/hook`);
+      assert.match(config.secret, /^[0-9a-f]{32}$/);
+      const read = envelopeOf(await cloud.app.inject({ method: 'GET', url: hook, headers: auth }));
+      assert.equal((read.result as { secret: string }).secret, config.secret);
+
+      const input = LiveInput.parse(
+        envelopeOf(await cloud.app.inject({ method: 'POST', url: base, headers: auth, payload: {} })).result,
+      );
+      const stream = { userId: ACCOUNT, streamId: input.uid };
+      const relayId = /^rtmp:\/\/(relay-[a-d])\./.exec(input.rtmps?.url ?? '')?.[1] ?? '';
+      await relayCall('/api/relay/heartbeat', {
+        relayId,
+        cpu: 0,
+        draining: false,
+        streams: [{ ...stream, state: 'publishing' }],
+      });
+      await next(1);
+      await relayCall('/api/relay/heartbeat', {
+        relayId,
+        cpu: 0,
+        draining: false,
+        streams: [{ ...stream, state: 'publishing' }],
+      });
+      await relayCall('/api/relay/stream-ended', { relayId, ...stream });
+      await next(2);
+      assert.equal(got.length, 2, 'one event per change, none for a repeated heartbeat');
+      const events = got.map((g) => JSON.parse(g.body));
+      assert.deepEqual(
+        events.map((e) => [e.data.event_type, e.data.input_id, e.data.notification_name]),
+        [
+          ['live_input.connected', input.uid, 'Stream Live Input'],
+          ['live_input.disconnected', input.uid, 'Stream Live Input'],
+        ],
+      );
+      assert.equal(typeof events[0].ts, 'number');
+      assert.match(events[0].text, /Event type: live_input\.connected/);
+      for (const g of got) {
+        const m = /^time=(\d+),sig1=([0-9a-f]{64})$/.exec(g.signature);
+        assert.ok(m, g.signature);
+        const expected = createHmac('sha256', config.secret).update(`${m[1]}.${g.body}`).digest('hex');
+        assert.equal(m[2], expected, 'HMAC-SHA256 of "time.body" under the secret');
+      }
+      const del = await cloud.app.inject({ method: 'DELETE', url: hook, headers: auth });
+      assert.equal(del.statusCode, 200, del.body);
+      failure(await cloud.app.inject({ method: 'GET', url: hook, headers: auth }), 404, 10003);
+      await cloud.app.inject({ method: 'DELETE', url: `${base}/${input.uid}`, headers: auth });
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 
   it('is off (404) without CLOUD_API_TOKEN and CLOUD_ACCOUNT_ID, and needs both', async () => {
