@@ -1,6 +1,7 @@
 /**
  * Live inputs hear what relays say (the relay API's callbacks) beside the managed streams and the fleet
- * view: heartbeats (connection state and stream stats), stream ends, re-stream statuses; and answer the
+ * view: heartbeats (connection state and stream stats), hls-ready (the DASH and WHEP URLs announced), stream
+ * ends, re-stream statuses; and answer the
  * destinations of their streams and which of them to end (deleted or disabled inputs). Wraps the cloud's
  * other callbacks (`relay-events.ts`) without changing them: a live input's stream is no managed stream, so
  * the managed side answers nothing for it, and the reverse.
@@ -18,6 +19,10 @@ export function withLiveInputs(events: RelayEvents, inputs: LiveInputs, log: Log
     heartbeat: (hb) => {
       events.heartbeat?.(hb);
       background('heartbeat', inputs.heartbeat(hb));
+    },
+    hlsReady: (e) => {
+      events.hlsReady?.(e);
+      background('hls-ready', inputs.hlsReady(e));
     },
     streamEnded: (e) => {
       events.streamEnded?.(e);

@@ -298,6 +298,22 @@ export class LiveInputs {
     await this.#report(r.uid, { relayId: e.relayId, state: 'ended', at: this.#now() });
   }
 
+  /** hls-ready (the relay guard checked the sender and its URLs): the DASH and WHEP URLs it announced. */
+  async hlsReady(e: {
+    relayId: string;
+    userId: string;
+    streamId: string;
+    dashUrl?: string;
+    webrtcUrl?: string | undefined;
+  }): Promise<void> {
+    if (!(await this.#input(e.userId, e.streamId))) return;
+    await this.#store.setPlayback(e.streamId, {
+      relayId: e.relayId,
+      ...(e.dashUrl ? { dashUrl: e.dashUrl } : {}),
+      ...(e.webrtcUrl ? { webrtcUrl: e.webrtcUrl } : {}),
+    });
+  }
+
   async restreamStatus(userId: string, streamId: string, outputs: RestreamOutputRecord[]): Promise<boolean> {
     if (!(await this.#input(userId, streamId))) return false;
     await this.#store.setOutputs(streamId, outputs);

@@ -4,7 +4,8 @@
  * key has an owner and an end, all under the store's prefix (one `{hash tag}`, one cluster slot):
  *   li:i:{uid}        STRING  the record (JSON)                       removed by DELETE
  *   li:all            SET     every uid                               the uid leaves with DELETE
- *   li:r:{uid}        HASH    relay reports: `conn`, `outputs` (JSON)  removed by DELETE; written only while
+ *   li:r:{uid}        HASH    relay reports: `conn`, `outputs`,       removed by DELETE; written only while
+ *                             `playback` (JSON)
  *                                                                     li:i:{uid} exists
  *   li:ended:{key}    STRING  relay a deleted live stream must end on  TTL; removed when that relay reports
  *                                                                     the stream ended
@@ -20,6 +21,7 @@ import type {
   LiveInputRecord,
   LiveInputReports,
   LiveInputStore,
+  PlaybackReport,
   WebhookConfig,
 } from './state.ts';
 
@@ -146,10 +148,13 @@ export class RedisLiveInputStore implements LiveInputStore {
   }
 
   async reports(uid: string): Promise<LiveInputReports> {
-    const [conn, outputs] = await this.#try(() => this.#redis.hmget(this.#r(uid), 'conn', 'outputs'));
+    const [conn, outputs, playback] = await this.#try(() =>
+      this.#redis.hmget(this.#r(uid), 'conn', 'outputs', 'playback'),
+    );
     return {
       connection: conn ? (JSON.parse(conn) as ConnectionReport) : null,
       outputs: outputs ? (JSON.parse(outputs) as RestreamOutputRecord[]) : [],
+      ...(playback ? { playback: JSON.parse(playback) as PlaybackReport } : {}),
     };
   }
 
@@ -160,6 +165,12 @@ export class RedisLiveInputStore implements LiveInputStore {
   async setOutputs(uid: string, outputs: RestreamOutputRecord[]): Promise<void> {
     await this.#try(() =>
       this.#redis.liReport(this.#i(uid), this.#r(uid), 'outputs', JSON.stringify(outputs)),
+    );
+  }
+
+  async setPlayback(uid: string, playback: PlaybackReport): Promise<void> {
+    await this.#try(() =>
+      this.#redis.liReport(this.#i(uid), this.#r(uid), 'playback', JSON.stringify(playback)),
     );
   }
 

@@ -56,9 +56,17 @@ export interface ConnectionReport {
   stats?: StreamStats | undefined;
 }
 
+/** The playback URLs a relay announced with hls-ready (DASH and WHEP, once relays serve them). */
+export interface PlaybackReport {
+  relayId: string;
+  dashUrl?: string | undefined;
+  webrtcUrl?: string | undefined;
+}
+
 export interface LiveInputReports {
   connection: ConnectionReport | null;
   outputs: RestreamOutputRecord[];
+  playback?: PlaybackReport | null;
 }
 
 /** The account's opt-in webhook (Cloudflare's `/stream/webhook`): where events go and the signing secret. */
@@ -87,6 +95,7 @@ export interface LiveInputStore {
   /** Records a relay's report, only while the input exists. */
   setConnection(uid: string, report: ConnectionReport): Promise<void>;
   setOutputs(uid: string, outputs: RestreamOutputRecord[]): Promise<void>;
+  setPlayback(uid: string, playback: PlaybackReport): Promise<void>;
   /** The relay a deleted live input's stream must end on, or null. */
   endedOn(key: string): Promise<string | null>;
   /** The relay ended it: nothing to remember. */
@@ -164,6 +173,12 @@ export class MemoryLiveInputStore implements LiveInputStore {
     if (!this.#inputs.has(uid)) return;
     const r = this.#reports.get(uid) ?? { connection: null, outputs: [] };
     this.#reports.set(uid, { ...r, outputs: copy(outputs) });
+  }
+
+  async setPlayback(uid: string, playback: PlaybackReport): Promise<void> {
+    if (!this.#inputs.has(uid)) return;
+    const r = this.#reports.get(uid) ?? { connection: null, outputs: [] };
+    this.#reports.set(uid, { ...r, playback: copy(playback) });
   }
 
   async endedOn(key: string): Promise<string | null> {

@@ -4,7 +4,8 @@
  * split where Cloudflare splits it (`url` ends with `/`, `url + streamKey` is the whole publish URL with its
  * token), `srt` the relay's SRT base with the stream id and passphrase our SRT ingest expects, `webRTC` (WHIP)
  * and `webRTCPlayback` (WHEP) only when the relay announced a WHIP base (its WebRTC is on); `hls` always
- * (additive). `dash` is not answered yet: relays do not announce DASH (architecture §3 names its URL).
+ * (additive); `dash` (additive) and a WHEP URL once the relay announced them with hls-ready (relays send
+ * an empty `dashUrl` until DASH lands).
  */
 import { hlsPath } from '../../contracts/keys.ts';
 import { srtPublishStreamId } from '../../contracts/srt.ts';
@@ -105,11 +106,14 @@ export function liveInputView(r: LiveInputRecord, ctx: ViewContext): LiveInput {
     if (streamId !== null)
       out.srt = { url: trim(relay.srtUrl), streamId, passphrase: ctx.srtPassphrase ?? '' };
   }
-  if (relay.whipUrl) {
-    out.webRTC = { url: whipPublishUrl(relay.whipUrl, r.userId, r.uid, ctx.token) };
+  // What the relay announced with hls-ready for this stream, if it is the relay named now.
+  const announced = ctx.reports.playback?.relayId === relay.relayId ? ctx.reports.playback : null;
+  if (relay.whipUrl) out.webRTC = { url: whipPublishUrl(relay.whipUrl, r.userId, r.uid, ctx.token) };
+  if (announced?.webrtcUrl) out.webRTCPlayback = { url: announced.webrtcUrl };
+  else if (relay.whipUrl)
     out.webRTCPlayback = { url: `${trim(relay.hlsUrl)}/whep/${hlsPath(r.userId, r.uid)}` };
-  }
   out.hls = { url: withPublicBase(hlsPlaylistUrl(relay.hlsUrl, r.userId, r.uid), ctx.hlsPublicBaseUrl) };
+  if (announced?.dashUrl) out.dash = { url: announced.dashUrl };
   return out;
 }
 

@@ -363,6 +363,21 @@ describe('Live Input API (Cloudflare-compatible)', () => {
     assert.equal(live.connection?.width, 540);
     assert.equal(live.connection?.fps, 15);
     assert.equal(live.connection?.protocol, 'rtmp');
+    // DASH and WHEP once the relay announces them with hls-ready (relays send dashUrl '' until DASH lands).
+    const path = `wearer-example.com/${input.uid}`;
+    const ready = await relayCall('/api/rtmp-relay/hls-ready', {
+      relayId: 'relay-a',
+      userId: 'wearer@example.com',
+      streamId: input.uid,
+      hlsUrl: `http://relay-a.example:8888/hls/${path}/index.m3u8`,
+      dashUrl: `http://relay-a.example:8888/dash/${path}/index.mpd`,
+      webrtcUrl: `http://relay-a.example:8888/whep/${path}`,
+    });
+    assert.equal(ready.statusCode, 200, ready.body);
+    await waitFor(async () => (await get()).dash !== undefined);
+    const played = await get();
+    assert.equal(played.dash?.url, `http://relay-a.example:8888/dash/${path}/index.mpd`);
+    assert.equal(played.webRTCPlayback?.url, `http://relay-a.example:8888/whep/${path}`);
 
     // An output is a destination of that stream, its key joined to its URL, named by its uid.
     const out = Output.parse(
