@@ -142,6 +142,7 @@ const REGISTRY = {
   LIVE_INPUT_BAD_REQUEST: 400,
   LIVE_INPUT_LIMIT_REACHED: 409,
   LIVE_INPUT_WEBHOOK_NOT_FOUND: 404,
+  LIVE_INPUT_NO_ROUTE: 404,
 } as const satisfies Record<string, ErrorStatus>;
 
 export type ErrorCode = keyof typeof REGISTRY;

@@ -58,6 +58,7 @@ const CF_CODES: Partial<Record<ErrorCode, number>> = {
   LIVE_INPUT_NOT_FOUND: 10003,
   LIVE_INPUT_OUTPUT_NOT_FOUND: 10003,
   LIVE_INPUT_WEBHOOK_NOT_FOUND: 10003,
+  LIVE_INPUT_NO_ROUTE: 7000,
   LIVE_INPUT_LIMIT_REACHED: 10011,
   NO_RELAY_AVAILABLE: 10013,
   CLOUD_STORE_FAILED: 10013,
@@ -249,4 +250,11 @@ export async function liveInputRoutes(app: FastifyInstance, options: LiveInputRo
     await inputs.deleteWebhook();
     return ok(null);
   });
+
+  // Anything else under the account: Cloudflare's "No route for that URI", in the envelope.
+  app.all(
+    '/accounts/*',
+    { schema: { params: z.object({ '*': z.string() }), response: ERROR_ANSWERS } },
+    async (_request, reply) => sendCf(reply, ErrorCodes.LIVE_INPUT_NO_ROUTE, 'No route for that URI'),
+  );
 }

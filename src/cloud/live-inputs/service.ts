@@ -199,8 +199,8 @@ export class LiveInputs {
     });
     const o = r.outputs.find((x) => x.uid === outputUid);
     if (!o) throw notFound();
-    // The URL without its key: the key is the secret.
-    this.#log.info({ uid, output: outputUid, url: o.url }, 'live input output added');
+    // Only the host: the key is the secret, and a URL may carry credentials of its own.
+    this.#log.info({ uid, output: outputUid, host: new URL(o.url).host }, 'live input output added');
     return outputView(o, null);
   }
 
@@ -242,7 +242,7 @@ export class LiveInputs {
     const secret = (await this.#store.webhook())?.secret ?? randomBytes(16).toString('hex');
     const w: WebhookConfig = { notificationUrl, secret, modified: this.#now() };
     await this.#store.setWebhook(w);
-    this.#log.info({ url: notificationUrl.split('?')[0] }, 'live input webhook set');
+    this.#log.info({ host: new URL(notificationUrl).host }, 'live input webhook set');
     return w;
   }
 

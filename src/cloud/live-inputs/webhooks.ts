@@ -7,7 +7,7 @@
  *
  * Deliveries are fire-and-forget, one try each with a timeout, at most `maxInFlight` at once (more are
  * dropped, counted, and warned about at most once a minute), and `close()` aborts those in flight. The
- * secret never reaches a log; the URL is logged without its query (it may carry a token).
+ * secret never reaches a log; of the URL only its host is logged (path and query may carry a token).
  */
 import { createHmac } from 'node:crypto';
 import type { Logger } from '../../shared/logger.ts';
@@ -92,7 +92,7 @@ export class WebhookSender {
     this.#inFlight.add(abort);
     const timer = setTimeout(() => abort.abort(), this.#o.timeoutMs ?? 5000);
     const body = notificationBody(uid, event, at);
-    const where = config.notificationUrl.split('?')[0];
+    const where = new URL(config.notificationUrl).host; // not the path or query: they may carry a token
     try {
       const res = await fetch(config.notificationUrl, {
         method: 'POST',

@@ -18,6 +18,8 @@ import { LiveInput, LiveInputList, Output } from '../../../src/cloud/live-inputs
 import { createPublishTokenVerifier } from '../../../src/cloud/tokens.ts';
 import { loadConfig } from '../../../src/shared/config.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
+import { fuzzRequest } from '../../helpers/http-fuzz.ts';
+import { prng } from '../../helpers/rtmp-bytes.ts';
 
 const SECRET = 'live-input-api-publish-secret-0123456789abcdef';
 const RELAY_SECRET = 'live-input-api-relay-secret-0123456789';
@@ -552,6 +554,42 @@ describe('Live Input API (Cloudflare-compatible)', () => {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     }
+  });
+
+  it('answers 2,000 fuzzed requests on its paths with the envelope and never a 5xx', async () => {
+    const input = LiveInput.parse(
+      envelopeOf(await cloud.app.inject({ method: 'POST', url: base, headers: auth, payload: {} })).result,
+    );
+    const real = [
+      base,
+      `${base}/${input.uid}`,
+      `${base}/${input.uid}/outputs`,
+      `${base}/${input.uid}/outputs/${'0'.repeat(32)}`,
+      base.replace('/live_inputs', '/webhook'),
+    ];
+    const random = prng(22);
+    for (let i = 0; i < 2000; i++) {
+      const r = fuzzRequest(random, real);
+      if (random() < 0.5) r.headers.authorization = `Bearer ${TOKEN}`;
+      const res = await cloud.app.inject({
+        method: r.method as 'GET',
+        url: r.url,
+        headers: r.headers,
+        ...(r.body !== undefined ? { payload: r.body } : {}),
+      });
+      const what = `${r.method} ${r.url.slice(0, 120)}: ${res.statusCode} ${res.body.slice(0, 200)}`;
+      assert.ok(res.statusCode < 500, what);
+      if (
+        r.method !== 'HEAD' &&
+        res.statusCode >= 400 &&
+        /^\/(client\/v4\/)?accounts\/[^/]*\/stream\/(live_inputs|webhook)/.test(r.url)
+      )
+        // Cloudflare's envelope; or the cloud's for a URL the router could not even decode (a NUL byte).
+        assert.ok(res.json().success === false || res.json().code === 'CLOUD_BAD_REQUEST', what);
+    }
+    // Still serving (a fuzzed DELETE with the token may well have deleted the input: that is its right).
+    const still = await cloud.app.inject({ method: 'POST', url: base, headers: auth, payload: {} });
+    assert.equal(still.statusCode, 200, still.body);
   });
 
   it('is off (404) without CLOUD_API_TOKEN and CLOUD_ACCOUNT_ID, and needs both', async () => {
