@@ -30,7 +30,7 @@ import type { Logger } from '../../shared/logger.ts';
 import type { StaticRelays } from '../static-relays.ts';
 import type { CloudStore } from '../store.ts';
 import type { RestreamOutputRecord } from '../stream-state.ts';
-import { MAX_TTL_SECONDS, signPublishToken } from '../tokens.ts';
+import { MAX_TTL_SECONDS, signCompactPublishToken, signPublishToken } from '../tokens.ts';
 import {
   type LiveInput,
   type LiveInputBody,
@@ -409,18 +409,17 @@ export class LiveInputs {
       r.relayId === null
         ? null
         : (this.#o.placement.get(r.relayId) ?? relays.find((x) => x.relayId === r.relayId) ?? null);
-    const token =
-      relay && this.#o.tokenSecret
-        ? await signPublishToken(
-            this.#o.tokenSecret,
-            { userId: r.userId, streamId: r.uid, relayId: relay.relayId, ttlSeconds: TOKEN_TTL_SECONDS },
-            r.placedAt,
-          )
-        : undefined;
+    const grant = relay
+      ? { userId: r.userId, streamId: r.uid, relayId: relay.relayId, ttlSeconds: TOKEN_TTL_SECONDS }
+      : null;
+    const secret = this.#o.tokenSecret;
+    const token = grant && secret ? await signPublishToken(secret, grant, r.placedAt) : undefined;
+    const compactToken = grant && secret ? signCompactPublishToken(secret, grant, r.placedAt) : undefined;
     return liveInputView(r, {
       relay,
       reports: await this.#store.reports(r.uid),
       token,
+      compactToken,
       srtPassphrase: this.#o.srtPassphrase?.(publishKey(r.userId, r.uid)) ?? null,
       hlsPublicBaseUrl: this.#o.hlsPublicBaseUrl,
       now: this.#now(),

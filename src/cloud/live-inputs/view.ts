@@ -27,6 +27,8 @@ export interface ViewContext {
   reports: LiveInputReports;
   /** The publish token for that relay; undefined when publish auth is off. */
   token: string | undefined;
+  /** The same grant's compact form, for SRT stream ids a JWT would push past libsrt's 512 bytes. */
+  compactToken?: string | undefined;
   srtPassphrase: string | null;
   hlsPublicBaseUrl?: string | undefined;
   now: number;
@@ -102,7 +104,9 @@ export function liveInputView(r: LiveInputRecord, ctx: ViewContext): LiveInput {
   if (!relay) return out;
   out.rtmps = splitPublishUrl(relay.rtmpUrl, r.userId, r.uid, ctx.token);
   if (relay.srtUrl) {
-    const streamId = srtPublishStreamId(r.userId, r.uid, ctx.token);
+    const streamId =
+      srtPublishStreamId(r.userId, r.uid, ctx.token) ??
+      (ctx.compactToken ? srtPublishStreamId(r.userId, r.uid, ctx.compactToken) : null);
     if (streamId !== null)
       out.srt = { url: trim(relay.srtUrl), streamId, passphrase: ctx.srtPassphrase ?? '' };
   }

@@ -453,6 +453,20 @@ describe('Live Input API (Cloudflare-compatible)', () => {
     assert.deepEqual(dest2.json(), { destinations: [] });
   });
 
+  it('fits the SRT stream id of a long user id with the compact token (libsrt takes 512 bytes)', async () => {
+    const userId = `${'long.user+name'.repeat(8)}@example.com`.slice(0, 128);
+    const input = LiveInput.parse(
+      envelopeOf(
+        await cloud.app.inject({ method: 'POST', url: base, headers: auth, payload: { meta: { userId } } }),
+      ).result,
+    );
+    const id = input.srt?.streamId ?? '';
+    assert.match(id, /\?token=c1\./, id);
+    assert.ok(Buffer.byteLength(id) <= 512, `${Buffer.byteLength(id)} bytes`);
+    assert.match(input.rtmps?.streamKey ?? '', /\?token=ey/, 'RTMP keeps the JWT');
+    await cloud.app.inject({ method: 'DELETE', url: `${base}/${input.uid}`, headers: auth });
+  });
+
   it("answers another relay's URLs once the input's relay is gone", async () => {
     await relayCall('/api/relay/register', relay('relay-c'));
     await relayCall('/api/relay/register', relay('relay-d'));
