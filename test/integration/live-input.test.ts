@@ -5,7 +5,8 @@
  * resolution → its HLS plays (playlist, init and media segments fetched) → an output is added → the receiver
  * gets the stream (video from a keyframe) and the output reports `active` → the output is disabled → the
  * receiver's publish ends → the input is deleted → the relay ends the stream (FFmpeg is cut off) and nothing
- * about the input is left in Redis.
+ * about the input is left in Redis. And an input published over SRT with its `srt {url, streamId,
+ * passphrase}` (encrypted, FFmpeg's libsrt) shows connected over SRT.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -86,6 +87,7 @@ describe('Live Input API end to end (FFmpeg, relay, Redis, an RTMP receiver)', (
         CLEAN_PROFILE: 'copy',
         CLOUD_API_TOKEN: TOKEN,
         CLOUD_ACCOUNT_ID: ACCOUNT,
+        SRT_PASSPHRASE_SECRET: 'live-input-e2e-srt-passphrase-secret',
       },
       { publishAuth: 'token' },
     );
@@ -219,5 +221,34 @@ describe('Live Input API end to end (FFmpeg, relay, Redis, an RTMP receiver)', (
       async () => !(await redisDump(redis)).includes(input.uid),
       30_000,
     );
+  });
+
+  it('takes an encrypted SRT publish made from srt {url, streamId, passphrase}', async () => {
+    const input = LiveInput.parse(await call('POST', '', { meta: { name: 'srt' } }));
+    assert.ok(input.srt, 'the relay announced SRT: srt credentials');
+    // As a client puts them in FFmpeg's srt:// URL: every value percent-encoded.
+    const url = `${input.srt.url}?streamid=${encodeURIComponent(input.srt.streamId)}&passphrase=${encodeURIComponent(input.srt.passphrase)}`;
+    const flv = await fixturePath('steady-30fps.flv');
+    // biome-ignore format: one flag and its value a line
+    const srt = startTool('ffmpeg', [
+      '-hide_banner', '-loglevel', 'error', '-nostdin',
+      '-re', '-stream_loop', '-1', '-i', flv,
+      '-c', 'copy', '-f', 'mpegts', url,
+    ], { timeoutMs: 120_000 });
+    try {
+      const connected = await eventually(
+        'connected over SRT',
+        async () => {
+          const x = await getInput(input.uid);
+          return x.status === 'connected' && x.connection?.protocol ? x : undefined;
+        },
+        60_000,
+      );
+      assert.equal(connected.connection?.protocol, 'srt');
+    } finally {
+      srt.kill();
+      await srt.done.catch(() => {});
+    }
+    await call('DELETE', `/${input.uid}`);
   });
 });
