@@ -124,6 +124,12 @@ const EnvSchema = z.object({
   /** Announced ICE host candidates, comma-separated `host` or `host:port`; unset: the host's interfaces. */
   WEBRTC_HOSTS: z.string().min(1).optional(),
   WEBRTC_MAX_SESSIONS: count(500),
+  /** The Cloudflare-compatible Live Input API: on only with both (bearer token, the one account id). */
+  CLOUD_API_TOKEN: z.string().min(16).optional(),
+  CLOUD_ACCOUNT_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9]{1,32}$/, '1-32 letters and digits (Cloudflare account ids are 32 hex)')
+    .optional(),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -260,6 +266,8 @@ export interface RelayConfig {
     drainTimeoutMs: number;
     /** RTMP_RELAY_URLS / RTMP_RELAY_HLS_URLS: used when no relay is registered (the seed's static list). */
     staticRelays: { rtmpUrl: string; hlsUrl: string }[];
+    /** CLOUD_API_TOKEN + CLOUD_ACCOUNT_ID: the Live Input API; null (off, its paths 404) unless both are set. */
+    liveInputApi: { token: string; accountId: string } | null;
   };
 }
 
@@ -342,6 +350,12 @@ export function loadConfig(
     throw new RelayError(ErrorCodes.CONFIG_INVALID, `invalid configuration: ${problems}`);
   }
   const e = parsed.data;
+  if ((e.CLOUD_API_TOKEN === undefined) !== (e.CLOUD_ACCOUNT_ID === undefined)) {
+    throw new RelayError(
+      ErrorCodes.CONFIG_INVALID,
+      'invalid configuration: CLOUD_API_TOKEN and CLOUD_ACCOUNT_ID: the Live Input API needs both',
+    );
+  }
   if (e.SRT_PASSPHRASE !== undefined && e.SRT_PASSPHRASE_SECRET !== undefined) {
     throw new RelayError(
       ErrorCodes.CONFIG_INVALID,
@@ -438,6 +452,10 @@ export function loadConfig(
       glassesIngest: e.GLASSES_INGEST,
       drainTimeoutMs: e.DRAIN_TIMEOUT_SECONDS * 1000,
       staticRelays: staticRelays(e.RTMP_RELAY_URLS, e.RTMP_RELAY_HLS_URLS),
+      liveInputApi:
+        e.CLOUD_API_TOKEN !== undefined && e.CLOUD_ACCOUNT_ID !== undefined
+          ? { token: e.CLOUD_API_TOKEN, accountId: e.CLOUD_ACCOUNT_ID }
+          : null,
     },
   };
 }
