@@ -2,18 +2,24 @@
  * WHEP through a real relay (issue 17): real FFmpeg publishes a live RTMP stream to the relay (in-process,
  * test/helpers/relay-harness.ts), Debian's Chromium plays it over WHEP from the relay's origin. Frames and
  * Opus audio decode and the first frame comes fast; the publisher dropping and returning within the reconnect
- * window leaves the session playing; a B-frame source is refused with a clear 409; relay close() leaves no
+ * window leaves the session playing; a B-frame source is refused with a clear 409; 200 connect/disconnect
+ * cycles leave no session, socket or FFmpeg; relay close() leaves no
  * session or Opus FFmpeg behind. (The UDP port itself: libjuice keeps a mux socket until the process exits,
  * measured with node-datachannel 0.33.4; a relay closes with its process, tests pick free ports.)
  */
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { RelayHandle } from '../../src/relay/relay.ts';
 import { fixturePath } from '../fixtures/generate.ts';
 import { startTool, type ToolRun } from '../helpers/process.ts';
 import { startTestRelay } from '../helpers/relay-harness.ts';
 import { eventually } from '../helpers/relay-process.ts';
 import { launchWhepBrowser, type WhepBrowser } from '../helpers/whep-browser.ts';
+
+const openFds = (): number => readdirSync('/proc/self/fd').length;
 
 /** FFmpeg publishing an FLV fixture live and in a loop (copy: no encode, cheap on a loaded machine). */
 function publish(file: string, rtmpPort: number, path: string): ToolRun {
@@ -42,7 +48,8 @@ describe('WHEP through a real relay (RTMP from FFmpeg → Chromium)', { timeout:
   const publishers: ToolRun[] = [];
 
   before(async () => {
-    ({ relay } = await startTestRelay({ RECONNECT_WINDOW_SECONDS: '15' }));
+    // No thumbnails: their FFmpeg would blur the count of Opus ones.
+    ({ relay } = await startTestRelay({ RECONNECT_WINDOW_SECONDS: '15', THUMBNAIL_SECONDS: '3600' }));
     origin = `http://127.0.0.1:${relay.hlsPort}`;
     browser = await launchWhepBrowser();
   });
@@ -109,6 +116,40 @@ describe('WHEP through a real relay (RTMP from FFmpeg → Chromium)', { timeout:
     assert.equal(viewer.answer.status, 409, viewer.answer.body);
     assert.match(viewer.answer.body, /WEBRTC_B_FRAMES: .*B-frames/);
     await viewer.close({ delete: false });
+    p.kill();
+    await p.done;
+  });
+
+  it('leaves no session, socket or FFmpeg after 200 connect/disconnect cycles from Chromium', async () => {
+    const p = publish(await fixturePath('steady-9fps.flv'), relay.rtmpPort, 'viewer@example.com/cycles');
+    publishers.push(p);
+    await playable(relay, 'cycles');
+    const stream = relay.streams.streams.find((s) => s.streamId === 'cycles')!;
+    const auListeners = stream.listenerCount('au');
+    const fdsBefore = openFds();
+    const started = performance.now();
+    // Every third viewer takes audio (the Opus FFmpeg starts and stops); half DELETE, half just go away.
+    await browser.cycles(`${origin}/whep/viewer-example.com/cycles`, 200, 4);
+    console.log(`200 cycles in ${Math.round(performance.now() - started)} ms`);
+    const { whep } = relay.webrtc;
+    await eventually('no session left', () => whep.sessionCount === 0, 30_000);
+    assert.equal(whep.outputCount, 0, 'stream outputs');
+    assert.equal(whep.encoderCount, 0, 'Opus encoders');
+    // A copy stream runs no FFmpeg, and the one thumbnail at its start is long done: none may be left.
+    await eventually('no FFmpeg left', () => relay.reaper.size === 0, 15_000);
+    assert.equal(stream.listenerCount('au'), auListeners, 'WHEP no longer listens to the stream');
+    // Closed peer connections give their sockets back once their native objects are collected.
+    setFlagsFromString('--expose_gc');
+    const gc = runInNewContext('gc') as () => void;
+    await eventually(
+      'file descriptors back',
+      async () => {
+        gc();
+        await new Promise((r) => setTimeout(r, 500));
+        return openFds() <= fdsBefore + 4;
+      },
+      60_000,
+    ).catch((err: Error) => assert.fail(`${err.message}: ${fdsBefore} before, ${openFds()} after`));
     p.kill();
     await p.done;
   });
