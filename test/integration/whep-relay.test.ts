@@ -2,7 +2,8 @@
  * WHEP through a real relay (issue 17): real FFmpeg publishes a live RTMP stream to the relay (in-process,
  * test/helpers/relay-harness.ts), Debian's Chromium plays it over WHEP from the relay's origin. Frames and
  * Opus audio decode and the first frame comes fast; the publisher dropping and returning within the reconnect
- * window leaves the session playing; a B-frame source is refused with a clear 409; 200 connect/disconnect
+ * window leaves the session playing; a B-frame source is refused with a clear 409 and plays once published
+ * with ?profile=transcode (WHEP then reads FFmpeg's output); 200 connect/disconnect
  * cycles leave no session, socket or FFmpeg; relay close() leaves no
  * session or Opus FFmpeg behind. (The UDP port itself: libjuice keeps a mux socket until the process exits,
  * measured with node-datachannel 0.33.4; a relay closes with its process, tests pick free ports.)
@@ -14,6 +15,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { RelayHandle } from '../../src/relay/relay.ts';
 import { fixturePath } from '../fixtures/generate.ts';
+import { publishFlv } from '../helpers/flv-publisher.ts';
 import { startTool, type ToolRun } from '../helpers/process.ts';
 import { startTestRelay } from '../helpers/relay-harness.ts';
 import { eventually } from '../helpers/relay-process.ts';
@@ -68,9 +70,17 @@ describe('WHEP through a real relay (RTMP from FFmpeg → Chromium)', { timeout:
     const viewer = await browser.play(`${origin}/whep/viewer-example.com/live1`, { audio: true });
     assert.equal(viewer.answer.status, 201, viewer.answer.body);
     assert.match(viewer.answer.location ?? '', /^\/whep\/viewer-example\.com\/live1\/[A-Za-z0-9_-]{24}$/);
-    const s1 = await viewer.waitFrames(30, 60_000);
+    await viewer.waitFrames(30, 60_000);
+    // Presented, not only decoded (requestVideoFrameCallback; it may trail getStats on a loaded machine).
+    const s1 = await eventually(
+      'a presented frame',
+      async () => {
+        const s = await viewer.stats();
+        return s.firstFrameMs !== null ? s : undefined;
+      },
+      30_000,
+    );
     console.log(`first frame ${s1.firstFrameMs} ms after the POST (answer ${s1.answeredMs} ms)`);
-    assert.ok(s1.firstFrameMs !== null);
     const audio = await eventually(
       'Opus audio packets',
       async () => {
@@ -99,7 +109,7 @@ describe('WHEP through a real relay (RTMP from FFmpeg → Chromium)', { timeout:
     await second.done;
   });
 
-  it('refuses a B-frame source with a clear 409', async () => {
+  it('refuses a B-frame source with a clear 409, and plays it once it is transcoded', async () => {
     const p = publish(await fixturePath('bframes-15fps.flv'), relay.rtmpPort, 'viewer@example.com/bframes');
     publishers.push(p);
     await playable(relay, 'bframes');
@@ -118,6 +128,49 @@ describe('WHEP through a real relay (RTMP from FFmpeg → Chromium)', { timeout:
     await viewer.close({ delete: false });
     p.kill();
     await p.done;
+
+    // The same source published with ?profile=transcode: WHEP reads FFmpeg's output (no B-frames).
+    const pub = publishFlv(await fixturePath('bframes-15fps.flv'), {
+      port: relay.rtmpPort,
+      user: 'viewer@example.com',
+      stream: 'transcoded?profile=transcode',
+    });
+    try {
+      await pub.started;
+      await eventually(
+        'the transcode made a keyframe',
+        () => {
+          const s = relay.streams.streams.find((x) => x.streamId === 'transcoded');
+          return s?.pipelineProfile === 'transcode' && s.packager.playlist().includes('#EXT-X-PART');
+        },
+        60_000,
+      );
+      const watch = await eventually(
+        'a WHEP answer for the transcoded stream',
+        async () => {
+          const v = await browser.play(`${origin}/whep/viewer-example.com/transcoded`, { audio: true });
+          if (v.answer.status === 201) return v;
+          await v.close({ delete: false });
+          return undefined;
+        },
+        30_000,
+      );
+      await watch.waitFrames(30, 60_000);
+      // Its audio too: FFmpeg's AAC read back from the CMAF, then Opus.
+      const stats = await eventually(
+        'Opus audio of the transcoded stream',
+        async () => {
+          const s = await watch.stats();
+          return s.audioPacketsReceived >= 25 ? s : undefined;
+        },
+        30_000,
+      );
+      assert.ok(stats.keyFramesDecoded >= 1, JSON.stringify(stats));
+      console.log(`transcoded B-frame source over WHEP: ${JSON.stringify(stats)}`);
+      assert.equal(await watch.close(), 200);
+    } finally {
+      await pub.stop().catch(() => {}); // the relay closes with the suite either way
+    }
   });
 
   it('leaves no session, socket or FFmpeg after 200 connect/disconnect cycles from Chromium', async () => {
