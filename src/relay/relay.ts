@@ -14,6 +14,9 @@ import {
   isGpuEncoder,
   probeEncoderOnce,
 } from '../pipeline/encoders.ts';
+import { createRecording, type Recording } from '../record/index.ts';
+import { registerRecordingMetrics } from '../record/metrics.ts';
+import { buildRecordingRoutes, type RecordingRoutesOptions } from '../record/routes.ts';
 import type { Publish } from '../rtmp/publish.ts';
 import { RtmpSource } from '../rtmp/rtmp-source.ts';
 import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
@@ -62,6 +65,8 @@ export interface RelayHandle {
   viewers: ViewerTracker;
   /** Re-streaming per stream: destinations set by the agent, outputs reported back. */
   restreaming: Restreaming;
+  /** Recordings: the store, the recorder (its decider set by the agent), retention. */
+  recording: Recording;
   /** `http://host:port/hls/{userPath}/{streamId}/index.m3u8` base, for logs. */
   hlsBase: string;
   close(): Promise<void>;
@@ -75,6 +80,8 @@ export async function startRelay(
     publicHost?: string;
     /** The encoder probe's answer, when the caller has it (tests force a GPU encoder this machine lacks). */
     encoderProbe?: EncoderProbeResult;
+    /** Playback authorization of the recording routes (playback tokens). */
+    authorizeRecording?: RecordingRoutesOptions['authorize'];
   } = {},
 ): Promise<RelayHandle> {
   const reaper = new ChildReaper();
@@ -150,6 +157,16 @@ export async function startRelay(
     log,
     ready,
   });
+  // Before the thumbnails: the recorder takes a stream's last thumbnail as the stream ends, before they close.
+  const recording = createRecording(config, log, { thumbnail: (stream) => thumbnails.latest(stream) });
+  recording.recorder.attach(streams);
+  void origin.register(
+    buildRecordingRoutes({
+      store: recording.store,
+      ...(options.authorizeRecording ? { authorize: options.authorizeRecording } : {}),
+      ...(config.cloud.hlsPublicBaseUrl ? { publicBase: config.cloud.hlsPublicBaseUrl } : {}),
+    }),
+  );
   const thumbnails = new Thumbnails({
     streams,
     reaper,
@@ -198,6 +215,7 @@ export async function startRelay(
       gpu: { sessions: gpu.max, used: gpu.used, fallbacks: gpu.fallbacks },
     }),
   });
+  registerRecordingMetrics(relayMetrics.registry, recording.recorder);
   const metrics = buildMetricsApp({ registry: relayMetrics.registry, onClose: relayMetrics.close });
   let closed = false;
   const close = async (): Promise<void> => {
@@ -207,6 +225,7 @@ export async function startRelay(
     await rtmp.close();
     await srt.close();
     await streams.close();
+    await recording.close();
     thumbnails.close();
     restreaming.close();
     await origin.close();
@@ -281,6 +300,7 @@ export async function startRelay(
       reaper,
       viewers,
       restreaming,
+      recording,
       hlsBase,
       close,
     };
