@@ -80,13 +80,14 @@ export function orderParts(parts: readonly PartManifest[]): PartManifest[] {
 /**
  * The listing from every part manifest of a stream, newest recording first. `base` is the recording
  * routes' URL of the stream (`…/recordings/{userPath}/{streamId}`); `query` (a playback token, say) is
- * appended to every URL.
+ * appended to every URL; recordings in `unsure` (a manifest could not be read) are not called ready.
  */
 export function summarize(
   parts: readonly PartManifest[],
   base: string,
   now: number,
   query = '',
+  unsure: ReadonlySet<string> = new Set(),
   staleMs = DEFAULT_STALE_MS,
 ): RecordingSummary[] {
   const byId = new Map<string, PartManifest[]>();
@@ -94,7 +95,7 @@ export function summarize(
   const out: RecordingSummary[] = [];
   for (const [id, list] of byId) {
     const ordered = orderParts(list);
-    const ready = ordered.every((p) => partClosed(p, now, staleMs));
+    const ready = !unsure.has(id) && ordered.every((p) => partClosed(p, now, staleMs));
     const ends = ordered.map((p) => p.endedAt ?? p.updatedAt);
     const q = query ? `?${query}` : '';
     out.push({

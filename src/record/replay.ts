@@ -19,13 +19,27 @@ import type { RecordingStore } from './store.ts';
 /** Most part manifests read for one listing (a stream recorded by more relays than this is cut short). */
 const MAX_PARTS = 2000;
 
-async function readManifests(store: RecordingStore, keys: string[]): Promise<PartManifest[]> {
-  const out: PartManifest[] = [];
+/** Part manifests, and the recordings one of whose manifests could not be read now (not known complete). */
+export interface Manifests {
+  parts: PartManifest[];
+  unreadable: Set<string>;
+}
+
+async function readManifests(store: RecordingStore, keys: string[]): Promise<Manifests> {
+  const out: Manifests = { parts: [], unreadable: new Set() };
   for (const key of keys.slice(0, MAX_PARTS)) {
-    const body = await store.get(key);
+    let body: Buffer | null;
+    try {
+      body = await store.get(key);
+    } catch {
+      // An object being written, or a store hiccup: that recording is listed as not complete yet.
+      out.unreadable.add(key.split('/')[2] ?? '');
+      continue;
+    }
     if (!body) continue; // deleted meanwhile (retention)
     const parsed = PartManifest.safeParse(parseJson(body));
-    if (parsed.success) out.push(parsed.data);
+    if (parsed.success) out.parts.push(parsed.data);
+    else out.unreadable.add(key.split('/')[2] ?? '');
   }
   return out;
 }
@@ -46,13 +60,13 @@ export async function streamManifests(
   store: RecordingStore,
   userPath: string,
   streamId: string,
-): Promise<PartManifest[]> {
+): Promise<Manifests> {
   const objects = await store.list(streamPrefix(userPath, streamId));
   return readManifests(store, objects.map((o) => o.key).filter(isManifestKey));
 }
 
 /** The part manifests of one recording. */
-export async function recordingManifests(store: RecordingStore, ref: RecordingRef): Promise<PartManifest[]> {
+export async function recordingManifests(store: RecordingStore, ref: RecordingRef): Promise<Manifests> {
   const objects = await store.list(`${recordingPrefix(ref)}parts/`);
   return readManifests(store, objects.map((o) => o.key).filter(isManifestKey));
 }

@@ -107,8 +107,9 @@ export function buildRecordingRoutes(options: RecordingRoutesOptions) {
         const admitted = await admit(request, reply);
         if (!admitted) return reply;
         const { userPath, streamId } = request.params;
-        const parts = await streamManifests(store, userPath, streamId);
-        const recordings = summarize(parts, baseOf(request, userPath, streamId), now(), admitted.query);
+        const { parts, unreadable } = await streamManifests(store, userPath, streamId);
+        const base = baseOf(request, userPath, streamId);
+        const recordings = summarize(parts, base, now(), admitted.query, unreadable);
         return reply.header('cache-control', 'no-store').send({ recordings });
       },
     );
@@ -119,9 +120,9 @@ export function buildRecordingRoutes(options: RecordingRoutesOptions) {
       async (request, reply) => {
         const admitted = await admit(request, reply);
         if (!admitted?.ref) return reply;
-        const parts = await recordingManifests(store, admitted.ref);
+        const { parts, unreadable } = await recordingManifests(store, admitted.ref);
         if (parts.length === 0) return notFound(reply);
-        const ready = parts.every((p) => partClosed(p, now()));
+        const ready = unreadable.size === 0 && parts.every((p) => partClosed(p, now()));
         return (
           reply
             .header('content-type', PLAYLIST_TYPE)
@@ -138,10 +139,10 @@ export function buildRecordingRoutes(options: RecordingRoutesOptions) {
       async (request, reply) => {
         const admitted = await admit(request, reply);
         if (!admitted?.ref) return reply;
-        const parts = await recordingManifests(store, admitted.ref);
+        const { parts, unreadable } = await recordingManifests(store, admitted.ref);
         const mp4 = parts.length > 0 ? await recordingMp4(store, admitted.ref, parts) : null;
         if (!mp4) return notFound(reply);
-        const ready = parts.every((p) => partClosed(p, now()));
+        const ready = unreadable.size === 0 && parts.every((p) => partClosed(p, now()));
         return reply
           .header('content-type', 'video/mp4')
           .header('content-length', String(mp4.size))
@@ -160,7 +161,8 @@ export function buildRecordingRoutes(options: RecordingRoutesOptions) {
       async (request, reply) => {
         const admitted = await admit(request, reply);
         if (!admitted?.ref) return reply;
-        const parts = orderParts(await recordingManifests(store, admitted.ref)).filter((p) => p.thumbnail);
+        const { parts: all } = await recordingManifests(store, admitted.ref);
+        const parts = orderParts(all).filter((p) => p.thumbnail);
         const last = parts.at(-1);
         const jpeg = last ? await store.get(mediaKey(admitted.ref, last.partId, THUMBNAIL_FILE)) : null;
         if (!jpeg) return notFound(reply);

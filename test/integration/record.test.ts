@@ -75,8 +75,9 @@ describe('recordings in S3', () => {
 
   async function listing(user: string, stream: string): Promise<Listing> {
     const res = await fetch(`${base}/${user}/${stream}`);
-    assert.equal(res.status, 200);
-    return (await res.json()) as Listing;
+    const body = await res.text();
+    assert.equal(res.status, 200, body);
+    return JSON.parse(body) as Listing;
   }
 
   /** Polls the listing (read from S3) until one recording is ready. */
