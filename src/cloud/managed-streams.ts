@@ -45,6 +45,7 @@ import { StaticRelays } from './static-relays.ts';
 import { type CloudStore, DEFAULT_RELAY_EXPIRY_MS } from './store.ts';
 import {
   MemoryStreamState,
+  type RecordingRecord,
   type RestreamOutputRecord,
   type RestreamTarget,
   type StreamRecord,
@@ -129,6 +130,7 @@ export interface ManagedStream {
   state: LifecycleState;
   destinations: Map<string, RestreamTarget[]>;
   outputs: RestreamOutputStatus[];
+  recordings: RecordingRecord[];
 }
 
 export type RestreamOutputStatus = RestreamOutputRecord;
@@ -171,6 +173,7 @@ function viewOf(r: StreamRecord): ManagedStream {
     state: r.state,
     destinations: new Map(r.destinations),
     outputs: r.outputs,
+    recordings: r.recordings ?? [],
   };
 }
 
@@ -254,7 +257,9 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   }
 
   /** The status a viewer sees now. */
-  statusOf(stream: Pick<ManagedStream, 'streamId' | 'state' | 'outputs'>): ManagedStreamStatus {
+  statusOf(
+    stream: Pick<ManagedStream, 'streamId' | 'state' | 'outputs'> & { recordings?: RecordingRecord[] },
+  ): ManagedStreamStatus {
     const { status, hlsUrl, message } = stream.state.reported;
     const url = hlsUrl ? withPublicBase(hlsUrl, this.#o.hlsPublicBaseUrl) : null;
     // The relay serves the latest keyframe next to the playlist (relay thumbnails).
@@ -267,6 +272,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       ...(thumbnailUrl ? { thumbnailUrl, previewUrl: thumbnailUrl } : {}),
       ...(message ? { message } : {}),
       ...(stream.outputs.length > 0 ? { outputs: stream.outputs } : {}),
+      ...(stream.recordings && stream.recordings.length > 0 ? { recordings: stream.recordings } : {}),
     };
   }
 
@@ -290,11 +296,13 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     userId: string,
     packageName: string,
     destinations: readonly RestreamTarget[] = [],
+    options: { recording?: 'automatic' | 'off' | undefined } = {},
   ): Promise<ManagedStreamStatus> {
+    const asksRecording = options.recording === 'automatic';
     for (let attempt = 0; attempt < MAX_CONFLICTS; attempt++) {
       const existing = await this.#state.byUser(userId);
       if (existing) {
-        const joined = await this.#join(existing.streamId, packageName, destinations);
+        const joined = await this.#join(existing.streamId, packageName, destinations, asksRecording);
         if (joined) return this.statusOf(viewOf(joined));
         continue; // it ended meanwhile: create one
       }
@@ -322,6 +330,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
           destinations.length > 0 ? [[packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS)]] : [],
         outputs: [],
         createdAt: this.#now(),
+        ...(asksRecording ? { recording: 'automatic' as const } : {}),
       };
       const other = await this.#state.create(record);
       if (other) {
@@ -412,6 +421,29 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       for (const d of list) if (!byUrl.has(d.url)) byUrl.set(d.url, d);
     }
     return [...byUrl.values()].slice(0, MAX_STREAM_DESTINATIONS);
+  }
+
+  /**
+   * The recording option of a stream for its relay: whether an app asked for a recording, and the managed
+   * stream's start (the recording's name on every relay it visits). Null for a stream the cloud does not know.
+   */
+  async recordingOf(
+    userId: string,
+    streamId: string,
+  ): Promise<{ mode: 'automatic' | 'off'; startedAt: number } | null> {
+    const r = await this.#state.get(streamId);
+    if (!r || r.userId !== userId) return null;
+    return { mode: r.recording ?? 'off', startedAt: r.createdAt };
+  }
+
+  /** A relay uploaded (part of) a recording: apps hear its replay URLs with the current status. */
+  async recordingReady(userId: string, streamId: string, recording: RecordingRecord): Promise<void> {
+    await this.#act(streamId, (r) => {
+      if (r.userId !== userId) return null;
+      const others = (r.recordings ?? []).filter((x) => x.id !== recording.id);
+      r.recordings = [...others, recording].slice(-20);
+      return [{ kind: 'notify_apps', ...r.state.reported }];
+    });
   }
 
   /** The relay reports its re-streaming outputs: apps hear the new list with the current status. */
@@ -581,9 +613,12 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     streamId: string,
     packageName: string,
     destinations: readonly RestreamTarget[],
+    record = false,
   ): Promise<StreamRecord | null> {
     return this.#act(streamId, (r) => {
       if (!r.viewers.includes(packageName)) r.viewers.push(packageName);
+      // An app joining may ask for a recording: from the relay's next question on (a new relay, a restart).
+      if (record) r.recording = 'automatic';
       r.destinations = r.destinations.filter(([p]) => p !== packageName);
       if (destinations.length > 0)
         r.destinations.push([packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS)]);

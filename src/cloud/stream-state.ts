@@ -46,6 +46,20 @@ export interface StreamRecord {
   ingest?: 'rtmp' | 'srt' | 'whip';
   /** The glasses reported an error while handed SRT (UDP blocked): every later start uses RTMP. */
   srtFailed?: boolean;
+  /** An app asked for a recording (`recording: {mode: 'automatic'}`). */
+  recording?: 'automatic';
+  /** Recordings the relays reported uploaded (id → replay URLs), for the status apps hear. */
+  recordings?: RecordingRecord[];
+}
+
+/** A recording of the stream as apps hear it. */
+export interface RecordingRecord {
+  id: string;
+  state: 'uploading' | 'ready';
+  hlsUrl: string;
+  mp4Url: string;
+  thumbnailUrl?: string | null;
+  durationSeconds?: number;
 }
 
 export interface StreamStateStore {

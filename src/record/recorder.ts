@@ -16,10 +16,11 @@ import { hlsUserPath } from '../contracts/names.ts';
 import type { Segment } from '../hls/packager.ts';
 import type { Fmp4Init } from '../media/fmp4.ts';
 import type { Logger } from '../shared/logger.ts';
+import { TypedEmitter } from '../shared/typed-emitter.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
 import type { Stream } from '../stream/stream.ts';
 import { initFile, recordingIdOf, segmentFile, THUMBNAIL_FILE } from './layout.ts';
-import type { ManifestSegment, TrackSpan } from './manifest.ts';
+import type { ManifestSegment, PartManifest, TrackSpan } from './manifest.ts';
 import type { Spool, SpoolState } from './spool.ts';
 import { type Uploader, UploadPart } from './uploader.ts';
 
@@ -50,7 +51,12 @@ export interface RecorderOptions {
 /** How long a decision may take before the stream is recorded (or not) by the local rule. */
 const DECISION_TIMEOUT_MS = 10_000;
 
-export class Recorder {
+export type RecorderEvents = {
+  /** A part is closed and in the store (its stream ended here, or a previous run's spool was uploaded). */
+  uploaded: [PartManifest];
+};
+
+export class Recorder extends TypedEmitter<RecorderEvents> {
   readonly #o: RecorderOptions;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -61,6 +67,7 @@ export class Recorder {
   #lastDropLog = 0;
 
   constructor(options: RecorderOptions) {
+    super();
     this.#o = options;
     this.#log = options.log.child({ component: 'recorder' });
     this.#now = options.now ?? Date.now;
@@ -97,7 +104,7 @@ export class Recorder {
         state.manifest.endedAt = state.manifest.updatedAt;
         state.manifestUploaded = false;
       }
-      this.#o.uploader.add(new UploadPart(state));
+      this.add(new UploadPart(state));
     }
     if (states.length > 0)
       this.#log.info(
@@ -105,6 +112,12 @@ export class Recorder {
         'recording spool of a previous run: uploading',
       );
     return states.length;
+  }
+
+  /** Hands a part to the uploader; `uploaded` is emitted when it is done. */
+  add(part: UploadPart): void {
+    part.onDone = () => this.safeEmit('uploaded', part.state.manifest);
+    this.#o.uploader.add(part);
   }
 
   /** Follows the registry's streams; returns the undo. */
@@ -280,7 +293,7 @@ class StreamRecording {
     };
     const part = new UploadPart(state);
     this.#part = part;
-    this.#o.uploader.add(part);
+    this.#recorder.add(part);
     void part.run(() => this.#o.spool.writeState(state));
     for (const fn of pending) fn();
     if (this.#ended) void this.finish();

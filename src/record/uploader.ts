@@ -204,7 +204,7 @@ export class Uploader {
     if (!s.manifestUploaded) {
       if (!part.indexUploaded) {
         // streamId → userPath, so the cloud finds a managed stream's recordings from its id alone.
-        const index = JSON.stringify({ userPath: m.userPath, streamId: m.streamId });
+        const index = JSON.stringify({ userId: m.userId, userPath: m.userPath, streamId: m.streamId });
         await store.put(streamIndexKey(m.streamId), Buffer.from(index), 'application/json');
         part.indexUploaded = true;
       }
