@@ -35,7 +35,7 @@ export interface Recording {
 export function createRecording(
   config: RelayConfig,
   log: Logger,
-  hooks: Pick<RecorderOptions, 'thumbnail' | 'skipSegment'> & { store?: RecordingStore } = {},
+  hooks: Pick<RecorderOptions, 'thumbnail' | 'skipSegment' | 'initIsSlate'> & { store?: RecordingStore } = {},
 ): Recording {
   const store = hooks.store ?? storeFromConfig(config.recording);
   const spool = new Spool(config.recording.spoolDir, config.recording.spoolMaxBytes);
@@ -48,6 +48,7 @@ export function createRecording(
     recordAll: config.recording.on,
     ...(hooks.thumbnail ? { thumbnail: hooks.thumbnail } : {}),
     ...(hooks.skipSegment ? { skipSegment: hooks.skipSegment } : {}),
+    ...(hooks.initIsSlate ? { initIsSlate: hooks.initIsSlate } : {}),
   });
   recorder.recoverSpool();
   const retention =

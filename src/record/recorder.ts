@@ -8,8 +8,9 @@
  * manifests, not here. A publisher reconnect is a discontinuity within the part; the stream's end closes it.
  * At start, parts a previous run left in the spool (killed mid-stream) are closed and uploaded.
  *
- * Slate: segments the `skipSegment` hook names (the slate a stream shows while its publisher is gone) are
- * not recorded; the next recorded segment carries a discontinuity.
+ * Slate: segments of an init the `initIsSlate` hook names (the slate a stream shows while its publisher is
+ * gone), and segments `skipSegment` names, are not recorded; the next recorded segment carries a
+ * discontinuity. The hook is for the relay to wire once the slate lands (`(stream) => stream.slating`).
  */
 import { randomBytes } from 'node:crypto';
 import { hlsUserPath } from '../contracts/names.ts';
@@ -43,11 +44,18 @@ export interface RecorderOptions {
   thumbnail?: (stream: Stream) => Promise<Buffer | undefined>;
   /** Segments not to record (the slate). */
   skipSegment?: (stream: Stream, segment: Segment) => boolean;
+  /**
+   * Whether an init segment the packager takes now starts the slate (the slate branch: `stream.slating`):
+   * every segment of that init is left out, and the publisher's return is a discontinuity.
+   */
+  initIsSlate?: (stream: Stream) => boolean;
   /** Most bytes held in memory per stream while its decision is pending (default 32 MiB). */
   maxPendingBytes?: number;
   now?: () => number;
 }
 
+/** How long a stream's end waits for its thumbnail before the part closes without one. */
+const THUMBNAIL_WAIT_MS = 1000;
 /** How long a decision may take before the stream is recorded (or not) by the local rule. */
 const DECISION_TIMEOUT_MS = 10_000;
 
@@ -211,6 +219,8 @@ class StreamRecording {
   readonly #partId = randomBytes(8).toString('hex');
   /** Packager init URI → this part's init number, with its track timescales. */
   readonly #inits = new Map<string, { n: number; timescales: Map<number, number> }>();
+  /** Packager init URIs of the slate: their segments are not recorded. */
+  readonly #slateInits = new Set<string>();
   #nextInit = 0;
   #nextSegment = 0;
   #group: Group | null = null;
@@ -230,8 +240,13 @@ class StreamRecording {
     this.#o = options;
     this.#now = now;
     const packager = stream.packager;
-    const onInit = (init: Fmp4Init, uri: string): void =>
+    const onInit = (init: Fmp4Init, uri: string): void => {
+      if (options.initIsSlate?.(stream)) {
+        this.#slateInits.add(uri);
+        return;
+      }
       this.#later(() => this.#onInit(init, uri), init.data.length);
+    };
     const onSegment = (segment: Segment): void => this.#onSegment(segment);
     const onEnded = (): void => void this.finish();
     packager.on('init', onInit);
@@ -314,7 +329,7 @@ class StreamRecording {
   }
 
   #onSegment(segment: Segment): void {
-    if (this.#o.skipSegment?.(this.#stream, segment)) {
+    if (this.#slateInits.has(segment.initUri) || this.#o.skipSegment?.(this.#stream, segment)) {
       this.#flush();
       this.#discontinuity = true;
       return;
@@ -414,7 +429,15 @@ class StreamRecording {
     this.#stop();
     const part = this.#part;
     if (!part) return;
-    const jpeg = await this.#o.thumbnail?.(this.#stream).catch(() => undefined);
+    // The latest thumbnail there is: a fresh decode is not worth holding the recording's close for.
+    let timer: NodeJS.Timeout | undefined;
+    const jpeg = await Promise.race([
+      this.#o.thumbnail?.(this.#stream).catch(() => undefined),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), THUMBNAIL_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
     await part
       .run(async () => {
         const m = part.state.manifest;
