@@ -173,6 +173,56 @@ describe('recordings in S3', () => {
     assert.ok(Math.abs(seconds - rec.durationSeconds) < 1.5, `mp4 ${seconds} vs ${rec.durationSeconds}`);
   });
 
+  it('a stream that moved to another relay continues the same recording; the MP4 runs on across both', async () => {
+    // Two relays on one store; the cloud names the recording by the managed stream's start (same on both).
+    const startedAt = Date.now();
+    const other = await startTestRelay({
+      ...s3.env('rec'),
+      RECORDING: 'on',
+      RECORDING_SPOOL_DIR: path.join(tmp, 'spool-b'),
+      CLEAN_PROFILE: 'copy',
+      RECONNECT_WINDOW_SECONDS: '1',
+    });
+    try {
+      const decide = async () => ({ record: true, startedAt });
+      relay.recording.recorder.setDecider(decide);
+      other.relay.recording.recorder.setDecider(decide);
+      const file = await fixturePath(FIXTURE);
+      await publishFlv(file, { port: relay.rtmpPort, user: 'u', stream: 'moved', speed: 4, toMs: 10_000 })
+        .done;
+      await records.get('moved')!.ended;
+      await publishFlv(file, {
+        port: other.relay.rtmpPort,
+        user: 'u',
+        stream: 'moved',
+        speed: 4,
+        fromMs: 10_000,
+        rebase: true,
+      }).done;
+      await other.records.get('moved')!.ended;
+      // Listed the same from either relay: one recording of both parts.
+      const rec = await ready('u', 'moved');
+      await relay.recording.recorder.uploader.flush(30_000);
+      const l = await listing('u', 'moved');
+      assert.equal(l.recordings.length, 1, JSON.stringify(l));
+      const full = l.recordings[0]!;
+      assert.equal(full.id, `r${startedAt}`);
+      assert.equal(full.state, 'ready');
+      assert.ok(Math.abs(full.durationSeconds - FIXTURE_SECONDS) < 2.5, `duration ${full.durationSeconds}`);
+      const playlist = await (await fetch(rec.hlsUrl)).text();
+      assert.equal(
+        new Set([...playlist.matchAll(/#EXT-X-MAP:URI="([0-9a-f]{16})\//g)].map((m) => m[1])).size,
+        2,
+      );
+      assert.ok(playlist.includes('#EXT-X-DISCONTINUITY'));
+      const seconds = await mp4Seconds(full.mp4Url, 'moved.mp4');
+      assert.ok(Math.abs(seconds - full.durationSeconds) < 1.5, `mp4 ${seconds} vs ${full.durationSeconds}`);
+    } finally {
+      relay.recording.recorder.setDecider(null);
+      await other.relay.close();
+    }
+  });
+
   it('the S3 server gone for 10 s mid-stream: nothing lost once it is back', async () => {
     const pub = publishFlv(await fixturePath(FIXTURE), {
       port: relay.rtmpPort,
