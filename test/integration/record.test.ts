@@ -9,11 +9,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Retention } from '../../src/record/retention.ts';
 import { S3Store } from '../../src/record/s3-store.ts';
 import type { RelayHandle } from '../../src/relay/relay.ts';
-import { silentLogger } from '../../src/shared/logger.ts';
+import { createLogger, silentLogger } from '../../src/shared/logger.ts';
 import { fixturePath } from '../fixtures/generate.ts';
 import { type BrowserHandle, launchBrowser } from '../helpers/browser.ts';
 import { publishFlv } from '../helpers/flv-publisher.ts';
@@ -251,6 +252,52 @@ describe('recordings in S3', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${relay.metricsPort}/metrics`)).text();
     assert.match(metrics, /rtmp_relay_recording_upload_failures_total [1-9]/);
     assert.match(metrics, /rtmp_relay_recording_dropped_segments_total 0/);
+  });
+
+  it('a store that stays away fills the bounded spool: segments dropped, counted and logged, the stream plays on', async () => {
+    const lines: string[] = [];
+    const log = createLogger({
+      level: 'warn',
+      destination: new Writable({
+        write(chunk, _enc, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      }),
+    });
+    const full = await startTestRelay(
+      {
+        ...s3.env('rec'),
+        S3_ENDPOINT: 'http://127.0.0.1:9', // nothing listens: every upload fails
+        RECORDING: 'on',
+        RECORDING_SPOOL_DIR: path.join(tmp, 'spool-full'),
+        RECORDING_SPOOL_MAX_MB: '0.5',
+        CLEAN_PROFILE: 'copy',
+      },
+      log,
+    );
+    try {
+      const pub = publishFlv(await fixturePath(FIXTURE), {
+        port: full.relay.rtmpPort,
+        user: 'u',
+        stream: 'full',
+        speed: 4,
+      });
+      await pub.done;
+      const rec = full.records.get('full')!;
+      assert.ok(rec.segments.length >= 5, `the live stream went on: ${rec.segments.length} segments`);
+      const spool = full.relay.recording.recorder.spool;
+      assert.ok(spool.dropped > 0, 'segments dropped');
+      assert.ok(spool.used <= spool.maxBytes, `spool ${spool.used} within ${spool.maxBytes}`);
+      const metrics = await (await fetch(`http://127.0.0.1:${full.relay.metricsPort}/metrics`)).text();
+      assert.match(metrics, /rtmp_relay_recording_dropped_segments_total [1-9]/);
+      assert.ok(
+        lines.some((l) => l.includes('recording spool full')),
+        'the drop is logged',
+      );
+    } finally {
+      await full.relay.close();
+    }
   });
 
   it('refuses names that leave the recordings tree', async () => {
