@@ -100,7 +100,7 @@ async function run(
   const cpu0 = cpuOfPid(relay.pid);
   const t0 = performance.now();
   const names = Array.from({ length: STREAMS }, (_, i) => `b${i}`);
-  const ends: number[] = [];
+  const ends = new Map<string, number>();
   let rssMax = 0;
   const sampler = setInterval(() => {
     rssMax = Math.max(rssMax, rss(relay.pid));
@@ -115,7 +115,7 @@ async function run(
             { stdio: 'ignore' },
           );
           child.once('exit', (code) => {
-            ends.push(performance.now());
+            ends.set(name, performance.now());
             code === 0 ? resolve() : reject(new Error(`publisher ${name} exited ${code}`));
           });
         }),
@@ -126,9 +126,10 @@ async function run(
   clearInterval(sampler);
   const listedMs: number[] = [];
   if (recording) {
-    const endedAt = Math.max(...ends) + WINDOW_SECONDS * 1000;
     await Promise.all(
       names.map(async (name) => {
+        // The stream ends when its reconnect window closes after its publisher left.
+        const endedAt = (ends.get(name) ?? 0) + WINDOW_SECONDS * 1000;
         for (;;) {
           const res = await fetch(`http://127.0.0.1:${hlsPort}/recordings/bench/${name}`);
           const body = (await res.json()) as { recordings: { state: string }[] };
