@@ -61,6 +61,25 @@ export async function startRelayNode(
     },
     log,
   });
+  // Recordings: the cloud says which managed streams record and names their recording; apps hear the URLs.
+  const recorder = relay.recording.recorder;
+  recorder.setDecider((stream) => agent.recordingDecision(stream, config.recording.on));
+  const recordingsBase = `${config.cloud.hlsPublicBaseUrl?.replace(/\/+$/, '') ?? `http://${host}:${relay.hlsPort}`}/recordings`;
+  recorder.on('uploaded', (m) => {
+    const url = `${recordingsBase}/${m.userPath}/${m.streamId}/${m.recordingId}`;
+    agent.recordingReady({
+      userId: m.userId,
+      streamId: m.streamId,
+      recording: {
+        id: m.recordingId,
+        state: 'ready',
+        hlsUrl: `${url}/index.m3u8`,
+        mp4Url: `${url}/recording.mp4`,
+        thumbnailUrl: m.thumbnail ? `${url}/thumbnail.jpg` : null,
+        durationSeconds: Math.round(m.segments.reduce((sum, s) => sum + s.duration, 0) * 1000) / 1000,
+      },
+    });
+  });
   await agent.start();
   return {
     relay,

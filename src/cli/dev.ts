@@ -6,10 +6,7 @@
  * fragment (which browsers never send to a server), so the printed link just opens. A configured one is
  * never printed.
  */
-import { createWriteStream, mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { hlsUserPath } from '../contracts/names.ts';
-import { FlvSink } from '../media/flv-sink.ts';
 import { loadConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { DEV_PUBLISH_TOKEN_TTL_SECONDS, startDevSystem } from './compose.ts';
@@ -40,21 +37,6 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
       `watch: ${relay.hlsBase}/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8`,
     );
   });
-
-  const recordDir = config.recordDir;
-  if (recordDir) {
-    mkdirSync(recordDir, { recursive: true });
-    relay.rtmp.on('publish', (publish) => {
-      const { userId, streamId } = publish.info;
-      // Names are validated by the naming contract: no separators, no "..".
-      const file = path.join(recordDir, `${hlsUserPath(userId)}_${streamId}_${publish.info.startedAt}.flv`);
-      const sink = new FlvSink(createWriteStream(file), { log: logger.child({ key: publish.info.key }) });
-      publish.on('start', (start) => sink.start(start));
-      publish.on('tag', (tag) => sink.write(tag));
-      publish.once('end', () => sink.end());
-      logger.info({ file }, 'recording publish');
-    });
-  }
 
   // With publish auth on, a token for the README's example stream (only when the secret is ours to print).
   let query = '';

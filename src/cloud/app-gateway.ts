@@ -91,7 +91,9 @@ export class AppGateway {
         s.packages.add(message.packageName);
         this.#send(
           s,
-          await this.#streams.request(s.userId, message.packageName, message.restreamDestinations ?? []),
+          await this.#streams.request(s.userId, message.packageName, message.restreamDestinations ?? [], {
+            recording: message.recording?.mode,
+          }),
         );
       } else if (message.type === 'managed_stream_stop') {
         s.packages.delete(message.packageName);

@@ -14,6 +14,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { UserId } from '../contracts/relay-api.ts';
 import { srtStreamPassphrase } from '../contracts/srt.ts';
+import { storeFromConfig } from '../record/index.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -214,8 +215,14 @@ export async function startCloud(
     authenticate: (request) => userOf(request.headers, request.url),
     log,
   });
+  // Recordings: the relays' store, read here for the listing; replays are served by every relay's origin.
+  const recordingStore = storeFromConfig(config.recording);
   void app.register(managedRoutes, {
     streams,
+    recordings: {
+      store: recordingStore,
+      base: async () => c.hlsPublicBaseUrl ?? (await store.liveRelays(Date.now()))[0]?.hlsUrl ?? null,
+    },
     sseKeepAliveMs: c.sseKeepAliveMs,
     log: log.child({ component: 'managed-api' }),
     authenticate: async (request, claimed) =>
@@ -246,6 +253,7 @@ export async function startCloud(
     glasses.close();
     apps.close();
     await app.close();
+    recordingStore.close();
     await store.close();
     if (shared) {
       if (shared.status === 'ready') await shared.quit().catch(() => shared.disconnect());

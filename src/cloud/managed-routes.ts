@@ -15,7 +15,12 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ManagedStreamRequest, ManagedStreamStatus } from '../contracts/mentra.ts';
+import { hlsUserPath } from '../contracts/names.ts';
 import { UserId } from '../contracts/relay-api.ts';
+import { streamIndexKey } from '../record/layout.ts';
+import { summarize } from '../record/manifest.ts';
+import { parseJson, streamManifests } from '../record/replay.ts';
+import type { RecordingStore } from '../record/store.ts';
 import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { cloudErrorHandler, ERROR_RESPONSES, OkResponse, sendError, useZodSchemas } from './http-schemas.ts';
@@ -25,6 +30,11 @@ export interface ManagedRoutesOptions {
   streams: ManagedStreams;
   /** The userId the request may act for (a bearer token), or null; dev mode trusts the body. */
   authenticate(request: FastifyRequest, claimedUserId: string): Promise<boolean>;
+  /**
+   * The recordings store (RECORDING_URL, the relays' own), which the listing reads, and the origin base whose
+   * /recordings routes serve the replays (the CDN, or any live relay: each reads the same store).
+   */
+  recordings?: { store: RecordingStore; base: () => Promise<string | null> };
   /** Where requests that fail unexpectedly are told. */
   log?: Logger | undefined;
   /** Comment keep-alives on idle event streams (SSE_KEEPALIVE_SECONDS; default 15 s). */
@@ -46,6 +56,22 @@ const ViewerParams = z.object({
 /** A user token may ride in the query (EventSource and players cannot set headers); nothing else is read. */
 export const TokenQuery = z.object({ token: z.string().max(4096).optional() });
 type StreamRequest = { Params: z.infer<typeof StreamParams> };
+const RecordingsResponse = z.object({
+  recordings: z.array(
+    z.object({
+      id: z.string(),
+      state: z.enum(['uploading', 'ready']),
+      startedAt: z.string(),
+      endedAt: z.string().nullable(),
+      durationSeconds: z.number(),
+      hlsUrl: z.string(),
+      mp4Url: z.string(),
+      thumbnailUrl: z.string().nullable(),
+    }),
+  ),
+});
+/** `streams/{streamId}.json` in the recordings store. */
+const StreamIndex = z.object({ userId: UserId });
 
 export async function managedRoutes(app: FastifyInstance, options: ManagedRoutesOptions): Promise<void> {
   const { streams } = options;
@@ -60,7 +86,9 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
       if (!(await options.authenticate(request, body.userId)))
         return sendError(reply, ErrorCodes.CLOUD_UNAUTHORIZED, 'unauthorized');
       try {
-        return await streams.request(body.userId, body.packageName, body.restreamDestinations ?? []);
+        return await streams.request(body.userId, body.packageName, body.restreamDestinations ?? [], {
+          recording: body.recording?.mode,
+        });
       } catch (err) {
         if (err instanceof ManagedStreamError) return sendError(reply, err.code, err.message);
         throw err;
@@ -153,6 +181,40 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
       streams.on('status', onStatus);
       res.once('close', done);
       send(streams.statusOf(stream));
+    },
+  );
+
+  // The stream's recordings, from the store (so after the stream and its relay are gone too); the replay URLs
+  // are this cloud's own /recordings routes, which read the same store.
+  app.get<StreamRequest>(
+    '/api/managed-streams/:streamId/recordings',
+    {
+      schema: {
+        params: StreamParams,
+        querystring: TokenQuery,
+        response: { 200: RecordingsResponse, ...ERROR_RESPONSES },
+      },
+    },
+    async (request, reply) => {
+      const store = options.recordings?.store;
+      const { streamId } = request.params;
+      const stream = await streams.load(streamId);
+      let owner = stream ? { userId: stream.userId, userPath: hlsUserPath(stream.userId) } : null;
+      if (!owner && store) {
+        // A stream the cloud forgot: the store's index names its user.
+        const body = await store.get(streamIndexKey(streamId));
+        const index = body ? StreamIndex.safeParse(parseJson(body)) : null;
+        if (index?.success) owner = { userId: index.data.userId, userPath: hlsUserPath(index.data.userId) };
+      }
+      if (!owner || !(await options.authenticate(request, owner.userId)))
+        return sendError(reply, ErrorCodes.MANAGED_STREAM_NOT_FOUND, 'no such stream');
+      if (!store) return { recordings: [] };
+      const { parts, unreadable } = await streamManifests(store, owner.userPath, streamId);
+      const origin = (await options.recordings?.base())?.replace(/\/+$/, '') ?? '';
+      const base = `${origin}/recordings/${owner.userPath}/${streamId}`;
+      return reply
+        .header('cache-control', 'no-store')
+        .send({ recordings: summarize(parts, base, Date.now(), '', unreadable) });
     },
   );
 

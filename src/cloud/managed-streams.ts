@@ -45,6 +45,7 @@ import { StaticRelays } from './static-relays.ts';
 import { type CloudStore, DEFAULT_RELAY_EXPIRY_MS } from './store.ts';
 import {
   MemoryStreamState,
+  type RecordingRecord,
   type RestreamOutputRecord,
   type RestreamTarget,
   type StreamRecord,
@@ -133,6 +134,7 @@ export interface ManagedStream {
   outputs: RestreamOutputStatus[];
   /** WHEP playback on the relay serving the stream now; null when it announced none. */
   webrtcUrl: string | null;
+  recordings: RecordingRecord[];
 }
 
 export type RestreamOutputStatus = RestreamOutputRecord;
@@ -177,6 +179,7 @@ function viewOf(r: StreamRecord): ManagedStream {
     outputs: r.outputs,
     // Only the serving relay's: a stream that moved plays over WHEP again once the new relay says hls-ready.
     webrtcUrl: r.webrtc && r.webrtc.relayId === r.state.relayId ? r.webrtc.url : null,
+    recordings: r.recordings ?? [],
   };
 }
 
@@ -261,7 +264,10 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
 
   /** The status a viewer sees now. */
   statusOf(
-    stream: Pick<ManagedStream, 'streamId' | 'state' | 'outputs'> & { webrtcUrl?: string | null },
+    stream: Pick<ManagedStream, 'streamId' | 'state' | 'outputs'> & {
+      webrtcUrl?: string | null;
+      recordings?: RecordingRecord[];
+    },
   ): ManagedStreamStatus {
     const { status, hlsUrl, message } = stream.state.reported;
     const url = hlsUrl ? withPublicBase(hlsUrl, this.#o.hlsPublicBaseUrl) : null;
@@ -278,6 +284,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       ...(thumbnailUrl ? { thumbnailUrl, previewUrl: thumbnailUrl } : {}),
       ...(message ? { message } : {}),
       ...(stream.outputs.length > 0 ? { outputs: stream.outputs } : {}),
+      ...(stream.recordings && stream.recordings.length > 0 ? { recordings: stream.recordings } : {}),
     };
   }
 
@@ -301,11 +308,13 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     userId: string,
     packageName: string,
     destinations: readonly RestreamTarget[] = [],
+    options: { recording?: 'automatic' | 'off' | undefined } = {},
   ): Promise<ManagedStreamStatus> {
+    const asksRecording = options.recording === 'automatic';
     for (let attempt = 0; attempt < MAX_CONFLICTS; attempt++) {
       const existing = await this.#state.byUser(userId);
       if (existing) {
-        const joined = await this.#join(existing.streamId, packageName, destinations);
+        const joined = await this.#join(existing.streamId, packageName, destinations, asksRecording);
         if (joined) return this.statusOf(viewOf(joined));
         continue; // it ended meanwhile: create one
       }
@@ -333,6 +342,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
           destinations.length > 0 ? [[packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS)]] : [],
         outputs: [],
         createdAt: this.#now(),
+        ...(asksRecording ? { recording: 'automatic' as const } : {}),
       };
       const other = await this.#state.create(record);
       if (other) {
@@ -423,6 +433,29 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       for (const d of list) if (!byUrl.has(d.url)) byUrl.set(d.url, d);
     }
     return [...byUrl.values()].slice(0, MAX_STREAM_DESTINATIONS);
+  }
+
+  /**
+   * The recording option of a stream for its relay: whether an app asked for a recording, and the managed
+   * stream's start (the recording's name on every relay it visits). Null for a stream the cloud does not know.
+   */
+  async recordingOf(
+    userId: string,
+    streamId: string,
+  ): Promise<{ mode: 'automatic' | 'off'; startedAt: number } | null> {
+    const r = await this.#state.get(streamId);
+    if (!r || r.userId !== userId) return null;
+    return { mode: r.recording ?? 'off', startedAt: r.createdAt };
+  }
+
+  /** A relay uploaded (part of) a recording: apps hear its replay URLs with the current status. */
+  async recordingReady(userId: string, streamId: string, recording: RecordingRecord): Promise<void> {
+    await this.#act(streamId, (r) => {
+      if (r.userId !== userId) return null;
+      const others = (r.recordings ?? []).filter((x) => x.id !== recording.id);
+      r.recordings = [...others, recording].slice(-20);
+      return [{ kind: 'notify_apps', ...r.state.reported }];
+    });
   }
 
   /** The relay reports its re-streaming outputs: apps hear the new list with the current status. */
@@ -598,9 +631,12 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     streamId: string,
     packageName: string,
     destinations: readonly RestreamTarget[],
+    record = false,
   ): Promise<StreamRecord | null> {
     return this.#act(streamId, (r) => {
       if (!r.viewers.includes(packageName)) r.viewers.push(packageName);
+      // An app joining may ask for a recording: from the relay's next question on (a new relay, a restart).
+      if (record) r.recording = 'automatic';
       r.destinations = r.destinations.filter(([p]) => p !== packageName);
       if (destinations.length > 0)
         r.destinations.push([packageName, destinations.slice(0, MAX_STREAM_DESTINATIONS)]);

@@ -28,6 +28,9 @@ export function relayEvents(streams: ManagedStreams, fleet: FleetView, log: Logg
       background('hls-ready', streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl, e.webrtcUrl));
     },
     destinations: (userId, streamId) => streams.destinationsOf(userId, streamId),
+    recording: (userId, streamId) => streams.recordingOf(userId, streamId),
+    recordingReady: (e) =>
+      background('recording ready', streams.recordingReady(e.userId, e.streamId, e.recording)),
     restreamStatus: (e) =>
       background('restream status', streams.restreamStatus(e.userId, e.streamId, e.outputs)),
     streamsToEnd: (hb) => streams.streamsToEnd(hb),

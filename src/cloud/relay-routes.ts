@@ -18,11 +18,13 @@ import {
   HeartbeatRequest,
   HeartbeatResponse,
   HlsReadyRequest,
+  RecordingReadyRequest,
   RegisterRequest,
   RelayApiPaths,
   RestreamStatusRequest,
   StreamEventRequest,
   StreamId,
+  type StreamRecordingOption,
   type StreamToEnd,
   UserId,
 } from '../contracts/relay-api.ts';
@@ -69,6 +71,10 @@ export interface RelayEvents {
     userId: string,
     streamId: string,
   ): { url: string; name?: string | undefined }[] | Promise<{ url: string; name?: string | undefined }[]>;
+  /** A stream's recording option (sent with its destinations). */
+  recording?(userId: string, streamId: string): Promise<StreamRecordingOption | null>;
+  /** A relay uploaded (part of) a stream's recording. */
+  recordingReady?(event: RecordingReadyRequest): void;
   /** The relay's re-streaming outputs for a stream changed. */
   restreamStatus?(event: RestreamStatusRequest): void;
   /** Streams a heartbeat reported that the cloud wants ended now (sent back in the heartbeat's reply). */
@@ -233,6 +239,15 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     },
   );
 
+  app.post<{ Body: RecordingReadyRequest }>(
+    RelayApiPaths.recordingReady,
+    post(RecordingReadyRequest),
+    async (request) => {
+      events.recordingReady?.(request.body);
+      return { ok: true };
+    },
+  );
+
   app.post<{ Body: HlsReadyRequest }>(
     RelayApiPaths.hlsReady,
     post(HlsReadyRequest),
@@ -250,7 +265,11 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
     { schema: { params: DestinationsParams, response: { 200: DestinationsResponse, ...ERROR_RESPONSES } } },
     async (request) => {
       const { userId, streamId } = request.params;
-      return { destinations: (await events.destinations?.(userId, streamId)) ?? [] };
+      const recording = (await events.recording?.(userId, streamId)) ?? null;
+      return {
+        destinations: (await events.destinations?.(userId, streamId)) ?? [],
+        ...(recording ? { recording } : {}),
+      };
     },
   );
 }

@@ -48,6 +48,20 @@ export interface StreamRecord {
   srtFailed?: boolean;
   /** The WHEP URL the relay announced in its hls-ready (apps get it while that relay serves the stream). */
   webrtc?: { relayId: string; url: string } | null;
+  /** An app asked for a recording (`recording: {mode: 'automatic'}`). */
+  recording?: 'automatic';
+  /** Recordings the relays reported uploaded (id → replay URLs), for the status apps hear. */
+  recordings?: RecordingRecord[];
+}
+
+/** A recording of the stream as apps hear it. */
+export interface RecordingRecord {
+  id: string;
+  state: 'uploading' | 'ready';
+  hlsUrl: string;
+  mp4Url: string;
+  thumbnailUrl?: string | null;
+  durationSeconds?: number;
 }
 
 export interface StreamStateStore {

@@ -138,6 +138,8 @@ export const ManagedStreamRequest = z.object({
     .array(z.object({ url: z.string().max(1024), name: z.string().max(128).optional() }))
     .max(10)
     .optional(),
+  /** Record the stream (Cloudflare's `recording.mode` name); `off` (default) unless the relay records all. */
+  recording: z.object({ mode: z.enum(['automatic', 'off']) }).optional(),
 });
 export const ManagedStreamStop = z.object({
   type: z.literal('managed_stream_stop'),
@@ -179,6 +181,19 @@ export const ManagedStreamStatus = z.object({
         name: z.string().optional(),
         status: z.enum(['active', 'error', 'stopped']),
         error: z.string().optional(),
+      }),
+    )
+    .optional(),
+  /** The stream's recordings (this project's addition): URLs of replays once uploaded. */
+  recordings: z
+    .array(
+      z.object({
+        id: z.string(),
+        state: z.enum(['uploading', 'ready']),
+        hlsUrl: z.string(),
+        mp4Url: z.string(),
+        thumbnailUrl: z.string().nullable().optional(),
+        durationSeconds: z.number().optional(),
       }),
     )
     .optional(),

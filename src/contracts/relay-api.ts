@@ -127,7 +127,19 @@ export const RestreamDestination = z.object({
   url: z.string().max(1024),
   name: z.string().max(128).optional(),
 });
-export const DestinationsResponse = z.object({ destinations: z.array(RestreamDestination) });
+/**
+ * A managed stream's recording option, sent with its destinations: whether its app asked for a recording,
+ * and the managed stream's start (ms), which names the recording on every relay the stream visits.
+ */
+export const StreamRecordingOption = z.object({
+  mode: z.enum(['automatic', 'off']),
+  startedAt: z.number().int().min(0),
+});
+export type StreamRecordingOption = z.infer<typeof StreamRecordingOption>;
+export const DestinationsResponse = z.object({
+  destinations: z.array(RestreamDestination),
+  recording: StreamRecordingOption.optional(),
+});
 export type DestinationsResponse = z.infer<typeof DestinationsResponse>;
 
 /** A stream's re-streaming destinations as the relay sees them (URLs with the stream key redacted). */
@@ -145,6 +157,22 @@ export const RestreamStatusRequest = z.object({
 });
 export type RestreamStatusRequest = z.infer<typeof RestreamStatusRequest>;
 
+/** A relay uploaded (part of) a stream's recording: its replay URLs, for the apps' status. */
+export const RecordingReadyRequest = z.object({
+  relayId: RelayId,
+  userId: UserId,
+  streamId: StreamId,
+  recording: z.object({
+    id: z.string().regex(/^r\d{13,15}$/),
+    state: z.enum(['uploading', 'ready']),
+    hlsUrl: HttpUrl(1024),
+    mp4Url: HttpUrl(1024),
+    thumbnailUrl: HttpUrl(1024).nullable().optional(),
+    durationSeconds: z.number().min(0).optional(),
+  }),
+});
+export type RecordingReadyRequest = z.infer<typeof RecordingReadyRequest>;
+
 export const RelayApiPaths = {
   register: '/api/relay/register',
   heartbeat: '/api/relay/heartbeat',
@@ -154,6 +182,7 @@ export const RelayApiPaths = {
   hlsReady: '/api/rtmp-relay/hls-ready',
   destinations: '/api/relay/destinations',
   restreamStatus: '/api/relay/restream-status',
+  recordingReady: '/api/relay/recording-ready',
 } as const;
 
 /** Publish token claims (JWT HS256 signed by the cloud with PUBLISH_TOKEN_SECRET). */

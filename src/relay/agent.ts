@@ -14,6 +14,7 @@ import {
   type HeartbeatRequest,
   HeartbeatResponse,
   type HlsReadyRequest,
+  type RecordingReadyRequest,
   type RegisterRequest,
   RelayApiPaths,
   type RestreamStatusRequest,
@@ -246,6 +247,36 @@ export class RelayAgent {
     } catch (err) {
       this.#log.debug({ err: (err as Error).message }, 'destinations not fetched (cloud unreachable)');
     }
+  }
+
+  /**
+   * Whether to record a stream, and the start that names its recording: the cloud's answer for a managed
+   * stream (its app asked for a recording; its start, the same on every relay it visits), else RECORDING and
+   * the stream's own start. Throws when the cloud cannot be asked (the recorder then falls back itself).
+   */
+  async recordingDecision(
+    stream: { userId: string; streamId: string; createdAt: number },
+    recordAll: boolean,
+  ): Promise<{ record: boolean; startedAt: number }> {
+    const path = `${RelayApiPaths.destinations}/${encodeURIComponent(stream.userId)}/${encodeURIComponent(stream.streamId)}`;
+    const res = await fetch(new URL(path, this.#options.cloudUrl), {
+      headers: { authorization: `Bearer ${this.#options.secret}` },
+      signal: AbortSignal.timeout(this.#options.timeoutMs ?? 5000),
+    });
+    if (!res.ok) {
+      await res.arrayBuffer();
+      throw new Error(`cloud answered ${res.status}`);
+    }
+    const parsed = DestinationsResponse.safeParse(await res.json());
+    if (!parsed.success) throw new Error('cloud sent destinations that break the contract');
+    const option = parsed.data.recording;
+    if (!option) return { record: recordAll, startedAt: stream.createdAt };
+    return { record: recordAll || option.mode === 'automatic', startedAt: option.startedAt };
+  }
+
+  /** A recording (part) is uploaded: the cloud tells the stream's apps its replay URLs. */
+  recordingReady(body: Omit<RecordingReadyRequest, 'relayId'>): void {
+    this.#enqueue(RelayApiPaths.recordingReady, { ...body, relayId: this.#options.relay.relayId });
   }
 
   /** Events still waiting for the cloud. */

@@ -14,6 +14,9 @@ import {
   isGpuEncoder,
   probeEncoderOnce,
 } from '../pipeline/encoders.ts';
+import { createRecording, type Recording } from '../record/index.ts';
+import { registerRecordingMetrics } from '../record/metrics.ts';
+import { buildRecordingRoutes, type RecordingRoutesOptions } from '../record/routes.ts';
 import type { Publish } from '../rtmp/publish.ts';
 import { RtmpSource } from '../rtmp/rtmp-source.ts';
 import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
@@ -67,6 +70,8 @@ export interface RelayHandle {
   viewers: ViewerTracker;
   /** Re-streaming per stream: destinations set by the agent, outputs reported back. */
   restreaming: Restreaming;
+  /** Recordings: the store, the recorder (its decider set by the agent), retention. */
+  recording: Recording;
   /** `http://host:port/hls/{userPath}/{streamId}/index.m3u8` base, for logs. */
   hlsBase: string;
   close(): Promise<void>;
@@ -80,6 +85,8 @@ export async function startRelay(
     publicHost?: string;
     /** The encoder probe's answer, when the caller has it (tests force a GPU encoder this machine lacks). */
     encoderProbe?: EncoderProbeResult;
+    /** Playback authorization of the recording routes (playback tokens). */
+    authorizeRecording?: RecordingRoutesOptions['authorize'];
   } = {},
 ): Promise<RelayHandle> {
   const reaper = new ChildReaper();
@@ -155,6 +162,20 @@ export async function startRelay(
     log,
     ready,
   });
+  // Before the thumbnails: the recorder takes a stream's last thumbnail as the stream ends, before they close.
+  const recording = createRecording(config, log, {
+    thumbnail: (stream) => thumbnails.latest(stream),
+    // The slate a stream shows while its publisher is gone is for live viewers, never for the recording.
+    initIsSlate: (stream) => stream.slating,
+  });
+  recording.recorder.attach(streams);
+  void origin.register(
+    buildRecordingRoutes({
+      store: recording.store,
+      ...(options.authorizeRecording ? { authorize: options.authorizeRecording } : {}),
+      ...(config.cloud.hlsPublicBaseUrl ? { publicBase: config.cloud.hlsPublicBaseUrl } : {}),
+    }),
+  );
   const thumbnails = new Thumbnails({
     streams,
     reaper,
@@ -203,6 +224,7 @@ export async function startRelay(
       gpu: { sessions: gpu.max, used: gpu.used, fallbacks: gpu.fallbacks },
     }),
   });
+  registerRecordingMetrics(relayMetrics.registry, recording.recorder);
   const metrics = buildMetricsApp({ registry: relayMetrics.registry, onClose: relayMetrics.close });
   let webrtc: RelayWebrtc | null = null;
   let closed = false;
@@ -214,6 +236,7 @@ export async function startRelay(
     await srt.close();
     await streams.close();
     webrtc?.close();
+    await recording.close();
     thumbnails.close();
     restreaming.close();
     await origin.close();
@@ -292,6 +315,7 @@ export async function startRelay(
       reaper,
       viewers,
       restreaming,
+      recording,
       hlsBase,
       close,
     };

@@ -90,7 +90,25 @@ const EnvSchema = z.object({
   GPU_MAX_SESSIONS: z.coerce.number().int().min(0).max(1000).default(3),
   VAAPI_DEVICE: z.string().min(1).default('/dev/dri/renderD128'),
   CORS_ALLOW_ORIGINS: z.string().min(1).default('*'),
-  RECORD_DIR: z.string().min(1).optional(),
+  /** Recordings (src/record/): every stream when on; a managed stream may ask for it when off. */
+  RECORDING: z
+    .enum(['on', 'off', 'true', 'false', '1', '0'])
+    .default('off')
+    .transform((v) => v === 'on' || v === 'true' || v === '1'),
+  /** A directory (relative to the working directory) or s3://BUCKET/PREFIX. */
+  RECORDING_URL: z.string().min(1).default('./recordings'),
+  /** Where recorded media waits for the store (kept across restarts: uploaded at the next start). */
+  RECORDING_SPOOL_DIR: z.string().min(1).default('./recordings-spool'),
+  /** The spool's bound: past it, segments are dropped (counted and logged), never waited for. */
+  RECORDING_SPOOL_MAX_MB: z.coerce.number().positive().max(10_000_000).default(2048),
+  /** Recordings that ended longer ago are deleted, every object; 0 keeps them. */
+  RECORDING_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(0),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_FORCE_PATH_STYLE: z
+    .enum(['on', 'off', 'true', 'false', '1', '0'])
+    .default('off')
+    .transform((v) => v === 'on' || v === 'true' || v === '1'),
   /** Relay identity (publish tokens name it in `rly`); the host name when unset. */
   RELAY_ID: RelayId.default(() => hostRelayId(os.hostname())),
   PUBLISH_TOKEN_SECRET: z.string().min(1).optional(),
@@ -209,8 +227,15 @@ export interface RelayConfig {
   };
   /** `off` only where the caller allows it (dev mode); `token` otherwise. */
   publishAuth: 'token' | 'off';
-  /** Dev aid: write each publish's FLV here. */
-  recordDir: string | undefined;
+  /** Recordings (RECORDING, RECORDING_URL, RECORDING_SPOOL_*, RECORDING_RETENTION_DAYS, S3_*). */
+  recording: {
+    on: boolean;
+    url: string;
+    spoolDir: string;
+    spoolMaxBytes: number;
+    retentionDays: number;
+    s3: { endpoint: string | undefined; region: string; forcePathStyle: boolean };
+  };
   relay: {
     /** RELAY_ID: the `rly` claim publish tokens must carry. */
     id: string;
@@ -421,7 +446,14 @@ export function loadConfig(
       slate: e.SLATE === 'on' ? { afterMs: e.SLATE_AFTER_SECONDS * 1000, image: e.SLATE_IMAGE } : null,
     },
     publishAuth: e.PUBLISH_AUTH ?? defaults.publishAuth,
-    recordDir: e.RECORD_DIR,
+    recording: {
+      on: e.RECORDING,
+      url: e.RECORDING_URL,
+      spoolDir: e.RECORDING_SPOOL_DIR,
+      spoolMaxBytes: Math.floor(e.RECORDING_SPOOL_MAX_MB * 1024 * 1024),
+      retentionDays: e.RECORDING_RETENTION_DAYS,
+      s3: { endpoint: e.S3_ENDPOINT, region: e.S3_REGION, forcePathStyle: e.S3_FORCE_PATH_STYLE },
+    },
     relay: { id: e.RELAY_ID },
     api: { host: e.API_HOST, port: e.API_PORT, token: e.CONTROL_API_TOKEN },
     metrics: { host: e.METRICS_HOST, port: e.METRICS_PORT },
