@@ -4,7 +4,8 @@
  * assignment; a stream nobody holds, a direct publish, is the reporting relay's), and an hls-ready only with
  * URLs under that relay's registered HLS base (or the CDN base in front) and on that stream's own path. So
  * a relay secret alone can no longer point a user's stream at any URL, and a late or foreign stream-ended
- * releases nothing. Pure decisions over three lookups; the relay routes ask before changing anything.
+ * releases nothing. A recording-ready may come from any relay that held the stream, with URLs under its own
+ * base on the stream's path. Pure decisions over three lookups; the relay routes ask before changing anything.
  */
 import { hlsPath, storeKey } from '../contracts/keys.ts';
 import { isUnderBase } from '../contracts/urls.ts';
@@ -30,13 +31,17 @@ const notHolder = (relayId: string): GuardRefusal => ({
 });
 
 export function createRelayGuard(options: RelayGuardOptions): StreamEventGuard {
-  return async ({ relayId, userId, streamId, urls }) => {
-    const managed = await options.managedRelayOf(userId, streamId);
-    if (managed !== undefined) {
-      if (managed !== relayId) return notHolder(relayId);
-    } else {
-      const assigned = await options.assignedRelayOf(storeKey(userId, streamId));
-      if (assigned !== null && assigned !== relayId) return notHolder(relayId);
+  return async ({ kind, relayId, userId, streamId, urls }) => {
+    // A recording's part may finish uploading after its stream moved on: any relay may report one, but
+    // only with URLs under its own base on that stream's path (checked below).
+    if (kind !== 'recording-ready') {
+      const managed = await options.managedRelayOf(userId, streamId);
+      if (managed !== undefined) {
+        if (managed !== relayId) return notHolder(relayId);
+      } else {
+        const assigned = await options.assignedRelayOf(storeKey(userId, streamId));
+        if (assigned !== null && assigned !== relayId) return notHolder(relayId);
+      }
     }
     if (urls.length === 0) return null;
     const base = await options.hlsBaseOf(relayId);

@@ -81,7 +81,7 @@ export interface RelayEvents {
   streamsToEnd?(hb: HeartbeatRequest): Promise<StreamToEnd[]> | StreamToEnd[];
 }
 
-export type StreamEventKind = 'stream-started' | 'stream-ended' | 'hls-ready';
+export type StreamEventKind = 'stream-started' | 'stream-ended' | 'hls-ready' | 'recording-ready';
 
 /** Why a stream event was refused: a stable code and a short reason (safe to send and log). */
 export interface GuardRefusal {
@@ -242,7 +242,12 @@ export async function relayRoutes(app: FastifyInstance, options: RelayRoutesOpti
   app.post<{ Body: RecordingReadyRequest }>(
     RelayApiPaths.recordingReady,
     post(RecordingReadyRequest),
-    async (request) => {
+    async (request, reply) => {
+      const { recording } = request.body;
+      const urls = [recording.hlsUrl, recording.mp4Url, recording.thumbnailUrl].filter(
+        (u): u is string => typeof u === 'string',
+      );
+      if (await refused(reply, 'recording-ready', request.body, urls)) return reply;
       events.recordingReady?.(request.body);
       return { ok: true };
     },

@@ -46,6 +46,9 @@ export class S3Store implements RecordingStore {
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       ...(options.credentials ? { credentials: options.credentials } : {}),
     };
+    // The SDK warns once per process that versions published after January 2027 need Node 22; the version
+    // the lockfile pins runs on Node 20, so that notice is not for an operator of this relay.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.#client = new S3Client(config);
     this.#bucket = options.bucket;
     this.#prefix = options.prefix;

@@ -62,4 +62,22 @@ describe('relay guard: who may speak for a stream', () => {
   it('refuses URLs from a relay that is not registered', async () => {
     assert.equal((await guard({})(event('ghost', [own('http://relay1:8888')])))?.code, 'RELAY_URL_REFUSED');
   });
+  it('takes a recording-ready from a relay that no longer holds the stream, but only with its own URLs', async () => {
+    const g = guard({ managed: 'r1' });
+    const rec = (relayId: string, base: string) => ({
+      ...event(relayId, [`${base}/recordings/a-b.com/s1/r1700000000000/index.m3u8`]),
+      kind: 'recording-ready' as const,
+    });
+    assert.equal(await g(rec('r2', 'http://relay2:8888')), null, 'the relay the stream moved from');
+    assert.equal(
+      (await g(rec('r2', 'http://relay1:8888')))?.code,
+      'RELAY_URL_REFUSED',
+      "another relay's URL",
+    );
+    const otherStream = {
+      ...rec('r2', 'http://relay2:8888'),
+      urls: ['http://relay2:8888/recordings/a-b.com/s2/r1700000000000/index.m3u8'],
+    };
+    assert.equal((await g(otherStream))?.code, 'RELAY_URL_REFUSED', "another stream's path");
+  });
 });
