@@ -18,7 +18,9 @@
  *   LL, catch-up 1.5×  the same with maxLiveSyncPlaybackRate 1.5, so it speeds up to its target after a
  *                      start on the keyframe part before it (what an app that wants the live edge sets)
  * Also shown: Date.now() − hls.js playingDate, which reads EXT-X-PROGRAM-DATE-TIME (ingest plus FFmpeg
- * time, so it leaves out the publisher→relay leg), and hls.js's own latency estimate (to the playlist end).
+ * time, so it leaves out the publisher→relay leg), hls.js's own latency estimate (to the playlist end), and
+ * the HTTP requests the player made per second (the relay's request histogram counted before and after it:
+ * playlists, blocking reloads, parts, segments), the cost side of a smaller PART-TARGET.
  */
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -55,13 +57,28 @@ interface Scenario {
 }
 
 const SCENARIOS: Scenario[] = [
-  { name: 'copy, 15 fps, GOP 2 s', profile: 'copy', recipe: stamped(2), env: {}, targetDuration: 6 },
+  // TARGETDURATION is the first GOP's (issue 15): 2 for 2 s keyframes in copy too.
+  {
+    name: 'copy, 15 fps, GOP 2 s, 0.5 s parts',
+    profile: 'copy',
+    recipe: stamped(2),
+    env: { HLS_PART_SECONDS: '0.5' },
+    targetDuration: 2,
+  },
   {
     name: 'copy, 15 fps, GOP 2 s, 0.33 s parts',
     profile: 'copy',
     recipe: stamped(2),
     env: { HLS_PART_SECONDS: '0.33' },
-    targetDuration: 6,
+    targetDuration: 2,
+  },
+  // A third of a second that five 15 fps frames (or ten at 30, three at 9) fill: 0.33 takes four at 15 fps.
+  {
+    name: 'copy, 15 fps, GOP 2 s, 0.334 s parts',
+    profile: 'copy',
+    recipe: stamped(2),
+    env: { HLS_PART_SECONDS: '0.334' },
+    targetDuration: 2,
   },
   {
     name: 'transcode (30 fps out), GOP 2 s',
@@ -95,6 +112,18 @@ interface Row {
   hlsP50: number;
   stalls: number;
   errors: number;
+  /** HTTP requests the player made per second of watching. */
+  requestsPerSecond: number;
+}
+
+/** HLS requests the relay answered so far (its request-duration histogram's counts, all kinds). */
+async function hlsRequestCount(metricsPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  let total = 0;
+  for (const m of text.matchAll(/^rtmp_relay_hls_request_duration_seconds_count\{[^}]*\} (\d+)/gm)) {
+    total += Number(m[1]);
+  }
+  return total;
 }
 
 function percentile(values: number[], p: number): number {
@@ -134,7 +163,10 @@ async function runScenario(s: Scenario, browser: BrowserHandle): Promise<Row[]> 
     await new Promise((resolve) => setTimeout(resolve, warmMs));
     const url = hls('bench/lat/index.m3u8');
     const reports: PlaybackReport[] = [];
+    const rates: number[] = [];
     for (const m of MODES) {
+      const before = await hlsRequestCount(relay.metricsPort);
+      const t0 = performance.now();
       reports.push(
         await browser.playHls(url, {
           seconds: WATCH_SECONDS,
@@ -143,15 +175,23 @@ async function runScenario(s: Scenario, browser: BrowserHandle): Promise<Row[]> 
           stamps: { bits: STAMP_BITS, height: STAMP_HEIGHT },
         }),
       );
+      const seconds = (performance.now() - t0) / 1000;
+      rates.push(((await hlsRequestCount(relay.metricsPort)) - before) / seconds);
     }
     await pub.stop();
-    return MODES.map((m, i) => row(s.name, m.name, reports[i]!, receivedAt));
+    return MODES.map((m, i) => row(s.name, m.name, reports[i]!, receivedAt, rates[i]!));
   } finally {
     await relay.close();
   }
 }
 
-function row(scenario: string, mode: string, report: PlaybackReport, receivedAt: number[]): Row {
+function row(
+  scenario: string,
+  mode: string,
+  report: PlaybackReport,
+  receivedAt: number[],
+  requestsPerSecond: number,
+): Row {
   const seen = new Set<number>();
   const latencies: number[] = [];
   const settledAt = (report.stamps[0]?.presentedAt ?? 0) + SETTLE_SECONDS * 1000;
@@ -176,6 +216,7 @@ function row(scenario: string, mode: string, report: PlaybackReport, receivedAt:
     hlsP50: percentile(est, 50),
     stalls: report.stalls.length,
     errors: report.fatalErrors.length,
+    requestsPerSecond,
   };
 }
 
@@ -196,11 +237,11 @@ async function main(): Promise<void> {
   const lines = [
     `Glass-to-player latency: publisher send → frame presented in Chromium + hls.js, each player ${WATCH_SECONDS} s, figures over its last ${WATCH_SECONDS - SETTLE_SECONDS} s (${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores). PART-TARGET 0.5 s unless the stream says otherwise. Goal (copy at 15 fps): LL p50 ≤ 2.0 s, classic ≤ 5 s.`,
     '',
-    '| stream | player | p50 | p95 | frames | PDT-based p50 | hls.js latency p50 | stalls / fatal errors |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| stream | player | p50 | p95 | frames | PDT-based p50 | hls.js latency p50 | requests/s | stalls / fatal errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map(
       (r) =>
-        `| ${r.scenario} | ${r.mode} | ${f(r.p50)} | ${f(r.p95)} | ${r.frames} | ${f(r.pdtP50)} | ${f(r.hlsP50)} | ${r.stalls} / ${r.errors} |`,
+        `| ${r.scenario} | ${r.mode} | ${f(r.p50)} | ${f(r.p95)} | ${r.frames} | ${f(r.pdtP50)} | ${f(r.hlsP50)} | ${r.requestsPerSecond.toFixed(1)} | ${r.stalls} / ${r.errors} |`,
     ),
   ];
   console.log(lines.join('\n'));

@@ -1,0 +1,211 @@
+/**
+ * Timing that follows the arrival clock when the media clock lies (issue 15). Glasses drop frames and
+ * renumber the rest, or run their clock fast or slow: the media time they send then grows at 0.8× or 1.2×
+ * real time, and a player, which plays at 1×, drifts away from the live edge and stalls. The stream's
+ * timeline (after timestamp repair) is measured against when its access units arrive, over a window; when
+ * the media clock runs off real time past a bound, the stream is re-stamped at the measured rate.
+ *
+ * - Measure: video access units (all of them without video) give (arrival, media) points; the rate over
+ *   the last `windowMs` (6 s) of arrival, and over each half of it, is media time per arrival time.
+ * - Decide: a lying clock is steady, a network burst is not: the re-stamp rate changes only when both halves
+ *   of a full window say the output clock runs more than `bound` off real time, and agree with each other
+ *   within `bound` (a backlog delivered at once fills one half). A correct clock never moves the rate.
+ * - Re-stamp: output = base + (media − mediaBase) × scale, one mapping for audio and video (they stay in
+ *   step), re-anchored at the current media time when the scale changes: continuous, so no backward step and
+ *   no jump; a video frame's spacing changes by the scale, nothing else (no jitter). Counted (`restamps`).
+ *   An audio frame keeps its own duration: a re-stamp slower than the media clock drops the frames that no
+ *   longer fit, a faster one fills the time they no longer cover with silent frames (both counted).
+ * Pure and total: the caller passes arrival times; no timers, no I/O.
+ */
+import type { AccessUnit } from './access-unit.ts';
+
+export interface ClockDriftOptions {
+  /** How far off real time the output clock may run before it is re-stamped (default 0.04: 4 %). */
+  bound?: number;
+  /** The measuring window, ms of arrival time (default 6000: a player that joined is corrected within seconds). */
+  windowMs?: number;
+}
+
+export interface ClockDriftStats {
+  /** Times the re-stamp rate changed. */
+  restamps: number;
+  /** The current re-stamp rate (output ms per media ms); 1 while the clock is trusted. */
+  scale: number;
+  /** The media clock's rate over the last window (media ms per arrival ms); null before a full window. */
+  measuredRate: number | null;
+  /**
+   * Audio frames dropped: a re-stamped clock that runs slower than the media clock leaves less time than
+   * the frames last (an AAC frame cannot be shortened), so frames that would overlap go (audio in step).
+   */
+  audioDropped: number;
+  /** Silent audio frames added: a re-stamp faster than the media clock needs more audio than was sent. */
+  silentFrames: number;
+}
+
+export const DEFAULT_DRIFT_BOUND = 0.04;
+export const DEFAULT_DRIFT_WINDOW_MS = 6000;
+/** Most silent frames before one frame (a second of 48 kHz AAC): a longer gap is the publisher's own. */
+const MAX_SILENT_FRAMES = 47;
+
+/**
+ * A raw AAC-LC frame of silence (1024 samples; a single or a pair channel element with no spectral data),
+ * for 1 or 2 channels; null for other layouts (they get gaps). The bytes hls.js inserts for the same reason.
+ */
+export function silentAacFrame(channels: number): Buffer | null {
+  if (channels === 1) return Buffer.from([0x00, 0xc8, 0x00, 0x80, 0x23, 0x80]);
+  if (channels === 2) return Buffer.from([0x21, 0x00, 0x49, 0x90, 0x02, 0x19, 0x00, 0x23, 0x80]);
+  return null;
+}
+
+/** Most points kept: one per video frame at 120 fps over the window, with room. */
+const MAX_POINTS = 4096;
+
+interface Point {
+  arrival: number;
+  media: number;
+}
+
+export class ClockDrift {
+  readonly stats: ClockDriftStats = {
+    restamps: 0,
+    scale: 1,
+    measuredRate: null,
+    audioDropped: 0,
+    silentFrames: 0,
+  };
+  readonly #bound: number;
+  readonly #windowMs: number;
+  #points: Point[] = [];
+  /** The mapping: output = outBase + (media − mediaBase) × scale. */
+  #mediaBase = 0;
+  #outBase = 0;
+  /** Whether the mapping has seen its first access unit (its base). */
+  #anchored = false;
+  #hasVideo = true;
+  /** An audio frame's own duration (ms), when the publish's audio configuration says it. */
+  #audioFrameMs: number | null = null;
+  /** A silent frame of the publish's audio, to fill time its own frames no longer cover. */
+  #silentFrame: Buffer | null = null;
+  /** Output DTS of the last audio frame passed on. */
+  #lastAudioOut: number | null = null;
+  /** Audio frames dropped because the re-stamped clock left no room for them (counted). */
+
+  constructor(options: ClockDriftOptions = {}) {
+    this.#bound = options.bound ?? DEFAULT_DRIFT_BOUND;
+    this.#windowMs = options.windowMs ?? DEFAULT_DRIFT_WINDOW_MS;
+  }
+
+  /**
+   * A new publish: its media clock is measured afresh; the mapping goes on from where it is (continuous).
+   * `audioFrameMs` is an audio frame's own duration (AAC: 1024 samples), when known.
+   */
+  newPublish(hasVideo: boolean, audio: { frameMs: number; silentFrame: Buffer | null } | null = null): void {
+    this.#points = [];
+    this.#hasVideo = hasVideo;
+    this.#audioFrameMs = audio?.frameMs ?? null;
+    this.#silentFrame = audio?.silentFrame ?? null;
+    this.stats.measuredRate = null;
+  }
+
+  /**
+   * The access unit on the output clock: none for an audio frame dropped, or silent audio frames before it
+   * (see `#audio`); `arrivalMs` is when it arrived (any monotonic ms clock).
+   */
+  restamp(au: AccessUnit, arrivalMs: number): AccessUnit[] {
+    if (!this.#anchored) {
+      this.#anchored = true;
+      this.#mediaBase = au.dts;
+      this.#outBase = au.dts;
+    }
+    if (au.track === 'video' || !this.#hasVideo) this.#measure(arrivalMs, au.dts);
+    if (this.stats.scale === 1 && this.#mediaBase === this.#outBase) {
+      if (au.track === 'audio') this.#lastAudioOut = au.dts;
+      return [au];
+    }
+    const dts = this.#map(au.dts);
+    if (au.track === 'audio' && this.#hasVideo) return this.#audio(au, dts);
+    return [{ ...au, dts, pts: this.#map(au.pts) }];
+  }
+
+  /**
+   * An audio frame lasts what it lasts whatever its timestamp. On a clock re-stamped slower than the media
+   * clock, a frame that would start more than half a frame before the previous one ends is dropped; one
+   * that fits goes right after it. On a faster one, the time the publisher's audio no longer covers is
+   * filled with silent frames (a player's buffer with holes in its audio stalls at the first): the audio
+   * stays in step with the video, and its own frames keep their place.
+   */
+  #audio(au: AccessUnit, dts: number): AccessUnit[] {
+    const frame = this.#audioFrameMs;
+    const last = this.#lastAudioOut;
+    if (frame === null || last === null) {
+      this.#lastAudioOut = dts;
+      return [{ ...au, dts, pts: dts }];
+    }
+    if (dts < last + frame / 2) {
+      this.stats.audioDropped++;
+      return [];
+    }
+    const out: AccessUnit[] = [];
+    let at = last + frame;
+    const silence = this.#silentFrame;
+    // Whole frames of silence while the gap before this frame holds one (a smaller gap: it moves up).
+    while (silence && dts - at >= frame && out.length < MAX_SILENT_FRAMES) {
+      out.push({ track: 'audio', dts: at, pts: at, keyframe: true, data: silence });
+      this.stats.silentFrames++;
+      at += frame;
+    }
+    at = Math.max(at, silence ? at : dts);
+    this.#lastAudioOut = at;
+    out.push({ ...au, dts: at, pts: at });
+    return out;
+  }
+
+  #map(media: number): number {
+    return this.#outBase + (media - this.#mediaBase) * this.stats.scale;
+  }
+
+  #measure(arrival: number, media: number): void {
+    const points = this.#points;
+    const last = points[points.length - 1];
+    if (last && (arrival < last.arrival || media < last.media)) {
+      this.#points = []; // a clock that stepped back (a new run): measure afresh
+    }
+    points.push({ arrival, media });
+    while (
+      points.length > MAX_POINTS ||
+      (points.length > 2 && arrival - points[1]!.arrival >= this.#windowMs)
+    ) {
+      points.shift();
+    }
+    const first = points[0]!;
+    if (arrival - first.arrival < this.#windowMs * 0.9) return; // not a full window yet
+    const rate = rateOf(first, points[points.length - 1]!);
+    this.stats.measuredRate = rate;
+    const midArrival = first.arrival + (arrival - first.arrival) / 2;
+    const mid = points.find((p) => p.arrival >= midArrival) ?? first;
+    const early = rateOf(first, mid);
+    const late = rateOf(mid, points[points.length - 1]!);
+    if (rate === null || early === null || late === null) return;
+    const scale = this.stats.scale;
+    // How fast the output clock runs against real time, over the window and each half of it.
+    const off = (r: number): number => r * scale - 1;
+    const steady = Math.abs(early - late) * scale <= this.#bound;
+    const drifting = Math.abs(off(rate)) > this.#bound && Math.sign(off(early)) === Math.sign(off(late));
+    if (!steady || !drifting) return;
+    // Re-anchor at the current media time, then run at the measured rate: output grows as arrival does.
+    this.#outBase = this.#map(media);
+    this.#mediaBase = media;
+    this.stats.scale = 1 / rate;
+    this.stats.restamps++;
+    // The next decision needs a full window measured at the new scale's start: the old points say the same.
+    this.#points = [{ arrival, media }];
+  }
+}
+
+/** Media ms per arrival ms between two points; null when they are too close to say. */
+function rateOf(a: Point, b: Point): number | null {
+  const arrival = b.arrival - a.arrival;
+  if (arrival < 1000) return null;
+  const rate = (b.media - a.media) / arrival;
+  return rate > 0 ? rate : null;
+}
