@@ -9,7 +9,8 @@
  *   the last `windowMs` (6 s) of arrival, and over each half of it, is media time per arrival time.
  * - Decide: a lying clock is steady, a network burst is not: the re-stamp rate changes only when both halves
  *   of a full window say the output clock runs more than `bound` off real time, and agree with each other
- *   within `bound` (a backlog delivered at once fills one half). A correct clock never moves the rate.
+ *   within `bound` (a backlog delivered at once fills one half), and the media clock is within MAX_CLOCK_LIE
+ *   of real time (further off, it is a push, e.g. a file at 2×). A correct clock never moves the rate.
  * - Re-stamp: output = base + (media − mediaBase) × scale, one mapping for audio and video (they stay in
  *   step), re-anchored at the current media time when the scale changes: continuous, so no backward step and
  *   no jump; a video frame's spacing changes by the scale, nothing else (no jitter). Counted (`restamps`).
@@ -44,6 +45,12 @@ export interface ClockDriftStats {
 
 export const DEFAULT_DRIFT_BOUND = 0.04;
 export const DEFAULT_DRIFT_WINDOW_MS = 6000;
+/**
+ * The most a media clock is taken to lie by (±35 %: the glasses' simulator ran at 0.82×); a publisher
+ * faster or slower than that is pushing a file or a backlog, and is left as it is.
+ */
+export const MAX_CLOCK_LIE = 0.35;
+
 /** Most silent frames before one frame (a second of 48 kHz AAC): a longer gap is the publisher's own. */
 const MAX_SILENT_FRAMES = 47;
 
@@ -191,7 +198,9 @@ export class ClockDrift {
     const off = (r: number): number => r * scale - 1;
     const steady = Math.abs(early - late) * scale <= this.#bound;
     const drifting = Math.abs(off(rate)) > this.#bound && Math.sign(off(early)) === Math.sign(off(late));
-    if (!steady || !drifting) return;
+    // Past MAX_CLOCK_LIE the publisher is pushing (a file sent as fast as it goes, a test at 2×), not lying:
+    // its media time is the truth and no player follows it live anyway.
+    if (!steady || !drifting || Math.abs(rate - 1) > MAX_CLOCK_LIE) return;
     // Re-anchor at the current media time, then run at the measured rate: output grows as arrival does.
     this.#outBase = this.#map(media);
     this.#mediaBase = media;

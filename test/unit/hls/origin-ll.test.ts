@@ -183,12 +183,21 @@ describe('LL origin: blocking playlist reload', () => {
     const res = await first;
     const waited = performance.now() - firstSegmentAt;
     assert.equal(res.statusCode, 200);
+    assert.match(res.body, /cafe0123-seg0\.m4s\n/);
     assert.equal(startable, 1);
     assert.ok(waited >= grace - 20, `answered ${waited.toFixed(0)} ms after the first segment`);
     // Generous for a loaded machine; the hold without the grace was seconds (the next segment).
     assert.ok(waited < grace + 700, `answered ${waited.toFixed(0)} ms after the first segment`);
-    const again = await get('s', 'index.m3u8');
+    // Before the PART-HOLD-BACK rule holds, a plain answer starts a player in complete segments: the open
+    // segment's parts, the preload hint and delta updates wait for its first blocking reload.
+    assert.doesNotMatch(res.body, /cafe0123-seg0\.m4s\n#EXT-X-PART/);
+    assert.doesNotMatch(res.body, /PRELOAD-HINT/);
+    const again = await get('s', 'index.m3u8?_HLS_skip=YES');
     assert.equal(again.statusCode, 200, 'answered at once from then on');
+    assert.doesNotMatch(again.body, /EXT-X-SKIP/);
+    const blocking = await get('s', 'index.m3u8?_HLS_msn=1&_HLS_part=0');
+    assert.match(blocking.body, /cafe0123-seg0\.m4s\n#EXT-X-PROGRAM-DATE-TIME:[^\n]+\n#EXT-X-PART:/);
+    assert.match(blocking.body, /PRELOAD-HINT/);
     assert.equal(heldRequests(app), 0);
     await app.close();
   });

@@ -112,6 +112,14 @@ describe('clock drift: follow the arrival clock when the media clock lies', () =
     assert.ok(Math.abs((drift.stats.measuredRate ?? 0) - 1) < 0.02);
   });
 
+  it('leaves a push faster than any lying clock as it is (a file sent at 2x)', () => {
+    const drift = new ClockDrift();
+    const fed = feed(drift, 20, 2);
+    assert.equal(drift.stats.restamps, 0);
+    assert.ok(Math.abs((drift.stats.measuredRate ?? 0) - 2) < 0.05);
+    assert.equal(fed.out.length, fed.arrivals.length);
+  });
+
   it('never re-stamps a correct clock after a network stall and its backlog delivered at once', () => {
     const drift = new ClockDrift();
     // From 12 s to 15 s nothing arrives; it all comes at 15 s.
