@@ -13,7 +13,7 @@
  * - A stream that just started answers its first plain playlist requests once complete segments after the
  *   first hold PART-HOLD-BACK of media (`Packager.startable`: where hls.js starts on parts without a stall),
  *   and never later than a second after the first segment is complete; answered before that rule holds,
- *   the playlist leaves the open segment's parts out (and a delta update is a full playlist).
+ *   the playlist leaves the open segment's parts out (its preload hint names that segment's first part).
  * - A request for the part the preload hint names is held until that part exists, then sent whole.
  * Every hold is bounded (ParkedRequests): per stream and overall caps (503 when full), the longest wait
  * (three TARGETDURATIONs, at most 10 s; then 503, as §6.2.5.2 asks), the client leaving, the stream ending

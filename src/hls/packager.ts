@@ -369,8 +369,14 @@ export class Packager extends TypedEmitter<PackagerEvents> {
     // segment's parts are left out, so hls.js starts in complete segments and takes parts from its next
     // (blocking) reload on; it stalled for seconds when it started on the parts of a segment completing
     // meanwhile. Blocking reloads always list them (what they wait for).
+    // Its EXT-X-PRELOAD-HINT names the open segment's first part: the playlist as it stood when the last
+    // segment completed. Never a playlist ending on a segment URI: hls.js's parser (1.7, m3u8-parser.ts) then
+    // takes that segment for the fragment hint of a playlist with parts, and its merge of the next reload
+    // compares the following segment against it: "media sequence mismatch", fatal (test/unit/hls/hlsjs-merge).
     const early = sc !== undefined && options.plain === true && !this.ended && !this.#startsWell;
-    const openListed: OpenPlaylistSegment | null = early ? null : this.#segmenter.listing;
+    const listing = this.#segmenter.listing;
+    const openListed: OpenPlaylistSegment | null = early ? null : listing;
+    const preloadHint = early ? (listing?.parts[0]?.uri ?? this.nextPartUri) : this.nextPartUri;
     // A new run's segment (a discontinuity) is listed once complete, with its parts: no hint before that.
     return renderMediaPlaylist({
       targetDuration: this.targetDuration,
@@ -383,11 +389,8 @@ export class Packager extends TypedEmitter<PackagerEvents> {
         ? {
             serverControl: sc,
             open: openListed,
-            ...(early ? {} : { preloadHint: this.nextPartUri }),
-            // No delta update for a player still starting (hls.js failed to merge one into its first playlist).
-            ...(options.skip && !this.ended && this.#startsWell
-              ? { skipped: skippableSegments(segments, sc.canSkipUntil) }
-              : {}),
+            preloadHint,
+            ...(options.skip && !this.ended ? { skipped: skippableSegments(segments, sc.canSkipUntil) } : {}),
           }
         : {}),
     });

@@ -173,10 +173,12 @@ describe('LL origin: blocking playlist reload', () => {
     const feed = new Feed(true, grace);
     let startable = 0;
     feed.packager.on('startable', () => startable++);
+    // The origin booted first: booting it (its first inject) can take longer than the grace on a busy machine.
+    const { app, get } = origin({ s: feed.packager });
+    await app.ready();
     feed.frames(2 * FPS + 1); // the first segment is complete
     const firstSegmentAt = performance.now();
     feed.frames(FPS, false); // then parts, no keyframe
-    const { app, get } = origin({ s: feed.packager });
     const first = get('s', 'index.m3u8');
     await held(app, 1);
     assert.equal(startable, 0, 'not startable (not ready to the cloud) while a request would wait');
@@ -189,12 +191,12 @@ describe('LL origin: blocking playlist reload', () => {
     // Generous for a loaded machine; the hold without the grace was seconds (the next segment).
     assert.ok(waited < grace + 700, `answered ${waited.toFixed(0)} ms after the first segment`);
     // Before the PART-HOLD-BACK rule holds, a plain answer starts a player in complete segments: the open
-    // segment's parts, the preload hint and delta updates wait for its first blocking reload.
-    assert.doesNotMatch(res.body, /cafe0123-seg0\.m4s\n#EXT-X-PART/);
-    assert.doesNotMatch(res.body, /PRELOAD-HINT/);
-    const again = await get('s', 'index.m3u8?_HLS_skip=YES');
+    // segment's parts wait for its first blocking reload, and the preload hint names the first of them
+    // (the playlist as it stood when segment 0 completed; never one ending on a segment URI, see
+    // hlsjs-merge.test.ts).
+    assert.match(res.body, /cafe0123-seg0\.m4s\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI="cafe0123-part5\.m4s"\n$/);
+    const again = await get('s', 'index.m3u8');
     assert.equal(again.statusCode, 200, 'answered at once from then on');
-    assert.doesNotMatch(again.body, /EXT-X-SKIP/);
     const blocking = await get('s', 'index.m3u8?_HLS_msn=1&_HLS_part=0');
     assert.match(blocking.body, /cafe0123-seg0\.m4s\n#EXT-X-PROGRAM-DATE-TIME:[^\n]+\n#EXT-X-PART:/);
     assert.match(blocking.body, /PRELOAD-HINT/);
