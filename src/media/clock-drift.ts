@@ -14,6 +14,13 @@
  * - Re-stamp: output = base + (media − mediaBase) × scale, one mapping for audio and video (they stay in
  *   step), re-anchored at the current media time when the scale changes: continuous, so no backward step and
  *   no jump; a video frame's spacing changes by the scale, nothing else (no jitter). Counted (`restamps`).
+ * - Follow: once re-stamped, a rate measured a few percent off (the first window holds the publish's start,
+ *   or the clock wanders by less than `bound`) would still move a player 1 s away from the edge within a
+ *   minute. So, every second, the scale is set from the media clock's rate over the window (a least-squares
+ *   slope: jitter averages out) and nudged, by at most MAX_CORRECTION, toward keeping the output's lead over
+ *   arrival where it was when following began (the lead of the least delayed frames: a network delay or a
+ *   backlog makes frames late, never early). Changes under FOLLOW_DEADBAND are left alone (counted:
+ *   `corrections`).
  *   An audio frame keeps its own duration: a re-stamp slower than the media clock drops the frames that no
  *   longer fit, a faster one fills the time they no longer cover with silent frames (both counted).
  * Pure and total: the caller passes arrival times; no timers, no I/O.
@@ -41,6 +48,13 @@ export interface ClockDriftStats {
   audioDropped: number;
   /** Silent audio frames added: a re-stamp faster than the media clock needs more audio than was sent. */
   silentFrames: number;
+  /** Times the scale was adjusted while following the arrival clock (after a re-stamp; see above). */
+  corrections: number;
+  /**
+   * While following: how far (ms) the output's lead over arrival is from where following began (positive:
+   * the output runs ahead of real time, a player drifts behind); null otherwise.
+   */
+  leadError: number | null;
 }
 
 export const DEFAULT_DRIFT_BOUND = 0.04;
@@ -67,9 +81,22 @@ export function silentAacFrame(channels: number): Buffer | null {
 /** Most points kept: one per video frame at 120 fps over the window, with room. */
 const MAX_POINTS = 4096;
 
+/** While following, how often the scale is looked at (ms of arrival). */
+const FOLLOW_EVERY_MS = 1000;
+/** The lead error is taken back over this long (ms): slow enough to be smooth, fast enough to stay close. */
+const CORRECT_OVER_MS = 10_000;
+/** The most the lead correction moves the scale (2 %: a frame's spacing, not a visible speed change). */
+const MAX_CORRECTION = 0.02;
+/** Scale changes smaller than this (0.2 %) are not made: no re-anchoring on every bit of jitter. */
+const FOLLOW_DEADBAND = 0.002;
+/** A window with nothing arriving for this long (ms) holds a stall and its backlog: not measured. */
+const MAX_GAP_MS = 1000;
+
 interface Point {
   arrival: number;
   media: number;
+  /** Output time the mapping in force gave it. */
+  out: number;
 }
 
 export class ClockDrift {
@@ -79,6 +106,8 @@ export class ClockDrift {
     measuredRate: null,
     audioDropped: 0,
     silentFrames: 0,
+    corrections: 0,
+    leadError: null,
   };
   readonly #bound: number;
   readonly #windowMs: number;
@@ -95,7 +124,12 @@ export class ClockDrift {
   #silentFrame: Buffer | null = null;
   /** Output DTS of the last audio frame passed on. */
   #lastAudioOut: number | null = null;
-  /** Audio frames dropped because the re-stamped clock left no room for them (counted). */
+  /** Following the arrival clock (see above): since the first re-stamp. */
+  #following = false;
+  /** The output's lead over arrival when following began (ms); null until a full window was measured. */
+  #leadRef: number | null = null;
+  /** Arrival time of the last look at the scale while following. */
+  #lastFollow = Number.NEGATIVE_INFINITY;
 
   constructor(options: ClockDriftOptions = {}) {
     this.#bound = options.bound ?? DEFAULT_DRIFT_BOUND;
@@ -108,6 +142,9 @@ export class ClockDrift {
    */
   newPublish(hasVideo: boolean, audio: { frameMs: number; silentFrame: Buffer | null } | null = null): void {
     this.#points = [];
+    // Still following (the same glasses, likely), but arrival and output relate anew after the gap.
+    this.#leadRef = null;
+    this.stats.leadError = null;
     this.#hasVideo = hasVideo;
     this.#audioFrameMs = audio?.frameMs ?? null;
     this.#silentFrame = audio?.silentFrame ?? null;
@@ -177,7 +214,7 @@ export class ClockDrift {
     if (last && (arrival < last.arrival || media < last.media)) {
       this.#points = []; // a clock that stepped back (a new run): measure afresh
     }
-    points.push({ arrival, media });
+    points.push({ arrival, media, out: this.#map(media) });
     while (
       points.length > MAX_POINTS ||
       (points.length > 2 && arrival - points[1]!.arrival >= this.#windowMs)
@@ -186,6 +223,10 @@ export class ClockDrift {
     }
     const first = points[0]!;
     if (arrival - first.arrival < this.#windowMs * 0.9) return; // not a full window yet
+    if (this.#following) {
+      this.#follow(arrival, media);
+      return;
+    }
     const rate = rateOf(first, points[points.length - 1]!);
     this.stats.measuredRate = rate;
     const midArrival = first.arrival + (arrival - first.arrival) / 2;
@@ -206,8 +247,56 @@ export class ClockDrift {
     this.#mediaBase = media;
     this.stats.scale = 1 / rate;
     this.stats.restamps++;
-    // The next decision needs a full window measured at the new scale's start: the old points say the same.
-    this.#points = [{ arrival, media }];
+    // Following from here; its first look needs a full window measured at the new scale's start.
+    this.#following = true;
+    this.#leadRef = null;
+    this.#lastFollow = arrival;
+    this.#points = [{ arrival, media, out: this.#map(media) }];
+  }
+
+  /**
+   * Following (see above), every second of a full window: how fast the output's lead over arrival would
+   * grow at the current scale (the window's media time mapped at it, between its two halves) and how far
+   * the lead is from where following began set the next scale. Leads are those of the least delayed frames
+   * of each half: a frame held up by the network or delivered in a backlog is late, never early, so it is
+   * never the max.
+   */
+  #follow(arrival: number, media: number): void {
+    if (arrival - this.#lastFollow < FOLLOW_EVERY_MS) return;
+    this.#lastFollow = arrival;
+    const points = this.#points;
+    const first = points[0]!;
+    const scale = this.stats.scale;
+    const midArrival = first.arrival + (arrival - first.arrival) / 2;
+    let early = Number.NEGATIVE_INFINITY;
+    let late = Number.NEGATIVE_INFINITY;
+    let lead = Number.NEGATIVE_INFINITY;
+    let previous = first.arrival;
+    for (const p of points) {
+      // A stall in the window: what came after it is a backlog, late all of it; wait until it has passed.
+      if (p.arrival - previous > MAX_GAP_MS) return;
+      previous = p.arrival;
+      const ahead = (p.media - first.media) * scale - (p.arrival - first.arrival);
+      if (p.arrival < midArrival) early = Math.max(early, ahead);
+      else {
+        late = Math.max(late, ahead);
+        lead = Math.max(lead, p.out - p.arrival);
+      }
+    }
+    // Output ms per arrival ms at the current scale, less one: how fast the lead would grow.
+    const drift = (late - early) / ((arrival - first.arrival) / 2);
+    if (!Number.isFinite(drift) || Math.abs(drift) > MAX_CLOCK_LIE) return;
+    if (this.#leadRef === null) this.#leadRef = lead;
+    const error = lead - this.#leadRef;
+    this.stats.leadError = error;
+    this.stats.measuredRate = rateOf(first, points[points.length - 1]!);
+    const correction = Math.min(MAX_CORRECTION, Math.max(-MAX_CORRECTION, error / CORRECT_OVER_MS));
+    const factor = (1 - correction) / (1 + drift);
+    if (Math.abs(factor - 1) < FOLLOW_DEADBAND) return;
+    this.#outBase = this.#map(media);
+    this.#mediaBase = media;
+    this.stats.scale = scale * factor;
+    this.stats.corrections++;
   }
 }
 

@@ -635,6 +635,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
         repairs: this.repair.counts,
         clockRestamps: this.clock.stats.restamps,
         clockScale: this.clock.stats.scale,
+        clockCorrections: this.clock.stats.corrections,
         copyDropped: this.copyDropped,
       },
       'stream ended',
