@@ -8,7 +8,8 @@
  * - Measure: video access units (all of them without video) give (arrival, media) points; the rate over
  *   the last `windowMs` (6 s) of arrival, and over each half of it, is media time per arrival time.
  * - Decide: a lying clock is steady, a network burst is not: the re-stamp rate changes only when both halves
- *   of a full window say the output clock runs more than `bound` off real time, and agree with each other
+ *   of a full window (of half a window, for a lie past 2.5 bounds: 10 %, which moves a player fast) say the
+ *   output clock runs more than `bound` off real time, and agree with each other
  *   within `bound` (a backlog delivered at once fills one half), and the media clock is within MAX_CLOCK_LIE
  *   of real time (further off, it is a push, e.g. a file at 2×). A correct clock never moves the rate.
  * - Re-stamp: output = base + (media − mediaBase) × scale, one mapping for audio and video (they stay in
@@ -81,6 +82,8 @@ export function silentAacFrame(channels: number): Buffer | null {
 /** Most points kept: one per video frame at 120 fps over the window, with room. */
 const MAX_POINTS = 4096;
 
+/** A clock this many bounds off (10 %) is re-stamped from half a window, before a player drifts far. */
+const BIG_LIE_BOUNDS = 2.5;
 /** While following, how often the scale is looked at (ms of arrival). */
 const FOLLOW_EVERY_MS = 1000;
 /** The lead error is taken back over this long (ms): slow enough to be smooth, fast enough to stay close. */
@@ -222,13 +225,15 @@ export class ClockDrift {
       points.shift();
     }
     const first = points[0]!;
-    if (arrival - first.arrival < this.#windowMs * 0.9) return; // not a full window yet
+    const full = arrival - first.arrival >= this.#windowMs * 0.9;
     if (this.#following) {
-      this.#follow(arrival, media);
+      if (full) this.#follow(arrival, media);
       return;
     }
+    // A big lie is acted on from half a window: each second at 1.2x carries a player 0.2 s further.
+    if (arrival - first.arrival < this.#windowMs * 0.5) return;
     const rate = rateOf(first, points[points.length - 1]!);
-    this.stats.measuredRate = rate;
+    if (full) this.stats.measuredRate = rate;
     const midArrival = first.arrival + (arrival - first.arrival) / 2;
     const mid = points.find((p) => p.arrival >= midArrival) ?? first;
     const early = rateOf(first, mid);
@@ -238,7 +243,9 @@ export class ClockDrift {
     // How fast the output clock runs against real time, over the window and each half of it.
     const off = (r: number): number => r * scale - 1;
     const steady = Math.abs(early - late) * scale <= this.#bound;
-    const drifting = Math.abs(off(rate)) > this.#bound && Math.sign(off(early)) === Math.sign(off(late));
+    const drifting =
+      Math.abs(off(rate)) > (full ? 1 : BIG_LIE_BOUNDS) * this.#bound &&
+      Math.sign(off(early)) === Math.sign(off(late));
     // Past MAX_CLOCK_LIE the publisher is pushing (a file sent as fast as it goes, a test at 2×), not lying:
     // its media time is the truth and no player follows it live anyway.
     if (!steady || !drifting || Math.abs(rate - 1) > MAX_CLOCK_LIE) return;
