@@ -61,6 +61,8 @@ export const StreamStats = z.object({
   viewers: z.number().int().min(0).max(10_000_000).optional(),
   uptimeSeconds: z.number().min(0).optional(),
   segments: z.number().int().min(0).optional(),
+  /** Why the relay refused the publish (an input it cannot use); the stream ended. */
+  failure: z.string().max(300).optional(),
 });
 export type StreamStats = z.infer<typeof StreamStats>;
 

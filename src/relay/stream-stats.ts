@@ -26,6 +26,9 @@ export function streamStats(stream: Stream, viewers: ViewerTracker | undefined, 
     stats.keyframeIntervalSeconds = ingest.keyframeIntervalSeconds;
   }
   if (ingest.bitrateKbps !== undefined) stats.bitrateKbps = ingest.bitrateKbps;
+  if (stream.failure) {
+    stats.failure = stream.failure.length > 300 ? `${stream.failure.slice(0, 299)}…` : stream.failure;
+  }
   return stats;
 }
 

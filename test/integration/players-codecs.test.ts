@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RelayHandle } from '../../src/relay/relay.ts';
+import { streamStats } from '../../src/relay/stream-stats.ts';
 import { fixturePath } from '../fixtures/generate.ts';
 import { FlvPublishError, publishFlv } from '../helpers/flv-publisher.ts';
 import { probe } from '../helpers/process.ts';
@@ -75,5 +76,8 @@ describe('players get what they decode', () => {
     assert.match(rec.stream.failure ?? '', /made nothing of this input/);
     assert.equal(rec.stream.supervisor.stats.starts, 2, 'the first try and one retry, no more');
     assert.equal(rec.segments.length, 0);
+    // What the heartbeat carries to the cloud's dashboard (red with the reason), and what stream-ended
+    // tells the cloud (the managed stream ends in error for the apps: test/unit/cloud).
+    assert.match(streamStats(rec.stream, undefined, Date.now()).failure ?? '', /made nothing of this input/);
   });
 });
