@@ -17,12 +17,12 @@
  *   no jump; a video frame's spacing changes by the scale, nothing else (no jitter). Counted (`restamps`).
  * - Follow: once re-stamped, a rate measured a few percent off (the first window holds the publish's start,
  *   or the clock wanders by less than `bound`) would still move a player 1 s away from the edge within a
- *   minute. So, every second, the scale is set from the media clock's rate over the window (a least-squares
- *   slope: jitter averages out) and nudged, by at most MAX_CORRECTION, toward keeping the output's lead over
- *   arrival where it was when following began (the lead of the least delayed frames: a network delay or a
- *   backlog makes frames late, never early). Changes under FOLLOW_DEADBAND are left alone (counted:
- *   `corrections`).
- *   An audio frame keeps its own duration: a re-stamp slower than the media clock drops the frames that no
+ *   minute. So, every second, the scale is set from how fast the output's lead over arrival would grow at
+ *   the current scale (between the halves of the window) and nudged, by at most MAX_CORRECTION, toward the
+ *   lead where following began. Leads are the least delayed frames' (the max of each half): a network delay
+ *   or a backlog makes frames late, never early; a window with a stall in it is not measured. Changes under
+ *   FOLLOW_DEADBAND are left alone (counted: `corrections`).
+ * - Audio: an audio frame keeps its own duration: a re-stamp slower than the media clock drops the frames that no
  *   longer fit, a faster one fills the time they no longer cover with silent frames (both counted).
  * Pure and total: the caller passes arrival times; no timers, no I/O.
  */
