@@ -210,6 +210,8 @@ export function outputOf(
   managed: DashboardManaged | null,
   graceMs: number,
 ): DashboardOutput {
+  // A refused publish stays red once ended: the reason is what the operator needs.
+  if (stream.stats?.failure) return { health: 'failing', reason: `refused: ${stream.stats.failure}` };
   if (stream.state === 'ended') return { health: 'ended', reason: null };
   if (managed?.status === 'error') return { health: 'failing', reason: 'the managed stream is in error' };
   const stats = stream.stats;

@@ -77,8 +77,11 @@ export type LifecycleEvent =
   | { type: 'last_viewer_left' }
   /** Stopped by the cloud itself (operator, duration limit, session end). */
   | { type: 'stop_requested'; message?: string | undefined }
-  /** The relay ended the stream (`stream-ended`: publisher gone past the reconnect window, or kicked). */
-  | { type: 'relay_stream_ended'; relayId: string }
+  /**
+   * The relay ended the stream (`stream-ended`: publisher gone past the reconnect window, or kicked); with
+   * `error`, it refused the publish (an input it cannot use, issue 15): the stream ends in error.
+   */
+  | { type: 'relay_stream_ended'; relayId: string; error?: string | undefined }
   /** The timer of the current phase ran out (start, reconnect, stop confirmation, or no relay to place). */
   | { type: 'timeout' };
 
@@ -281,6 +284,15 @@ const relayEnded = (status: 'stopped', message: string): Rule =>
     return fromServingRelay(s, e.relayId) ?? end(s, status, message);
   });
 
+/** stream-ended from the serving relay: stopped, or in error when the relay refused the publish. */
+const relayStreamEnded = (message: string): Rule =>
+  rule(['stopped', 'error'], (s, e) => {
+    if (e.type !== 'relay_stream_ended') return 'not a relay_stream_ended event';
+    const stale = fromServingRelay(s, e.relayId);
+    if (stale) return stale;
+    return e.error ? end(s, 'error', `the relay refused the stream: ${e.error}`) : end(s, 'stopped', message);
+  });
+
 /** Statuses that mean the glasses are ending the stream themselves; the same in every live phase. */
 const glassesEnding = {
   'glasses_status:stopping': toStopping('glasses stopping'),
@@ -294,7 +306,7 @@ const cloudEnding = {
   keepalive_missed_limit: toEnd('stopped', 'glasses stopped answering keep-alives'),
   last_viewer_left: toStopping('last viewer left'),
   stop_requested: toStopping('stop requested'),
-  relay_stream_ended: relayEnded('stopped', 'the stream ended on the relay'),
+  relay_stream_ended: relayStreamEnded('the stream ended on the relay'),
 } as const;
 
 /** The transition table: phase → event → rule. No entry: the event is refused in that phase. */
@@ -353,7 +365,7 @@ const RULES: Readonly<Record<StreamPhase, Readonly<Partial<Record<EventKey, Rule
     keepalive_missed_limit: toEnd('stopped', 'glasses gone while stopping'),
     last_viewer_left: stayIn('stopping'),
     stop_requested: stayIn('stopping'),
-    relay_stream_ended: relayEnded('stopped', 'the stream ended on the relay'),
+    relay_stream_ended: relayStreamEnded('the stream ended on the relay'),
     timeout: toEnd('stopped', 'glasses did not confirm the stop'),
   },
   stopped: {},

@@ -485,15 +485,18 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
 
   /**
    * stream-ended from a relay (the publisher's reconnect window closed, or it was kicked). From a draining
-   * relay it means the drain ended it: the stream moves instead of stopping (its apps still watch).
+   * relay it means the drain ended it: the stream moves instead of stopping (its apps still watch). With a
+   * `refusal`, the relay refused the publish (an input it cannot use): the stream ends in error, wherever.
    */
-  async relayStreamEnded(userId: string, streamId: string, relayId: string): Promise<void> {
+  async relayStreamEnded(userId: string, streamId: string, relayId: string, refusal?: string): Promise<void> {
     const r = await this.#state.get(streamId);
     if (!r || r.userId !== userId) return;
     const relay = (await this.#o.store.liveRelays(this.#now())).find((x) => x.relayId === relayId);
     await this.#event(
       streamId,
-      relay?.draining ? { type: 'relay_lost', relayId } : { type: 'relay_stream_ended', relayId },
+      relay?.draining && !refusal
+        ? { type: 'relay_lost', relayId }
+        : { type: 'relay_stream_ended', relayId, ...(refusal ? { error: refusal } : {}) },
     );
   }
 

@@ -34,6 +34,7 @@ export function relayEvents(streams: ManagedStreams, fleet: FleetView, log: Logg
     restreamStatus: (e) =>
       background('restream status', streams.restreamStatus(e.userId, e.streamId, e.outputs)),
     streamsToEnd: (hb) => streams.streamsToEnd(hb),
-    streamEnded: (e) => background('stream-ended', streams.relayStreamEnded(e.userId, e.streamId, e.relayId)),
+    streamEnded: (e) =>
+      background('stream-ended', streams.relayStreamEnded(e.userId, e.streamId, e.relayId, e.reason)),
   };
 }

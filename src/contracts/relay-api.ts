@@ -63,6 +63,8 @@ export const StreamStats = z.object({
   segments: z.number().int().min(0).optional(),
   /** The live publish's ingest (rtmp, srt, whip); absent while no publisher is connected. */
   protocol: z.string().max(16).optional(),
+  /** Why the relay refused the publish (an input it cannot use); the stream ended. */
+  failure: z.string().max(300).optional(),
 });
 export type StreamStats = z.infer<typeof StreamStats>;
 

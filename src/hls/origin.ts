@@ -11,7 +11,9 @@
  *   and for classic streams.
  * - `_HLS_skip=YES|v2` answers with a delta update (EXT-X-SKIP) while the stream is live.
  * - A stream that just started answers its first plain playlist requests once complete segments after the
- *   first hold PART-HOLD-BACK of media (`Packager.startable`: where hls.js starts on parts without a stall).
+ *   first hold PART-HOLD-BACK of media (`Packager.startable`: where hls.js starts on parts without a stall),
+ *   and never later than a second after the first segment is complete; answered before that rule holds,
+ *   the playlist leaves the open segment's parts out (its preload hint names that segment's first part).
  * - A request for the part the preload hint names is held until that part exists, then sent whole.
  * Every hold is bounded (ParkedRequests): per stream and overall caps (503 when full), the longest wait
  * (three TARGETDURATIONs, at most 10 s; then 503, as §6.2.5.2 asks), the client leaving, the stream ending
@@ -175,7 +177,11 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
     }
     const skip = live && (query._HLS_skip === 'YES' || query._HLS_skip === 'v2');
     const renditionReports = reports?.();
-    const text = packager.playlist({ skip, ...(renditionReports ? { renditionReports } : {}) });
+    const text = packager.playlist({
+      skip,
+      plain: !blocking,
+      ...(renditionReports ? { renditionReports } : {}),
+    });
     const etag = `"${createHash('sha1').update(text).digest('base64url').slice(0, 16)}"`;
     const cache = packager.ended
       ? 'public, max-age=60'

@@ -37,23 +37,31 @@ import {
   SegmentStore,
   StoredSegment,
 } from './segment-store.ts';
-import { PART_TOLERANCE, type PackagerStats, Segmenter } from './segmenter.ts';
+import { PART_TOLERANCE, type PackagerStats, Segmenter, type TargetDurationRange } from './segmenter.ts';
 
 export type { Part, Segment, SegmentFragment } from './segment-store.ts';
-export type { PackagerStats } from './segmenter.ts';
+export type { PackagerStats, TargetDurationRange } from './segmenter.ts';
 
 export interface PackagerOptions {
   /** Segment length aimed at, seconds (HLS_SEGMENT_SECONDS). */
   segmentSeconds: number;
-  /** EXT-X-TARGETDURATION, fixed for the packager's life. */
-  targetDuration: number;
+  /**
+   * EXT-X-TARGETDURATION, fixed for the packager's life: a number, or the range the first segment decides
+   * it in from the GOP it saw (see segmenter.ts).
+   */
+  targetDuration: number | TargetDurationRange;
   /** Segments listed at least (HLS_LIST_SIZE); low latency may keep more (see above). */
   listSize: number;
   /** Low-latency HLS: parts, blocking reload, preload hints, delta updates (HLS_LOW_LATENCY). */
   lowLatency?: boolean;
-  /** PART-TARGET in seconds (HLS_PART_SECONDS, default 0.5). */
+  /** PART-TARGET in seconds (HLS_PART_SECONDS, default DEFAULT_PART_SECONDS). */
   partSeconds?: number;
   now?: () => number;
+  /**
+   * Longest a starting stream's plain playlist waits after its first segment for the PART-HOLD-BACK rule
+   * of `startable` (ms, default START_GRACE_MS).
+   */
+  startGraceMs?: number;
   /** Name prefix; random by default. */
   prefix?: string;
 }
@@ -63,6 +71,8 @@ export type PackagerEvents = {
   init: [Fmp4Init, string];
   /** The first segment is complete: the stream is playable. */
   ready: [];
+  /** A plain playlist request is answered at once from now on (see `startable`); once. */
+  startable: [];
   segment: [Segment];
   part: [Part];
   /** Something a waiting request may be waiting for happened: a part, a segment, the end. */
@@ -79,43 +89,56 @@ export interface LiveEdge {
   openParts: number;
 }
 
-export const DEFAULT_PART_SECONDS = 0.5;
+/**
+ * PART-TARGET by default: a third of a second, as 0.334 so that whole frames fill it (five at 15 fps, ten at
+ * 30, three at 9; 0.33 takes four 15 fps frames, 0.267 s parts). Measured (bench/latency.ts, copy, 15 fps,
+ * 2 s GOP, hls.js defaults): LL p50 1.39 s at 6.1 requests per viewer per second against 1.93 s at 5.3 with
+ * 0.5 s parts: 28 % less latency for 15 % more requests (a part and a blocking reload each third of a second,
+ * both small and answered from memory). 0.5 misses the 1.5 s goal (PART-HOLD-BACK alone is 1.5 s).
+ */
+export const DEFAULT_PART_SECONDS = 0.334;
+/**
+ * No plain playlist request waits longer than this after the first segment is complete (issue 15: a player
+ * that asks early is answered within a second of the stream being playable, and `hls-ready` is honest).
+ */
+export const START_GRACE_MS = 1000;
 /** Parts are listed for segments that end within this many TARGETDURATIONs of the end (§6.2.2). */
 const PART_LIST_TARGET_DURATIONS = 3;
 
 export class Packager extends TypedEmitter<PackagerEvents> {
-  readonly targetDuration: number;
   readonly prefix: string;
   readonly lowLatency: boolean;
   /** PART-TARGET, seconds. */
   readonly partTarget: number;
   readonly stats: PackagerStats;
-  readonly #serverControl: ServerControl | undefined;
+  #serverControl: ServerControl | undefined;
   readonly #now: () => number;
   readonly #store: SegmentStore;
   readonly #clock: PdtClock;
   readonly #segmenter: Segmenter;
+  readonly #maxTargetDuration: number;
+  readonly #startGraceMs: number;
+  /** now() when the first segment completed; null before. */
+  #firstSegmentAt: number | null = null;
+  /** Fires `startable` (and wakes held requests) when the grace after the first segment ends. */
+  #graceTimer: NodeJS.Timeout | null = null;
+  #startableSent = false;
+  /** The grace after the first segment is over (its timer fired, or the injected clock says so). */
+  #graceOver = false;
 
   constructor(options: PackagerOptions) {
     super();
-    this.targetDuration = options.targetDuration;
     this.#now = options.now ?? Date.now;
     this.prefix = options.prefix ?? randomBytes(4).toString('hex');
+    this.#startGraceMs = options.startGraceMs ?? START_GRACE_MS;
     this.lowLatency = options.lowLatency ?? false;
     this.partTarget = options.partSeconds ?? DEFAULT_PART_SECONDS;
-    const td = this.targetDuration;
-    this.#serverControl = this.lowLatency
-      ? {
-          partTarget: this.partTarget,
-          partHoldBack: 3 * this.partTarget,
-          holdBack: 3 * td,
-          canSkipUntil: 6 * td,
-        }
-      : undefined;
+    const td = options.targetDuration;
+    this.#maxTargetDuration = typeof td === 'number' ? td : td.max;
     this.#store = new SegmentStore({
       prefix: this.prefix,
       listSize: options.listSize,
-      minListSeconds: this.lowLatency ? 7 * td : 0,
+      minListSeconds: 0,
       now: this.#now,
     });
     this.#clock = new PdtClock(this.#now);
@@ -126,6 +149,7 @@ export class Packager extends TypedEmitter<PackagerEvents> {
       partTarget: this.partTarget,
       lowLatency: this.lowLatency,
       clock: this.#clock,
+      onTargetDuration: (decided) => this.#fixTargetDuration(decided),
       onPart: (part) => {
         this.safeEmit('part', part);
         this.safeEmit('update');
@@ -134,11 +158,42 @@ export class Packager extends TypedEmitter<PackagerEvents> {
         const segment = new StoredSegment(closed);
         this.#store.add(segment);
         this.safeEmit('segment', segment);
-        if (this.stats.segments === 1) this.safeEmit('ready');
+        if (this.stats.segments === 1) {
+          this.#firstSegmentAt = this.#now();
+          this.safeEmit('ready');
+          this.#armGrace();
+        }
         this.safeEmit('update');
       },
     });
     this.stats = this.#segmenter.stats;
+    if (typeof td === 'number') this.#fixTargetDuration(td);
+  }
+
+  /** What depends on TARGETDURATION, set once it is known (no playlist is served before). */
+  #fixTargetDuration(td: number): void {
+    this.#serverControl = this.lowLatency
+      ? {
+          partTarget: this.partTarget,
+          partHoldBack: 3 * this.partTarget,
+          holdBack: 3 * td,
+          canSkipUntil: 6 * td,
+        }
+      : undefined;
+    this.#store.minListSeconds = this.lowLatency ? 7 * td : 0;
+  }
+
+  /**
+   * EXT-X-TARGETDURATION: fixed for the stream's life once the first segment closed (see segmenter.ts);
+   * before that, the most it may become (what bounds the segment being made).
+   */
+  get targetDuration(): number {
+    return this.#segmenter.targetDuration ?? this.#maxTargetDuration;
+  }
+
+  /** Whether TARGETDURATION is decided (the first segment closed, or it was fixed). */
+  get targetDurationDecided(): boolean {
+    return this.#segmenter.targetDuration !== null;
   }
 
   get ready(): boolean {
@@ -146,19 +201,59 @@ export class Packager extends TypedEmitter<PackagerEvents> {
   }
 
   /**
-   * Whether a player starting now starts well: with low latency, when complete segments after the first
-   * hold PART-HOLD-BACK of media. hls.js (1.7) starts PART-HOLD-BACK from the end, on the independent part
-   * before it; starting in the playlist's first segment, or loading the parts of a segment that completes
-   * while it starts, it falls back to whole segments and can stall for seconds (seen in ll-hls tests). So
-   * the origin holds the first playlist requests of a starting stream until then: they are answered right
-   * as a segment completes, a few seconds after the first segment (bounded). A stream producing nothing
-   * (publisher gone) is startable as it is.
+   * Whether a plain playlist request is answered now. With low latency, a player starting well wants
+   * complete segments after the first to hold PART-HOLD-BACK of media: hls.js (1.7) starts PART-HOLD-BACK
+   * from the end, on the independent part before it; starting in the playlist's first segment, or loading
+   * the parts of a segment that completes while it starts, it falls back to whole segments and can stall
+   * (seen in ll-hls tests). That can take a segment and more after the first (7 s on a stream whose
+   * keyframes stop after the start), so it is waited for at most `startGraceMs` after the first segment:
+   * a player asking early is answered within a second of the stream being playable, the rule's start
+   * only being the better one. Once true it stays true.
    */
   get startable(): boolean {
+    if (this.#startableSent) return true; // once said (hls-ready), it stays true
+    if (!this.ready) return false;
     const sc = this.#serverControl;
-    if (!sc || this.ended || !this.#segmenter.isOpen) return this.ready;
+    // Not "no open segment" (the old rule for a publisher gone): the segmenter holds none between a
+    // segment and the next, and during a switch to transcode; the grace covers a publisher gone.
+    if (!sc || this.ended) return true;
+    if (this.#graceOver) return true;
+    if (this.#firstSegmentAt !== null && this.#now() - this.#firstSegmentAt >= this.#startGraceMs)
+      return true;
+    return this.#startsWell;
+  }
+
+  /** The PART-HOLD-BACK rule above: complete segments after the first hold PART-HOLD-BACK. */
+  get #startsWell(): boolean {
+    const sc = this.#serverControl;
+    if (!sc) return true;
     const after = this.segments.slice(1).reduce((sum, s) => sum + s.duration, 0);
-    return this.ready && after >= sc.partHoldBack - PART_TOLERANCE;
+    return after >= sc.partHoldBack - PART_TOLERANCE;
+  }
+
+  /** Emits `startable` the first time it holds. */
+  #checkStartable(): void {
+    if (this.#startableSent || !this.startable) return;
+    this.#startableSent = true;
+    this.#clearGrace();
+    this.safeEmit('startable');
+  }
+
+  #armGrace(): void {
+    if (this.#startableSent || this.ended) return;
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = null;
+      this.#graceOver = true;
+      this.#checkStartable();
+      this.safeEmit('update'); // held plain requests look again
+    }, this.#startGraceMs);
+    // An owned timer (end() clears it) that never keeps the process alive on its own.
+    this.#graceTimer.unref();
+  }
+
+  #clearGrace(): void {
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
   }
 
   get ended(): boolean {
@@ -206,6 +301,9 @@ export class Packager extends TypedEmitter<PackagerEvents> {
 
   pushFragment(fragment: Fmp4Fragment): void {
     this.#segmenter.push(fragment);
+    // Looked at after the push, never from the segmenter's hooks: between a segment and the next the
+    // segmenter holds no open segment, which reads as a stream producing nothing.
+    this.#checkStartable();
   }
 
   /**
@@ -214,6 +312,7 @@ export class Packager extends TypedEmitter<PackagerEvents> {
    */
   hintKeyframe(seconds: number): void {
     this.#segmenter.hintKeyframe(seconds);
+    this.#checkStartable();
   }
 
   /**
@@ -226,6 +325,8 @@ export class Packager extends TypedEmitter<PackagerEvents> {
 
   /** Completes the open segment, if any (FFmpeg ended, publisher gone, new init). */
   closeOpen(): void {
+    // No startable check here: a switch to transcode closes the open segment for the moment FFmpeg takes
+    // to start, which is no start for a player. The publisher gone for good is said by the grace's timer.
     this.#segmenter.closeOpen();
   }
 
@@ -233,6 +334,8 @@ export class Packager extends TypedEmitter<PackagerEvents> {
   end(): void {
     if (this.ended) return;
     this.#segmenter.end();
+    this.#checkStartable();
+    this.#clearGrace();
     this.safeEmit('update');
   }
 
@@ -240,7 +343,14 @@ export class Packager extends TypedEmitter<PackagerEvents> {
    * The playlist; `skip` asks for a delta update (ignored for classic or ended streams); `renditionReports`
    * (an ABR rendition's view of the others) are listed at the end.
    */
-  playlist(options: { skip?: boolean; renditionReports?: readonly RenditionReport[] } = {}): string {
+  playlist(
+    options: {
+      skip?: boolean;
+      renditionReports?: readonly RenditionReport[];
+      /** A plain request (a player starting): see `early` below. */
+      plain?: boolean;
+    } = {},
+  ): string {
     const sc = this.#serverControl;
     const segments: readonly PlaylistSegment[] = this.segments;
     let listed = segments;
@@ -255,7 +365,18 @@ export class Packager extends TypedEmitter<PackagerEvents> {
       }
       listed = segments.map((s) => (withParts.has(s) ? s : { ...s, parts: undefined }));
     }
-    const openListed: OpenPlaylistSegment | null = this.#segmenter.listing;
+    // A plain request answered before the PART-HOLD-BACK rule holds (the start grace passed): the open
+    // segment's parts are left out, so hls.js starts in complete segments and takes parts from its next
+    // (blocking) reload on; it stalled for seconds when it started on the parts of a segment completing
+    // meanwhile. Blocking reloads always list them (what they wait for).
+    // Its EXT-X-PRELOAD-HINT names the open segment's first part: the playlist as it stood when the last
+    // segment completed. Never a playlist ending on a segment URI: hls.js's parser (1.7, m3u8-parser.ts) then
+    // takes that segment for the fragment hint of a playlist with parts, and its merge of the next reload
+    // compares the following segment against it: "media sequence mismatch", fatal (test/unit/hls/hlsjs-merge).
+    const early = sc !== undefined && options.plain === true && !this.ended && !this.#startsWell;
+    const listing = this.#segmenter.listing;
+    const openListed: OpenPlaylistSegment | null = early ? null : listing;
+    const preloadHint = early ? (listing?.parts[0]?.uri ?? this.nextPartUri) : this.nextPartUri;
     // A new run's segment (a discontinuity) is listed once complete, with its parts: no hint before that.
     return renderMediaPlaylist({
       targetDuration: this.targetDuration,
@@ -268,7 +389,7 @@ export class Packager extends TypedEmitter<PackagerEvents> {
         ? {
             serverControl: sc,
             open: openListed,
-            preloadHint: this.nextPartUri,
+            preloadHint,
             ...(options.skip && !this.ended ? { skipped: skippableSegments(segments, sc.canSkipUntil) } : {}),
           }
         : {}),

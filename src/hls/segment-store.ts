@@ -200,7 +200,8 @@ export interface SegmentStoreOptions {
 export class SegmentStore {
   readonly #prefix: string;
   readonly #listSize: number;
-  readonly #minListSeconds: number;
+  /** Set once TARGETDURATION is known (the first segment), before anything is listed. */
+  minListSeconds: number;
   readonly #now: () => number;
   readonly #inits = new Map<string, Buffer>();
   #initCount = 0;
@@ -214,7 +215,7 @@ export class SegmentStore {
   constructor(options: SegmentStoreOptions) {
     this.#prefix = options.prefix;
     this.#listSize = options.listSize;
-    this.#minListSeconds = options.minListSeconds;
+    this.minListSeconds = options.minListSeconds;
     this.#now = options.now;
   }
 
@@ -251,7 +252,7 @@ export class SegmentStore {
     let listed = this.#segments.reduce((sum, s) => sum + s.duration, 0);
     while (
       this.#segments.length > this.#listSize &&
-      listed - this.#segments[0]!.duration >= this.#minListSeconds - 1e-6
+      listed - this.#segments[0]!.duration >= this.minListSeconds - 1e-6
     ) {
       const gone = this.#segments.shift()!;
       listed -= gone.duration;

@@ -3,8 +3,16 @@
  * into the segment being produced and its LL-HLS parts, and hands each closed part and segment on. Pure: no
  * timers, no I/O; its time comes from the fragments and its wall clock from the injected PDT clock.
  *
- * - Segments are cut on keyframe fragments, aiming at the segment target, and never longer than the
- *   TARGETDURATION announced at creation (a GOP that runs past it is cut anyway and counted as a breach); a
+ * - TARGETDURATION is decided when the first segment closes, from the GOP it saw (RFC 8216 §4.3.3.1 wants it
+ *   fixed for the playlist's life, and no playlist is served before the first segment): the first segment
+ *   closes at the first keyframe past 0.75 × the smallest TARGETDURATION allowed, its duration rounded
+ *   (as EXTINF is) becomes TARGETDURATION, within [min, max]. A 2 s GOP gives 2, a 1 s GOP 1, a GOP longer
+ *   than the max is cut at the max (a breach) and the max it is. Deciding it at creation, before the GOP
+ *   was known, announced the worst case (4 or 6 for 2 s keyframes), and a classic player keeps three
+ *   TARGETDURATIONs behind the edge. A fixed `targetDuration` skips the decision.
+ * - Segments are cut on keyframe fragments (with a decided TARGETDURATION at every keyframe past a quarter
+ *   of it: one GOP a segment; else aiming at the segment target), and never
+ *   longer than TARGETDURATION (a GOP that runs past it is cut anyway and counted as a breach); a
  *   keyframe known to be coming (`hintKeyframe`) closes the segment as soon as its fragments reach it.
  * - A part closes as soon as it reaches 85 % of the PART-TARGET (rfc8216bis §4.4.4.9 asks that of every part
  *   but the last of a segment and the independent ones), and before a fragment that would take it past the
@@ -48,6 +56,12 @@ export interface PackagerStats {
   longestPart: number;
 }
 
+/** Bounds of a TARGETDURATION decided by the first segment, whole seconds. */
+export interface TargetDurationRange {
+  min: number;
+  max: number;
+}
+
 /** What the segmenter needs of the PDT clock (pdt-clock.ts). */
 export interface SegmentClock {
   arrived(mediaEndSeconds: number): void;
@@ -58,8 +72,11 @@ export interface SegmenterOptions {
   prefix: string;
   /** Segment length aimed at, seconds. */
   segmentSeconds: number;
-  /** EXT-X-TARGETDURATION: no segment is longer (rounded). */
-  targetDuration: number;
+  /**
+   * EXT-X-TARGETDURATION: no segment is longer (rounded). A number fixes it; a range lets the first segment
+   * decide it (see above).
+   */
+  targetDuration: number | TargetDurationRange;
   /** PART-TARGET, seconds. */
   partTarget: number;
   /** Whether the open segment's parts are listed (what `discardFrom` must keep). */
@@ -69,6 +86,8 @@ export interface SegmenterOptions {
   onPart(part: Part): void;
   /** A segment closed. */
   onSegment(segment: ClosedSegment): void;
+  /** TARGETDURATION was decided (once, before the first segment is handed on). */
+  onTargetDuration?(targetDuration: number): void;
 }
 
 /** A part closes once it holds this share of PART-TARGET (rfc8216bis §4.4.4.9: at least 85 %). */
@@ -130,9 +149,38 @@ export class Segmenter {
   /** Output time (s) of a keyframe known to be coming (from the input side), or null. */
   #keyframeHint: number | null = null;
   #ended = false;
+  /** TARGETDURATION once decided (from the start when fixed). */
+  #targetDuration: number | null;
+  readonly #range: TargetDurationRange;
 
   constructor(options: SegmenterOptions) {
     this.#o = options;
+    const td = options.targetDuration;
+    this.#targetDuration = typeof td === 'number' ? td : null;
+    this.#range = typeof td === 'number' ? { min: td, max: td } : td;
+  }
+
+  /** TARGETDURATION, or null until the first segment closed and decided it. */
+  get targetDuration(): number | null {
+    return this.#targetDuration;
+  }
+
+  /** The longest a segment may be now: TARGETDURATION, or the range's max until it is decided. */
+  get #limit(): number {
+    return this.#targetDuration ?? this.#range.max;
+  }
+
+  /**
+   * A keyframe cuts the open segment once it holds this much (seconds). Undecided: the first GOP past the
+   * smallest TARGETDURATION allowed decides it. Decided from a GOP, TARGETDURATION leaves no room for two:
+   * a GOP that fits after a short one may not (keyframes at 8, 9 and 10.8 s with TARGETDURATION 2 made a
+   * 2.8 s segment), so any keyframe past a quarter of it cuts; a fixed one keeps 0.75 × the target.
+   */
+  get #cutAt(): number {
+    const td = this.#targetDuration;
+    if (td === null) return 0.75 * this.#range.min;
+    const target = 0.75 * Math.min(this.#o.segmentSeconds, td);
+    return this.#range.min === this.#range.max ? target : Math.min(target, 0.25 * td);
   }
 
   get ended(): boolean {
@@ -209,10 +257,11 @@ export class Segmenter {
     let carried: Fmp4Fragment[] = [];
     const open = this.#open;
     if (open && media) {
-      const cutOnKeyframe = fragment.keyframe && open.duration >= this.#o.segmentSeconds * 0.75;
-      const wouldOverrun = Math.round(open.duration + duration) > this.#o.targetDuration;
+      const cutOnKeyframe = fragment.keyframe && open.duration >= this.#cutAt;
+      const wouldOverrun = Math.round(open.duration + duration) > this.#limit;
       if (cutOnKeyframe || wouldOverrun) {
         if (!fragment.keyframe) this.stats.breaches++;
+        this.#decide(open, fragment.keyframe);
         // Audio-only fragments at the end of the open part (no video time of their own) go with the next
         // segment, so no part of zero duration is made.
         if (open.part.fragments.length > 0 && !open.part.fragments.some((f) => this.#bearsMedia(f))) {
@@ -282,6 +331,7 @@ export class Segmenter {
       if (open.discontinuity) this.#pendingDiscontinuity = true;
       return;
     }
+    this.#decide(open, false);
     const segment: ClosedSegment = {
       msn: open.msn,
       uri: segmentUri(this.#o.prefix, open.msn),
@@ -306,14 +356,29 @@ export class Segmenter {
     this.#ended = true;
   }
 
+  /**
+   * Fixes TARGETDURATION when the first segment closes: at a keyframe, its duration is the GOP; closed for
+   * another reason (publisher gone, a new run, cut at the max) it says less about the GOP, so no less than
+   * the segment target is announced.
+   */
+  #decide(open: OpenSegment, atKeyframe: boolean): void {
+    if (this.#targetDuration !== null) return;
+    const { min, max } = this.#range;
+    const seen = Math.max(1, Math.round(open.duration));
+    const td = atKeyframe ? seen : Math.max(seen, Math.ceil(this.#o.segmentSeconds));
+    this.#targetDuration = Math.min(max, Math.max(min, td));
+    this.#o.onTargetDuration?.(this.#targetDuration);
+  }
+
   #closeAtHint(): void {
     const open = this.#open;
     const hint = this.#keyframeHint;
     if (!open || hint === null || open.end === null) return;
     if (open.end > hint + HINT_SLACK_SECONDS) {
       this.#keyframeHint = null; // passed without a cut: the keyframe fragment decides as usual
-    } else if (open.end >= hint - HINT_SLACK_SECONDS && open.duration >= this.#o.segmentSeconds * 0.75) {
+    } else if (open.end >= hint - HINT_SLACK_SECONDS && open.duration >= this.#cutAt) {
       this.#keyframeHint = null;
+      this.#decide(open, true);
       this.closeOpen();
     }
   }

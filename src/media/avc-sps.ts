@@ -1,7 +1,8 @@
 /**
- * The picture size an H.264 stream declares in its sequence parameter set (ITU-T H.264 §7.3.2.1.1), read
- * from an FLV AVC sequence header (AVCDecoderConfigurationRecord, ISO/IEC 14496-15 §5.2.4.1). For publishers
- * whose onMetaData lacks width/height. Pure and total: anything short or malformed yields `null`, and every
+ * What an H.264 stream declares in its sequence parameter set (ITU-T H.264 §7.3.2.1.1), read from an FLV
+ * AVC sequence header or an avcC (AVCDecoderConfigurationRecord, ISO/IEC 14496-15 §5.2.4.1): the picture
+ * size (for publishers whose onMetaData lacks width/height), and profile, chroma format and bit depths (the
+ * stream copies only what every player decodes, see `playerDecodable`). Pure and total: anything short or malformed yields `null`, and every
  * read is bounds-checked.
  */
 
@@ -65,8 +66,59 @@ function skipScalingList(r: BitReader, size: number): void {
   }
 }
 
+/** What decides whether players decode the stream: profile, chroma format and bit depths (§7.4.2.1.1). */
+export interface SpsFormat {
+  /** profile_idc: 66 Baseline, 77 Main, 100 High, 110 High 10, 122 High 4:2:2, 244 High 4:4:4, … */
+  profileIdc: number;
+  /** chroma_format_idc: 0 monochrome, 1 4:2:0, 2 4:2:2, 3 4:4:4 (1 when the profile cannot say otherwise). */
+  chromaFormatIdc: number;
+  bitDepthLuma: number;
+  bitDepthChroma: number;
+}
+
+/** Everything the relay reads from an SPS. */
+export interface SpsInfo extends SpsFormat {
+  width: number;
+  height: number;
+}
+
 /** Width and height (cropping applied) from an SPS NAL unit, header byte included. */
 export function spsPictureSize(nal: Buffer): { width: number; height: number } | null {
+  const info = parseSps(nal);
+  return info ? { width: info.width, height: info.height } : null;
+}
+
+/** Profile, chroma format and bit depths from an SPS NAL unit, header byte included. */
+export function spsFormat(nal: Buffer): SpsFormat | null {
+  const info = parseSps(nal);
+  if (!info) return null;
+  const { profileIdc, chromaFormatIdc, bitDepthLuma, bitDepthChroma } = info;
+  return { profileIdc, chromaFormatIdc, bitDepthLuma, bitDepthChroma };
+}
+
+/**
+ * Whether every player (Safari and iOS, hardware decoders, MSE in every browser) decodes it: 8-bit 4:2:0
+ * Baseline, Main or High. High 10, 4:2:2 and 4:4:4 (what GStreamer's x264enc gives for 4:4:4 input without
+ * caps, or FFmpeg for a yuv444p10le source) play in few of them.
+ */
+export function playerDecodable(f: SpsFormat): boolean {
+  return (
+    (f.profileIdc === 66 || f.profileIdc === 77 || f.profileIdc === 100) &&
+    f.chromaFormatIdc === 1 &&
+    f.bitDepthLuma === 8 &&
+    f.bitDepthChroma === 8
+  );
+}
+
+/** The first SPS of an AVCDecoderConfigurationRecord (avcC, ISO/IEC 14496-15 §5.3.3.1), or null. */
+export function avcRecordFormat(record: Buffer): SpsFormat | null {
+  if (record.length < 8 || record[0] !== 1 || (record[5]! & 0x1f) === 0) return null;
+  const spsLength = record.readUInt16BE(6);
+  if (8 + spsLength > record.length) return null;
+  return spsFormat(record.subarray(8, 8 + spsLength));
+}
+
+function parseSps(nal: Buffer): SpsInfo | null {
   if (nal.length < 4 || (nal[0]! & 0x1f) !== 7) return null;
   try {
     const r = new BitReader(toRbsp(nal.subarray(1)));
@@ -75,12 +127,15 @@ export function spsPictureSize(nal: Buffer): { width: number; height: number } |
     r.ue(); // seq_parameter_set_id
     let chroma = 1;
     let separateColourPlane = 0;
+    let bitDepthLuma = 8;
+    let bitDepthChroma = 8;
     if (HIGH_PROFILES.has(profile)) {
       chroma = r.ue();
       if (chroma > 3) return null;
       if (chroma === 3) separateColourPlane = r.bit();
-      r.ue(); // bit_depth_luma_minus8
-      r.ue(); // bit_depth_chroma_minus8
+      bitDepthLuma = r.ue() + 8;
+      bitDepthChroma = r.ue() + 8;
+      if (bitDepthLuma > 14 || bitDepthChroma > 14) return null;
       r.bit(); // qpprime_y_zero_transform_bypass_flag
       if (r.bit()) {
         for (let i = 0; i < (chroma === 3 ? 12 : 8); i++) if (r.bit()) skipScalingList(r, i < 6 ? 16 : 64);
@@ -112,7 +167,7 @@ export function spsPictureSize(nal: Buffer): { width: number; height: number } |
     const width = widthMbs * 16 - (crop[0]! + crop[1]!) * cropX;
     const height = (2 - frameMbsOnly) * heightMapUnits * 16 - (crop[2]! + crop[3]!) * cropY;
     if (width <= 0 || height <= 0 || width > 16384 || height > 16384) return null;
-    return { width, height };
+    return { profileIdc: profile, chromaFormatIdc: chroma, bitDepthLuma, bitDepthChroma, width, height };
   } catch {
     // A truncated SPS: the reader ran past the end (a RangeError), so the size is unknown.
     return null;

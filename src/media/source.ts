@@ -53,6 +53,11 @@ export interface MediaSource extends TypedEmitter<SourceEvents> {
   readonly ended: EndReason | null;
   /** Ask the publisher for a keyframe (WHIP: PLI/FIR); a no-op where the protocol cannot. */
   requestKeyframe?(): void;
+  /**
+   * Ends the publish because the relay cannot use it (a codec FFmpeg cannot decode), telling the publisher
+   * why where the protocol can (RTMP: NetStream.Publish.Failed with `reason`); the source then ends.
+   */
+  refuse?(reason: string): void;
   /** The transport's counters, read at scrape time; absent where the transport has none (RTMP over TCP). */
   transportStats?(): TransportStats;
 }

@@ -25,6 +25,8 @@ export interface FfmpegExit {
   requested: boolean;
   /** It produced an init segment before exiting. */
   started: boolean;
+  /** Its last stderr line that was not routine (what it said about the input), if any. */
+  lastWords?: string;
   error?: RelayError;
 }
 
@@ -66,6 +68,7 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
   #requested = false;
   #exited = false;
   #error: RelayError | undefined;
+  #lastWords: string | undefined;
   #killTimer: NodeJS.Timeout | null = null;
   #logWindowStart = 0;
   #logLines = 0;
@@ -169,6 +172,7 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
   }
 
   #onStderr(line: string): void {
+    if (!EXPECTED_STDERR.test(line)) this.#lastWords = line.slice(0, 300);
     // Probing a live pipe always says this on a fresh stream: expected, not a warning. `stderr`, because the
     // logger's `ffmpeg` binding (the start count) would be duplicated in the JSON object.
     if (EXPECTED_STDERR.test(line))
@@ -199,6 +203,7 @@ export class FfmpegProcess extends TypedEmitter<FfmpegProcessEvents> {
       this.#options.reaper.delete(pid);
     }
     const exit: FfmpegExit = { code, signal, requested: this.#requested, started: this.#started };
+    if (this.#lastWords !== undefined) exit.lastWords = this.#lastWords;
     if (this.#error) exit.error = this.#error;
     else if (!this.#requested && !this.#started) {
       exit.error = new RelayError(

@@ -4,6 +4,8 @@
  * - a watchdog kills and restarts an FFmpeg that takes input but yields no output for `watchdogMs`;
  * - a profile switch (auto: copy → transcode) ends the running FFmpeg gracefully, lets the stream discard
  *   what is being re-encoded, then starts the new one with the current GOP replayed.
+ * - an input FFmpeg makes nothing of, on its first try and one retry, is given up on (`failed`): restarting
+ *   it every few seconds forever helped nobody (a codec FFmpeg cannot decode);
  * Every exit is reported; stop() is "we stopped it", never confused with "it died".
  */
 import type { FlvStart } from '../media/flv-sink.ts';
@@ -49,7 +51,15 @@ export type SupervisorEvents = {
   fragment: [Fmp4Fragment, number];
   /** An FFmpeg exited; `exit.error` says why when we did not ask it to. */
   exit: [FfmpegExit];
+  /**
+   * FFmpeg made nothing of this input on its first try and on one retry (a codec it cannot decode): no more
+   * restarts. Once per begin().
+   */
+  failed: [RelayError];
 };
+
+/** Runs that end before any output, in a row, before the input counts as one FFmpeg cannot read. */
+const MAX_START_FAILURES = 2;
 
 /** Most bytes of the current GOP kept for a profile switch (a longer GOP stops being replayable). */
 const MAX_GOP_BYTES = 16 * 1024 * 1024;
@@ -65,6 +75,8 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
   #gop: MediaTag[] = [];
   #gopBytes = 0;
   #failures = 0;
+  /** Runs in a row that ended before any output (reset by output and by begin()). */
+  #startFailures = 0;
   #restartTimer: NodeJS.Timeout | null = null;
   #watchdog: NodeJS.Timeout | null = null;
   #lastInputAt = 0;
@@ -121,6 +133,7 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
     this.#flv = flv;
     this.#profile = profile;
     this.#stopped = false;
+    this.#startFailures = 0;
     // Tags fed before (auto's switch from copy: the GOP so far) count as this run's GOP too.
     for (const tag of options.replay ?? []) this.#remember(tag);
     this.#spawn(options.replay ? [...options.replay] : []);
@@ -294,6 +307,16 @@ export class FfmpegSupervisor extends TypedEmitter<SupervisorEvents> {
     }
     this.safeEmit('exit', exit);
     if (this.#stopped || exit.requested) return;
+    if (exit.started) this.#startFailures = 0;
+    else if (++this.#startFailures >= MAX_START_FAILURES) {
+      this.#stopped = true;
+      const said = exit.lastWords ? `: ${exit.lastWords}` : '';
+      this.safeEmit(
+        'failed',
+        new RelayError(ErrorCodes.FFMPEG_START_FAILED, `ffmpeg made nothing of this input, twice${said}`),
+      );
+      return;
+    }
     const pauses = this.#options.backoffMs ?? [250, 1000, 2000, 5000];
     const pause = pauses[Math.min(this.#failures, pauses.length - 1)]!;
     this.#failures++;

@@ -111,8 +111,9 @@ export class RelayAgent {
       };
       this.#enqueue(RelayApiPaths.hlsReady, body);
     };
-    const onEnded = (stream: { userId: string; streamId: string }): void =>
-      this.#event(RelayApiPaths.streamEnded, stream);
+    // A refused publish (an input the relay cannot use) says why: the cloud ends it in error for the apps.
+    const onEnded = (stream: { userId: string; streamId: string; failure?: string | null }): void =>
+      this.#event(RelayApiPaths.streamEnded, stream, stream.failure ?? undefined);
     streams.on('created', onCreated);
     streams.on('ready', onReady);
     streams.on('ended', onEnded);
@@ -284,11 +285,13 @@ export class RelayAgent {
     return this.#queue.length;
   }
 
-  #event(path: string, stream: { userId: string; streamId: string }): void {
+  #event(path: string, stream: { userId: string; streamId: string }, reason?: string): void {
     const body: StreamEventRequest = {
       relayId: this.#options.relay.relayId,
       userId: stream.userId,
       streamId: stream.streamId,
+      // The contract caps it at 200 characters.
+      ...(reason ? { reason: reason.length > 200 ? `${reason.slice(0, 199)}…` : reason } : {}),
     };
     this.#enqueue(path, body);
   }

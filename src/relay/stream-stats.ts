@@ -29,6 +29,9 @@ export function streamStats(stream: Stream, viewers: ViewerTracker | undefined, 
   // `info` checked too: a source without one (a test fake) says nothing of its protocol.
   const source = stream.source;
   if (source?.info && !source.ended) stats.protocol = source.info.protocol ?? 'rtmp';
+  if (stream.failure) {
+    stats.failure = stream.failure.length > 300 ? `${stream.failure.slice(0, 299)}…` : stream.failure;
+  }
   return stats;
 }
 

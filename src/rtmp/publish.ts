@@ -52,6 +52,8 @@ export type PublishEvents = {
   start: [PublishStart];
   tag: [MediaTag];
   end: [EndReason];
+  /** Private to the connection: what took the publish asks it to end it with NetStream.Publish.Failed. */
+  '@refuse': [string];
 };
 
 const SET_DATA_FRAME = '@setDataFrame';
@@ -179,6 +181,15 @@ export class Publish extends TypedEmitter<PublishEvents> {
     }
     // After start, configuration changes are forwarded in order with the frames.
     this.safeEmit('tag', tag);
+  }
+
+  /**
+   * The relay cannot use what this publish sends (issue 15: a codec FFmpeg cannot decode): the connection
+   * tells the publisher `NetStream.Publish.Failed` with `reason` and closes, which ends the publish.
+   */
+  refuse(reason: string): void {
+    if (this.#ended) return;
+    this.safeEmit('@refuse', reason);
   }
 
   /** Ends the publish once; later calls are ignored. */

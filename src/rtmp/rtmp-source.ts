@@ -37,6 +37,11 @@ export class RtmpSource extends TypedEmitter<SourceEvents> implements MediaSourc
     return this.publish.ended;
   }
 
+  /** Ends the publish with NetStream.Publish.Failed and `reason` (see MediaSource.refuse). */
+  refuse(reason: string): void {
+    this.publish.refuse(reason);
+  }
+
   /** Tags the demuxer could not read (counted, not fatal). */
   get skipped(): number {
     return this.#demux.skipped;

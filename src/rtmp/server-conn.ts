@@ -384,6 +384,7 @@ export class ServerConnection extends TypedEmitter<ConnectionEvents> {
       if ((this.#state as ConnectionStateName) === ConnectionState.Closed) return; // the write overflowed
       this.#state = ConnectionState.Publishing;
       this.#publish = this.#host.startPublish(this, target);
+      this.#publish.once('@refuse', (reason) => this.#refuseLivePublish(streamId, reason));
       this.#armIdleTimer();
     } catch (err) {
       this.#fail(err);
@@ -395,6 +396,16 @@ export class ServerConnection extends TypedEmitter<ConnectionEvents> {
     this.#sendStatus(streamId, 'error', outcome.status, outcome.reason);
     this.close(
       { kind: 'error', code: outcome.code, message: `publish refused: ${outcome.reason}` },
+      { flush: true },
+    );
+  }
+
+  /** A live publish the relay cannot use: NetStream.Publish.Failed with the reason, then the close. */
+  #refuseLivePublish(streamId: number, reason: string): void {
+    if (this.#state !== ConnectionState.Publishing) return;
+    this.#sendStatus(streamId, 'error', 'NetStream.Publish.Failed', reason);
+    this.close(
+      { kind: 'error', code: ErrorCodes.FFMPEG_START_FAILED, message: `publish refused: ${reason}` },
       { flush: true },
     );
   }

@@ -57,7 +57,7 @@ const EnvSchema = z.object({
     .default('on')
     .transform((v) => v === 'on' || v === 'true' || v === '1'),
   /** LL-HLS PART-TARGET, seconds: every part is at most this long. */
-  HLS_PART_SECONDS: z.coerce.number().min(0.2).max(2).default(0.5),
+  HLS_PART_SECONDS: z.coerce.number().min(0.2).max(2).default(0.334),
   COPY_MAX_SEGMENT_SECONDS: count(6),
   CLEAN_PROFILE: z.enum(['auto', 'copy', 'transcode', 'abr']).default('auto'),
   RECONNECT_WINDOW_SECONDS: seconds(120),

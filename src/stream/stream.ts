@@ -7,15 +7,16 @@
  *        └──── close() ──────────────▶ ended (ENDLIST; memory freed after END_GRACE) ◀┘
  *
  * Every access unit goes through timestamp repair onto the stream's one timeline (ms, only growing, across
- * reconnects), then to the outputs: `copy` writes CMAF in-process (no FFmpeg), `transcode` and `abr` feed
+ * reconnects), re-stamped to the arrival clock when the publisher's media clock runs off real time
+ * (media/clock-drift.ts), then to the outputs: `copy` writes CMAF in-process (no FFmpeg), `transcode` and `abr` feed
  * FFmpeg (pipeline/), and the repaired access units are emitted for the others (re-streams, thumbnails,
  * WHEP). The packager sees one timeline: the copy writer stamps it directly, and the supervisor rebases
  * FFmpeg's output onto it, so dropping a GOP or hinting a keyframe needs no mapping between clocks.
  *
  * `auto` copies H.264 (+ AAC) and switches to transcode, at the current GOP with a discontinuity, as soon as
  * a GOP runs longer than the copy limit: the GOP so far is dropped from the packager (what a playlist showed
- * stays) and replayed into FFmpeg. TARGETDURATION is fixed for the stream's life so the switch never
- * changes it.
+ * stays) and replayed into FFmpeg. TARGETDURATION is decided by the first segment (from its GOP) and fixed
+ * for the stream's life from then on; auto's is never under the transcode's GOP, so the switch never breaks it.
  *
  * Slate (SLATE=on): when the publisher is gone (its connection closed, or no media for SLATE_AFTER_SECONDS
  * while connected; a gap under MIN_SLATE_GAP_MS never starts one), the outputs stop as they do for a reconnect
@@ -30,7 +31,12 @@
  */
 
 import type { EndReason } from '../contracts/publish.ts';
-import { DEFAULT_PART_SECONDS, Packager, type PackagerOptions } from '../hls/packager.ts';
+import {
+  DEFAULT_PART_SECONDS,
+  Packager,
+  type PackagerOptions,
+  type TargetDurationRange,
+} from '../hls/packager.ts';
 import {
   type AccessUnit,
   isAudioConfig,
@@ -39,6 +45,8 @@ import {
   sameConfig,
   type TrackConfig,
 } from '../media/access-unit.ts';
+import { avcRecordFormat, playerDecodable } from '../media/avc-sps.ts';
+import { ClockDrift, silentAacFrame } from '../media/clock-drift.ts';
 import { CmafWriter } from '../media/cmaf-writer.ts';
 import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
 import type { MediaTag } from '../media/flv-tag.ts';
@@ -81,7 +89,7 @@ export interface StreamOptions {
   listSize: number;
   /** LL-HLS (HLS_LOW_LATENCY); default on. */
   lowLatency?: boolean;
-  /** LL-HLS PART-TARGET in seconds (HLS_PART_SECONDS); default 0.5. */
+  /** LL-HLS PART-TARGET in seconds (HLS_PART_SECONDS); default DEFAULT_PART_SECONDS (0.334). */
   partSeconds?: number;
   copyMaxSegmentSeconds: number;
   reconnectWindowMs: number;
@@ -114,10 +122,12 @@ export const MIN_SLATE_GAP_MS = 1000;
 
 export type StreamEvents = {
   state: [StreamStateName];
-  /** The first segment is complete: HLS is playable. */
+  /** HLS is playable at once: a plain playlist request is answered without waiting (Packager.startable). */
   ready: [];
   /** ENDLIST written. */
   ended: [];
+  /** The publish was refused: the relay cannot use what it sends (see `failure`); `ended` follows. */
+  failed: [string];
   /** Private to the registry: memory may be released. */
   '@freed': [];
   /** A publish began: its configuration, for consumers of the clean input (re-streams, thumbnails, WHEP). */
@@ -142,16 +152,55 @@ const TRANSCODE_GOP_SECONDS = 2;
 /** How much longer than the segment target a GOP may be before `auto` stops copying. */
 const AUTO_COPY_GOP_FACTOR = 1.1;
 
-/** TARGETDURATION a profile announces, fixed for the stream's life. */
+/**
+ * The range a profile's TARGETDURATION is decided in when the first segment closes (from the GOP it saw;
+ * fixed for the stream's life from then on, see hls/segmenter.ts).
+ * - copy: any GOP from 1 s up to COPY_MAX_SEGMENT_SECONDS (a longer one is cut there: a breach);
+ * - transcode, abr: FFmpeg's GOP (2 s), more only for a longer segment target;
+ * - auto: as copy, but never under the transcode's GOP, so the switch to transcode (at a GOP past the copy
+ *   limit) still fits, and never over what a copied GOP may be (the switch comes first).
+ */
 export function targetDurationFor(
   profile: CleanProfile,
   segmentSeconds: number,
   copyMaxSegmentSeconds: number,
-): number {
-  if (profile === 'copy') return copyMaxSegmentSeconds;
-  if (profile === 'transcode' || profile === 'abr') return Math.ceil(segmentSeconds);
+): TargetDurationRange {
+  if (profile === 'copy') return { min: 1, max: Math.max(1, copyMaxSegmentSeconds) };
+  const transcode = Math.max(TRANSCODE_GOP_SECONDS, Math.ceil(segmentSeconds));
+  if (profile === 'transcode' || profile === 'abr') return { min: TRANSCODE_GOP_SECONDS, max: transcode };
   // auto: a segment closes at the first keyframe past 0.75 × target, and a copied GOP is at most 1.1 × target.
-  return Math.ceil(segmentSeconds * 0.75 + segmentSeconds * AUTO_COPY_GOP_FACTOR);
+  const copied = Math.ceil(segmentSeconds * 0.75 + segmentSeconds * AUTO_COPY_GOP_FACTOR);
+  return { min: TRANSCODE_GOP_SECONDS, max: Math.max(transcode, copied) };
+}
+
+function codecName(config: TrackConfig | null): string | null {
+  if (config === null) return null;
+  return config.codec === 'opaque' ? config.name : config.codec;
+}
+
+/** AAC audio object types (ISO/IEC 14496-3 §1.5.1.1): 2 is AAC-LC. */
+const AAC_LC = 2;
+
+/**
+ * Why a track is not copied to HLS as it is, or null when every player decodes it: H.264 8-bit 4:2:0
+ * Baseline/Main/High (read from the SPS) and AAC-LC. The CMAF writer could carry more (HEVC, Opus, High
+ * 4:4:4 10-bit), but Safari, iOS and hardware decoders cannot play it.
+ */
+export function notCopyable(config: TrackConfig | null): string | null {
+  if (config === null) return 'a track without its configuration';
+  if (config.codec === 'opaque') return `${config.name} is not H.264/AAC`;
+  if (config.kind === 'audio') {
+    if (config.codec !== 'aac') return `${config.codec} audio is not AAC`;
+    const objectType = (config.config[0] ?? 0) >> 3;
+    return objectType === AAC_LC ? null : `AAC object type ${objectType} is not AAC-LC`;
+  }
+  if (config.codec !== 'h264') return `${config.codec} video is not H.264`;
+  const format = avcRecordFormat(config.record);
+  if (!format) return 'an H.264 SPS that does not parse';
+  if (playerDecodable(format)) return null;
+  const { profileIdc, chromaFormatIdc, bitDepthLuma } = format;
+  const chroma = ['4:0:0', '4:2:0', '4:2:2', '4:4:4'][chromaFormatIdc] ?? '?';
+  return `H.264 profile ${profileIdc} ${chroma} ${bitDepthLuma}-bit is not what players decode`;
 }
 
 /** Most bytes of the current GOP kept (for auto's switch and for outputs that start at a keyframe). */
@@ -164,6 +213,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
   readonly profile: CleanProfile;
   readonly packager: Packager;
   readonly repair = new TimestampRepair();
+  /** After repair: the timeline follows the arrival clock when the publisher's media clock lies. */
+  readonly clock = new ClockDrift();
   /** What the publisher sends: codecs, size, fps, keyframe interval, bitrate. */
   readonly ingest = new IngestStats();
   /** ms since the epoch: when this stream incarnation was created (its first publish). */
@@ -214,6 +265,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
   /** Each packager's latest init from the publisher's media (never the slate's): what its slate must match. */
   readonly #outputInits = new Map<Packager, Fmp4Init>();
   #outputsStopped: Promise<void> = Promise.resolve();
+  /** Why the publish was refused (an input FFmpeg cannot decode); null while all is well. */
+  failure: string | null = null;
 
   constructor(options: StreamOptions) {
     super();
@@ -235,7 +288,9 @@ export class Stream extends TypedEmitter<StreamEvents> {
       partSeconds: options.partSeconds ?? DEFAULT_PART_SECONDS,
     };
     this.packager = new Packager(this.#packagerOptions);
-    this.packager.once('ready', () => {
+    // Ready when a plain playlist request is answered at once (the packager's `startable`: at most a second
+    // after the first segment), not at the first segment: the cloud's hls-ready sends players right away.
+    this.packager.once('startable', () => {
       const ready = (): void => {
         this.#log.info({ profile: this.#pipelineProfile, abr: this.abr !== null }, 'HLS ready');
         this.safeEmit('ready');
@@ -271,6 +326,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
       if (fragment.keyframe && exact) packager.hintKeyframe(fragment.startSeconds + TRANSCODE_GOP_SECONDS);
     });
     this.supervisor.on('exit', (exit) => this.#onFfmpegExit(exit));
+    this.supervisor.on('failed', (err) => this.#refuse(err.message));
   }
 
   get state(): StreamStateName {
@@ -360,6 +416,16 @@ export class Stream extends TypedEmitter<StreamEvents> {
 
   #onStart(start: SourceStart): void {
     this.#start = { ...start };
+    const audio = isAudioConfig(start.audio) ? start.audio : null;
+    this.clock.newPublish(
+      start.hasVideo,
+      audio
+        ? {
+            frameMs: (audio.frameSamples / audio.sampleRate) * 1000,
+            silentFrame: notCopyable(audio) === null ? silentAacFrame(audio.channels) : null,
+          }
+        : null,
+    );
     this.ingest.start(start);
     this.#resetGop();
     this.safeEmit('input', this.#start);
@@ -465,23 +531,16 @@ export class Stream extends TypedEmitter<StreamEvents> {
       this.decision = 'transcode requested';
       return 'transcode';
     }
-    const videoOk = !start.hasVideo || start.video?.codec === 'h264';
-    const audioOk = !start.hasAudio || start.audio?.codec === 'aac';
-    if (this.profile === 'copy') {
-      if (videoOk && audioOk) {
-        this.decision = 'copy requested';
-        return 'copy';
-      }
-      // The CMAF writer takes H.264/HEVC and AAC/Opus only: anything else must be re-encoded to play.
-      this.decision = 'transcode: copy requested, but the input is not H.264/AAC';
-      this.#log.warn(this.decision);
-      return 'transcode';
-    }
-    if (videoOk && audioOk) {
-      this.decision = 'copy: H.264/AAC input, GOPs watched';
+    const videoWhy = start.hasVideo ? notCopyable(start.video) : null;
+    const audioWhy = start.hasAudio ? notCopyable(start.audio) : null;
+    const why = videoWhy ?? audioWhy;
+    if (why === null) {
+      this.decision = this.profile === 'copy' ? 'copy requested' : 'copy: H.264/AAC input, GOPs watched';
       return 'copy';
     }
-    this.decision = 'transcode: input is not H.264/AAC';
+    // The CMAF writer takes H.264/HEVC and AAC/Opus, but players decode less (see notCopyable): re-encoded.
+    this.decision = `transcode: ${this.profile === 'copy' ? 'copy requested, but ' : ''}${why}`;
+    this.#log.info({ why }, this.decision);
     return 'transcode';
   }
 
@@ -495,6 +554,17 @@ export class Stream extends TypedEmitter<StreamEvents> {
     this.safeEmit('config', config);
     if (this.#phase === 'gone') return; // the outputs start again from #start at the return
     if (this.#pipelineProfile === 'copy') {
+      const why = notCopyable(config);
+      if (why !== null) {
+        // A configuration players cannot decode (a publisher back with another encoder): re-encoded from here.
+        this.decision = `transcode: ${why}`;
+        this.#log.info({ why, track: slot }, 'copy: switching to transcode');
+        this.#flushCopy();
+        this.packager.closeOpen();
+        this.#pipelineProfile = 'transcode';
+        this.supervisor.begin(this.#flvStart(), 'transcode');
+        return;
+      }
       // A new SPS/PPS or AudioSpecificConfig needs a new init segment (and a discontinuity), from a keyframe.
       if (this.#writer) {
         this.#log.info({ track: slot }, 'configuration changed: new init segment');
@@ -509,7 +579,14 @@ export class Stream extends TypedEmitter<StreamEvents> {
 
   #onAu(au: AccessUnit): void {
     if (!this.#start) return;
-    let repaired = this.repair.repairAu(au);
+    // None (an audio frame the re-stamped clock has no room for) or more (silence before it): see ClockDrift.
+    for (const restamped of this.clock.restamp(this.repair.repairAu(au), performance.now())) {
+      this.#onRepairedAu(restamped);
+    }
+  }
+
+  #onRepairedAu(restamped: AccessUnit): void {
+    let repaired = restamped;
     if (this.#slateOptions) {
       this.#lastMediaWall = this.#now();
       if (this.#shiftMs !== 0) repaired = shifted(repaired, this.#shiftMs);
@@ -576,7 +653,11 @@ export class Stream extends TypedEmitter<StreamEvents> {
     const gopStart = this.#gop[0];
     if (gopStart?.track !== 'video' || !gopStart.keyframe) return false;
     const gopMs = au.dts - gopStart.dts;
-    const limitMs = this.#options.segmentSeconds * AUTO_COPY_GOP_FACTOR * 1000;
+    // Past 1.1 × the segment target, and never a GOP TARGETDURATION cannot hold (rounded, as EXTINF is).
+    const fits = this.packager.targetDurationDecided
+      ? (this.packager.targetDuration + 0.5) * 1000 - 1
+      : Infinity;
+    const limitMs = Math.min(this.#options.segmentSeconds * AUTO_COPY_GOP_FACTOR * 1000, fits);
     if (gopMs <= limitMs) return false;
     this.#pipelineProfile = 'transcode';
     this.decision = `transcode: a GOP ran past ${limitMs} ms`;
@@ -603,6 +684,24 @@ export class Stream extends TypedEmitter<StreamEvents> {
     } else if (this.#state !== StreamState.Publishing) {
       for (const packager of packagers) packager.closeOpen();
     }
+  }
+
+  /**
+   * FFmpeg made nothing of the input, first try and retry: the publisher is told (NetStream.Publish.Failed
+   * with the reason, where the protocol can), the stream ends now (no reconnect window: the same input
+   * would fail the same way), and one line is logged.
+   */
+  #refuse(reason: string): void {
+    if (this.#state === StreamState.Ended || this.failure !== null) return;
+    this.failure = reason;
+    this.decision = `refused: ${reason}`;
+    const start = this.#start;
+    const codecs = { video: codecName(start?.video ?? null), audio: codecName(start?.audio ?? null) };
+    this.#log.error({ ...codecs }, `publish refused: ${reason}`);
+    const source = this.#source;
+    this.safeEmit('failed', reason);
+    void this.#end('refused');
+    source?.refuse?.(reason);
   }
 
   #onPublishEnd(source: MediaSource, reason: EndReason): void {
@@ -666,6 +765,9 @@ export class Stream extends TypedEmitter<StreamEvents> {
         ...this.packager.stats,
         ...this.supervisor.stats,
         repairs: this.repair.counts,
+        clockRestamps: this.clock.stats.restamps,
+        clockScale: this.clock.stats.scale,
+        clockCorrections: this.clock.stats.corrections,
         copyDropped: this.copyDropped,
         slate: this.slateStats,
       },

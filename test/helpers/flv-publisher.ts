@@ -208,8 +208,19 @@ export function publishFlv(source: FlvSource, options: FlvPublishOptions): FlvPu
       clearTimeout(timer),
     );
   };
-  const closedByPeer = (): FlvPublishError =>
-    new FlvPublishError(`${shown}: the server closed the connection after ${sentTags} tags`);
+  const closedByPeer = (): FlvPublishError => {
+    // A server that ends a live publish on purpose says why first (NetStream.Publish.Failed and a reason).
+    const said = client
+      ?.commands()
+      .filter((m) => m.name === 'onStatus')
+      .map((m) => m.args[1] as { level?: unknown; code?: unknown; description?: unknown } | null)
+      .filter((info) => info?.level === 'error')
+      .pop();
+    if (typeof said?.code === 'string') {
+      return new FlvPublishError(`${shown}: ${said.code}: ${String(said.description)}`, said.code);
+    }
+    return new FlvPublishError(`${shown}: the server closed the connection after ${sentTags} tags`);
+  };
 
   async function handshakeAndPublish(): Promise<void> {
     const c = await TestClient.open(options.port);

@@ -85,6 +85,13 @@ describe('stream output health', () => {
       { phase: 'error', status: 'error', viewers: 1 },
       { health: 'failing', reason: 'the managed stream is in error' },
     ],
+    [
+      'refused by the relay, ended: stays red',
+      'ended',
+      { segments: 0, uptimeSeconds: 12, failure: 'ffmpeg made nothing of this input, twice' },
+      null,
+      { health: 'failing', reason: 'refused: ffmpeg made nothing of this input, twice' },
+    ],
   ];
   for (const [name, state, stats, managed, expected] of cases) {
     it(`${name}: ${expected.health}`, () => {

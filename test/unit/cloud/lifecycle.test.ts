@@ -30,6 +30,13 @@ const hls = (relayId: string, hlsUrl: string): LifecycleEvent => ({ type: 'hls_r
 const lost = (relayId: string): LifecycleEvent => ({ type: 'relay_lost', relayId });
 const replaced = (relayId: string): LifecycleEvent => ({ type: 'replaced', relayId });
 const ended = (relayId: string): LifecycleEvent => ({ type: 'relay_stream_ended', relayId });
+/** The relay refused the publish (issue 15: a codec FFmpeg cannot decode). */
+const refused = (relayId: string): LifecycleEvent => ({
+  type: 'relay_stream_ended',
+  relayId,
+  error: 'FFmpeg decodes nothing of it',
+});
+const REFUSED = 'the relay refused the stream: FFmpeg decodes nothing of it';
 const ev = (
   type: 'keepalive_missed_limit' | 'last_viewer_left' | 'stop_requested' | 'timeout',
 ): LifecycleEvent => ({ type }) as LifecycleEvent;
@@ -151,6 +158,13 @@ function endingRows(from: From, relay: string | null): Row[] {
             event: ended(relay),
             to: 'stopped' as const,
             effects: [N('stopped', { message: 'the stream ended on the relay' }), STOP, REL(relay)],
+            state: endState,
+          },
+          {
+            from,
+            event: refused(relay),
+            to: 'error' as const,
+            effects: [N('error', { message: REFUSED }), STOP, REL(relay)],
             state: endState,
           },
         ]),
@@ -346,6 +360,12 @@ const LEGAL: Row[] = [
     event: ended('relay-1'),
     to: 'stopped',
     effects: [N('stopped', { message: 'the stream ended on the relay' }), REL()],
+  },
+  {
+    from: 'stopping',
+    event: refused('relay-1'),
+    to: 'error',
+    effects: [N('error', { message: REFUSED }), REL()],
   },
   {
     from: 'stopping',
@@ -581,6 +601,7 @@ const ALPHABET: LifecycleEvent[] = [
   replaced('relay-2'),
   ended('relay-1'),
   ended('relay-2'),
+  refused('relay-1'),
   ev('keepalive_missed_limit'),
   ev('last_viewer_left'),
   ev('stop_requested'),

@@ -100,6 +100,28 @@ describe('managed streams', () => {
   });
 });
 
+describe('managed streams: a relay that refuses the publish', () => {
+  it('ends the stream in error with the reason (issue 15: an input the relay cannot use), glasses stopped', async () => {
+    const { streams, store, sent } = setup();
+    await store.upsertRelay(
+      { relayId: 'r1', rtmpUrl: 'rtmp://relay1:1935', hlsUrl: 'http://relay1:8888', maxStreams: 5 },
+      Date.now(),
+    );
+    try {
+      const heard: ManagedStreamStatus[] = [];
+      streams.on('status', (_who, status) => heard.push(status));
+      const id = (await streams.request('a@b.com', 'com.one')).streamId!;
+      await streams.relayStreamEnded('a@b.com', id, 'r1', 'ffmpeg made nothing of this input, twice');
+      const last = heard.at(-1)!;
+      assert.equal(last.status, 'error');
+      assert.match(String(last.message), /refused the stream: ffmpeg made nothing of this input/);
+      assert.ok(sent.some((s) => s.message.type === 'stop_rtmp_stream'));
+    } finally {
+      await streams.close();
+    }
+  });
+});
+
 describe('managed streams: re-streaming and thumbnails', () => {
   it("pushes the union of the viewing apps' destinations, and tells apps the outputs the relay reports", async () => {
     const { streams, store } = setup();

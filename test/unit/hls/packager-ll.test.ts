@@ -234,8 +234,23 @@ describe('LL packager: the playlist', () => {
     );
   });
 
-  it('is startable once complete segments after the first hold PART-HOLD-BACK', () => {
-    const p = ll();
+  it('is startable once complete segments after the first hold PART-HOLD-BACK, or the start grace passed', () => {
+    let now = 0;
+    const timed = ll({ now: () => now, startGraceMs: 1000 });
+    const fired: number[] = [];
+    timed.on('startable', () => fired.push(now));
+    timed.setInit(init(0));
+    feed(timed, { fps: 15, gop: 2, to: 31 }); // the first segment completes at now = 0
+    assert.equal(timed.startable, false);
+    now = 999;
+    feed(timed, { fps: 15, gop: 2, from: 31, to: 38 });
+    assert.equal(timed.startable, false, 'within the grace, the PART-HOLD-BACK rule decides');
+    now = 1000;
+    feed(timed, { fps: 15, gop: 2, from: 38, to: 45 });
+    assert.equal(timed.startable, true, 'a second after the first segment, whatever the rule says');
+    assert.deepEqual(fired, [1000], "'startable' once, when it first holds");
+    timed.end();
+    const p = ll({ startGraceMs: 60_000 });
     assert.equal(p.startable, false);
     p.setInit(init(0));
     feed(p, { fps: 15, gop: 2, to: 30 + 29 }); // a segment and 1.93 s of parts
@@ -243,13 +258,17 @@ describe('LL packager: the playlist', () => {
     assert.equal(p.startable, false, 'the second segment is not complete');
     feed(p, { fps: 15, gop: 2, from: 59, to: 61 });
     assert.equal(p.startable, true);
-    const gone = ll();
+    let at = 0;
+    const gone = ll({ now: () => at });
     gone.setInit(init(0));
     feed(gone, { fps: 15, gop: 2, to: 40 });
     assert.equal(gone.startable, false);
     gone.closeOpen(); // the publisher left: FFmpeg flushed, nothing more is coming for now
-    assert.equal(gone.startable, true);
-    const short = ll({ segmentSeconds: 1, targetDuration: 1 });
+    assert.equal(gone.startable, false, 'no open segment is also the moment between two segments');
+    at = 1000;
+    assert.equal(gone.startable, true, 'the grace covers it');
+    gone.end();
+    const short = ll({ segmentSeconds: 1, targetDuration: 1, startGraceMs: 60_000 });
     short.setInit(init(0));
     feed(short, { fps: 15, gop: 1, to: 15 * 2 + 1 });
     assert.equal(short.startable, false, '1 s segments: one after the first is not 1.5 s');

@@ -1,11 +1,18 @@
 /**
  * The picture size from an H.264 SPS (what ABR uses when onMetaData has no width/height): SPSs libx264
  * wrote (high and baseline profiles, a 1080p one with cropping), inside an FLV AVC sequence header, and
- * truncated or foreign input, which yields null.
+ * truncated or foreign input, which yields null; and the format (profile, chroma, bit depths) that decides
+ * whether the stream is copied, from SPSs libx264 wrote for each pixel format.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { avcSequenceHeaderSize, spsPictureSize } from '../../../src/media/avc-sps.ts';
+import {
+  avcRecordFormat,
+  avcSequenceHeaderSize,
+  playerDecodable,
+  spsFormat,
+  spsPictureSize,
+} from '../../../src/media/avc-sps.ts';
 
 const CASES = [
   {
@@ -66,5 +73,48 @@ describe('H.264 SPS picture size', () => {
     for (let n = 0; n < 13 + sps.length; n++) {
       assert.equal(avcSequenceHeaderSize(header.subarray(0, n)), null, `${n} bytes of header`);
     }
+  });
+});
+
+/** SPSs libx264 wrote (320x240, one frame) for each pixel format, and what players make of them. */
+const FORMATS = [
+  { name: 'High 8-bit 4:2:0', hex: CASES[0]!.hex, format: [100, 1, 8, 8], decodable: true },
+  { name: 'Baseline 8-bit 4:2:0', hex: CASES[3]!.hex, format: [66, 1, 8, 8], decodable: true },
+  {
+    name: 'High 4:4:4 10-bit (yuv444p10le)',
+    hex: '67f4000c90d9b28283f60220000003002000000303c1e28532c0',
+    format: [244, 3, 10, 10],
+    decodable: false,
+  },
+  {
+    name: 'High 10 (yuv420p10le)',
+    hex: '676e000ca6cd94141fb0110000030001000003001e0f142996',
+    format: [110, 1, 10, 10],
+    decodable: false,
+  },
+  {
+    name: 'High 4:2:2 8-bit (yuv422p)',
+    hex: '677a000cbcd94141fb0110000003001000000301e0f1429960',
+    format: [122, 2, 8, 8],
+    decodable: false,
+  },
+] as const;
+
+describe('H.264 SPS format: what players decode', () => {
+  for (const c of FORMATS) {
+    it(`${c.name}: ${c.decodable ? 'copied' : 'transcoded'}`, () => {
+      const sps = Buffer.from(c.hex, 'hex');
+      const [profileIdc, chromaFormatIdc, bitDepthLuma, bitDepthChroma] = c.format;
+      const expected = { profileIdc, chromaFormatIdc, bitDepthLuma, bitDepthChroma };
+      assert.deepEqual(spsFormat(sps), expected);
+      // The avcC inside the FLV sequence header (after its 5-byte tag prefix).
+      assert.deepEqual(avcRecordFormat(sequenceHeader(sps).subarray(5)), expected);
+      assert.equal(playerDecodable(expected), c.decodable);
+    });
+  }
+
+  it('yields null for a truncated record', () => {
+    const record = sequenceHeader(Buffer.from(FORMATS[2].hex, 'hex')).subarray(5);
+    for (let n = 0; n < 12; n++) assert.equal(avcRecordFormat(record.subarray(0, n)), null, `${n} bytes`);
   });
 });
