@@ -31,6 +31,9 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
   if (config.publishAuth === 'off') {
     logger.warn('PUBLISH AUTH IS OFF: anyone who can reach the RTMP port can publish (dev mode)');
   }
+  if (config.playback.auth === 'off') {
+    logger.warn('PLAYBACK AUTH IS OFF: anyone who knows a stream URL can watch it (dev mode)');
+  }
 
   const system = await startDevSystem(config, logger);
   const relay = system.relay;
@@ -68,7 +71,9 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
       logger.info('PUBLISH AUTH IS ON with your PUBLISH_TOKEN_SECRET: publish with a token the cloud signs');
     }
   }
-  const exampleHls = `${relay.hlsBase}/test-user.com/stream123/index.m3u8`;
+  // With playback auth on and a secret generated here, the example URL carries a dev playback token.
+  const playbackToken = system.signDevPlaybackToken?.('test@user.com', 'stream123');
+  const exampleHls = `${relay.hlsBase}/test-user.com/stream123/index.m3u8${playbackToken ? `?token=${playbackToken}` : ''}`;
   logger.info(
     `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${relay.rtmpPort}/live/test@user.com/stream123${query}`,
   );

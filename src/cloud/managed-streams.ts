@@ -23,10 +23,12 @@ import {
   srtPublishUrl,
   thumbnailUrlOf,
   whipPublishUrl,
+  withPlaybackToken,
   withPublicBase,
 } from '../contracts/urls.ts';
 import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { PlaybackTokenSigner } from '../shared/playback-token.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import { type BusMessage, type CloudBus, MemoryBus, type StatusTarget } from './bus.ts';
 import { createHlsProbe, type HlsProbe } from './hls-probe.ts';
@@ -71,6 +73,13 @@ export interface ManagedStreamsOptions {
   log: Logger;
   /** PUBLISH_TOKEN_SECRET; null publishes without tokens (dev mode with PUBLISH_AUTH=off). */
   tokenSecret: string | null;
+  /**
+   * PLAYBACK_AUTH=token: signs the playback token every playback URL of every status carries (and the
+   * playlist check's). Absent: URLs without tokens.
+   */
+  playbackTokens?: PlaybackTokenSigner | null;
+  /** HLS_END_GRACE_SECONDS in ms: an ended stream's playback tokens live no longer than this from now. */
+  endGraceMs?: number;
   keepAliveMs: number;
   ackTimeoutMs: number;
   maxMissedAcks: number;
@@ -253,12 +262,26 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     return r ? viewOf(r) : undefined;
   }
 
-  /** The status a viewer sees now. */
-  statusOf(stream: Pick<ManagedStream, 'streamId' | 'state' | 'outputs'>): ManagedStreamStatus {
+  /**
+   * The playback token for a stream's URLs now (PLAYBACK_AUTH=token), else null: fresh at every status,
+   * never outliving an ended stream's grace (architecture §3).
+   */
+  playbackToken(stream: Pick<ManagedStream, 'streamId' | 'userId' | 'state'>): string | null {
+    const signer = this.#o.playbackTokens;
+    if (!signer) return null;
+    const endsAt = END_PHASES.has(stream.state.phase) ? this.#now() + (this.#o.endGraceMs ?? 60_000) : null;
+    return signer.sign(stream.userId, stream.streamId, { endsAt });
+  }
+
+  /** The status a viewer sees now: every playback URL in it carries a fresh playback token (when on). */
+  statusOf(stream: Pick<ManagedStream, 'streamId' | 'userId' | 'state' | 'outputs'>): ManagedStreamStatus {
     const { status, hlsUrl, message } = stream.state.reported;
-    const url = hlsUrl ? withPublicBase(hlsUrl, this.#o.hlsPublicBaseUrl) : null;
+    const plain = hlsUrl ? withPublicBase(hlsUrl, this.#o.hlsPublicBaseUrl) : null;
+    const token = plain ? this.playbackToken(stream) : null;
+    const url = plain ? withPlaybackToken(plain, token) : null;
     // The relay serves the latest keyframe next to the playlist (relay thumbnails).
-    const thumbnailUrl = url ? thumbnailUrlOf(url) : null;
+    const thumb = plain ? thumbnailUrlOf(plain) : null;
+    const thumbnailUrl = thumb ? withPlaybackToken(thumb, token) : null;
     return {
       type: 'managed_stream_status',
       status,
@@ -430,7 +453,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   async hlsReady(userId: string, streamId: string, relayId: string, hlsUrl: string): Promise<void> {
     const r = await this.#state.get(streamId);
     if (!r || r.userId !== userId || r.state.relayId !== relayId) return;
-    await this.#verify(streamId, relayId, hlsUrl);
+    await this.#verify(r, relayId, hlsUrl);
   }
 
   /**
@@ -672,7 +695,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       }
       case 'verify_hls':
         // Not awaited: the check may take seconds, and the caller (a glasses message) must not wait.
-        void this.#verify(r.streamId, effect.relayId, effect.hlsUrl);
+        void this.#verify(r, effect.relayId, effect.hlsUrl);
         break;
     }
   }
@@ -760,14 +783,16 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   }
 
   /** Checks the URL answers, then feeds `hls_ready` (if the stream is still on that relay). */
-  async #verify(streamId: string, relayId: string, hlsUrl: string): Promise<void> {
+  async #verify(r: StreamRecord, relayId: string, hlsUrl: string): Promise<void> {
+    const { streamId } = r;
     if (this.#probes.get(streamId)?.url === hlsUrl || this.#closed) return;
     this.#probes.get(streamId)?.abort.abort();
     const probe = { url: hlsUrl, abort: new AbortController() };
     this.#probes.set(streamId, probe);
     let answers = false;
     try {
-      answers = await this.#probeHls(hlsUrl, probe.abort.signal);
+      // With the playback token an app would get: a relay with PLAYBACK_AUTH=token refuses it otherwise.
+      answers = await this.#probeHls(withPlaybackToken(hlsUrl, this.playbackToken(r)), probe.abort.signal);
     } catch (err) {
       this.#log.warn({ streamId, err: (err as Error).message }, 'playlist check failed');
     }

@@ -20,6 +20,7 @@ import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { createPlaybackTokenVerifier, type PlaybackGuard, playbackGuard } from '../shared/playback-token.ts';
 import { passphraseFromConfig, SrtListener } from '../srt/listener.ts';
 import { StreamRegistry } from '../stream/registry.ts';
 import { StreamState } from '../stream/stream.ts';
@@ -64,6 +65,8 @@ export interface RelayHandle {
   restreaming: Restreaming;
   /** `http://host:port/hls/{userPath}/{streamId}/index.m3u8` base, for logs. */
   hlsBase: string;
+  /** The playback-token check of every playback route (PLAYBACK_AUTH): `{onRequest: playback}` on a route. */
+  playback: PlaybackGuard;
   close(): Promise<void>;
 }
 
@@ -75,8 +78,25 @@ export async function startRelay(
     publicHost?: string;
     /** The encoder probe's answer, when the caller has it (tests force a GPU encoder this machine lacks). */
     encoderProbe?: EncoderProbeResult;
+    /** Playback tokens' secret when not configured (dev generates one); PLAYBACK_AUTH=token needs one. */
+    playbackTokenSecret?: string;
   } = {},
 ): Promise<RelayHandle> {
+  // Built first: a PLAYBACK_AUTH=token relay without a secret must not start at all.
+  const playbackSecret = options.playbackTokenSecret ?? config.playback.tokenSecret;
+  if (config.playback.auth === 'token' && !playbackSecret) {
+    throw new RelayError(
+      ErrorCodes.CONFIG_INVALID,
+      'PLAYBACK_AUTH=token needs PLAYBACK_TOKEN_SECRET (or PUBLISH_TOKEN_SECRET)',
+    );
+  }
+  const playback = playbackGuard({
+    mode: config.playback.auth,
+    verify:
+      config.playback.auth === 'token' && playbackSecret
+        ? createPlaybackTokenVerifier({ secret: playbackSecret })
+        : null,
+  });
   const reaper = new ChildReaper();
   // The H.264 encoder for transcodes: a GPU one when the probe finds it working, libx264 otherwise.
   const probe =
@@ -147,6 +167,7 @@ export async function startRelay(
     lookup: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.packager,
     lookupAbr: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.abr ?? undefined,
     corsOrigins: config.hls.corsOrigins,
+    playback,
     log,
     ready,
   });
@@ -158,7 +179,7 @@ export async function startRelay(
     width: config.hls.thumbnailWidth,
     ffmpegPath: config.stream.ffmpegPath,
   });
-  thumbnails.route(origin, (userPath, streamId) => streams.byHlsPath(userPath, streamId));
+  thumbnails.route(origin, (userPath, streamId) => streams.byHlsPath(userPath, streamId), playback);
   const restreaming = new Restreaming({ streams, log });
   const viewers = new ViewerTracker({ windowMs: config.hls.viewerWindowMs });
   const relayMetrics = createRelayMetrics({
@@ -282,6 +303,7 @@ export async function startRelay(
       viewers,
       restreaming,
       hlsBase,
+      playback,
       close,
     };
   } catch (err) {

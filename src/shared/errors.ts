@@ -134,6 +134,11 @@ const REGISTRY = {
   MANAGED_STREAM_NOT_PLAYABLE: 404,
   NO_RELAY_AVAILABLE: 503,
   DASHBOARD_NOT_INSTALLED: 404,
+  // Playback tokens (HLS, DASH, WHEP, thumbnails, recordings)
+  PLAYBACK_UNAUTHORIZED: 401,
+  PLAYBACK_FORBIDDEN: 403,
+  PLAYBACK_TOKEN_SECRET_WEAK: 500,
+  PLAYBACK_TOKEN_GRANT_INVALID: 400,
 } as const satisfies Record<string, ErrorStatus>;
 
 export type ErrorCode = keyof typeof REGISTRY;
