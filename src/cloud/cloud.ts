@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { UserId } from '../contracts/relay-api.ts';
 import { srtStreamPassphrase } from '../contracts/srt.ts';
+import { withPlaybackToken } from '../contracts/urls.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -172,6 +173,13 @@ export async function startCloud(
       return { phase: m.state.phase, status: m.state.reported.status, viewers: m.viewers.size };
     },
     token: config.api.token,
+    // The operator's players (behind CONTROL_API_TOKEN) get the token an app would.
+    ...(playback
+      ? {
+          playbackUrl: (url: string, userId: string, streamId: string) =>
+            withPlaybackToken(url, playback.signer.sign(userId, streamId)),
+        }
+      : {}),
     refreshMs: options.dashboardRefreshMs ?? Math.min(c.heartbeatMs, 2000),
     ...(options.dashboardOutputGraceMs ? { outputGraceMs: options.dashboardOutputGraceMs } : {}),
     lateAfterMs: c.heartbeatMs * 2.5,
