@@ -5,7 +5,8 @@
  * stream is followed again (with backoff) until the stream ends: a network fault is not a status of the
  * stream, so apps never hear one as `error`; the cloud's first status on the new connection is passed on only
  * when it differs from the last one heard. A cloud that no longer knows the stream answers 404: that ends it
- * with `error`.
+ * with `error`. With playback tokens on (PLAYBACK_AUTH=token), every URL a status carries has its token
+ * (`?token=`), fresh in every status: `getManagedStreamUrls` hands out the latest, which play as they are.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ManagedStreamStatus, ManagedStreamStatus as StatusSchema } from '../contracts/mentra.ts';
@@ -27,6 +28,10 @@ export interface ManagedStreamUrls {
   streamId: string;
   hlsUrl: string;
   dashUrl: string;
+  /** WHEP, once the relay serves it. */
+  webrtcUrl?: string;
+  /** The latest keyframe as a JPEG. */
+  thumbnailUrl?: string;
 }
 
 export class ManagedStreamTimeoutError extends Error {
@@ -58,7 +63,13 @@ export class ManagedStreamClient {
   getManagedStreamUrls(): ManagedStreamUrls | undefined {
     const s = this.#last;
     return s?.status === 'active' && s.hlsUrl && s.streamId
-      ? { streamId: s.streamId, hlsUrl: s.hlsUrl, dashUrl: s.dashUrl ?? '' }
+      ? {
+          streamId: s.streamId,
+          hlsUrl: s.hlsUrl,
+          dashUrl: s.dashUrl ?? '',
+          ...(s.webrtcUrl ? { webrtcUrl: s.webrtcUrl } : {}),
+          ...(s.thumbnailUrl ? { thumbnailUrl: s.thumbnailUrl } : {}),
+        }
       : undefined;
   }
 

@@ -147,7 +147,10 @@ describe('playback tokens end to end', () => {
     const part = uris.find((u) => /-part\d+\.m4s/.test(u))!;
     const msn = Number(/#EXT-X-MEDIA-SEQUENCE:(\d+)/.exec(playlist)![1]);
     const blocking = `${urls.hlsUrl}&_HLS_msn=${msn}`;
-    const thumbnail = withToken(urls.hlsUrl.replace('index.m3u8', 'thumbnail.jpg'), good);
+    // The SDK hands out the thumbnail with the same token as the playlist.
+    const thumbnail = urls.thumbnailUrl!;
+    assert.equal(tokenOf(thumbnail), good);
+    assert.match(thumbnail, /\/thumbnail\.jpg\?token=/);
     const targets = { playlist: urls.hlsUrl, blocking, init, segment, part, thumbnail };
     for (const [kind, url] of Object.entries(targets)) {
       assert.equal((await fetch(url)).status, 200, `${kind} with the app's token`);
