@@ -28,11 +28,14 @@ export interface DevHandle {
 export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logger): Promise<DevHandle> {
   const config = loadConfig(env, { publishAuth: 'off' });
   const logger = log ?? createLogger({ level: config.logLevel });
+  // One line when both are off (dev's default): the warning a clean start gives.
+  const playbackOff = 'PLAYBACK AUTH IS OFF: anyone who knows a stream URL can watch it';
   if (config.publishAuth === 'off') {
-    logger.warn('PUBLISH AUTH IS OFF: anyone who can reach the RTMP port can publish (dev mode)');
-  }
-  if (config.playback.auth === 'off') {
-    logger.warn('PLAYBACK AUTH IS OFF: anyone who knows a stream URL can watch it (dev mode)');
+    logger.warn(
+      `PUBLISH AUTH IS OFF: anyone who can reach the RTMP port can publish (dev mode)${config.playback.auth === 'off' ? `; ${playbackOff}` : ''}`,
+    );
+  } else if (config.playback.auth === 'off') {
+    logger.warn(`${playbackOff} (dev mode)`);
   }
 
   const system = await startDevSystem(config, logger);
