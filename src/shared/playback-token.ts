@@ -232,9 +232,18 @@ export interface PlaybackGuardOptions {
   target?: (request: FastifyRequest) => PlaybackTarget | null;
 }
 
-/** A fastify `onRequest`/`preHandler` hook: `{onRequest: guard}` on a route, or `addHook` in a plugin. */
+/** What `PlaybackGuard.check` decides: in, with the query to write into URIs (`token=…` or ''), or not. */
+export type PlaybackCheck =
+  | { ok: true; query: string }
+  | { ok: false; status: 401 | 403; code: ErrorCode; error: string };
+
+/**
+ * A fastify `onRequest`/`preHandler` hook: `{onRequest: guard}` on a route, or `addHook` in a plugin. Routes
+ * with an `authorize` hook of their own (DASH, WHEP, recordings) call `check` instead and answer themselves.
+ */
 export type PlaybackGuard = ((request: FastifyRequest, reply: FastifyReply) => Promise<unknown>) & {
   readonly mode: 'token' | 'off';
+  check(request: FastifyRequest, target?: PlaybackTarget): Promise<PlaybackCheck>;
 };
 
 /** The `token=…` query a request was let in with (to write into the URIs it is answered with). */
@@ -260,30 +269,42 @@ function tokenOf(request: FastifyRequest): { token: string | undefined; fromQuer
 
 export function playbackGuard(options: PlaybackGuardOptions): PlaybackGuard {
   if (options.mode === 'off') {
-    return Object.assign(async () => undefined, { mode: 'off' as const });
+    const open: PlaybackCheck = { ok: true, query: '' };
+    return Object.assign(async () => undefined, { mode: 'off' as const, check: async () => open });
   }
   const verify = options.verify;
   if (!verify) throw new RelayError(ErrorCodes.CONFIG_INVALID, 'PLAYBACK_AUTH=token needs a token secret');
-  const target = options.target ?? paramsTarget;
-  const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+  const targetOf = options.target ?? paramsTarget;
+  const check = async (request: FastifyRequest, target?: PlaybackTarget): Promise<PlaybackCheck> => {
     const found = tokenOf(request);
-    const to = target(request);
+    const to = target ?? targetOf(request);
     const decision = !found
       ? refuse('malformed')
       : to === null
         ? refuse('claims') // a route without its stream in the URL: nothing a token could grant
         : await verify(found.token, to);
-    if (decision.allow) {
-      if (found?.fromQuery && found.token) acceptedQuery.set(request, `token=${found.token}`);
-      return undefined;
+    if (!decision.allow) {
+      return {
+        ok: false,
+        status: decision.status,
+        code: decision.code,
+        error: PlaybackRefusals[decision.reason],
+      };
     }
+    const query = found?.fromQuery && found.token ? `token=${found.token}` : '';
+    if (query) acceptedQuery.set(request, query);
+    return { ok: true, query };
+  };
+  const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    const checked = await check(request);
+    if (checked.ok) return undefined;
     // no-store: a refusal must not stay in a CDN for the viewers whose token is good.
     return reply
-      .code(decision.status)
+      .code(checked.status)
       .header('cache-control', 'no-store')
-      .send({ error: PlaybackRefusals[decision.reason], code: decision.code });
+      .send({ error: checked.error, code: checked.code });
   };
-  return Object.assign(guard, { mode: 'token' as const });
+  return Object.assign(guard, { mode: 'token' as const, check });
 }
 
 /**

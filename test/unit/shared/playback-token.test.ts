@@ -231,6 +231,31 @@ describe('playback guard', () => {
     assert.throws(() => playbackGuard({ mode: 'token' }), RelayError);
   });
 
+  it('check() decides for routes with their own authorize hook (DASH, WHEP, recordings)', async () => {
+    const a = Fastify();
+    const guard = playbackGuard({ mode: 'token', verify });
+    const open = playbackGuard({ mode: 'off' });
+    a.get('/recordings/:userPath/:streamId', async (request) => ({
+      mine: await guard.check(request),
+      theirs: await guard.check(request, { userPath: 'a-b.com', streamId: 's2' }),
+      off: await open.check(request),
+    }));
+    const res = await a.inject({ url: `/recordings/a-b.com/s1?token=${token}` });
+    assert.deepEqual(res.json(), {
+      mine: { ok: true, query: `token=${token}` },
+      theirs: {
+        ok: false,
+        status: 403,
+        code: 'PLAYBACK_FORBIDDEN',
+        error: PlaybackRefusals.otherStream,
+      },
+      off: { ok: true, query: '' },
+    });
+    const none = await a.inject({ url: '/recordings/a-b.com/s1' });
+    assert.equal(none.json().mine.status, 401);
+    await a.close();
+  });
+
   it('appends with ? or &', () => {
     assert.equal(withQuery('seg1.m4s', 'token=t'), 'seg1.m4s?token=t');
     assert.equal(withQuery('a.m3u8?_HLS_msn=3', 'token=t'), 'a.m3u8?_HLS_msn=3&token=t');
