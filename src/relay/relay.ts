@@ -94,7 +94,11 @@ export async function startRelay(
     mode: config.playback.auth,
     verify:
       config.playback.auth === 'token' && playbackSecret
-        ? createPlaybackTokenVerifier({ secret: playbackSecret })
+        ? createPlaybackTokenVerifier({
+            secret: playbackSecret,
+            // Only with the configured secret: a generated one (dev) has no previous.
+            previousSecret: options.playbackTokenSecret ? undefined : config.playback.previousSecret,
+          })
         : null,
   });
   const reaper = new ChildReaper();

@@ -233,6 +233,11 @@ export interface RelayConfig {
     auth: 'token' | 'off';
     /** PLAYBACK_TOKEN_SECRET, else PUBLISH_TOKEN_SECRET; unset: the composition decides (dev generates). */
     tokenSecret: string | undefined;
+    /**
+     * Still accepted by relays: PUBLISH_TOKEN_SECRET_PREVIOUS while playback tokens use the publish secret, so
+     * rotating it does not cut every viewer off at once.
+     */
+    previousSecret: string | undefined;
     /** PLAYBACK_TOKEN_TTL_SECONDS. */
     ttlSeconds: number;
   };
@@ -425,6 +430,7 @@ export function loadConfig(
       // Off where publish auth is off by default (dev), on everywhere else, whatever PUBLISH_AUTH says.
       auth: e.PLAYBACK_AUTH ?? defaults.playbackAuth ?? defaults.publishAuth,
       tokenSecret: e.PLAYBACK_TOKEN_SECRET ?? e.PUBLISH_TOKEN_SECRET,
+      previousSecret: e.PLAYBACK_TOKEN_SECRET === undefined ? e.PUBLISH_TOKEN_SECRET_PREVIOUS : undefined,
       ttlSeconds: e.PLAYBACK_TOKEN_TTL_SECONDS,
     },
     publishTokenSecretPrevious: e.PUBLISH_TOKEN_SECRET_PREVIOUS,

@@ -285,6 +285,12 @@ describe('playback config and CLI', () => {
     assert.equal(c.playback.tokenSecret, OTHER);
     assert.equal(c.playback.ttlSeconds, 86_400);
     assert.equal(loadConfig({ PLAYBACK_TOKEN_TTL_SECONDS: '30' }).playback.ttlSeconds, 30);
+    const rotating = { PUBLISH_TOKEN_SECRET: SECRET, PUBLISH_TOKEN_SECRET_PREVIOUS: OTHER };
+    assert.equal(loadConfig(rotating).playback.previousSecret, OTHER, 'the publish rotation covers playback');
+    assert.equal(
+      loadConfig({ ...rotating, PLAYBACK_TOKEN_SECRET: SECRET }).playback.previousSecret,
+      undefined,
+    );
     assert.throws(() => loadConfig({ PLAYBACK_TOKEN_TTL_SECONDS: '0' }), /PLAYBACK_TOKEN_TTL_SECONDS/);
   });
 
