@@ -84,6 +84,8 @@ describe('origin with playback tokens', () => {
       assert.equal(bad.statusCode, 403, `${file}: tampered`);
     }
     assert.equal(heldRequests(app), 0, 'a refused request is never held');
+    const head = await app.inject({ method: 'HEAD', url: '/hls/a-b.com/s/cafe0123-seg0.m4s' });
+    assert.equal(head.statusCode, 401, 'HEAD too');
     for (const file of files.slice(0, 5)) {
       const sep = file.includes('?') ? '&' : '?';
       const ok = await app.inject({ url: `/hls/a-b.com/s/${file}${sep}token=${TOKEN}` });
