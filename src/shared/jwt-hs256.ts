@@ -29,7 +29,8 @@ export function hs256Key(secret: string | Uint8Array, name: string, code: ErrorC
   return key;
 }
 
-const HEADER = Buffer.from(JSON.stringify({ alg: HS256, typ: 'JWT' })).toString('base64url');
+// No `typ` (optional, RFC 7519 §5.1): these tokens ride in URLs, short is better.
+const HEADER = Buffer.from(JSON.stringify({ alg: HS256 })).toString('base64url');
 
 /** A compact HS256 JWT of `claims`, signed now (a few microseconds: one HMAC). */
 export function signHs256(claims: Record<string, unknown>, key: Uint8Array): string {

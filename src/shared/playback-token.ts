@@ -2,8 +2,8 @@
  * Playback tokens (architecture §3, `PLAYBACK_AUTH=token`): the cloud signs one per stream into every
  * playback URL it hands out; the relay checks it on every playback request (playlists, MPDs, media,
  * thumbnails, WHEP offers, recordings) and writes it back into every URI of the playlists it serves, so a
- * player that only follows URIs keeps sending it. Claims `{sub: userId, sid: streamId, scp: "play", iat,
- * exp}`, HS256 with PLAYBACK_TOKEN_SECRET (PUBLISH_TOKEN_SECRET by default); `scp` keeps a publish or user
+ * player that only follows URIs keeps sending it. Claims `{sub: userId, sid: streamId, scp: "play", exp}`
+ * exactly (no `iat`, no `typ` header: the token rides in every URI of every playlist, so every byte counts), HS256 with PLAYBACK_TOKEN_SECRET (PUBLISH_TOKEN_SECRET by default); `scp` keeps a publish or user
  * token from passing as one (and a playback token has no `rly` nor `aud`, so it passes as neither).
  *
  * - `createPlaybackTokenSigner` (cloud): synchronous (statuses are built synchronously), and deterministic
@@ -68,7 +68,7 @@ function secretKey(secret: string | Uint8Array): Uint8Array {
 export interface PlaybackGrant {
   userId: string;
   streamId: string;
-  /** `iat` and `exp`, seconds since the epoch (exp > iat). */
+  /** When it is issued (not written into the token) and `exp`, seconds since the epoch (exp > iat). */
   iat: number;
   exp: number;
 }
@@ -87,7 +87,7 @@ export function signPlaybackToken(secret: string | Uint8Array, grant: PlaybackGr
     );
   }
   return signHs256(
-    { sub: grant.userId, sid: grant.streamId, scp: PLAYBACK_SCOPE, iat: grant.iat, exp: grant.exp },
+    { sub: grant.userId, sid: grant.streamId, scp: PLAYBACK_SCOPE, exp: grant.exp },
     secretKey(secret),
   );
 }
