@@ -1,0 +1,92 @@
+/**
+ * The cloud's side of playback tokens (PLAYBACK_AUTH=token): the playlist check goes out with a token, every
+ * playback URL of a status (hlsUrl, thumbnailUrl, previewUrl; behind a CDN base too) carries the same fresh
+ * one, which the relay's verifier accepts for that stream only; an ended stream's token ends with its grace;
+ * without a signer nothing changes.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import { ManagedStreams } from '../../../src/cloud/managed-streams.ts';
+import { MemoryCloudStore } from '../../../src/cloud/store-memory.ts';
+import { silentLogger } from '../../../src/shared/logger.ts';
+import {
+  createPlaybackTokenSigner,
+  createPlaybackTokenVerifier,
+} from '../../../src/shared/playback-token.ts';
+
+const SECRET = 'playback-secret-for-unit-tests-0123456789';
+
+async function activeStream(options: { signer: boolean; publicBase?: string }) {
+  const store = new MemoryCloudStore();
+  const probed: string[] = [];
+  const streams = new ManagedStreams({
+    store,
+    glasses: { send: () => true },
+    log: silentLogger(),
+    tokenSecret: null,
+    keepAliveMs: 60_000,
+    ackTimeoutMs: 10_000,
+    maxMissedAcks: 3,
+    relayCheckMs: 60_000,
+    probeHls: async (url) => {
+      probed.push(url);
+      return true;
+    },
+    endGraceMs: 60_000,
+    hlsPublicBaseUrl: options.publicBase,
+    playbackTokens: options.signer ? createPlaybackTokenSigner({ secret: SECRET, ttlSeconds: 86_400 }) : null,
+  });
+  await store.upsertRelay(
+    { relayId: 'r1', rtmpUrl: 'rtmp://relay1:1935', hlsUrl: 'http://relay1:8888', maxStreams: 5 },
+    Date.now(),
+  );
+  const streamId = (await streams.request('a@b.com', 'com.app')).streamId!;
+  await streams.hlsReady('a@b.com', streamId, 'r1', `http://relay1:8888/hls/a-b.com/${streamId}/index.m3u8`);
+  const stream = streams.get(streamId)!;
+  return { streams, stream, streamId, probed };
+}
+
+const tokenOf = (url: string | undefined): string => new URL(url!).searchParams.get('token') ?? '';
+
+describe('cloud statuses with playback tokens', () => {
+  it('checks the playlist with a token and hands out every playback URL with the same fresh one', async () => {
+    const { streams, stream, streamId, probed } = await activeStream({ signer: true });
+    assert.equal(probed.length, 1);
+    assert.match(probed[0]!, /index\.m3u8\?token=/);
+    const status = streams.statusOf(stream);
+    assert.equal(status.status, 'active');
+    const token = tokenOf(status.hlsUrl);
+    assert.ok(token);
+    assert.equal(status.hlsUrl, `http://relay1:8888/hls/a-b.com/${streamId}/index.m3u8?token=${token}`);
+    assert.equal(
+      status.thumbnailUrl,
+      `http://relay1:8888/hls/a-b.com/${streamId}/thumbnail.jpg?token=${token}`,
+    );
+    assert.equal(tokenOf(status.previewUrl), token);
+    const verify = createPlaybackTokenVerifier({ secret: SECRET });
+    assert.deepEqual(await verify(token, { userPath: 'a-b.com', streamId }), { allow: true });
+    assert.equal((await verify(token, { userPath: 'a-b.com', streamId: 'other' })).allow, false);
+    assert.deepEqual(Object.keys(decodeJwt(token)).sort(), ['exp', 'scp', 'sid', 'sub']);
+    // An ended stream: its token lives no longer than the grace.
+    const ended = streams.statusOf({ ...stream, state: { ...stream.state, phase: 'stopped' } });
+    const exp = decodeJwt(tokenOf(ended.hlsUrl)).exp!;
+    assert.ok(exp <= Date.now() / 1000 + 61, `exp ${exp - Date.now() / 1000} s from now`);
+    await streams.close();
+  });
+
+  it('keeps the token behind a CDN base, and writes none without a signer', async () => {
+    const cdn = await activeStream({ signer: true, publicBase: 'https://cdn.example.com' });
+    const url = cdn.streams.statusOf(cdn.stream).hlsUrl!;
+    assert.match(
+      url,
+      /^https:\/\/cdn\.example\.com\/hls\/a-b\.com\/\w+\/index\.m3u8\?token=[\w-]+\.[\w-]+\.[\w-]+$/,
+    );
+    await cdn.streams.close();
+    const off = await activeStream({ signer: false });
+    const status = off.streams.statusOf(off.stream);
+    assert.equal(status.hlsUrl!.includes('token'), false);
+    assert.equal(off.probed[0]!.includes('token'), false);
+    await off.streams.close();
+  });
+});
