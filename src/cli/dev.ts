@@ -41,9 +41,12 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
   const system = await startDevSystem(config, logger);
   const relay = system.relay;
   relay.streams.on('ready', (stream) => {
+    // With playback auth on and a secret generated here, a dev playback token (printing it is fine: the
+    // secret dies with the process); with a configured secret, the cloud's URLs are the ones to use.
+    const token = system.signDevPlaybackToken?.(stream.userId, stream.streamId);
     logger.info(
       { key: stream.key, profile: stream.pipelineProfile, decision: stream.decision },
-      `watch: ${relay.hlsBase}/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8`,
+      `watch: ${relay.hlsBase}/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8${token ? `?token=${token}` : ''}`,
     );
   });
 
