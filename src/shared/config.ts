@@ -61,6 +61,17 @@ const EnvSchema = z.object({
   COPY_MAX_SEGMENT_SECONDS: count(6),
   CLEAN_PROFILE: z.enum(['auto', 'copy', 'transcode', 'abr']).default('auto'),
   RECONNECT_WINDOW_SECONDS: seconds(120),
+  /**
+   * After a clean unpublish (RTMP FCUnpublish/deleteStream, SRT shutdown) the stream ends after this grace
+   * instead of the whole reconnect window: a quick republish still continues it. Never longer than the window.
+   */
+  UNPUBLISH_GRACE_SECONDS: seconds(5),
+  /** A "reconnecting" slate for HLS, DASH and re-streams while a publisher is gone. */
+  SLATE: z.enum(['on', 'off']).default('on'),
+  /** No media for this long (publisher still connected) starts the slate; under a second must not flap. */
+  SLATE_AFTER_SECONDS: z.coerce.number().min(1).max(3600).default(3),
+  /** A picture file (PNG, JPEG) shown instead of the built-in "Reconnecting…" frame. */
+  SLATE_IMAGE: z.string().min(1).optional(),
   HLS_END_GRACE_SECONDS: seconds(60),
   /** A viewer counts while it fetched something of the stream within this window. */
   HLS_VIEWER_WINDOW_SECONDS: seconds(15),
@@ -113,6 +124,12 @@ const EnvSchema = z.object({
   /** Announced ICE host candidates, comma-separated `host` or `host:port`; unset: the host's interfaces. */
   WEBRTC_HOSTS: z.string().min(1).optional(),
   WEBRTC_MAX_SESSIONS: count(500),
+  /** The Cloudflare-compatible Live Input API: on only with both (bearer token, the one account id). */
+  CLOUD_API_TOKEN: z.string().min(16).optional(),
+  CLOUD_ACCOUNT_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9]{1,32}$/, '1-32 letters and digits (Cloudflare account ids are 32 hex)')
+    .optional(),
   /** Playback tokens (architecture §3): checked on every playback request; `off` by default in dev only. */
   PLAYBACK_AUTH: z.enum(['token', 'off']).optional(),
   /** HS256 secret of playback tokens; PUBLISH_TOKEN_SECRET when unset. */
@@ -190,12 +207,16 @@ export interface RelayConfig {
   stream: {
     profile: 'auto' | 'copy' | 'transcode' | 'abr';
     reconnectWindowMs: number;
+    /** After a clean unpublish: at most the reconnect window. */
+    unpublishGraceMs: number;
     watchdogMs: number;
     backoffMs: number[];
     ffmpegPath: string;
     videoEncoder: 'auto' | 'libx264' | 'h264_nvenc' | 'h264_vaapi' | 'h264_qsv';
     gpuMaxSessions: number;
     vaapiDevice: string;
+    /** SLATE, SLATE_AFTER_SECONDS, SLATE_IMAGE: null when SLATE=off. */
+    slate: { afterMs: number; image: string | undefined } | null;
   };
   /** `off` only where the caller allows it (dev mode); `token` otherwise. */
   publishAuth: 'token' | 'off';
@@ -270,6 +291,8 @@ export interface RelayConfig {
     drainTimeoutMs: number;
     /** RTMP_RELAY_URLS / RTMP_RELAY_HLS_URLS: used when no relay is registered (the seed's static list). */
     staticRelays: { rtmpUrl: string; hlsUrl: string }[];
+    /** CLOUD_API_TOKEN + CLOUD_ACCOUNT_ID: the Live Input API; null (off, its paths 404) unless both are set. */
+    liveInputApi: { token: string; accountId: string } | null;
   };
 }
 
@@ -352,6 +375,12 @@ export function loadConfig(
     throw new RelayError(ErrorCodes.CONFIG_INVALID, `invalid configuration: ${problems}`);
   }
   const e = parsed.data;
+  if ((e.CLOUD_API_TOKEN === undefined) !== (e.CLOUD_ACCOUNT_ID === undefined)) {
+    throw new RelayError(
+      ErrorCodes.CONFIG_INVALID,
+      'invalid configuration: CLOUD_API_TOKEN and CLOUD_ACCOUNT_ID: the Live Input API needs both',
+    );
+  }
   if (e.SRT_PASSPHRASE !== undefined && e.SRT_PASSPHRASE_SECRET !== undefined) {
     throw new RelayError(
       ErrorCodes.CONFIG_INVALID,
@@ -407,12 +436,14 @@ export function loadConfig(
     stream: {
       profile: e.CLEAN_PROFILE,
       reconnectWindowMs: e.RECONNECT_WINDOW_SECONDS * 1000,
+      unpublishGraceMs: Math.min(e.UNPUBLISH_GRACE_SECONDS, e.RECONNECT_WINDOW_SECONDS) * 1000,
       watchdogMs: e.FFMPEG_WATCHDOG_SECONDS * 1000,
       backoffMs: e.FFMPEG_RESTART_BACKOFF_SECONDS.split(',').map((v) => Number(v) * 1000),
       ffmpegPath: e.FFMPEG_PATH,
       videoEncoder: e.VIDEO_ENCODER,
       gpuMaxSessions: e.GPU_MAX_SESSIONS,
       vaapiDevice: e.VAAPI_DEVICE,
+      slate: e.SLATE === 'on' ? { afterMs: e.SLATE_AFTER_SECONDS * 1000, image: e.SLATE_IMAGE } : null,
     },
     publishAuth: e.PUBLISH_AUTH ?? defaults.publishAuth,
     recordDir: e.RECORD_DIR,
@@ -453,6 +484,10 @@ export function loadConfig(
       glassesIngest: e.GLASSES_INGEST,
       drainTimeoutMs: e.DRAIN_TIMEOUT_SECONDS * 1000,
       staticRelays: staticRelays(e.RTMP_RELAY_URLS, e.RTMP_RELAY_HLS_URLS),
+      liveInputApi:
+        e.CLOUD_API_TOKEN !== undefined && e.CLOUD_ACCOUNT_ID !== undefined
+          ? { token: e.CLOUD_API_TOKEN, accountId: e.CLOUD_ACCOUNT_ID }
+          : null,
     },
   };
 }

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
+import { liveInputView } from '../../../src/cloud/live-inputs/view.ts';
 import { ManagedStreams } from '../../../src/cloud/managed-streams.ts';
 import { MemoryCloudStore } from '../../../src/cloud/store-memory.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
@@ -88,5 +89,52 @@ describe('cloud statuses with playback tokens', () => {
     assert.equal(status.hlsUrl!.includes('token'), false);
     assert.equal(off.probed[0]!.includes('token'), false);
     await off.streams.close();
+  });
+
+  it('gives a live input’s playback URLs (hls, dash, webRTCPlayback) the input’s token, its ingest URLs none', () => {
+    const uid = '0123456789abcdef0123456789abcdef';
+    const view = liveInputView(
+      {
+        v: 1,
+        uid,
+        userId: 'u@x.com',
+        created: 0,
+        modified: 0,
+        meta: {},
+        enabled: true,
+        deleteRecordingAfterDays: null,
+        recording: {
+          mode: 'off',
+          timeoutSeconds: 0,
+          requireSignedURLs: false,
+          allowedOrigins: [],
+          hideLiveViewerCount: false,
+        },
+        relayId: 'r',
+        placedAt: 0,
+        outputs: [],
+      },
+      {
+        relay: { relayId: 'r', rtmpUrl: 'rtmp://h:1935', hlsUrl: 'http://h:8888', whipUrl: 'http://h:8888' },
+        reports: {
+          connection: null,
+          outputs: [],
+          playback: { relayId: 'r', dashUrl: 'http://h:8888/dash/x.mpd' },
+        },
+        token: 'pub',
+        playbackToken: 'play',
+        srtPassphrase: null,
+        now: 0,
+        staleMs: 30_000,
+      },
+    );
+    assert.equal(view.hls?.url, `http://h:8888/hls/u-x.com/${uid}/index.m3u8?token=play`);
+    assert.equal(view.dash?.url, 'http://h:8888/dash/x.mpd?token=play');
+    assert.equal(view.webRTCPlayback?.url, `http://h:8888/whep/u-x.com/${uid}?token=play`);
+    assert.equal(
+      view.webRTC?.url,
+      `http://h:8888/whip/live/u@x.com/${uid}?token=pub`,
+      'ingest: the publish token',
+    );
   });
 });
