@@ -114,6 +114,8 @@ export interface DashboardStream {
   relayId: string;
   state: RelayStreamState;
   hlsUrl: string | null;
+  /** WHEP playback on the relay (the page's WebRTC player), when it announced one. */
+  webrtcUrl: string | null;
   stats: StreamStats | null;
   managed: DashboardManaged | null;
   output: DashboardOutput;
@@ -152,6 +154,7 @@ export const DashboardSnapshotSchema = z.object({
       relayId: z.string(),
       state: RelayStreamState,
       hlsUrl: z.string().nullable(),
+      webrtcUrl: z.string().nullable(),
       stats: StreamStats.nullable(),
       managed: z.object({ phase: z.string(), status: z.string(), viewers: z.number() }).nullable(),
       output: z.object({
@@ -261,6 +264,10 @@ export async function dashboardSnapshot(
         state: s.state,
         hlsUrl:
           s.hlsUrl && options.playbackUrl ? options.playbackUrl(s.hlsUrl, s.userId, s.streamId) : s.hlsUrl,
+        webrtcUrl:
+          s.webrtcUrl && options.playbackUrl
+            ? options.playbackUrl(s.webrtcUrl, s.userId, s.streamId)
+            : s.webrtcUrl,
         stats: s.stats,
         managed,
         output: outputOf(s, managed, options.outputGraceMs ?? DEFAULT_OUTPUT_GRACE_MS),

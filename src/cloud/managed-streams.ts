@@ -140,6 +140,8 @@ export interface ManagedStream {
   state: LifecycleState;
   destinations: Map<string, RestreamTarget[]>;
   outputs: RestreamOutputStatus[];
+  /** WHEP playback on the relay serving the stream now; null when it announced none. */
+  webrtcUrl: string | null;
 }
 
 export type RestreamOutputStatus = RestreamOutputRecord;
@@ -182,6 +184,8 @@ function viewOf(r: StreamRecord): ManagedStream {
     state: r.state,
     destinations: new Map(r.destinations),
     outputs: r.outputs,
+    // Only the serving relay's: a stream that moved plays over WHEP again once the new relay says hls-ready.
+    webrtcUrl: r.webrtc && r.webrtc.relayId === r.state.relayId ? r.webrtc.url : null,
   };
 }
 
@@ -276,11 +280,15 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   }
 
   /** The status a viewer sees now: every playback URL in it carries a fresh playback token (when on). */
-  statusOf(stream: Pick<ManagedStream, 'streamId' | 'userId' | 'state' | 'outputs'>): ManagedStreamStatus {
+  statusOf(
+    stream: Pick<ManagedStream, 'streamId' | 'userId' | 'state' | 'outputs'> & { webrtcUrl?: string | null },
+  ): ManagedStreamStatus {
     const { status, hlsUrl, message } = stream.state.reported;
     const plain = hlsUrl ? withPublicBase(hlsUrl, this.#o.hlsPublicBaseUrl) : null;
     const token = plain ? this.playbackToken(stream) : null;
     const url = plain ? withPlaybackToken(plain, token) : null;
+    // WHEP is the relay's own URL, never the HLS CDN's (a CDN cannot carry WebRTC); shown with the hlsUrl.
+    const webrtcUrl = url && stream.webrtcUrl ? withPlaybackToken(stream.webrtcUrl, token) : null;
     // The relay serves the latest keyframe next to the playlist (relay thumbnails).
     const thumb = plain ? thumbnailUrlOf(plain) : null;
     const thumbnailUrl = thumb ? withPlaybackToken(thumb, token) : null;
@@ -289,6 +297,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       status,
       streamId: stream.streamId,
       ...(url ? { hlsUrl: url, dashUrl: '' } : {}),
+      ...(webrtcUrl ? { webrtcUrl } : {}),
       ...(thumbnailUrl ? { thumbnailUrl, previewUrl: thumbnailUrl } : {}),
       ...(message ? { message } : {}),
       ...(stream.outputs.length > 0 ? { outputs: stream.outputs } : {}),
@@ -452,10 +461,16 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
    * hls-ready from a relay (the relay routes' guard checked who sent it and the URL). Apps hear `active`
    * once the URL answers; resolves when the check is over.
    */
-  async hlsReady(userId: string, streamId: string, relayId: string, hlsUrl: string): Promise<void> {
+  async hlsReady(
+    userId: string,
+    streamId: string,
+    relayId: string,
+    hlsUrl: string,
+    webrtcUrl?: string,
+  ): Promise<void> {
     const r = await this.#state.get(streamId);
     if (!r || r.userId !== userId || r.state.relayId !== relayId) return;
-    await this.#verify(r, relayId, hlsUrl);
+    await this.#verify(r, relayId, hlsUrl, webrtcUrl);
   }
 
   /**
@@ -801,17 +816,24 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     }
   }
 
-  /** Checks the URL answers, then feeds `hls_ready` (if the stream is still on that relay). */
-  async #verify(r: StreamRecord, relayId: string, hlsUrl: string): Promise<void> {
-    const { streamId } = r;
-    if (this.#probes.get(streamId)?.url === hlsUrl || this.#closed) return;
+  /**
+   * Checks the URL answers, then feeds `hls_ready` (if the stream is still on that relay), with the WHEP URL
+   * the relay announced beside it (`webrtcUrl`; undefined keeps what the record has: a re-check).
+   */
+  async #verify(record: StreamRecord, relayId: string, hlsUrl: string, webrtcUrl?: string): Promise<void> {
+    const { streamId } = record;
+    if (this.#probes.get(streamId)?.url === hlsUrl && webrtcUrl === undefined) return;
+    if (this.#closed) return;
     this.#probes.get(streamId)?.abort.abort();
     const probe = { url: hlsUrl, abort: new AbortController() };
     this.#probes.set(streamId, probe);
     let answers = false;
     try {
       // With the playback token an app would get: a relay with PLAYBACK_AUTH=token refuses it otherwise.
-      answers = await this.#probeHls(withPlaybackToken(hlsUrl, this.playbackToken(r)), probe.abort.signal);
+      answers = await this.#probeHls(
+        withPlaybackToken(hlsUrl, this.playbackToken(record)),
+        probe.abort.signal,
+      );
     } catch (err) {
       this.#log.warn({ streamId, err: (err as Error).message }, 'playlist check failed');
     }
@@ -821,9 +843,16 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       this.#log.warn({ streamId, relayId }, 'announced playlist never answered');
       return;
     }
-    await this.#act(streamId, (r) =>
-      r.state.relayId === relayId ? this.#transition(r, { type: 'hls_ready', relayId, hlsUrl }) : null,
-    );
+    await this.#act(streamId, (r) => {
+      if (r.state.relayId !== relayId) return null;
+      const webrtcChanged = webrtcUrl !== undefined && r.webrtc?.url !== webrtcUrl;
+      if (webrtcUrl !== undefined) r.webrtc = { relayId, url: webrtcUrl };
+      const effects = this.#transition(r, { type: 'hls_ready', relayId, hlsUrl });
+      // Already active on that URL (a repeated hls-ready): apps still hear a new WHEP URL.
+      if (effects === null && webrtcChanged && r.state.phase === 'active')
+        return [{ kind: 'notify_apps', ...r.state.reported }];
+      return effects;
+    });
   }
 
   #tracker(r?: StreamRecord): KeepAliveTracker {

@@ -26,6 +26,7 @@ import { GlassesSim } from '../../src/sim/glasses-sim.ts';
 import { type BrowserHandle, launchBrowser } from '../helpers/browser.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
 import { LOOPBACK_CLOUD_ENV, LOOPBACK_RELAY_ENV } from '../helpers/ports.ts';
+import { whepClient } from '../helpers/webrtc-client.ts';
 
 const RELAY_SECRET = 'relay-secret-for-the-playback-test-0123';
 const PUBLISH_SECRET = 'publish-secret-for-the-playback-test-012';
@@ -189,6 +190,36 @@ describe('playback tokens end to end', () => {
         assert.equal(res.headers.get('cache-control'), 'no-store');
         assert.equal(((await res.json()) as { error: string }).error, error, `${kind}, ${name}`);
       }
+    }
+  });
+
+  it('WHEP: the app’s webrtcUrl (with its token) receives video; without, another’s or a tampered one: 401', async () => {
+    assert.ok(urls.webrtcUrl, 'the status carries a WHEP URL');
+    const good = tokenOf(urls.hlsUrl);
+    assert.equal(tokenOf(urls.webrtcUrl), good, 'the same token as the playlist');
+    const now = Math.floor(Date.now() / 1000);
+    const other = signPlaybackToken(PLAYBACK_SECRET, {
+      userId: USER,
+      streamId: 'another',
+      iat: now,
+      exp: now + 600,
+    });
+    const tampered = `${good.slice(0, -4)}${good.slice(-4) === 'AAAA' ? 'BBBB' : 'AAAA'}`;
+    for (const token of ['', other, tampered]) {
+      const res = await fetch(withToken(urls.webrtcUrl, token), {
+        method: 'POST',
+        headers: { 'content-type': 'application/sdp' },
+        body: 'v=0\r\n',
+      });
+      assert.equal(res.status, 401, `WHEP offer with ${token ? 'a bad' : 'no'} token`);
+      await res.arrayBuffer();
+    }
+    const client = await whepClient(urls.webrtcUrl);
+    try {
+      assert.equal(client.status, 201, client.body);
+      await client.packets(10, 30_000);
+    } finally {
+      await client.close();
     }
   });
 
