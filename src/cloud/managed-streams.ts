@@ -270,12 +270,17 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
 
   /**
    * The playback token for a stream's URLs now (PLAYBACK_AUTH=token), else null: fresh at every status,
-   * never outliving an ended stream's grace (architecture §3).
+   * never outliving an ended stream's grace (architecture §3). `replay`: for a recording's URLs, which stay
+   * playable after the stream ends (the TTL alone bounds them).
    */
-  playbackToken(stream: Pick<ManagedStream, 'streamId' | 'userId' | 'state'>): string | null {
+  playbackToken(
+    stream: Pick<ManagedStream, 'streamId' | 'userId' | 'state'>,
+    options: { replay?: boolean } = {},
+  ): string | null {
     const signer = this.#o.playbackTokens;
     if (!signer) return null;
-    const endsAt = END_PHASES.has(stream.state.phase) ? this.#now() + (this.#o.endGraceMs ?? 60_000) : null;
+    const ended = END_PHASES.has(stream.state.phase) && !options.replay;
+    const endsAt = ended ? this.#now() + (this.#o.endGraceMs ?? 60_000) : null;
     return signer.sign(stream.userId, stream.streamId, { endsAt });
   }
 

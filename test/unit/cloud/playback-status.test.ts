@@ -73,6 +73,12 @@ describe('cloud statuses with playback tokens', () => {
     const ended = streams.statusOf({ ...stream, state: { ...stream.state, phase: 'stopped' } });
     const exp = decodeJwt(tokenOf(ended.hlsUrl)).exp!;
     assert.ok(exp <= Date.now() / 1000 + 61, `exp ${exp - Date.now() / 1000} s from now`);
+    // A recording's URLs stay playable after the end: the TTL alone bounds their token.
+    const replay = streams.playbackToken(
+      { ...stream, state: { ...stream.state, phase: 'stopped' } },
+      { replay: true },
+    );
+    assert.ok(decodeJwt(replay!).exp! > Date.now() / 1000 + 86_400 - 3600);
     await streams.close();
   });
 
