@@ -6,12 +6,16 @@
  * as the relay's event loop has). wrk (keep-alive, 2 threads, 64 connections) asks each server for the parts,
  * then for the segments, round robin, for a fixed time; the relay keeps counting viewers and timing requests
  * as it does in production. Goal: the relay serves ≥ 0.5× nginx's requests per second.
- * Env: BENCH_ORIGIN_SECONDS (10 per run), BENCH_ORIGIN_CONNECTIONS (64).
+ * Playlists are measured too (the plain live playlist, rendered per request by the relay, a static copy for
+ * nginx). With BENCH_ORIGIN_PLAYBACK_AUTH=token the relay checks a playback token on every request and writes
+ * it into every URI of the playlists (the same bytes otherwise): run it with and without to see what tokens cost.
+ * Env: BENCH_ORIGIN_SECONDS (10 per run), BENCH_ORIGIN_CONNECTIONS (64), BENCH_ORIGIN_PLAYBACK_AUTH (off).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { createPlaybackTokenSigner } from '../src/shared/playback-token.ts';
 import { fixturePath } from '../test/fixtures/generate.ts';
 import { publishFlv } from '../test/helpers/flv-publisher.ts';
 import { runTool } from '../test/helpers/process.ts';
@@ -21,6 +25,12 @@ import { cpuOfPid, cpuSelf } from './cpu.ts';
 const SECONDS = Number(process.env.BENCH_ORIGIN_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_ORIGIN_CONNECTIONS ?? 64);
 const STREAM_PATH = 'bench-user/origin';
+const PLAYBACK_TOKENS = process.env.BENCH_ORIGIN_PLAYBACK_AUTH === 'token';
+const PLAYBACK_SECRET = 'bench-origin-playback-secret-0123456789';
+/** What every relay URL carries: the stream's playback token when they are on. */
+const QUERY = PLAYBACK_TOKENS
+  ? `?token=${createPlaybackTokenSigner({ secret: PLAYBACK_SECRET, ttlSeconds: 86_400 }).sign('bench-user', 'origin')}`
+  : '';
 
 interface Run {
   server: string;
@@ -70,7 +80,11 @@ async function wrk(
 }
 
 const work = mkdtempSync('/dev/shm/bench-origin-');
-const { relay, records } = await startTestRelay({ CLEAN_PROFILE: 'copy', RECONNECT_WINDOW_SECONDS: '600' });
+const { relay, records } = await startTestRelay({
+  CLEAN_PROFILE: 'copy',
+  RECONNECT_WINDOW_SECONDS: '600',
+  ...(PLAYBACK_TOKENS ? { PLAYBACK_AUTH: 'token', PLAYBACK_TOKEN_SECRET: PLAYBACK_SECRET } : {}),
+});
 let nginx: ChildProcess | null = null;
 try {
   const pub = publishFlv(await fixturePath('glasses-854x480.flv'), {
@@ -82,9 +96,11 @@ try {
   await pub.done;
   const rec = records.get('origin')!;
   const relayBase = `http://127.0.0.1:${relay.hlsPort}`;
-  const playlist = await (await fetch(`${relayBase}/hls/${STREAM_PATH}/index.m3u8`)).text();
-  const segments = [...playlist.matchAll(/^([0-9a-f]{8}-seg\d+\.m4s)$/gm)].map((m) => m[1]!);
-  const parts = [...playlist.matchAll(/^#EXT-X-PART:.*URI="([0-9a-f]{8}-part\d+\.m4s)"/gm)].map((m) => m[1]!);
+  const playlist = await (await fetch(`${relayBase}/hls/${STREAM_PATH}/index.m3u8${QUERY}`)).text();
+  const segments = [...playlist.matchAll(/^([0-9a-f]{8}-seg\d+\.m4s)(\?\S*)?$/gm)].map((m) => m[1]!);
+  const parts = [...playlist.matchAll(/^#EXT-X-PART:.*URI="([0-9a-f]{8}-part\d+\.m4s)(\?[^"]*)?"/gm)].map(
+    (m) => m[1]!,
+  );
   if (segments.length < 3 || parts.length < 3) throw new Error(`too little to serve:\n${playlist}`);
   // Listed parts only (not the preload hint's, which does not exist yet). The same bytes on tmpfs, same paths.
   const root = path.join(work, 'www');
@@ -92,11 +108,14 @@ try {
   let segmentBytes = 0;
   let partBytes = 0;
   for (const name of [...segments, ...parts]) {
-    const body = Buffer.from(await (await fetch(`${relayBase}/hls/${STREAM_PATH}/${name}`)).arrayBuffer());
+    const body = Buffer.from(
+      await (await fetch(`${relayBase}/hls/${STREAM_PATH}/${name}${QUERY}`)).arrayBuffer(),
+    );
     writeFileSync(path.join(root, 'hls', STREAM_PATH, name), body);
     if (name.includes('-seg')) segmentBytes += body.length;
     else partBytes += body.length;
   }
+  writeFileSync(path.join(root, 'hls', STREAM_PATH, 'index.m3u8'), playlist);
   const nginxPort = await freePort();
   const conf = path.join(work, 'nginx.conf');
   writeFileSync(
@@ -133,12 +152,17 @@ try {
   for (const [kind, names] of [
     ['parts', parts],
     ['segments', segments],
+    ['playlists', ['index.m3u8']],
   ] as const) {
     const urls = names.map((n) => `/hls/${STREAM_PATH}/${n}`);
     const before = cpuSelf();
-    const ours = await wrk(relayBase, urls, work);
+    const ours = await wrk(
+      relayBase,
+      urls.map((u) => `${u}${QUERY}`),
+      work,
+    );
     runs.push({
-      server: 'relay (Node, fastify)',
+      server: `relay (Node, fastify${PLAYBACK_TOKENS ? ', playback tokens' : ''})`,
       kind,
       serverCores: (cpuSelf() - before) / SECONDS,
       ...ours,
@@ -156,7 +180,7 @@ try {
 
   const avg = (bytes: number, n: number): string => `${(bytes / n / 1024).toFixed(0)} KB`;
   console.log(
-    `Origin throughput, ${SECONDS} s per run, wrk -t2 -c${CONNECTIONS} keep-alive on loopback: ${parts.length} parts (avg ${avg(partBytes, parts.length)}) and ${segments.length} segments (avg ${avg(segmentBytes, segments.length)}) of the glasses stream in copy\n`,
+    `Origin throughput, ${SECONDS} s per run, wrk -t2 -c${CONNECTIONS} keep-alive on loopback: ${parts.length} parts (avg ${avg(partBytes, parts.length)}), ${segments.length} segments (avg ${avg(segmentBytes, segments.length)}) and the live playlist (${(playlist.length / 1024).toFixed(1)} KB) of the glasses stream in copy; playback tokens ${PLAYBACK_TOKENS ? 'on (checked on every request, written into every playlist URI)' : 'off'}\n`,
   );
   console.log('| resource | server | requests/s | MB/s | server CPU (cores) | errors | vs nginx |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');

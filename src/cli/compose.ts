@@ -11,6 +11,7 @@ import { type RelayHandle, startRelay } from '../relay/relay.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { createPlaybackTokenSigner } from '../shared/playback-token.ts';
 
 export function requireSecret(value: string | undefined, name: string): string {
   if (!value) throw new RelayError(ErrorCodes.CONFIG_INVALID, `${name} is required (dev mode generates one)`);
@@ -21,7 +22,7 @@ export function requireSecret(value: string | undefined, name: string): string {
 export async function startRelayNode(
   config: RelayConfig,
   log: Logger,
-  secrets: { relaySecret: string; publishTokenSecret: string | null },
+  secrets: { relaySecret: string; publishTokenSecret: string | null; playbackTokenSecret?: string | null },
 ): Promise<{ relay: RelayHandle; agent: RelayAgent; drain(): Promise<void>; close(): Promise<void> }> {
   const authorize =
     config.publishAuth === 'token'
@@ -34,6 +35,7 @@ export async function startRelayNode(
   const relay = await startRelay(config, log, {
     publicHost: config.cloud.relayPublicHost,
     ...(authorize ? { authorize } : {}),
+    ...(secrets.playbackTokenSecret ? { playbackTokenSecret: secrets.playbackTokenSecret } : {}),
   });
   const host = config.cloud.relayPublicHost;
   const agent = new RelayAgent({
@@ -115,6 +117,8 @@ export interface DevSystem {
    * is fine, the secret dies with the process). Null otherwise.
    */
   signDevPublishToken: ((userId: string, streamId: string) => Promise<string>) | null;
+  /** The same for playback tokens (PLAYBACK_AUTH=token with a secret generated here); null otherwise. */
+  signDevPlaybackToken: ((userId: string, streamId: string) => string) | null;
   close(): Promise<void>;
 }
 
@@ -131,9 +135,15 @@ export async function startDevSystem(
     config.publishAuth === 'token'
       ? (config.publishTokenSecret ?? randomBytes(32).toString('base64url'))
       : null;
+  // PLAYBACK_AUTH=token in dev without a secret: one for this process, shared by its cloud and relay.
+  const playbackTokenSecret =
+    config.playback.auth === 'token'
+      ? (config.playback.tokenSecret ?? randomBytes(32).toString('base64url'))
+      : null;
   const cloud = await startCloud(config, log, {
     relaySecret,
     publishTokenSecret,
+    playbackTokenSecret,
     userTokenSecret: null,
     announceDashboard: false, // dev prints the link that signs in (with the generated token)
     ...(options.dashboardRefreshMs ? { dashboardRefreshMs: options.dashboardRefreshMs } : {}),
@@ -143,7 +153,7 @@ export async function startDevSystem(
     ...config,
     cloud: { ...config.cloud, apiUrl: `http://127.0.0.1:${cloud.port}` },
   };
-  const node = await startRelayNode(withCloud, log, { relaySecret, publishTokenSecret });
+  const node = await startRelayNode(withCloud, log, { relaySecret, publishTokenSecret, playbackTokenSecret });
   return {
     cloud,
     relay: node.relay,
@@ -159,6 +169,14 @@ export async function startDevSystem(
               relayId: config.relay.id,
               ttlSeconds: DEV_PUBLISH_TOKEN_TTL_SECONDS,
             })
+        : null,
+    signDevPlaybackToken:
+      playbackTokenSecret && config.playback.tokenSecret === undefined
+        ? (userId, streamId) =>
+            createPlaybackTokenSigner({
+              secret: playbackTokenSecret,
+              ttlSeconds: Math.min(config.playback.ttlSeconds, DEV_PUBLISH_TOKEN_TTL_SECONDS),
+            }).sign(userId, streamId)
         : null,
     close: async () => {
       await node.close();

@@ -25,16 +25,25 @@ export interface DevHandle {
 export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logger): Promise<DevHandle> {
   const config = loadConfig(env, { publishAuth: 'off' });
   const logger = log ?? createLogger({ level: config.logLevel });
+  // One line when both are off (dev's default): the warning a clean start gives.
+  const playbackOff = 'PLAYBACK AUTH IS OFF: anyone who knows a stream URL can watch it';
   if (config.publishAuth === 'off') {
-    logger.warn('PUBLISH AUTH IS OFF: anyone who can reach the RTMP port can publish (dev mode)');
+    logger.warn(
+      `PUBLISH AUTH IS OFF: anyone who can reach the RTMP port can publish (dev mode)${config.playback.auth === 'off' ? `; ${playbackOff}` : ''}`,
+    );
+  } else if (config.playback.auth === 'off') {
+    logger.warn(`${playbackOff} (dev mode)`);
   }
 
   const system = await startDevSystem(config, logger);
   const relay = system.relay;
   relay.streams.on('ready', (stream) => {
+    // With playback auth on and a secret generated here, a dev playback token (printing it is fine: the
+    // secret dies with the process); with a configured secret, the cloud's URLs are the ones to use.
+    const token = system.signDevPlaybackToken?.(stream.userId, stream.streamId);
     logger.info(
       { key: stream.key, profile: stream.pipelineProfile, decision: stream.decision },
-      `watch: ${relay.hlsBase}/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8`,
+      `watch: ${relay.hlsBase}/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8${token ? `?token=${token}` : ''}`,
     );
   });
 
@@ -50,7 +59,9 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
       logger.info('PUBLISH AUTH IS ON with your PUBLISH_TOKEN_SECRET: publish with a token the cloud signs');
     }
   }
-  const exampleHls = `${relay.hlsBase}/test-user.com/stream123/index.m3u8`;
+  // With playback auth on and a secret generated here, the example URL carries a dev playback token.
+  const playbackToken = system.signDevPlaybackToken?.('test@user.com', 'stream123');
+  const exampleHls = `${relay.hlsBase}/test-user.com/stream123/index.m3u8${playbackToken ? `?token=${playbackToken}` : ''}`;
   logger.info(
     `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${relay.rtmpPort}/live/test@user.com/stream123${query}`,
   );

@@ -7,18 +7,15 @@
  *   token playback USER_ID STREAM_ID [--ttl SECONDS]         a playback token {sub, sid, scp: "play", exp}
  */
 import { parseArgs } from 'node:util';
-import { SignJWT } from 'jose';
 import { signPublishToken } from '../cloud/tokens.ts';
 import { signUserToken } from '../cloud/user-tokens.ts';
 import { StreamId, UserId } from '../contracts/relay-api.ts';
+import { DEFAULT_PLAYBACK_TTL_SECONDS, signPlaybackToken } from '../shared/playback-token.ts';
 
 export const TOKEN_USAGE = `usage: rtmp-relay token user USER_ID [--ttl SECONDS]
        rtmp-relay token publish USER_ID STREAM_ID RELAY_ID [--ttl SECONDS]
        rtmp-relay token playback USER_ID STREAM_ID [--ttl SECONDS]
 secrets from PUBLISH_TOKEN_SECRET (and PLAYBACK_TOKEN_SECRET for playback, default PUBLISH_TOKEN_SECRET)`;
-
-/** Playback tokens live at most this long (PLAYBACK_TOKEN_TTL_SECONDS' default). */
-const MAX_PLAYBACK_TTL = 86_400;
 
 export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
   const { values, positionals } = parseArgs({
@@ -27,8 +24,14 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
     allowPositionals: true,
   });
   const [kind, userId, streamId, relayId] = positionals;
-  const secret = env.PUBLISH_TOKEN_SECRET;
-  if (!secret || secret.length < 32) throw new Error('PUBLISH_TOKEN_SECRET (at least 32 bytes) is required');
+  // Playback tokens have their own secret when one is set (the cloud's rule, shared/config.ts).
+  const playbackSecret = kind === 'playback' ? env.PLAYBACK_TOKEN_SECRET : undefined;
+  const secret = playbackSecret || env.PUBLISH_TOKEN_SECRET;
+  if (!secret || secret.length < 32) {
+    throw new Error(
+      `${playbackSecret ? 'PLAYBACK_TOKEN_SECRET' : 'PUBLISH_TOKEN_SECRET'} (at least 32 bytes) is required`,
+    );
+  }
   const ttl = values.ttl === undefined ? undefined : Number(values.ttl);
   if (ttl !== undefined && !(Number.isInteger(ttl) && ttl > 0)) throw new Error('--ttl: whole seconds > 0');
   if (!userId || !UserId.safeParse(userId).success)
@@ -41,14 +44,10 @@ export async function tokenCommand(args: string[], env: NodeJS.ProcessEnv): Prom
       return signPublishToken(secret, { userId, streamId, relayId, ttlSeconds: ttl ?? 3600 });
     case 'playback': {
       if (!streamId || !StreamId.safeParse(streamId).success) throw new Error(TOKEN_USAGE);
-      const key = new TextEncoder().encode(env.PLAYBACK_TOKEN_SECRET || secret);
+      // At most PLAYBACK_TOKEN_TTL_SECONDS, as the cloud signs them.
+      const maxTtl = Number(env.PLAYBACK_TOKEN_TTL_SECONDS) || DEFAULT_PLAYBACK_TTL_SECONDS;
       const iat = Math.floor(Date.now() / 1000);
-      return new SignJWT({ sid: streamId, scp: 'play' })
-        .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-        .setSubject(userId)
-        .setIssuedAt(iat)
-        .setExpirationTime(iat + Math.min(ttl ?? MAX_PLAYBACK_TTL, MAX_PLAYBACK_TTL))
-        .sign(key);
+      return signPlaybackToken(secret, { userId, streamId, iat, exp: iat + Math.min(ttl ?? maxTtl, maxTtl) });
     }
     default:
       throw new Error(TOKEN_USAGE);

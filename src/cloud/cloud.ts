@@ -14,10 +14,17 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import { UserId } from '../contracts/relay-api.ts';
 import { srtStreamPassphrase } from '../contracts/srt.ts';
+import { withPlaybackToken } from '../contracts/urls.ts';
 import { storeFromConfig } from '../record/index.ts';
 import type { RelayConfig } from '../shared/config.ts';
-import { ErrorCodes } from '../shared/errors.ts';
+import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import {
+  createPlaybackTokenSigner,
+  createPlaybackTokenVerifier,
+  type PlaybackTokenSigner,
+  type PlaybackTokenVerifier,
+} from '../shared/playback-token.ts';
 import { buildCloudApp } from './app.ts';
 import { APP_WS_PATH, AppGateway } from './app-gateway.ts';
 import { type CloudBus, MemoryBus, RedisBus } from './bus.ts';
@@ -65,6 +72,11 @@ export interface StartCloudOptions {
   publishTokenSecret: string | null;
   /** Signs and checks user tokens; null accepts a plain `?userId=` / body userId (dev mode only). */
   userTokenSecret: string | null;
+  /**
+   * Signs playback tokens when PLAYBACK_AUTH=token (dev generates one); default PLAYBACK_TOKEN_SECRET, else
+   * PUBLISH_TOKEN_SECRET (the configured one, else `publishTokenSecret`).
+   */
+  playbackTokenSecret?: string | null;
   /** How often the dashboard's event stream pushes a snapshot (default: the heartbeat period, at most 2 s). */
   dashboardRefreshMs?: number;
   /** How long a stream may publish without an HLS segment before the dashboard shows it failing. */
@@ -79,6 +91,7 @@ export async function startCloud(
   options: StartCloudOptions,
 ): Promise<CloudHandle> {
   const c = config.cloud;
+  const playback = playbackTokens(config, options);
   const store: CloudStore = c.redisUrl
     ? new RedisCloudStore({ redis: c.redisUrl, relayExpiryMs: c.relayExpiryMs, log })
     : new MemoryCloudStore({ relayExpiryMs: c.relayExpiryMs });
@@ -114,6 +127,8 @@ export async function startCloud(
     glasses,
     log,
     tokenSecret: options.publishTokenSecret,
+    playbackTokens: playback?.signer ?? null,
+    endGraceMs: config.hls.endGraceMs,
     keepAliveMs: c.keepAliveMs,
     ackTimeoutMs: c.ackTimeoutMs,
     maxMissedAcks: c.maxMissedAcks,
@@ -171,6 +186,7 @@ export async function startCloud(
         tokenSecret: options.publishTokenSecret,
         srtPassphrase,
         hlsPublicBaseUrl: c.hlsPublicBaseUrl,
+        playbackTokens: playback?.signer ?? null,
         relayExpiryMs: c.relayExpiryMs,
         log,
         ...(webhooks ? { notify: (uid: string, event: LiveInputEvent) => webhooks.notify(uid, event) } : {}),
@@ -205,6 +221,13 @@ export async function startCloud(
       return { phase: m.state.phase, status: m.state.reported.status, viewers: m.viewers.size };
     },
     token: config.api.token,
+    // The operator's players (behind CONTROL_API_TOKEN) get the token an app would.
+    ...(playback
+      ? {
+          playbackUrl: (url: string, userId: string, streamId: string) =>
+            withPlaybackToken(url, playback.signer.sign(userId, streamId)),
+        }
+      : {}),
     refreshMs: options.dashboardRefreshMs ?? Math.min(c.heartbeatMs, 2000),
     ...(options.dashboardOutputGraceMs ? { outputGraceMs: options.dashboardOutputGraceMs } : {}),
     lateAfterMs: c.heartbeatMs * 2.5,
@@ -227,6 +250,7 @@ export async function startCloud(
     log: log.child({ component: 'managed-api' }),
     authenticate: async (request, claimed) =>
       options.userTokenSecret ? (await userOf(request.headers, request.url)) === claimed : true,
+    playbackVerifier: playback?.verifier ?? null,
   });
   void app.register(wsPathRoutes, { paths: [GLASSES_WS_PATH, APP_WS_PATH] });
   // One upgrade router: each WebSocket path has its gateway, anything else is refused.
@@ -276,4 +300,23 @@ export async function startCloud(
   else log.warn({ url: dashboardUrl }, 'dashboard API off: set CONTROL_API_TOKEN to use it');
   if (liveApi) log.info({ accounts: `${url}/accounts/{account_id}/stream/live_inputs` }, 'Live Input API on');
   return { port, url, app, store, streams, liveInputs, glasses, fleet, dashboardUrl, close };
+}
+
+/** PLAYBACK_AUTH=token: the signer of every status's URLs and the check `/watch` accepts; null when off. */
+function playbackTokens(
+  config: RelayConfig,
+  options: StartCloudOptions,
+): { signer: PlaybackTokenSigner; verifier: PlaybackTokenVerifier } | null {
+  if (config.playback.auth !== 'token') return null;
+  const secret = options.playbackTokenSecret ?? config.playback.tokenSecret ?? options.publishTokenSecret;
+  if (!secret) {
+    throw new RelayError(
+      ErrorCodes.CONFIG_INVALID,
+      'PLAYBACK_AUTH=token needs PLAYBACK_TOKEN_SECRET (or PUBLISH_TOKEN_SECRET)',
+    );
+  }
+  return {
+    signer: createPlaybackTokenSigner({ secret, ttlSeconds: config.playback.ttlSeconds }),
+    verifier: createPlaybackTokenVerifier({ secret }),
+  };
 }

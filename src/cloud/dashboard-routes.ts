@@ -58,6 +58,8 @@ export interface DashboardOptions {
   fleet: DashboardFleet;
   /** Looks up the managed stream a relay stream belongs to. */
   managed?: (userId: string, streamId: string) => DashboardManaged | undefined;
+  /** PLAYBACK_AUTH=token: a stream's playlist URL with a playback token, so the page's players play it. */
+  playbackUrl?: (hlsUrl: string, userId: string, streamId: string) => string;
   /** CONTROL_API_TOKEN; unset: the API answers 503 (the page is still served). */
   token: string | undefined;
   /** How often the event stream pushes a snapshot. */
@@ -224,7 +226,10 @@ export function outputOf(
 
 /** The snapshot, from the store's live relays and the fleet view's streams. */
 export async function dashboardSnapshot(
-  options: Pick<DashboardOptions, 'relays' | 'fleet' | 'managed' | 'lateAfterMs' | 'outputGraceMs'>,
+  options: Pick<
+    DashboardOptions,
+    'relays' | 'fleet' | 'managed' | 'lateAfterMs' | 'outputGraceMs' | 'playbackUrl'
+  >,
   now: number,
 ): Promise<DashboardSnapshot> {
   const live = await options.relays.liveRelays(now);
@@ -259,8 +264,12 @@ export async function dashboardSnapshot(
         streamId: s.streamId,
         relayId: s.relayId,
         state: s.state,
-        hlsUrl: s.hlsUrl,
-        webrtcUrl: s.webrtcUrl,
+        hlsUrl:
+          s.hlsUrl && options.playbackUrl ? options.playbackUrl(s.hlsUrl, s.userId, s.streamId) : s.hlsUrl,
+        webrtcUrl:
+          s.webrtcUrl && options.playbackUrl
+            ? options.playbackUrl(s.webrtcUrl, s.userId, s.streamId)
+            : s.webrtcUrl,
         stats: s.stats,
         managed,
         output: outputOf(s, managed, options.outputGraceMs ?? DEFAULT_OUTPUT_GRACE_MS),

@@ -3,8 +3,12 @@
  * `POST /api/managed-streams` {userId, packageName, …options} (join or create), `GET /api/managed-streams/:id`,
  * `DELETE /api/managed-streams/:id/viewers/:packageName`, `GET /api/managed-streams/:id/events` (server-sent
  * events, one `managed_stream_status` JSON per event, until the stream ends or the client goes), and the
- * shareable `GET /watch/:id/index.m3u8` (a 302 with CORS to wherever the stream is served now).
- * Everything but `/watch` (a link meant to be shared) needs the stream's user (a bearer token); an unknown
+ * shareable `GET /watch/:id/index.m3u8` (a 302 with CORS to wherever the stream is served now, with a fresh
+ * playback token in it when PLAYBACK_AUTH=token).
+ * Everything but `/watch` (a link meant to be shared) needs the stream's user (a bearer token). `/watch` is
+ * open while playback tokens are off; with them on it redirects only a caller who may watch: the stream's
+ * user (a user token) or the holder of a playback token for that stream (401 with neither, 403 with a token
+ * that grants nothing here, an unknown stream included, so ids cannot be probed). An unknown
  * stream and another user's stream answer the same 404, so ids cannot be probed. The event stream sends a
  * comment every `sseKeepAliveMs` while idle (proxies cut silent connections at 60 s, Node's fetch at 300 s)
  * and is ended when its client stops reading (more than SSE_MAX_BUFFERED bytes waiting).
@@ -23,6 +27,7 @@ import { parseJson, streamManifests } from '../record/replay.ts';
 import type { RecordingStore } from '../record/store.ts';
 import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { PlaybackTokenVerifier } from '../shared/playback-token.ts';
 import { cloudErrorHandler, ERROR_RESPONSES, OkResponse, sendError, useZodSchemas } from './http-schemas.ts';
 import { ManagedStreamError, type ManagedStreams } from './managed-streams.ts';
 
@@ -39,6 +44,8 @@ export interface ManagedRoutesOptions {
   log?: Logger | undefined;
   /** Comment keep-alives on idle event streams (SSE_KEEPALIVE_SECONDS; default 15 s). */
   sseKeepAliveMs?: number;
+  /** PLAYBACK_AUTH=token: `/watch` redirects only the stream's user or a playback token's holder. */
+  playbackVerifier?: PlaybackTokenVerifier | null;
 }
 
 /** An event stream whose client lets this much pile up is ended (it reconnects and gets the status). */
@@ -212,9 +219,12 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
       const { parts, unreadable } = await streamManifests(store, owner.userPath, streamId);
       const origin = (await options.recordings?.base())?.replace(/\/+$/, '') ?? '';
       const base = `${origin}/recordings/${owner.userPath}/${streamId}`;
+      // The replay URLs play as the live ones do: with a playback token for this stream (when on).
+      const token = streams.replayToken(owner.userId, streamId);
+      const replayQuery = token ? `token=${encodeURIComponent(token)}` : '';
       return reply
         .header('cache-control', 'no-store')
-        .send({ recordings: summarize(parts, base, Date.now(), '', unreadable) });
+        .send({ recordings: summarize(parts, base, Date.now(), replayQuery, unreadable) });
     },
   );
 
@@ -225,6 +235,26 @@ export async function managedRoutes(app: FastifyInstance, options: ManagedRoutes
     async (request, reply) => {
       reply.header('access-control-allow-origin', '*');
       const stream = await streams.load(request.params.streamId);
+      const verify = options.playbackVerifier;
+      if (verify) {
+        const token = (request.query as { token?: string }).token;
+        const bearer = request.headers.authorization?.startsWith('Bearer ');
+        const allowed =
+          stream !== undefined &&
+          ((await options.authenticate(request, stream.userId)) ||
+            (
+              await verify(token, {
+                userPath: hlsUserPath(stream.userId),
+                streamId: stream.streamId,
+              })
+            ).allow);
+        if (!allowed) {
+          reply.header('cache-control', 'no-store');
+          return token || bearer
+            ? sendError(reply, ErrorCodes.PLAYBACK_FORBIDDEN, 'not allowed to watch this stream')
+            : sendError(reply, ErrorCodes.PLAYBACK_UNAUTHORIZED, 'a user or playback token is required');
+        }
+      }
       const url = stream ? streams.statusOf(stream).hlsUrl : undefined;
       if (!url) return sendError(reply, ErrorCodes.MANAGED_STREAM_NOT_PLAYABLE, 'not playable now');
       return reply.header('cache-control', 'no-store').redirect(url, 302);

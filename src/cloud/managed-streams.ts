@@ -23,10 +23,12 @@ import {
   srtPublishUrl,
   thumbnailUrlOf,
   whipPublishUrl,
+  withPlaybackToken,
   withPublicBase,
 } from '../contracts/urls.ts';
 import { ErrorCodes } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { PlaybackTokenSigner } from '../shared/playback-token.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import { type BusMessage, type CloudBus, MemoryBus, type StatusTarget } from './bus.ts';
 import { createHlsProbe, type HlsProbe } from './hls-probe.ts';
@@ -72,6 +74,13 @@ export interface ManagedStreamsOptions {
   log: Logger;
   /** PUBLISH_TOKEN_SECRET; null publishes without tokens (dev mode with PUBLISH_AUTH=off). */
   tokenSecret: string | null;
+  /**
+   * PLAYBACK_AUTH=token: signs the playback token every playback URL of every status carries (and the
+   * playlist check's). Absent: URLs without tokens.
+   */
+  playbackTokens?: PlaybackTokenSigner | null;
+  /** HLS_END_GRACE_SECONDS in ms: an ended stream's playback tokens live no longer than this from now. */
+  endGraceMs?: number;
   keepAliveMs: number;
   ackTimeoutMs: number;
   maxMissedAcks: number;
@@ -262,19 +271,38 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     return r ? viewOf(r) : undefined;
   }
 
-  /** The status a viewer sees now. */
+  /**
+   * The playback token for a stream's URLs now (PLAYBACK_AUTH=token), else null: fresh at every status,
+   * never outliving an ended stream's grace (architecture §3). `replay`: for a recording's URLs, which stay
+   * playable after the stream ends (the TTL alone bounds them).
+   */
+  playbackToken(
+    stream: Pick<ManagedStream, 'streamId' | 'userId' | 'state'>,
+    options: { replay?: boolean } = {},
+  ): string | null {
+    const signer = this.#o.playbackTokens;
+    if (!signer) return null;
+    const ended = END_PHASES.has(stream.state.phase) && !options.replay;
+    const endsAt = ended ? this.#now() + (this.#o.endGraceMs ?? 60_000) : null;
+    return signer.sign(stream.userId, stream.streamId, { endsAt });
+  }
+
+  /** The status a viewer sees now: every playback URL in it carries a fresh playback token (when on). */
   statusOf(
-    stream: Pick<ManagedStream, 'streamId' | 'state' | 'outputs'> & {
+    stream: Pick<ManagedStream, 'streamId' | 'userId' | 'state' | 'outputs'> & {
       webrtcUrl?: string | null;
       recordings?: RecordingRecord[];
     },
   ): ManagedStreamStatus {
     const { status, hlsUrl, message } = stream.state.reported;
-    const url = hlsUrl ? withPublicBase(hlsUrl, this.#o.hlsPublicBaseUrl) : null;
+    const plain = hlsUrl ? withPublicBase(hlsUrl, this.#o.hlsPublicBaseUrl) : null;
+    const token = plain ? this.playbackToken(stream) : null;
+    const url = plain ? withPlaybackToken(plain, token) : null;
     // WHEP is the relay's own URL, never the HLS CDN's (a CDN cannot carry WebRTC); shown with the hlsUrl.
-    const webrtcUrl = url && stream.webrtcUrl ? stream.webrtcUrl : null;
+    const webrtcUrl = url && stream.webrtcUrl ? withPlaybackToken(stream.webrtcUrl, token) : null;
     // The relay serves the latest keyframe next to the playlist (relay thumbnails).
-    const thumbnailUrl = url ? thumbnailUrlOf(url) : null;
+    const thumb = plain ? thumbnailUrlOf(plain) : null;
+    const thumbnailUrl = thumb ? withPlaybackToken(thumb, token) : null;
     return {
       type: 'managed_stream_status',
       status,
@@ -284,8 +312,30 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       ...(thumbnailUrl ? { thumbnailUrl, previewUrl: thumbnailUrl } : {}),
       ...(message ? { message } : {}),
       ...(stream.outputs.length > 0 ? { outputs: stream.outputs } : {}),
-      ...(stream.recordings && stream.recordings.length > 0 ? { recordings: stream.recordings } : {}),
+      ...(stream.recordings && stream.recordings.length > 0
+        ? { recordings: this.#recordingsWithToken(stream, stream.recordings) }
+        : {}),
     };
+  }
+
+  /** A replay's playback token (PLAYBACK_AUTH=token), for a stream the cloud may have forgotten; else null. */
+  replayToken(userId: string, streamId: string): string | null {
+    return this.#o.playbackTokens?.sign(userId, streamId, { endsAt: null }) ?? null;
+  }
+
+  /** Replay URLs carry a playback token that outlives the stream (its TTL alone bounds it). */
+  #recordingsWithToken(
+    stream: Pick<ManagedStream, 'streamId' | 'userId' | 'state'>,
+    recordings: RecordingRecord[],
+  ): RecordingRecord[] {
+    const token = this.playbackToken(stream, { replay: true });
+    if (!token) return recordings;
+    return recordings.map((r) => ({
+      ...r,
+      hlsUrl: withPlaybackToken(r.hlsUrl, token),
+      mp4Url: withPlaybackToken(r.mp4Url, token),
+      ...(r.thumbnailUrl ? { thumbnailUrl: withPlaybackToken(r.thumbnailUrl, token) } : {}),
+    }));
   }
 
   /** A relay called (register or heartbeat), whether or not the store knew it or could answer: alive. */
@@ -480,7 +530,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   ): Promise<void> {
     const r = await this.#state.get(streamId);
     if (!r || r.userId !== userId || r.state.relayId !== relayId) return;
-    await this.#verify(streamId, relayId, hlsUrl, webrtcUrl);
+    await this.#verify(r, relayId, hlsUrl, webrtcUrl);
   }
 
   /**
@@ -728,7 +778,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       }
       case 'verify_hls':
         // Not awaited: the check may take seconds, and the caller (a glasses message) must not wait.
-        void this.#verify(r.streamId, effect.relayId, effect.hlsUrl);
+        void this.#verify(r, effect.relayId, effect.hlsUrl);
         break;
     }
   }
@@ -836,7 +886,8 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
    * Checks the URL answers, then feeds `hls_ready` (if the stream is still on that relay), with the WHEP URL
    * the relay announced beside it (`webrtcUrl`; undefined keeps what the record has: a re-check).
    */
-  async #verify(streamId: string, relayId: string, hlsUrl: string, webrtcUrl?: string): Promise<void> {
+  async #verify(record: StreamRecord, relayId: string, hlsUrl: string, webrtcUrl?: string): Promise<void> {
+    const { streamId } = record;
     if (this.#probes.get(streamId)?.url === hlsUrl && webrtcUrl === undefined) return;
     if (this.#closed) return;
     this.#probes.get(streamId)?.abort.abort();
@@ -844,7 +895,11 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     this.#probes.set(streamId, probe);
     let answers = false;
     try {
-      answers = await this.#probeHls(hlsUrl, probe.abort.signal);
+      // With the playback token an app would get: a relay with PLAYBACK_AUTH=token refuses it otherwise.
+      answers = await this.#probeHls(
+        withPlaybackToken(hlsUrl, this.playbackToken(record)),
+        probe.abort.signal,
+      );
     } catch (err) {
       this.#log.warn({ streamId, err: (err as Error).message }, 'playlist check failed');
     }

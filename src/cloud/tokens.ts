@@ -15,14 +15,12 @@ import { errors, jwtVerify, SignJWT } from 'jose';
 import type { AuthDecision, PublishAuthRequest } from '../contracts/publish.ts';
 import { PublishTokenClaims, RelayId, StreamId, UserId } from '../contracts/relay-api.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
+import { HS256 as ALG, hs256Key, jwtFailureOf, MAX_TOKEN_LENGTH } from '../shared/jwt-hs256.ts';
 
-/** HS256 wants a key at least as long as its output (RFC 7518 §3.2). */
-export const MIN_SECRET_BYTES = 32;
-/** Longer tokens are refused unread (a real one is about 250 characters). */
-export const MAX_TOKEN_LENGTH = 2048;
+// The rules both token kinds share live in shared/jwt-hs256.ts; re-exported where callers found them.
+export { MAX_TOKEN_LENGTH, MIN_SECRET_BYTES } from '../shared/jwt-hs256.ts';
 /** The longest lifetime a token may be signed for (30 days). */
 export const MAX_TTL_SECONDS = 30 * 86_400;
-const ALG = 'HS256';
 
 export interface PublishGrant {
   userId: string;
@@ -75,14 +73,7 @@ export function signCompactPublishToken(
 }
 
 function secretKey(secret: string | Uint8Array): Uint8Array {
-  const key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret;
-  if (key.byteLength < MIN_SECRET_BYTES) {
-    throw new RelayError(
-      ErrorCodes.PUBLISH_TOKEN_SECRET_WEAK,
-      `PUBLISH_TOKEN_SECRET must be at least ${MIN_SECRET_BYTES} bytes (got ${key.byteLength})`,
-    );
-  }
-  return key;
+  return hs256Key(secret, 'PUBLISH_TOKEN_SECRET', ErrorCodes.PUBLISH_TOKEN_SECRET_WEAK);
 }
 
 /** Signs a publish token for one user, stream and relay. `now` is in ms (default: the clock). */
@@ -203,16 +194,7 @@ export function createPublishTokenVerifier(options: PublishTokenVerifierOptions)
   }
 }
 
-/** Maps a jose failure to a fixed reason; anything else is a bug and is rethrown (the server logs it). */
+/** A jose failure as a fixed reason; anything else is a bug and is rethrown (the server logs it). */
 function classify(err: unknown): string {
-  if (err instanceof errors.JWTExpired) return TokenRefusals.expired;
-  if (err instanceof errors.JWTClaimValidationFailed) {
-    return err.claim === 'nbf' && err.reason === 'check_failed'
-      ? TokenRefusals.notYetValid
-      : TokenRefusals.claims;
-  }
-  if (err instanceof errors.JWSSignatureVerificationFailed) return TokenRefusals.signature;
-  if (err instanceof errors.JOSEAlgNotAllowed) return TokenRefusals.algorithm;
-  if (err instanceof errors.JOSEError) return TokenRefusals.malformed; // JWSInvalid, JWTInvalid, crit …
-  throw err;
+  return TokenRefusals[jwtFailureOf(err)];
 }

@@ -1,7 +1,7 @@
 /**
  * URL builders (architecture §3), the one copy of each: the publish URL the glasses get, the HLS URL a relay
- * announces, its thumbnail beside it, a CDN base in place of the relay's, and whether an announced URL sits
- * under a base (the cloud's check on hls-ready).
+ * announces, its thumbnail beside it, a CDN base in place of the relay's, a playback token on a playback URL,
+ * and whether an announced URL sits under a base (the cloud's check on hls-ready).
  */
 
 import { hlsPath, publishKey } from './keys.ts';
@@ -55,6 +55,15 @@ export function hlsPlaylistUrl(hlsBase: string, userId: string, streamId: string
 /** The thumbnail a relay serves beside a playlist, or null for a URL that is not one. */
 export function thumbnailUrlOf(playlistUrl: string): string | null {
   return /\/index\.m3u8$/.test(playlistUrl) ? playlistUrl.replace(/index\.m3u8$/, 'thumbnail.jpg') : null;
+}
+
+/**
+ * A playback URL with its playback token (`?token=`, or `&token=` after a query it has); unchanged without one.
+ * A signed token is three base64url parts: nothing in it needs escaping.
+ */
+export function withPlaybackToken(url: string, token: string | null | undefined): string {
+  if (!token) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}token=${token}`;
 }
 
 /** The same path under a CDN base (HLS_PUBLIC_BASE_URL): everything from `/hls/` on is kept. */

@@ -25,6 +25,12 @@
  * (blocking reload, delta updates, startable) per rendition plus EXT-X-RENDITION-REPORTs for the others, and
  * inits, segments and parts are found by their name's prefix, unique per rendition.
  *
+ * Playback tokens (`playback`, PLAYBACK_AUTH=token): every request under /hls/ (playlists, inits, segments,
+ * parts, blocking reloads) passes the guard first (401/403 otherwise), and a playlist answered to a request
+ * that carried `?token=` lists every URI with it (segments, parts, the preload hint, EXT-X-MAP, rendition
+ * reports, the multivariant's variants), appended to the rendered text at serve time. The token is never
+ * logged (URLs in logs are redacted).
+ *
  * Caching: the plain playlist `max-age=1`; a blocking answer is keyed by its query and stays true (it holds
  * what was asked for), so it may be cached for one TARGETDURATION; refusals and 404s of names that may exist
  * later (a playlist before the first segment, a part before it is made) `no-store`.
@@ -33,10 +39,11 @@ import { createHash } from 'node:crypto';
 import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { isValidStreamId, STREAM_ID_PATTERN } from '../contracts/names.ts';
-import type { Logger } from '../shared/logger.ts';
+import { type Logger, redactUrl } from '../shared/logger.ts';
+import { type PlaybackGuard, playbackQuery } from '../shared/playback-token.ts';
 import type { Packager } from './packager.ts';
 import { ParkedRequests, type ParkLimits } from './parked.ts';
-import type { RenditionReport } from './playlist.ts';
+import { type RenditionReport, withUriQuery } from './playlist.ts';
 
 /**
  * An ABR stream's renditions, as the origin needs them: `index.m3u8` is the multivariant playlist, each
@@ -59,6 +66,8 @@ export interface OriginOptions {
   /** The renditions of an ABR stream at that path, if it is one (checked before `lookup`). */
   lookupAbr?(userPath: string, streamId: string): AbrSource | undefined;
   corsOrigins: '*' | string[];
+  /** The playback-token check every /hls/ request passes (absent or `off`: none). */
+  playback?: PlaybackGuard;
   log?: Logger;
   /** False while the relay takes no new streams (at capacity, draining): GET /ready answers 503. */
   ready?: () => boolean;
@@ -146,6 +155,7 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
     query: Query,
     headers: Record<string, string | string[] | undefined>,
     reply: FastifyReply,
+    uriQuery: string,
     reports?: () => RenditionReport[],
   ): Promise<FastifyReply> => {
     if (!packager.ready) {
@@ -177,11 +187,14 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
     }
     const skip = live && (query._HLS_skip === 'YES' || query._HLS_skip === 'v2');
     const renditionReports = reports?.();
-    const text = packager.playlist({
-      skip,
-      plain: !blocking,
-      ...(renditionReports ? { renditionReports } : {}),
-    });
+    const text = withUriQuery(
+      packager.playlist({
+        skip,
+        plain: !blocking,
+        ...(renditionReports ? { renditionReports } : {}),
+      }),
+      uriQuery,
+    );
     const etag = `"${createHash('sha1').update(text).digest('base64url').slice(0, 16)}"`;
     const cache = packager.ended
       ? 'public, max-age=60'
@@ -207,9 +220,11 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
           },
         },
       },
+      ...(options.playback?.mode === 'token' ? { onRequest: options.playback } : {}),
     },
     async (request, reply) => {
       const { userPath, streamId, file } = request.params;
+      const uriQuery = playbackQuery(request);
       const valid = isValidStreamId(streamId);
       const abr = valid ? options.lookupAbr?.(userPath, streamId) : undefined;
       let packager = abr ? undefined : valid ? options.lookup(userPath, streamId) : undefined;
@@ -225,17 +240,20 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
           return reply
             .header('content-type', PLAYLIST_TYPE)
             .header('cache-control', 'public, max-age=1, s-maxage=1')
-            .send(text);
+            .send(withUriQuery(text, uriQuery));
         }
         const rendition = file.endsWith('.m3u8') ? abr.rendition(file) : undefined;
         if (rendition) {
-          return sendPlaylist(rendition, request.query, request.headers, reply, () => abr.reports(rendition));
+          return sendPlaylist(rendition, request.query, request.headers, reply, uriQuery, () =>
+            abr.reports(rendition),
+          );
         }
         packager = file.endsWith('.m3u8') ? undefined : abr.packagerFor(file);
         if (!packager) return reply.code(404).header('cache-control', NO_STORE).send({ error: 'not found' });
       }
       if (!packager) return reply.code(404).send({ error: 'stream not found' });
-      if (file === 'index.m3u8') return sendPlaylist(packager, request.query, request.headers, reply);
+      if (file === 'index.m3u8')
+        return sendPlaylist(packager, request.query, request.headers, reply, uriQuery);
       if (file.endsWith('.m3u8')) return reply.code(404).send({ error: 'not found' });
       let resource = packager.resource(file);
       if (!resource && packager.isNextPart(file)) {
@@ -272,7 +290,8 @@ export function buildOrigin(options: OriginOptions): FastifyInstance {
       // A name that fails the route's schema is simply not something this origin made.
       if (error.validation) return reply.code(404).send({ error: 'not found' });
       const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
-      if (status === 500) options.log?.error({ url: request.url, err: error.message }, 'HLS origin error');
+      if (status === 500)
+        options.log?.error({ url: redactUrl(request.url), err: error.message }, 'HLS origin error');
       return reply.code(status).send({ error: status === 500 ? 'internal error' : 'bad request' });
     },
   );

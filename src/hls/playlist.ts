@@ -148,3 +148,19 @@ export function skippableSegments(segments: readonly { duration: number }[], ski
   }
   return 0;
 }
+
+/** A URI line, or a `URI="…"` attribute (EXT-X-MAP, EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-RENDITION-REPORT). */
+const URI_IN_PLAYLIST = /^(?!#)(.+)$|URI="([^"]*)"/gm;
+
+/**
+ * The playlist (media or multivariant) with `query` (e.g. a viewer's `token=…`) appended to every URI it
+ * lists, `?` or `&` as the URI needs. One pass over the rendered text at serve time, so the playlist itself
+ * stays one string for every viewer; `query` must need no escaping (the caller's guarantee).
+ */
+export function withUriQuery(text: string, query: string): string {
+  if (query === '') return text;
+  const add = (uri: string): string => `${uri}${uri.includes('?') ? '&' : '?'}${query}`;
+  return text.replace(URI_IN_PLAYLIST, (_m, line: string | undefined, attr: string | undefined) =>
+    line !== undefined ? add(line) : `URI="${add(attr!)}"`,
+  );
+}

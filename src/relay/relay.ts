@@ -5,7 +5,7 @@
  * encoders, the UDP port), the origin, the control API and the metrics app, then the child reaper.
  */
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { buildOrigin, heldRequests } from '../hls/origin.ts';
 import { ChildReaper } from '../pipeline/child-reaper.ts';
 import {
@@ -23,6 +23,7 @@ import { type AuthorizePublish, RtmpServer } from '../rtmp/server.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
+import { createPlaybackTokenVerifier, type PlaybackGuard, playbackGuard } from '../shared/playback-token.ts';
 import { passphraseFromConfig, SrtListener } from '../srt/listener.ts';
 import { StreamRegistry } from '../stream/registry.ts';
 import { StreamState } from '../stream/stream.ts';
@@ -74,6 +75,8 @@ export interface RelayHandle {
   recording: Recording;
   /** `http://host:port/hls/{userPath}/{streamId}/index.m3u8` base, for logs. */
   hlsBase: string;
+  /** The playback-token check of every playback route (PLAYBACK_AUTH): `{onRequest: playback}` on a route. */
+  playback: PlaybackGuard;
   close(): Promise<void>;
 }
 
@@ -87,8 +90,29 @@ export async function startRelay(
     encoderProbe?: EncoderProbeResult;
     /** Playback authorization of the recording routes (playback tokens). */
     authorizeRecording?: RecordingRoutesOptions['authorize'];
+    /** Playback tokens' secret when not configured (dev generates one); PLAYBACK_AUTH=token needs one. */
+    playbackTokenSecret?: string;
   } = {},
 ): Promise<RelayHandle> {
+  // Built first: a PLAYBACK_AUTH=token relay without a secret must not start at all.
+  const playbackSecret = options.playbackTokenSecret ?? config.playback.tokenSecret;
+  if (config.playback.auth === 'token' && !playbackSecret) {
+    throw new RelayError(
+      ErrorCodes.CONFIG_INVALID,
+      'PLAYBACK_AUTH=token needs PLAYBACK_TOKEN_SECRET (or PUBLISH_TOKEN_SECRET)',
+    );
+  }
+  const playback = playbackGuard({
+    mode: config.playback.auth,
+    verify:
+      config.playback.auth === 'token' && playbackSecret
+        ? createPlaybackTokenVerifier({
+            secret: playbackSecret,
+            // Only with the configured secret: a generated one (dev) has no previous.
+            previousSecret: options.playbackTokenSecret ? undefined : config.playback.previousSecret,
+          })
+        : null,
+  });
   const reaper = new ChildReaper();
   // The H.264 encoder for transcodes: a GPU one when the probe finds it working, libx264 otherwise.
   const probe =
@@ -159,6 +183,7 @@ export async function startRelay(
     lookup: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.packager,
     lookupAbr: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.abr ?? undefined,
     corsOrigins: config.hls.corsOrigins,
+    playback,
     log,
     ready,
   });
@@ -172,7 +197,14 @@ export async function startRelay(
   void origin.register(
     buildRecordingRoutes({
       store: recording.store,
-      ...(options.authorizeRecording ? { authorize: options.authorizeRecording } : {}),
+      // Replays need a playback token for their stream, as its live URLs do (PLAYBACK_AUTH).
+      authorize:
+        options.authorizeRecording ??
+        (async (request, target) => {
+          const c = await playback.check(request, { userPath: target.userPath, streamId: target.streamId });
+          if (!c.ok) return { ok: false, status: c.status };
+          return c.query ? { ok: true, query: c.query } : { ok: true };
+        }),
       ...(config.cloud.hlsPublicBaseUrl ? { publicBase: config.cloud.hlsPublicBaseUrl } : {}),
     }),
   );
@@ -184,7 +216,7 @@ export async function startRelay(
     width: config.hls.thumbnailWidth,
     ffmpegPath: config.stream.ffmpegPath,
   });
-  thumbnails.route(origin, (userPath, streamId) => streams.byHlsPath(userPath, streamId));
+  thumbnails.route(origin, (userPath, streamId) => streams.byHlsPath(userPath, streamId), playback);
   const restreaming = new Restreaming({ streams, log });
   const viewers = new ViewerTracker({ windowMs: config.hls.viewerWindowMs });
   const relayMetrics = createRelayMetrics({
@@ -273,7 +305,19 @@ export async function startRelay(
   try {
     rtmpPort = await rtmp.listen(config.rtmp.port, config.rtmp.host);
     srtPort = await srt.listen(config.srt.port, config.srt.host);
-    webrtc = await startRelayWebrtc({ config, streams, reaper, log });
+    webrtc = await startRelayWebrtc({
+      config,
+      streams,
+      reaper,
+      log,
+      // WHEP offers pass the same playback-token check (its routes answer every refusal 401).
+      ...(playback.mode === 'token'
+        ? {
+            authorizePlayback: async (request: FastifyRequest, userPath: string, streamId: string) =>
+              (await playback.check(request, { userPath, streamId })).ok,
+          }
+        : {}),
+    });
     webrtc.route(origin);
     const tlsConfig = config.rtmp.tls;
     const rtmpsPort = tlsConfig
@@ -317,6 +361,7 @@ export async function startRelay(
       restreaming,
       recording,
       hlsBase,
+      playback,
       close,
     };
   } catch (err) {

@@ -4,7 +4,8 @@
  * decodes; a thumbnail needs no timestamps), whatever the ingest, and served by the origin at
  * `/hls/{userPath}/{streamId}/thumbnail.jpg` (a static route next to the HLS files; nothing from the request
  * becomes a path). Announced to apps as `thumbnailUrl` next to `hlsUrl`. Made on demand after the first
- * (see Thumbnailer): a stream nobody previews costs no decodes.
+ * (see Thumbnailer): a stream nobody previews costs no decodes. With PLAYBACK_AUTH=token the route passes the
+ * same playback-token guard as the playlists (the cloud hands out `thumbnailUrl` with the token).
  */
 import type { FastifyInstance } from 'fastify';
 import { isValidStreamId, STREAM_ID_PATTERN } from '../contracts/names.ts';
@@ -13,6 +14,7 @@ import { flvConfigTagOf, flvTagOf } from '../media/flv-demux.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
 import { Thumbnailer } from '../pipeline/thumbnailer.ts';
 import type { Logger } from '../shared/logger.ts';
+import type { PlaybackGuard } from '../shared/playback-token.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
 import type { Stream } from '../stream/stream.ts';
 
@@ -80,8 +82,12 @@ export class Thumbnails {
     return (await t?.fresh(2 * this.#options.intervalMs))?.jpeg;
   }
 
-  /** Adds GET /hls/{userPath}/{streamId}/thumbnail.jpg to the origin (before it listens). */
-  route(origin: FastifyInstance, lookup: (userPath: string, streamId: string) => Stream | undefined): void {
+  /** Adds GET /hls/{userPath}/{streamId}/thumbnail.jpg to the origin (before it listens), behind `guard`. */
+  route(
+    origin: FastifyInstance,
+    lookup: (userPath: string, streamId: string) => Stream | undefined,
+    guard?: PlaybackGuard,
+  ): void {
     origin.get<{ Params: { userPath: string; streamId: string } }>(
       `/hls/:userPath/:streamId/${THUMBNAIL_FILE}`,
       {
@@ -95,6 +101,7 @@ export class Thumbnails {
             },
           },
         },
+        ...(guard?.mode === 'token' ? { onRequest: guard } : {}),
       },
       async (request, reply) => {
         const { userPath, streamId } = request.params;

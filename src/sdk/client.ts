@@ -6,7 +6,8 @@
  * stream is followed again (with backoff) until the stream ends: a network fault is not a status of the
  * stream, so apps never hear one as `error`; the cloud's first status on the new connection is passed on only
  * when it differs from the last one heard. A cloud that no longer knows the stream answers 404: that ends it
- * with `error`.
+ * with `error`. With playback tokens on (PLAYBACK_AUTH=token), every URL a status carries has its token
+ * (`?token=`), fresh in every status: `getManagedStreamUrls` hands out the latest, which play as they are.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ManagedStreamStatus, ManagedStreamStatus as StatusSchema } from '../contracts/mentra.ts';
@@ -33,6 +34,8 @@ export interface ManagedStreamUrls {
    * when it serves WHEP; it changes when the stream moves (a new `active` carries the new one).
    */
   webrtcUrl?: string;
+  /** The latest keyframe as a JPEG. */
+  thumbnailUrl?: string;
 }
 
 export class ManagedStreamTimeoutError extends Error {
@@ -69,6 +72,7 @@ export class ManagedStreamClient {
           hlsUrl: s.hlsUrl,
           dashUrl: s.dashUrl ?? '',
           ...(s.webrtcUrl ? { webrtcUrl: s.webrtcUrl } : {}),
+          ...(s.thumbnailUrl ? { thumbnailUrl: s.thumbnailUrl } : {}),
         }
       : undefined;
   }

@@ -148,6 +148,17 @@ const EnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9]{1,32}$/, '1-32 letters and digits (Cloudflare account ids are 32 hex)')
     .optional(),
+  /** Playback tokens (architecture §3): checked on every playback request; `off` by default in dev only. */
+  PLAYBACK_AUTH: z.enum(['token', 'off']).optional(),
+  /** HS256 secret of playback tokens; PUBLISH_TOKEN_SECRET when unset. */
+  PLAYBACK_TOKEN_SECRET: z.string().min(1).optional(),
+  /** The longest a playback token lives (a stream's end plus HLS_END_GRACE_SECONDS comes first). */
+  PLAYBACK_TOKEN_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .max(30 * 86_400)
+    .default(86_400),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -262,6 +273,20 @@ export interface RelayConfig {
   };
   /** PUBLISH_TOKEN_SECRET (HS256, ≥ 32 bytes; the verifier checks). Unset: the composition decides. */
   publishTokenSecret: string | undefined;
+  /** Playback tokens on every playback URL (shared/playback-token.ts). */
+  playback: {
+    /** PLAYBACK_AUTH; `off` only where the caller's defaults say so (dev mode) or the env does. */
+    auth: 'token' | 'off';
+    /** PLAYBACK_TOKEN_SECRET, else PUBLISH_TOKEN_SECRET; unset: the composition decides (dev generates). */
+    tokenSecret: string | undefined;
+    /**
+     * Still accepted by relays: PUBLISH_TOKEN_SECRET_PREVIOUS while playback tokens use the publish secret, so
+     * rotating it does not cut every viewer off at once.
+     */
+    previousSecret: string | undefined;
+    /** PLAYBACK_TOKEN_TTL_SECONDS. */
+    ttlSeconds: number;
+  };
   /** PUBLISH_TOKEN_SECRET_PREVIOUS: still accepted by relays during a rotation. */
   publishTokenSecretPrevious: string | undefined;
   cloud: {
@@ -367,7 +392,7 @@ function rtmpsConfig(
 /** Parses the environment; throws CONFIG_INVALID naming every bad variable. */
 export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
-  defaults: { publishAuth: 'token' | 'off' } = { publishAuth: 'token' },
+  defaults: { publishAuth: 'token' | 'off'; playbackAuth?: 'token' | 'off' } = { publishAuth: 'token' },
 ): RelayConfig {
   const parsed = EnvSchema.safeParse(emptyToUndefined(env));
   if (!parsed.success) {
@@ -464,6 +489,13 @@ export function loadConfig(
       maxSessions: e.WEBRTC_MAX_SESSIONS,
     },
     publishTokenSecret: e.PUBLISH_TOKEN_SECRET,
+    playback: {
+      // Off where publish auth is off by default (dev), on everywhere else, whatever PUBLISH_AUTH says.
+      auth: e.PLAYBACK_AUTH ?? defaults.playbackAuth ?? defaults.publishAuth,
+      tokenSecret: e.PLAYBACK_TOKEN_SECRET ?? e.PUBLISH_TOKEN_SECRET,
+      previousSecret: e.PLAYBACK_TOKEN_SECRET === undefined ? e.PUBLISH_TOKEN_SECRET_PREVIOUS : undefined,
+      ttlSeconds: e.PLAYBACK_TOKEN_TTL_SECONDS,
+    },
     publishTokenSecretPrevious: e.PUBLISH_TOKEN_SECRET_PREVIOUS,
     cloud: {
       host: e.CLOUD_HOST,

@@ -144,6 +144,11 @@ const REGISTRY = {
   LIVE_INPUT_LIMIT_REACHED: 409,
   LIVE_INPUT_WEBHOOK_NOT_FOUND: 404,
   LIVE_INPUT_NO_ROUTE: 404,
+  // Playback tokens (HLS, DASH, WHEP, thumbnails, recordings)
+  PLAYBACK_UNAUTHORIZED: 401,
+  PLAYBACK_FORBIDDEN: 403,
+  PLAYBACK_TOKEN_SECRET_WEAK: 500,
+  PLAYBACK_TOKEN_GRANT_INVALID: 400,
 } as const satisfies Record<string, ErrorStatus>;
 
 export type ErrorCode = keyof typeof REGISTRY;

@@ -16,10 +16,13 @@ export const LOOPBACK_RELAY_ENV = {
   WEBRTC_UDP_HOST: '127.0.0.1',
   WEBRTC_UDP_PORT: '0',
   WEBRTC_HOSTS: '127.0.0.1',
+  // Playback tokens are on outside dev; tests that fetch relay URLs they build themselves run without them
+  // (test/integration/playback-auth.test.ts turns them on).
+  PLAYBACK_AUTH: 'off',
 } as const;
 
 /** Env for a cloud on a free loopback port. */
-export const LOOPBACK_CLOUD_ENV = { CLOUD_HOST: '127.0.0.1', CLOUD_PORT: '0' } as const;
+export const LOOPBACK_CLOUD_ENV = { CLOUD_HOST: '127.0.0.1', CLOUD_PORT: '0', PLAYBACK_AUTH: 'off' } as const;
 
 /** A port nothing listens on right now (for a peer that must start later on a known port). */
 export async function freePort(): Promise<number> {

@@ -66,6 +66,7 @@ describe('relay failover', () => {
       CLOUD_PORT: '0',
       REDIS_URL: redis.url,
       PUBLISH_AUTH: 'token',
+      PLAYBACK_AUTH: 'off', // its relays run without (LOOPBACK_RELAY_ENV); /watch is checked open here
       HEARTBEAT_SECONDS: String(HEARTBEAT_SECONDS),
       RELAY_EXPIRY_SECONDS: String(EXPIRY_SECONDS),
       KEEPALIVE_SECONDS: '1',

@@ -27,6 +27,7 @@ import { publishKey, storeKey } from '../../contracts/keys.ts';
 import type { HeartbeatRequest, StreamEventRequest, StreamToEnd } from '../../contracts/relay-api.ts';
 import { ErrorCodes, RelayError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/logger.ts';
+import type { PlaybackTokenSigner } from '../../shared/playback-token.ts';
 import type { StaticRelays } from '../static-relays.ts';
 import type { CloudStore } from '../store.ts';
 import type { RestreamOutputRecord } from '../stream-state.ts';
@@ -60,6 +61,8 @@ export interface LiveInputsOptions {
   tokenSecret: string | null;
   srtPassphrase?: (publishKey: string) => string | null;
   hlsPublicBaseUrl?: string | undefined;
+  /** PLAYBACK_AUTH=token: signs the playback token of every playback URL an input shows. */
+  playbackTokens?: PlaybackTokenSigner | null;
   /** A relay report older than this no longer says connected (RELAY_EXPIRY_SECONDS). */
   relayExpiryMs: number;
   reservationTtlMs?: number;
@@ -422,6 +425,7 @@ export class LiveInputs {
       compactToken,
       srtPassphrase: this.#o.srtPassphrase?.(publishKey(r.userId, r.uid)) ?? null,
       hlsPublicBaseUrl: this.#o.hlsPublicBaseUrl,
+      playbackToken: relay ? this.#o.playbackTokens?.sign(r.userId, r.uid) : null,
       now: this.#now(),
       staleMs: this.#o.relayExpiryMs,
     });

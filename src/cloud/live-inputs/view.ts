@@ -5,11 +5,18 @@
  * token), `srt` the relay's SRT base with the stream id and passphrase our SRT ingest expects, `webRTC` (WHIP)
  * and `webRTCPlayback` (WHEP) only when the relay announced a WHIP base (its WebRTC is on); `hls` always
  * (additive); `dash` (additive) and a WHEP URL once the relay announced them with hls-ready (relays send
- * an empty `dashUrl` until DASH lands).
+ * an empty `dashUrl` until DASH lands). With PLAYBACK_AUTH=token every playback URL (`hls`, `dash`,
+ * `webRTCPlayback`) carries the input's playback token.
  */
 import { hlsPath } from '../../contracts/keys.ts';
 import { srtPublishStreamId } from '../../contracts/srt.ts';
-import { hlsPlaylistUrl, rtmpPublishUrl, whipPublishUrl, withPublicBase } from '../../contracts/urls.ts';
+import {
+  hlsPlaylistUrl,
+  rtmpPublishUrl,
+  whipPublishUrl,
+  withPlaybackToken,
+  withPublicBase,
+} from '../../contracts/urls.ts';
 import type { Connection, LiveInput, Output } from './schemas.ts';
 import type { LiveInputRecord, LiveInputReports, OutputRecord } from './state.ts';
 
@@ -31,6 +38,8 @@ export interface ViewContext {
   compactToken?: string | undefined;
   srtPassphrase: string | null;
   hlsPublicBaseUrl?: string | undefined;
+  /** The input's playback token (PLAYBACK_AUTH=token), on every playback URL; absent: none. */
+  playbackToken?: string | null | undefined;
   now: number;
   /** A report older than this (ms) no longer says connected: its relay went silent. */
   staleMs: number;
@@ -113,11 +122,14 @@ export function liveInputView(r: LiveInputRecord, ctx: ViewContext): LiveInput {
   // What the relay announced with hls-ready for this stream, if it is the relay named now.
   const announced = ctx.reports.playback?.relayId === relay.relayId ? ctx.reports.playback : null;
   if (relay.whipUrl) out.webRTC = { url: whipPublishUrl(relay.whipUrl, r.userId, r.uid, ctx.token) };
-  if (announced?.webrtcUrl) out.webRTCPlayback = { url: announced.webrtcUrl };
+  const play = (url: string): string => withPlaybackToken(url, ctx.playbackToken);
+  if (announced?.webrtcUrl) out.webRTCPlayback = { url: play(announced.webrtcUrl) };
   else if (relay.whipUrl)
-    out.webRTCPlayback = { url: `${trim(relay.hlsUrl)}/whep/${hlsPath(r.userId, r.uid)}` };
-  out.hls = { url: withPublicBase(hlsPlaylistUrl(relay.hlsUrl, r.userId, r.uid), ctx.hlsPublicBaseUrl) };
-  if (announced?.dashUrl) out.dash = { url: announced.dashUrl };
+    out.webRTCPlayback = { url: play(`${trim(relay.hlsUrl)}/whep/${hlsPath(r.userId, r.uid)}`) };
+  out.hls = {
+    url: play(withPublicBase(hlsPlaylistUrl(relay.hlsUrl, r.userId, r.uid), ctx.hlsPublicBaseUrl)),
+  };
+  if (announced?.dashUrl) out.dash = { url: play(announced.dashUrl) };
   return out;
 }
 

@@ -74,6 +74,7 @@ describe('Live Input API (Cloudflare-compatible)', () => {
       CLOUD_API_TOKEN: TOKEN,
       CLOUD_ACCOUNT_ID: ACCOUNT,
       SRT_PASSPHRASE_SECRET: SRT_SECRET,
+      PLAYBACK_AUTH: 'off', // Cloudflare's documented URLs exactly; with tokens: playback-status.test.ts
     });
     cloud = await startCloud(config, silentLogger(), {
       relaySecret: RELAY_SECRET,

@@ -53,6 +53,7 @@ describe('cloud route schemas', () => {
       CLOUD_PORT: '0',
       HEARTBEAT_SECONDS: '1',
       CONTROL_API_TOKEN: CONTROL,
+      PLAYBACK_AUTH: 'off', // /watch's open answers are checked here; with tokens: playback-watch.test.ts
     });
     cloud = await startCloud(config, silentLogger(), {
       relaySecret: RELAY_SECRET,
