@@ -38,8 +38,8 @@ COPY web/ ./web/
 # tsx caches compiled files under the OS temp dir (/tmp), which is writable.
 USER node
 
-# Relay: RTMP, HLS origin + /health, control API, Prometheus /metrics. Cloud: 8080.
-EXPOSE 1935 8890/udp 8888 9997 9998 8080
+# Relay: RTMP, SRT (UDP), HLS origin + /health + WHEP, control API, Prometheus /metrics, WebRTC ICE (UDP). Cloud: 8080.
+EXPOSE 1935 8890/udp 8888 9997 9998 8189/udp 8080
 
 # The health check must look at the process this container runs. The default is the relay's HLS origin;
 # a container running `cloud` sets HEALTHCHECK_URL=http://127.0.0.1:8080/health. No curl in slim: use node.

@@ -1,8 +1,8 @@
 /**
- * The composition root of one relay: RTMP ingest → streams (repair, FFmpeg, packager) → HLS origin.
- * Every part is created here and closed here, children before parents: the RTMP server first (no new
- * publishes), then the streams (ENDLIST, FFmpeg stopped), then the origin, the control API and the metrics
- * app, then the child reaper.
+ * The composition root of one relay: RTMP ingest → streams (repair, FFmpeg, packager) → HLS origin and
+ * WHEP (./webrtc.ts). Every part is created here and closed here, children before parents: the RTMP server
+ * first (no new publishes), then the streams (ENDLIST, FFmpeg stopped), then WebRTC (sessions, Opus
+ * encoders, the UDP port), the origin, the control API and the metrics app, then the child reaper.
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
@@ -29,6 +29,7 @@ import { buildMetricsApp, createRelayMetrics } from './metrics.ts';
 import { Restreaming } from './restreaming.ts';
 import { Thumbnails } from './thumbnails.ts';
 import { ViewerTracker } from './viewers.ts';
+import { type RelayWebrtc, startRelayWebrtc } from './webrtc.ts';
 
 export interface RelayHandle {
   rtmpPort: number;
@@ -44,6 +45,10 @@ export interface RelayHandle {
   srt: SrtListener;
   /** Its UDP port (SRT_PORT; 0 picks a free one). */
   srtPort: number;
+  /** WebRTC: the shared ICE UDP port and WHEP playback (WHIP ingest joins it there). */
+  webrtc: RelayWebrtc;
+  /** The ICE UDP port of every WebRTC session (WEBRTC_UDP_PORT; 0 picks a free one). */
+  webrtcPort: number;
   streams: StreamRegistry;
   origin: FastifyInstance;
   api: FastifyInstance;
@@ -199,6 +204,7 @@ export async function startRelay(
     }),
   });
   const metrics = buildMetricsApp({ registry: relayMetrics.registry, onClose: relayMetrics.close });
+  let webrtc: RelayWebrtc | null = null;
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
@@ -207,6 +213,7 @@ export async function startRelay(
     await rtmp.close();
     await srt.close();
     await streams.close();
+    webrtc?.close();
     thumbnails.close();
     restreaming.close();
     await origin.close();
@@ -243,6 +250,8 @@ export async function startRelay(
   try {
     rtmpPort = await rtmp.listen(config.rtmp.port, config.rtmp.host);
     srtPort = await srt.listen(config.srt.port, config.srt.host);
+    webrtc = await startRelayWebrtc({ config, streams, reaper, log });
+    webrtc.route(origin);
     const tlsConfig = config.rtmp.tls;
     const rtmpsPort = tlsConfig
       ? await rtmp.listenTls(tlsConfig.port, config.rtmp.host, readTlsFiles(tlsConfig))
@@ -257,14 +266,16 @@ export async function startRelay(
     const metricsPort = await listen(metrics, config.metrics.port, config.metrics.host);
     const hlsBase = `http://${options.publicHost ?? 'localhost'}:${hlsPort}/hls`;
     log.info(
-      { hlsPort, apiPort, metricsPort, srtPort },
-      'HLS origin, control API, metrics and SRT listening',
+      { hlsPort, apiPort, metricsPort, srtPort, webrtcPort: webrtc.udpPort },
+      'HLS origin, control API, metrics, SRT and WebRTC listening',
     );
     return {
       rtmpPort,
       rtmpsPort,
       srt,
       srtPort,
+      webrtc,
+      webrtcPort: webrtc.udpPort,
       hlsPort,
       apiPort,
       metricsPort,

@@ -76,6 +76,10 @@ export function buildWhepRoutes(options: WhepRoutesOptions): FastifyPluginAsync 
   const validPath = (p: StreamParams): boolean =>
     USER_PATH_PATTERN.test(p.userPath) && isValidStreamId(p.streamId);
 
+  // These routes answer CORS themselves (methods, exposed Location): an @fastify/cors the host app registered
+  // (the origin's, GET/HEAD only) is told to leave them alone.
+  const own = { config: { cors: false } };
+
   return async (app: FastifyInstance) => {
     app.addContentTypeParser(
       ['application/sdp', 'application/trickle-ice-sdpfrag'],
@@ -95,10 +99,10 @@ export function buildWhepRoutes(options: WhepRoutesOptions): FastifyPluginAsync 
       if (request.headers['access-control-request-method'] === undefined) reply.header('allow', methods);
       return reply.send();
     };
-    app.options('/whep/:userPath/:streamId', preflight('OPTIONS, POST'));
-    app.options('/whep/:userPath/:streamId/:sessionId', preflight('OPTIONS, DELETE, PATCH'));
+    app.options('/whep/:userPath/:streamId', own, preflight('OPTIONS, POST'));
+    app.options('/whep/:userPath/:streamId/:sessionId', own, preflight('OPTIONS, DELETE, PATCH'));
 
-    app.post<{ Params: StreamParams }>('/whep/:userPath/:streamId', async (request, reply) => {
+    app.post<{ Params: StreamParams }>('/whep/:userPath/:streamId', own, async (request, reply) => {
       const { userPath, streamId } = request.params;
       if (!validPath(request.params)) {
         return refuse(reply, ErrorCodes.WEBRTC_STREAM_NOT_FOUND, 'no such stream path');
@@ -125,16 +129,20 @@ export function buildWhepRoutes(options: WhepRoutesOptions): FastifyPluginAsync 
       }
     });
 
-    app.delete<{ Params: SessionParams }>('/whep/:userPath/:streamId/:sessionId', async (request, reply) => {
-      const { userPath, streamId, sessionId } = request.params;
-      if (!SESSION_ID_PATTERN.test(sessionId) || !server.has(sessionId, userPath, streamId)) {
-        return refuse(reply, ErrorCodes.WEBRTC_SESSION_NOT_FOUND, 'no such WHEP session');
-      }
-      server.remove(sessionId);
-      return reply.code(200).header('cache-control', 'no-store').send();
-    });
+    app.delete<{ Params: SessionParams }>(
+      '/whep/:userPath/:streamId/:sessionId',
+      own,
+      async (request, reply) => {
+        const { userPath, streamId, sessionId } = request.params;
+        if (!SESSION_ID_PATTERN.test(sessionId) || !server.has(sessionId, userPath, streamId)) {
+          return refuse(reply, ErrorCodes.WEBRTC_SESSION_NOT_FOUND, 'no such WHEP session');
+        }
+        server.remove(sessionId);
+        return reply.code(200).header('cache-control', 'no-store').send();
+      },
+    );
 
-    app.patch('/whep/:userPath/:streamId/:sessionId', async (_request, reply) =>
+    app.patch('/whep/:userPath/:streamId/:sessionId', own, async (_request, reply) =>
       reply
         .code(405)
         .header('allow', 'OPTIONS, DELETE')

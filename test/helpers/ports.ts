@@ -1,7 +1,7 @@
 /** Loopback listeners on free ports, for every test and benchmark that starts relays or a cloud. */
 import net from 'node:net';
 
-/** Env for a relay whose RTMP, HLS, control-API and metrics listeners take free loopback ports. */
+/** Env for a relay whose RTMP, HLS, control-API, metrics, SRT and WebRTC listeners take free loopback ports. */
 export const LOOPBACK_RELAY_ENV = {
   RTMP_HOST: '127.0.0.1',
   RTMP_PORT: '0',
@@ -13,6 +13,9 @@ export const LOOPBACK_RELAY_ENV = {
   METRICS_PORT: '0',
   SRT_HOST: '127.0.0.1',
   SRT_PORT: '0',
+  WEBRTC_UDP_HOST: '127.0.0.1',
+  WEBRTC_UDP_PORT: '0',
+  WEBRTC_HOSTS: '127.0.0.1',
 } as const;
 
 /** Env for a cloud on a free loopback port. */

@@ -226,9 +226,10 @@ test('docker-compose.yml: redis, cloud and relay, health-gated, secrets from .en
 
   const containerPorts = (ports: string[] = []): number[] =>
     ports.map((p) => Number(p.split('/')[0]!.split(':').at(-1)));
-  for (const port of [1935, 8888, 8890, 9997, 9998])
+  for (const port of [1935, 8888, 8890, 9997, 9998, 8189])
     assert.ok(containerPorts(relay.ports).includes(port), `${port}`);
   assert.ok(relay.ports?.includes('8890:8890/udp'), 'SRT is UDP');
+  assert.ok(relay.ports?.includes('8189:8189/udp'), 'WebRTC is UDP');
   assert.ok(containerPorts(cloud.ports).includes(8080));
 
   const env = relay.environment ?? {};
@@ -275,8 +276,9 @@ test('Kubernetes: relay Deployment, TCP LoadBalancer 1935, HTTP 8888, probes, dr
   assert.ok(deployment?.spec.template);
   const pod = deployment.spec.template.spec;
   const relay = pod.containers.find((c) => c.name === 'relay')!;
-  assert.deepEqual(relay.ports?.map((p) => p.containerPort).sort(), [1935, 8888, 8890, 9997, 9998]);
+  assert.deepEqual(relay.ports?.map((p) => p.containerPort).sort(), [1935, 8189, 8888, 8890, 9997, 9998]);
   assert.equal(relay.ports?.find((p) => p.containerPort === 8890)?.protocol, 'UDP', 'SRT is UDP');
+  assert.equal(relay.ports?.find((p) => p.containerPort === 8189)?.protocol, 'UDP', 'WebRTC is UDP');
   assert.equal(relay.livenessProbe?.httpGet?.path, '/health');
   assert.equal(relay.readinessProbe?.httpGet?.path, '/ready');
   assert.equal(pod.securityContext?.runAsNonRoot, true);
@@ -298,6 +300,10 @@ test('Kubernetes: relay Deployment, TCP LoadBalancer 1935, HTTP 8888, probes, dr
   assert.ok(
     balancers.some((s) => s.spec.ports?.some((p) => p.port === 8890 && p.protocol === 'UDP')),
     'a UDP LoadBalancer port for SRT 8890',
+  );
+  assert.ok(
+    balancers.some((s) => s.spec.ports?.some((p) => p.port === 8189 && p.protocol === 'UDP')),
+    'a UDP LoadBalancer port for WebRTC 8189',
   );
   assert.ok(
     services.some((s) => s.spec.ports?.some((p) => p.port === 8888 && p.appProtocol === 'http')),
@@ -388,7 +394,7 @@ test('Dockerfile pins Node and FFmpeg, runs as non-root with a health check', ()
   assert.match(dockerfile, /^USER node$/m);
   assert.match(dockerfile, /^HEALTHCHECK /m);
   const exposed = /^EXPOSE (.+)$/m.exec(dockerfile)?.[1]?.split(/\s+/) ?? [];
-  for (const port of ['1935', '8890/udp', '8888', '9997', '9998', '8080'])
+  for (const port of ['1935', '8890/udp', '8888', '9997', '9998', '8189/udp', '8080'])
     assert.ok(exposed.includes(port), `EXPOSE ${port}`);
 });
 

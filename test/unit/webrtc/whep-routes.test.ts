@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { AccessUnit } from '../../../src/media/access-unit.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
@@ -99,6 +100,32 @@ describe('WHEP routes', () => {
       headers: { origin: 'https://evil' },
     });
     assert.equal(other.headers['access-control-allow-origin'], undefined);
+  });
+
+  it('answers CORS itself inside an app that registered @fastify/cors (the relay origin: GET/HEAD only)', async () => {
+    const host = Fastify();
+    await host.register(cors, { origin: '*', methods: ['GET', 'HEAD', 'OPTIONS'] });
+    await host.register(buildWhepRoutes({ server, corsOrigins: '*' }));
+    try {
+      const res = await host.inject({
+        method: 'OPTIONS',
+        url: '/whep/u/s/AAAAAAAAAAAAAAAAAAAAAAAA',
+        headers: { origin: 'https://app.example', 'access-control-request-method': 'DELETE' },
+      });
+      assert.equal(res.statusCode, 204);
+      assert.match(String(res.headers['access-control-allow-methods']), /DELETE/);
+      const post = await host.inject({
+        method: 'POST',
+        url: '/whep/u/nosuch',
+        headers: { 'content-type': 'application/sdp', origin: 'https://app.example' },
+        payload: offer.sdp,
+      });
+      assert.equal(post.statusCode, 404);
+      assert.equal(post.headers['access-control-allow-origin'], '*');
+      assert.match(String(post.headers['access-control-expose-headers']), /location/);
+    } finally {
+      await host.close();
+    }
   });
 
   const refusals: {
