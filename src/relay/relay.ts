@@ -212,6 +212,7 @@ export async function startRelay(
     detach();
     await rtmp.close();
     await srt.close();
+    webrtc?.whip.close(); // WHIP publishers go with the other ingests, before their streams end
     await streams.close();
     webrtc?.close();
     thumbnails.close();
@@ -250,7 +251,7 @@ export async function startRelay(
   try {
     rtmpPort = await rtmp.listen(config.rtmp.port, config.rtmp.host);
     srtPort = await srt.listen(config.srt.port, config.srt.host);
-    webrtc = await startRelayWebrtc({ config, streams, reaper, log });
+    webrtc = await startRelayWebrtc({ config, streams, reaper, log, authorizePublish: authorize });
     webrtc.route(origin);
     const tlsConfig = config.rtmp.tls;
     const rtmpsPort = tlsConfig

@@ -1,7 +1,8 @@
 /**
- * The relay's WebRTC: the one ICE UDP port (WEBRTC_UDP_PORT) and WHEP playback of its streams on the
- * origin (`/whep/{userPath}/{streamId}`). The composition root (./relay.ts) starts it and closes it; WHIP
- * ingest adds its WhipServer here on the same `ice`.
+ * The relay's WebRTC: the one ICE UDP port (WEBRTC_UDP_PORT), WHEP playback of its streams on the
+ * origin (`/whep/{userPath}/{streamId}`) and WHIP ingest (`/whip/live/{userId}/{streamId}`: a publish
+ * authorized by the relay's publish hook, as RTMP and SRT, becomes a source of the stream of its key). The
+ * composition root (./relay.ts) starts it and closes it.
  *
  * A Stream (stream/stream.ts) is adapted to the small interface WHEP needs (webrtc/whep-source.ts): one
  * adapter per stream incarnation (WhepServer keys its per-stream output by the source object, so a lookup
@@ -12,6 +13,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { hlsUserPath } from '../contracts/names.ts';
+import type { AuthorizePublish } from '../contracts/publish.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -22,6 +24,8 @@ import type { IceHost } from '../webrtc/sdp.ts';
 import { buildWhepRoutes } from '../webrtc/whep-routes.ts';
 import { WhepServer } from '../webrtc/whep-server.ts';
 import type { WhepSourceEvents, WhepSourceStream } from '../webrtc/whep-source.ts';
+import { buildWhipRoutes } from '../webrtc/whip-routes.ts';
+import { WhipServer } from '../webrtc/whip-server.ts';
 
 /** A stream as a WHEP source: its own events (same names and payloads), its configuration and GOP. */
 export class StreamWhepSource implements WhepSourceStream {
@@ -73,12 +77,16 @@ export interface RelayWebrtcOptions {
     userPath: string,
     streamId: string,
   ) => boolean | Promise<boolean>;
+  /** The relay's publish authorization (the same hook as RTMP and SRT); absent: everyone may publish. */
+  authorizePublish?: AuthorizePublish;
 }
 
 export interface RelayWebrtc {
   /** The shared ICE port and announced hosts: WHIP sessions are created on the same (WhipServer `ice`). */
   readonly ice: { udpPort: number; bindAddress: string; hosts: readonly IceHost[] | null };
   readonly whep: WhepServer;
+  /** WHIP ingest on the same port. */
+  readonly whip: WhipServer;
   /** The bound UDP port (WEBRTC_UDP_PORT; 0 picked this one). */
   readonly udpPort: number;
   /** Registers the signalling routes on the origin (before it listens). */
@@ -112,6 +120,14 @@ export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<Rel
     log,
     opus: ffmpegOpusEncoder({ ffmpegPath: config.stream.ffmpegPath, reaper, log }),
   });
+  const whip = new WhipServer({
+    ice: whep.ice,
+    authorize: options.authorizePublish ?? (() => ({ allow: true })),
+    onPublish: (source) => streams.addSource(source),
+    log,
+    maxSessions: config.webrtc.maxSessions,
+    peerTimeoutMs: config.webrtc.peerTimeoutMs,
+  });
   const onEnded = (stream: Stream): void =>
     whep.closeStream(hlsUserPath(stream.userId), stream.streamId, 'stream ended');
   streams.on('ended', onEnded);
@@ -119,6 +135,7 @@ export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<Rel
   return {
     ice: whep.ice,
     whep,
+    whip,
     udpPort: whep.udpPort,
     route(origin) {
       void origin.register(
@@ -128,11 +145,13 @@ export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<Rel
           ...(options.authorizePlayback ? { authorize: options.authorizePlayback } : {}),
         }),
       );
+      void origin.register(buildWhipRoutes({ server: whip, corsOrigins: config.hls.corsOrigins }));
     },
     close() {
       if (closed) return;
       closed = true;
       streams.off('ended', onEnded);
+      whip.close();
       whep.close();
     },
   };
