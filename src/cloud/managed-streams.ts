@@ -50,7 +50,7 @@ import {
   type StreamRecord,
   type StreamStateStore,
 } from './stream-state.ts';
-import { signPublishToken } from './tokens.ts';
+import { signCompactPublishToken, signPublishToken } from './tokens.ts';
 
 export type { RestreamTarget } from './stream-state.ts';
 
@@ -103,6 +103,8 @@ export interface ManagedStreamsOptions {
 const RELAY_PROBE_TRIES = 3;
 const RELAY_PROBE_PAUSE_MS = 250;
 const RELAY_PROBE_TIMEOUT_MS = 1500;
+/** Publish tokens the glasses get live an hour: a stream restarted later is handed a fresh one. */
+const PUBLISH_TOKEN_TTL_SECONDS = 3600;
 
 async function defaultProbeRelay(hlsBase: string): Promise<boolean> {
   for (let i = 0; i < RELAY_PROBE_TRIES; i++) {
@@ -690,10 +692,10 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
           userId: r.userId,
           streamId: r.streamId,
           relayId,
-          ttlSeconds: 3600,
+          ttlSeconds: PUBLISH_TOKEN_TTL_SECONDS,
         })
       : undefined;
-    const url = this.#ingestUrl(relay, r, token);
+    const url = this.#ingestUrl(relayId, relay, r, token);
     const ingest = url.startsWith('srt:') ? 'srt' : url.startsWith('rtmp') ? 'rtmp' : 'whip';
     if ((r.ingest ?? 'rtmp') !== ingest) {
       // Saved before the glasses hear it, so their error on SRT finds the record saying SRT (any replica).
@@ -724,6 +726,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
    * on SRT.
    */
   #ingestUrl(
+    relayId: string,
     relay: { rtmpUrl: string; srtUrl?: string | undefined; whipUrl?: string | undefined },
     r: StreamRecord,
     token: string | undefined,
@@ -731,9 +734,25 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     const ingest = this.#o.glassesIngest ?? 'rtmp';
     if (ingest === 'srt' && relay.srtUrl && !r.srtFailed) {
       const passphrase = this.#o.srtPassphrase?.(publishKey(r.userId, r.streamId)) ?? null;
-      const url = srtPublishUrl(relay.srtUrl, r.userId, r.streamId, token, { passphrase });
+      const url =
+        srtPublishUrl(relay.srtUrl, r.userId, r.streamId, token, { passphrase }) ??
+        // A JWT pushes long ids past libsrt's 512 bytes: the compact form of the same grant fits them.
+        (token && this.#o.tokenSecret
+          ? srtPublishUrl(
+              relay.srtUrl,
+              r.userId,
+              r.streamId,
+              signCompactPublishToken(this.#o.tokenSecret, {
+                userId: r.userId,
+                streamId: r.streamId,
+                relayId,
+                ttlSeconds: PUBLISH_TOKEN_TTL_SECONDS,
+              }),
+              { passphrase },
+            )
+          : null);
       if (url) return url;
-      // The stream id (with its token) does not fit libsrt's 512 bytes: RTMP it is.
+      // Even the compact form does not fit (ids longer than the naming contract allows): RTMP it is.
       this.#log.warn({ streamId: r.streamId }, 'SRT stream id too long for libsrt: handing out RTMP');
     }
     if (ingest === 'whip' && relay.whipUrl) return whipPublishUrl(relay.whipUrl, r.userId, r.streamId, token);

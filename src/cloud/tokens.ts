@@ -4,7 +4,13 @@
  * `createPublishTokenVerifier`, which is an `AuthorizePublish` hook. Claims are `{sub: userId, sid:
  * streamId, rly: relayId, exp}` plus `iat` (src/contracts/relay-api.ts). A refusal carries a short fixed
  * reason (it reaches the publisher's onStatus and the logs), never the token or a library message.
+ *
+ * A compact form exists for SRT, whose stream id (token included) must fit libsrt's 512 bytes: with the
+ * longest user and stream ids a JWT does not. `c1.{exp base36}.{tag}`, where the tag is HMAC-SHA256 (first
+ * 16 bytes, base64url) under the same secret over a domain-separated string of every claim, so it binds the
+ * same user, stream, relay and expiry as the JWT does; the claims themselves travel in the stream id.
  */
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { errors, jwtVerify, SignJWT } from 'jose';
 import type { AuthDecision, PublishAuthRequest } from '../contracts/publish.ts';
 import { PublishTokenClaims, RelayId, StreamId, UserId } from '../contracts/relay-api.ts';
@@ -40,6 +46,34 @@ export const TokenRefusals = {
   otherStream: 'publish token is for another stream',
 } as const;
 
+/** The compact form's prefix (and version): a JWT never starts with it (its header is base64url JSON). */
+const COMPACT_PREFIX = 'c1.';
+/** 128 bits of HMAC-SHA256: a forgery takes 2^128 guesses, each a network round trip. */
+const COMPACT_TAG_BYTES = 16;
+
+function compactTag(key: Uint8Array, userId: string, streamId: string, relayId: string, exp: number): Buffer {
+  return createHmac('sha256', key)
+    .update(`rtmp-relay/publish-token/c1\n${userId}\n${streamId}\n${relayId}\n${exp}`)
+    .digest()
+    .subarray(0, COMPACT_TAG_BYTES);
+}
+
+/**
+ * Signs the compact form of a publish token (same grant, same secret, same checks as `signPublishToken`), for
+ * SRT stream ids that a JWT would push past libsrt's 512 bytes. About 35 characters.
+ */
+export function signCompactPublishToken(
+  secret: string | Uint8Array,
+  grant: PublishGrant,
+  now: number = Date.now(),
+): string {
+  const key = secretKey(secret);
+  checkGrant(grant, now);
+  const exp = Math.floor(now / 1000) + grant.ttlSeconds;
+  const tag = compactTag(key, grant.userId, grant.streamId, grant.relayId, exp).toString('base64url');
+  return `${COMPACT_PREFIX}${exp.toString(36)}.${tag}`;
+}
+
 function secretKey(secret: string | Uint8Array): Uint8Array {
   const key = typeof secret === 'string' ? new TextEncoder().encode(secret) : secret;
   if (key.byteLength < MIN_SECRET_BYTES) {
@@ -58,6 +92,17 @@ export async function signPublishToken(
   now: number = Date.now(),
 ): Promise<string> {
   const key = secretKey(secret);
+  checkGrant(grant, now);
+  const iat = Math.floor(now / 1000);
+  return new SignJWT({ sid: grant.streamId, rly: grant.relayId })
+    .setProtectedHeader({ alg: ALG, typ: 'JWT' })
+    .setSubject(grant.userId)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + grant.ttlSeconds)
+    .sign(key);
+}
+
+function checkGrant(grant: PublishGrant, now: number): void {
   const problems = [
     UserId.safeParse(grant.userId).success ? null : 'userId',
     StreamId.safeParse(grant.streamId).success ? null : 'streamId',
@@ -73,13 +118,6 @@ export async function signPublishToken(
       `cannot sign a publish token: invalid ${problems.join(', ')}`,
     );
   }
-  const iat = Math.floor(now / 1000);
-  return new SignJWT({ sid: grant.streamId, rly: grant.relayId })
-    .setProtectedHeader({ alg: ALG, typ: 'JWT' })
-    .setSubject(grant.userId)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + grant.ttlSeconds)
-    .sign(key);
 }
 
 export interface PublishTokenVerifierOptions {
@@ -121,6 +159,7 @@ export function createPublishTokenVerifier(options: PublishTokenVerifierOptions)
   return async ({ userId, streamId, token }) => {
     if (token === undefined || token === '') return refuse(TokenRefusals.missing);
     if (token.length > MAX_TOKEN_LENGTH) return refuse(TokenRefusals.malformed);
+    if (token.startsWith(COMPACT_PREFIX)) return verifyCompact(token, userId, streamId);
     let payload: unknown;
     let failure: unknown;
     for (const key of keys) {
@@ -148,6 +187,20 @@ export function createPublishTokenVerifier(options: PublishTokenVerifierOptions)
     if (claims.data.sid !== streamId) return refuse(TokenRefusals.otherStream);
     return { allow: true };
   };
+
+  /** The compact form: the claims are the request's own, so a tag that matches binds them all. */
+  function verifyCompact(token: string, userId: string, streamId: string): AuthDecision {
+    const match = /^c1\.([0-9a-z]{1,11})\.([A-Za-z0-9_-]{22})$/.exec(token);
+    if (!match) return refuse(TokenRefusals.malformed);
+    const exp = Number.parseInt(match[1] as string, 36);
+    const tag = Buffer.from(match[2] as string, 'base64url');
+    if (tag.length !== COMPACT_TAG_BYTES) return refuse(TokenRefusals.malformed);
+    // A wrong user, stream or relay makes a different tag: all are reported as a bad signature.
+    const ok = keys.some((key) => timingSafeEqual(compactTag(key, userId, streamId, relayId, exp), tag));
+    if (!ok) return refuse(TokenRefusals.signature);
+    if (exp + tolerance < now() / 1000) return refuse(TokenRefusals.expired);
+    return { allow: true };
+  }
 }
 
 /** Maps a jose failure to a fixed reason; anything else is a bug and is rethrown (the server logs it). */

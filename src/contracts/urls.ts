@@ -15,7 +15,12 @@ export function rtmpPublishUrl(rtmpBase: string, userId: string, streamId: strin
   return token ? `${url}?token=${token}` : url;
 }
 
-/** `srt://HOST:PORT?streamid=publish:live/{userId}/{streamId}[?token=…]` (the cloud percent-encodes it). */
+/**
+ * `srt://HOST:PORT?streamid=publish:live/{userId}/{streamId}[?token=…]` (the cloud percent-encodes it).
+ * Only FFmpeg's option names, in FFmpeg's units: the glasses' StreamPack reads the URL with srtdroid's
+ * `SrtUrl`, which takes FFmpeg's `srt://` options (`streamid`, `passphrase`, `latency` in µs), decodes each
+ * value once as FFmpeg does, and throws on any parameter it does not know.
+ */
 export function srtPublishUrl(
   srtBase: string,
   userId: string,
@@ -27,11 +32,13 @@ export function srtPublishUrl(
   const id = srtPublishStreamId(userId, streamId, token);
   if (id === null) return null;
   const base = trim(srtBase);
-  const q = new URLSearchParams({ streamid: id });
-  if (options.passphrase) q.set('passphrase', options.passphrase);
+  const q: [string, string][] = [['streamid', id]];
+  if (options.passphrase) q.push(['passphrase', options.passphrase]);
   // libsrt's URL option is in microseconds (FFmpeg's srt:// reads it so too).
-  if (options.latencyMs !== undefined) q.set('latency', String(Math.round(options.latencyMs * 1000)));
-  return `${base}${base.includes('?') ? '&' : '?'}${q}`;
+  if (options.latencyMs !== undefined) q.push(['latency', String(Math.round(options.latencyMs * 1000))]);
+  // Percent-encoded throughout, never `+` for a space: FFmpeg keeps a `+` as it is, Android's Uri reads a space.
+  const query = q.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&');
+  return `${base}${base.includes('?') ? '&' : '?'}${query}`;
 }
 
 /** `http://HOST:8888/whip/live/{userId}/{streamId}[?token=…]`. */

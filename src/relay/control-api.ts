@@ -9,14 +9,14 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { PUBLISH_APP, STREAM_ID_PATTERN, USER_ID_PATTERN } from '../contracts/names.ts';
 import type { StreamStats } from '../contracts/relay-api.ts';
 import type { TransportStats } from '../media/source.ts';
-import type { RtmpServer } from '../rtmp/server.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
 import type { Stream } from '../stream/stream.ts';
 import { streamStats, streamTransport } from './stream-stats.ts';
 import type { ViewerTracker } from './viewers.ts';
 
 export interface ControlApiOptions {
-  rtmp: RtmpServer;
+  /** Closes the live publish of a stream key, whatever its ingest (RTMP, SRT, WHIP); false when none. */
+  kick: (key: string) => boolean;
   streams: StreamRegistry;
   /** CONTROL_API_TOKEN; unset: the operator routes answer 503. */
   token: string | undefined;
@@ -122,7 +122,7 @@ export function buildControlApi(options: ControlApiOptions): FastifyInstance {
       async (request, reply) => {
         const { userId, streamId } = request.params;
         const key = `${PUBLISH_APP}/${userId}/${streamId}`;
-        if (!options.rtmp.kick(key)) {
+        if (!options.kick(key)) {
           return reply.code(404).send({ error: 'no live publish for this stream', code: 'STREAM_NOT_FOUND' });
         }
         return reply.send({ kicked: true, key });

@@ -183,7 +183,7 @@ export async function startRelay(
   let rtmpPort = config.rtmp.port;
   let srtPort = config.srt.port;
   const api = buildControlApi({
-    rtmp,
+    kick: (key) => rtmp.kick(key) || srt.kick(key),
     streams,
     token: config.api.token,
     ready,

@@ -61,6 +61,11 @@ const EnvSchema = z.object({
   COPY_MAX_SEGMENT_SECONDS: count(6),
   CLEAN_PROFILE: z.enum(['auto', 'copy', 'transcode', 'abr']).default('auto'),
   RECONNECT_WINDOW_SECONDS: seconds(120),
+  /**
+   * After a clean unpublish (RTMP FCUnpublish/deleteStream, SRT shutdown) the stream ends after this grace
+   * instead of the whole reconnect window: a quick republish still continues it. Never longer than the window.
+   */
+  UNPUBLISH_GRACE_SECONDS: seconds(5),
   HLS_END_GRACE_SECONDS: seconds(60),
   /** A viewer counts while it fetched something of the stream within this window. */
   HLS_VIEWER_WINDOW_SECONDS: seconds(15),
@@ -181,6 +186,8 @@ export interface RelayConfig {
   stream: {
     profile: 'auto' | 'copy' | 'transcode' | 'abr';
     reconnectWindowMs: number;
+    /** After a clean unpublish: at most the reconnect window. */
+    unpublishGraceMs: number;
     watchdogMs: number;
     backoffMs: number[];
     ffmpegPath: string;
@@ -386,6 +393,7 @@ export function loadConfig(
     stream: {
       profile: e.CLEAN_PROFILE,
       reconnectWindowMs: e.RECONNECT_WINDOW_SECONDS * 1000,
+      unpublishGraceMs: Math.min(e.UNPUBLISH_GRACE_SECONDS, e.RECONNECT_WINDOW_SECONDS) * 1000,
       watchdogMs: e.FFMPEG_WATCHDOG_SECONDS * 1000,
       backoffMs: e.FFMPEG_RESTART_BACKOFF_SECONDS.split(',').map((v) => Number(v) * 1000),
       ffmpegPath: e.FFMPEG_PATH,

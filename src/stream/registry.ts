@@ -100,6 +100,7 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
         partSeconds: this.#options.hls.partSeconds,
         copyMaxSegmentSeconds: this.#options.hls.copyMaxSegmentSeconds,
         reconnectWindowMs: this.#options.stream.reconnectWindowMs,
+        unpublishGraceMs: this.#options.stream.unpublishGraceMs,
         endGraceMs: this.#options.hls.endGraceMs,
         watchdogMs: this.#options.stream.watchdogMs,
         backoffMs: this.#options.stream.backoffMs,

@@ -69,6 +69,8 @@ export interface StreamOptions {
   partSeconds?: number;
   copyMaxSegmentSeconds: number;
   reconnectWindowMs: number;
+  /** After a clean unpublish the window is this much shorter one (UNPUBLISH_GRACE_SECONDS); default: the window. */
+  unpublishGraceMs?: number;
   endGraceMs: number;
   watchdogMs: number;
   backoffMs?: number[];
@@ -501,13 +503,27 @@ export class Stream extends TypedEmitter<StreamEvents> {
     this.#detach = null;
     this.#source = null;
     if (this.#state === StreamState.Ended) return;
-    this.#log.info({ reason: reason.kind }, 'publisher gone, waiting for it to come back');
+    // A publisher that said goodbye (unpublish) is probably done: a short grace lets a quick republish
+    // continue the stream, then players get ENDLIST instead of waiting out the whole reconnect window.
+    const clean = reason.kind === 'unpublish';
+    const windowMs = clean
+      ? Math.min(
+          this.#options.unpublishGraceMs ?? this.#options.reconnectWindowMs,
+          this.#options.reconnectWindowMs,
+        )
+      : this.#options.reconnectWindowMs;
+    this.#log.info(
+      { reason: reason.kind, windowSeconds: windowMs / 1000 },
+      clean
+        ? 'publisher unpublished, ending unless it republishes'
+        : 'publisher gone, waiting for it to come back',
+    );
     this.#setState(StreamState.Reconnecting);
     this.#stopOutputs();
     this.#windowTimer = setTimeout(() => {
       this.#windowTimer = null;
-      void this.#end('reconnect window closed');
-    }, this.#options.reconnectWindowMs);
+      void this.#end(clean ? 'unpublished' : 'reconnect window closed');
+    }, windowMs);
   }
 
   /** The publisher is gone: what the copy writer holds becomes the last segment; FFmpeg flushes what it has. */

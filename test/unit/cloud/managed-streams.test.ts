@@ -4,9 +4,11 @@ import { ManagedStreamError, ManagedStreams } from '../../../src/cloud/managed-s
 import type { CloudStore } from '../../../src/cloud/store.ts';
 import { MemoryCloudStore } from '../../../src/cloud/store-memory.ts';
 import { MemoryStreamState } from '../../../src/cloud/stream-state.ts';
+import { createPublishTokenVerifier } from '../../../src/cloud/tokens.ts';
 import type { CloudToGlasses, ManagedStreamStatus } from '../../../src/contracts/mentra.ts';
 import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
+import { parseSrtStreamId } from '../../../src/srt/stream-id.ts';
 
 function setup(
   options: {
@@ -392,7 +394,13 @@ describe('managed streams: glasses with no socket', () => {
     const sent: CloudToGlasses[] = [];
     const streams = new ManagedStreams({
       store,
-      glasses: { send: (_u, m) => link.connected && (sent.push(m), true) },
+      glasses: {
+        send: (_u, m) => {
+          if (!link.connected) return false;
+          sent.push(m);
+          return true;
+        },
+      },
       log: silentLogger(),
       tokenSecret: null,
       keepAliveMs: 600_000,
@@ -437,7 +445,12 @@ describe('managed streams: GLASSES_INGEST', () => {
       const sent: CloudToGlasses[] = [];
       const streams = new ManagedStreams({
         store,
-        glasses: { send: (_u, m) => (sent.push(m), true) },
+        glasses: {
+          send: (_u, m) => {
+            sent.push(m);
+            return true;
+          },
+        },
         log: silentLogger(),
         tokenSecret: null,
         keepAliveMs: 600_000,
@@ -466,6 +479,59 @@ describe('managed streams: GLASSES_INGEST', () => {
       } finally {
         await streams.close();
       }
+    }
+  });
+});
+
+describe('managed streams: SRT for the longest ids', () => {
+  it('hands out the compact token when a JWT would not fit the 512-byte stream id, and the relay accepts it', async () => {
+    const secret = 'publish-token-secret-for-unit-tests-0123456789';
+    // The longest user id the naming contract allows, full of characters that percent-encode.
+    const userId = `${'a@'.repeat(63)}b.`.slice(0, 128);
+    const store = new MemoryCloudStore();
+    const sent: CloudToGlasses[] = [];
+    const streams = new ManagedStreams({
+      store,
+      glasses: {
+        send: (_u, m) => {
+          sent.push(m);
+          return true;
+        },
+      },
+      log: silentLogger(),
+      tokenSecret: secret,
+      keepAliveMs: 600_000,
+      ackTimeoutMs: 10_000,
+      maxMissedAcks: 3,
+      relayCheckMs: 600_000,
+      glassesIngest: 'srt',
+      srtPassphrase: (key) => `pp-${key.length}`,
+      probeHls: async () => true,
+    });
+    try {
+      await store.upsertRelay(
+        {
+          relayId: 'r1',
+          rtmpUrl: 'rtmp://relay1:1935',
+          hlsUrl: 'http://relay1:8888',
+          srtUrl: 'srt://relay1:8890',
+          maxStreams: 5,
+        },
+        Date.now(),
+      );
+      await streams.request(userId, 'com.app');
+      const start = sent.find((m) => m.type === 'start_rtmp_stream');
+      const url = new URL(start?.type === 'start_rtmp_stream' ? start.rtmpUrl : 'x:');
+      assert.equal(url.protocol, 'srt:', 'SRT, not the RTMP fallback');
+      const streamIdOption = url.searchParams.get('streamid') ?? '';
+      assert.ok(Buffer.byteLength(streamIdOption) <= 512, `${Buffer.byteLength(streamIdOption)} bytes`);
+      const parsed = parseSrtStreamId(streamIdOption);
+      assert.ok(parsed.ok, 'the relay parses it');
+      assert.match(parsed.target.token ?? '', /^c1\./);
+      const verify = createPublishTokenVerifier({ secret, relayId: 'r1' });
+      assert.deepEqual(await verify(parsed.target), { allow: true });
+    } finally {
+      await streams.close();
     }
   });
 });

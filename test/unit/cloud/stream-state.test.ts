@@ -112,7 +112,12 @@ describe('managed streams on Redis', () => {
       store,
       state: new RedisStreamState({ redis, prefix }),
       bus,
-      glasses: { send: (_u, m) => (sent.push(m), true) },
+      glasses: {
+        send: (_u, m) => {
+          sent.push(m);
+          return true;
+        },
+      },
       log: silentLogger(),
       tokenSecret: null,
       keepAliveMs: 600_000,

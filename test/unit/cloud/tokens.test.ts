@@ -6,6 +6,7 @@ import {
   createPublishTokenVerifier,
   MAX_TOKEN_LENGTH,
   type PublishGrant,
+  signCompactPublishToken,
   signPublishToken,
   TokenRefusals,
 } from '../../../src/cloud/tokens.ts';
@@ -388,6 +389,65 @@ describe('secret rotation', () => {
     assert.throws(
       () => createPublishTokenVerifier({ secret: SECRET, previousSecret: 'short', relayId: 'relay-1' }),
       (e: unknown) => e instanceof RelayError && e.code === ErrorCodes.PUBLISH_TOKEN_SECRET_WEAK,
+    );
+  });
+});
+
+describe('compact publish tokens (SRT stream ids)', () => {
+  const verifyAt = (now: number) =>
+    createPublishTokenVerifier({
+      secret: SECRET,
+      previousSecret: OTHER_SECRET,
+      relayId: 'relay-1',
+      now: () => now,
+    });
+
+  it('binds the same grant as the JWT in about 35 characters', async () => {
+    const token = signCompactPublishToken(SECRET, GRANT, NOW);
+    assert.match(token, /^c1\.[0-9a-z]+\.[A-Za-z0-9_-]{22}$/);
+    assert.ok(token.length <= 40, `${token.length} characters`);
+    assert.deepEqual(await verifyAt(NOW)({ ...REQUEST, token }), { allow: true });
+    // Signed with the previous secret during a rotation: still accepted.
+    const previous = signCompactPublishToken(OTHER_SECRET, GRANT, NOW);
+    assert.deepEqual(await verifyAt(NOW)({ ...REQUEST, token: previous }), { allow: true });
+  });
+
+  it('refuses another user, stream or relay, a tampered tag or expiry, and an expired token', async () => {
+    const token = signCompactPublishToken(SECRET, GRANT, NOW);
+    const [prefix, exp, tag] = token.split('.') as [string, string, string];
+    const flipped = `${tag.slice(0, 5)}${tag[5] === 'A' ? 'B' : 'A'}${tag.slice(6)}`;
+    const cases: [string, { userId: string; streamId: string; token: string }, string][] = [
+      ['other user', { ...REQUEST, userId: 'someone-else', token }, TokenRefusals.signature],
+      ['other stream', { ...REQUEST, streamId: 'zzz999', token }, TokenRefusals.signature],
+      ['tampered tag', { ...REQUEST, token: `${prefix}.${exp}.${flipped}` }, TokenRefusals.signature],
+      [
+        'later expiry',
+        { ...REQUEST, token: `${prefix}.${(Number.parseInt(exp, 36) + 3600).toString(36)}.${tag}` },
+        TokenRefusals.signature,
+      ],
+      ['short tag', { ...REQUEST, token: `${prefix}.${exp}.${tag.slice(1)}` }, TokenRefusals.malformed],
+      ['no tag', { ...REQUEST, token: 'c1.zz' }, TokenRefusals.malformed],
+    ];
+    for (const [name, request, reason] of cases) {
+      assert.deepEqual(await verifyAt(NOW)(request), { allow: false, reason }, name);
+    }
+    const otherRelay = createPublishTokenVerifier({ secret: SECRET, relayId: 'relay-2', now: () => NOW });
+    assert.deepEqual(await otherRelay({ ...REQUEST, token }), {
+      allow: false,
+      reason: TokenRefusals.signature,
+    });
+    // 600 s TTL + 5 s tolerance.
+    assert.deepEqual(await verifyAt(NOW + 604_000)({ ...REQUEST, token }), { allow: true });
+    assert.deepEqual(await verifyAt(NOW + 606_000)({ ...REQUEST, token }), {
+      allow: false,
+      reason: TokenRefusals.expired,
+    });
+  });
+
+  it('refuses to sign an invalid grant, as the JWT signer does', () => {
+    assert.throws(
+      () => signCompactPublishToken(SECRET, { ...GRANT, streamId: '../x' }, NOW),
+      (err: unknown) => err instanceof RelayError && err.code === ErrorCodes.PUBLISH_TOKEN_GRANT_INVALID,
     );
   });
 });

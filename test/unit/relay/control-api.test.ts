@@ -6,7 +6,6 @@ import { buildOrigin } from '../../../src/hls/origin.ts';
 import { ChildReaper } from '../../../src/pipeline/child-reaper.ts';
 import { buildControlApi } from '../../../src/relay/control-api.ts';
 import { ViewerTracker } from '../../../src/relay/viewers.ts';
-import { RtmpServer } from '../../../src/rtmp/server.ts';
 import { loadConfig } from '../../../src/shared/config.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
 import { SrtSource } from '../../../src/srt/source.ts';
@@ -18,18 +17,14 @@ const TOKEN = 'control-token-for-tests';
 function build(options: { token?: string; ready?: () => boolean; kick?: (key: string) => boolean } = {}) {
   const config = loadConfig({});
   const reaper = new ChildReaper();
-  const rtmp = new RtmpServer({ log: silentLogger() });
   const kicked: string[] = [];
-  if (options.kick) {
-    const kick = options.kick;
-    rtmp.kick = (key: string) => {
-      kicked.push(key);
-      return kick(key);
-    };
-  }
+  const kick = (key: string): boolean => {
+    kicked.push(key);
+    return options.kick?.(key) ?? false;
+  };
   const streams = new StreamRegistry({ hls: config.hls, stream: config.stream, log: silentLogger(), reaper });
   const app = buildControlApi({
-    rtmp,
+    kick,
     streams,
     token: 'token' in options ? options.token : TOKEN,
     ready: options.ready ?? (() => true),
@@ -39,7 +34,7 @@ function build(options: { token?: string; ready?: () => boolean; kick?: (key: st
     await app.close();
     reaper.close();
   };
-  return { app, rtmp, streams, kicked, close };
+  return { app, streams, kicked, close };
 }
 
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -187,7 +182,7 @@ test('GET /api/streams lists each stream with its stats, ingest figures, viewers
   };
   registry.streams = [];
   const app = buildControlApi({
-    rtmp: new RtmpServer({ log: silentLogger() }),
+    kick: () => false,
     streams: registry as unknown as StreamRegistry,
     token: TOKEN,
     ready: () => true,
@@ -279,7 +274,7 @@ test("GET /api/streams: an SRT publish's transport counters (RTT, loss, retransm
     { ...base, key: 'live/u1/s2', userId: 'u1', streamId: 's2', source: new EventEmitter() }, // RTMP: none
   ];
   const app = buildControlApi({
-    rtmp: new RtmpServer({ log: silentLogger() }),
+    kick: () => false,
     streams: registry as unknown as StreamRegistry,
     token: TOKEN,
     ready: () => true,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { srtPublishStreamId, srtStreamPassphrase } from '../../../src/contracts/srt.ts';
+import { srtPublishUrl } from '../../../src/contracts/urls.ts';
 import { rejectFor } from '../../../src/srt/listener.ts';
 import { RejectReason } from '../../../src/srt/packet.ts';
 import { parseSrtStreamId } from '../../../src/srt/stream-id.ts';
@@ -127,4 +128,29 @@ describe('SRT rejection for an authorization refusal', () => {
       assert.equal(r.code, c.code);
     });
   }
+});
+
+describe('the SRT publish URL the glasses get', () => {
+  it("uses only FFmpeg's option names (StreamPack's srtdroid throws on others) and decodes to the relay's stream id", () => {
+    const url = srtPublishUrl('srt://relay:8890', 'a+b@c.com', 'abc_12', 'c1.abc.DEF-ghi_', {
+      passphrase: 'p@ss word/1',
+      latencyMs: 200,
+    });
+    assert.ok(url);
+    const parsed = new URL(url);
+    assert.deepEqual([...parsed.searchParams.keys()].sort(), ['latency', 'passphrase', 'streamid']);
+    assert.equal(
+      parsed.searchParams.get('latency'),
+      '200000',
+      'microseconds, as FFmpeg and srtdroid read it',
+    );
+    assert.equal(parsed.searchParams.get('passphrase'), 'p@ss word/1');
+    // No raw `+` or space anywhere: Android's Uri and FFmpeg would read them differently.
+    assert.doesNotMatch(url, /[+ ]/);
+    const result = parseSrtStreamId(parsed.searchParams.get('streamid') ?? undefined);
+    assert.ok(result.ok);
+    assert.equal(result.target.userId, 'a+b@c.com');
+    assert.equal(result.target.streamId, 'abc_12');
+    assert.equal(result.target.token, 'c1.abc.DEF-ghi_');
+  });
 });
