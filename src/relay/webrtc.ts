@@ -127,6 +127,9 @@ export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<Rel
     log,
     maxSessions: config.webrtc.maxSessions,
     peerTimeoutMs: config.webrtc.peerTimeoutMs,
+    // Segments are cut at keyframes, and a WebRTC encoder sends one only when asked: asked at 0.8 × the
+    // target, it lands between the segmenter's earliest cut (0.75 ×) and auto's GOP limit (1.1 ×).
+    keyframeIntervalMs: config.hls.segmentSeconds * 800,
   });
   const onEnded = (stream: Stream): void =>
     whep.closeStream(hlsUserPath(stream.userId), stream.streamId, 'stream ended');

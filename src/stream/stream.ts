@@ -376,22 +376,24 @@ export class Stream extends TypedEmitter<StreamEvents> {
       return 'transcode';
     }
     const videoOk = !start.hasVideo || start.video?.codec === 'h264';
-    const audioOk = !start.hasAudio || start.audio?.codec === 'aac';
+    // Opus (WHIP) is copied into fMP4 as it is: hls.js in Chromium plays it (whip-relay test); an AAC encode
+    // would put an FFmpeg on every WHIP stream.
+    const audioOk = !start.hasAudio || start.audio?.codec === 'aac' || start.audio?.codec === 'opus';
     if (this.profile === 'copy') {
       if (videoOk && audioOk) {
         this.decision = 'copy requested';
         return 'copy';
       }
       // The CMAF writer takes H.264/HEVC and AAC/Opus only: anything else must be re-encoded to play.
-      this.decision = 'transcode: copy requested, but the input is not H.264/AAC';
+      this.decision = 'transcode: copy requested, but the input is not H.264 with AAC or Opus';
       this.#log.warn(this.decision);
       return 'transcode';
     }
     if (videoOk && audioOk) {
-      this.decision = 'copy: H.264/AAC input, GOPs watched';
+      this.decision = `copy: H.264/${start.audio?.codec === 'opus' ? 'Opus' : 'AAC'} input, GOPs watched`;
       return 'copy';
     }
-    this.decision = 'transcode: input is not H.264/AAC';
+    this.decision = 'transcode: input is not H.264 with AAC or Opus';
     return 'transcode';
   }
 
@@ -465,6 +467,9 @@ export class Stream extends TypedEmitter<StreamEvents> {
   /** auto: a GOP longer than the copy limit moves the stream to transcode, from that GOP on. */
   #copyGopTooLong(au: AccessUnit): boolean {
     if (this.profile !== 'auto' || au.keyframe) return false;
+    // FFmpeg is fed FLV, which cannot carry Opus: a WHIP stream stays copied (its source asks the publisher
+    // for keyframes at the segment cadence; an overlong GOP is cut anyway and counted as a breach).
+    if (this.#start?.audio?.codec === 'opus') return false;
     const gopStart = this.#gop[0];
     if (gopStart?.track !== 'video' || !gopStart.keyframe) return false;
     const gopMs = au.dts - gopStart.dts;

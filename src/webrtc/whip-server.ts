@@ -26,6 +26,8 @@ export interface WhipServerOptions {
   maxSessions?: number;
   /** No RTP or RTCP from a peer for this long ends its publish (WEBRTC_PEER_TIMEOUT_SECONDS). */
   peerTimeoutMs?: number;
+  /** Ask a publisher for a keyframe when its GOP grows past this (the HLS segment target). */
+  keyframeIntervalMs?: number;
   /** Video jitter buffer settings (tests). */
   jitter?: WhipSessionOptions['jitter'];
 }
@@ -120,6 +122,9 @@ export class WhipServer {
       firAllowed: feedback.includes('ccm fir'),
       ...(this.#options.peerTimeoutMs !== undefined ? { peerTimeoutMs: this.#options.peerTimeoutMs } : {}),
       ...(this.#options.jitter ? { jitter: this.#options.jitter } : {}),
+      ...(this.#options.keyframeIntervalMs !== undefined
+        ? { keyframeIntervalMs: this.#options.keyframeIntervalMs }
+        : {}),
     });
     this.#sessions.set(sessionId, { session, key });
     session.once('end', () => {

@@ -10,7 +10,8 @@
  * every second with loss and jitter (the publisher's congestion control reads them) and LSR/DLSR from its
  * sender reports (so it knows the RTT), generic NACKs for missing packets, and a keyframe request (PLI; FIR
  * when a PLI went unanswered and the offer lists `ccm fir`) when a frame was lost for good or an output asks
- * (`requestKeyframe`), at most one per KEYFRAME_REQUEST_MS. libdatachannel's RtcpReceivingSession answers
+ * (`requestKeyframe`), and when the GOP grows past `keyframeIntervalMs` (WebRTC encoders send keyframes only
+ * when asked; HLS cuts segments at keyframes), at most one per KEYFRAME_REQUEST_MS. libdatachannel's RtcpReceivingSession answers
  * each SR with a report without loss or jitter and has no NACK; with it on the track, our own RTCP could
  * not be sent on a receive-only track.
  *
@@ -69,6 +70,11 @@ export interface WhipSessionOptions {
    * FIR (some encoders honour only one of the two).
    */
   firAllowed?: boolean;
+  /**
+   * Ask for a keyframe when the last one is older than this (the HLS segment target): WebRTC encoders send
+   * keyframes only when asked, and segments can only be cut at keyframes. Absent: only on loss and for outputs.
+   */
+  keyframeIntervalMs?: number;
 }
 
 /** What the control API and metrics may show of a WHIP publish's transport. */
@@ -130,6 +136,8 @@ export class WhipSession extends TypedEmitter<SourceEvents> implements MediaSour
   #firSequence = 0;
   /** A keyframe request is out and no keyframe came since. */
   #awaitingKeyframe = false;
+  /** When the last keyframe was emitted (wall clock). */
+  #lastKeyframeAt = 0;
   #lastHeard = Date.now();
   #pollTimer: NodeJS.Timeout | null = null;
   #reportTimer: NodeJS.Timeout | null = null;
@@ -283,7 +291,13 @@ export class WhipSession extends TypedEmitter<SourceEvents> implements MediaSour
           this.#emitVideo(frame.data, frame.keyframe, inbound.offset + ticks / 90);
         }
       }
-      if (this.#depacketizer.needsKeyframe && packets.length > 0) this.requestKeyframe();
+      if (packets.length === 0) return;
+      const interval = this.#options.keyframeIntervalMs;
+      if (
+        this.#depacketizer.needsKeyframe ||
+        (interval !== undefined && this.#started && now - this.#lastKeyframeAt >= interval)
+      )
+        this.requestKeyframe();
     } else {
       for (const p of packets) this.#emitAudio(inbound, p, now);
     }
@@ -360,7 +374,10 @@ export class WhipSession extends TypedEmitter<SourceEvents> implements MediaSour
         });
       }
     }
-    if (keyframe) this.#awaitingKeyframe = false;
+    if (keyframe) {
+      this.#awaitingKeyframe = false;
+      this.#lastKeyframeAt = Date.now();
+    }
     this.safeEmit('au', { track: 'video', dts: time, pts: time, keyframe, data });
   }
 

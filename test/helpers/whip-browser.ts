@@ -3,7 +3,8 @@
  * glasses publish: its fake camera and microphone (`--use-fake-device-for-media-stream
  * --use-fake-ui-for-media-stream`), send-only H.264 (preferred over VP8) + Opus, ICE gathered completely
  * before one POST (non-trickle), no ICE servers; `republish()` DELETEs and POSTs again as the glasses' retry
- * does. The test reads what the publisher saw from RTCPeerConnection.getStats(): the NACKs, PLIs and FIRs it
+ * does. The video track's contentHint is 'detail' (libwebrtc keeps the resolution and lowers quality or
+ * frame rate under a low bandwidth estimate, as the glasses' fixed 854x480 does). The test reads what the publisher saw from RTCPeerConnection.getStats(): the NACKs, PLIs and FIRs it
  * received, and our receiver reports (remote-inbound-rtp: loss, jitter, round-trip time).
  *
  * The page is served by a small loopback server (a secure context, so getUserMedia exists); the WHIP URL is
@@ -110,6 +111,9 @@ window.startWhip = async (url, w, h, fps, audio, token, hide) => {
   bearer = token;
   hideCandidates = hide;
   media = await navigator.mediaDevices.getUserMedia({ video: { width: w, height: h, frameRate: fps }, audio });
+  // Keep the picture size while the bandwidth estimate ramps up (libwebrtc's default downscales at first):
+  // the glasses send a fixed 854x480, and every size change is a new init and a discontinuity in HLS.
+  for (const t of media.getVideoTracks()) t.contentHint = 'detail';
   return connect(url);
 };
 async function del() {
