@@ -7,9 +7,12 @@
  *   is a PLI the publisher counts, answered by a keyframe;
  * - 5 % loss each way: the publisher receives NACKs and retransmits, the jitter buffer recovers packets,
  *   frames keep coming whole;
- * - takeover by a second POST, DELETE as a disconnect, and a peer gone silent ends as a disconnect.
+ * - takeover by a second POST, DELETE as a disconnect, and a peer gone silent ends as a disconnect;
+ * - 10^4 hostile datagrams (random, STUN-, RTP-, RTCP- and DTLS-shaped) at the ICE port during a publish: the
+ *   publish goes on.
  */
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -210,5 +213,50 @@ describe('WHIP publish from Chromium', { timeout: 240_000 }, () => {
     await publisher.close();
     await bare.close();
     await bearer.close();
+  });
+
+  it('10^4 hostile datagrams at the ICE port leave a live publish running', async () => {
+    const session = nextSession();
+    const publisher = await browser.publish(url('hostile'), { hideCandidates: true });
+    assert.equal(publisher.post.status, 201);
+    const s = await session;
+    const { units } = collect(s);
+    await until(
+      'media',
+      30_000,
+      () => units.length,
+      (n) => n > 20,
+    );
+    const socket = dgram.createSocket('udp4');
+    let seed = 5;
+    const random = (n: number): Buffer => {
+      const b = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        b[i] = seed >> 16;
+      }
+      return b;
+    };
+    const shapes = [
+      (b: Buffer) => b, // noise
+      (b: Buffer) => Buffer.concat([Buffer.from([0, 1, 0, 8, 0x21, 0x12, 0xa4, 0x42]), b]), // STUN binding
+      (b: Buffer) => Buffer.concat([Buffer.from([0x80, 96]), b]), // RTP
+      (b: Buffer) => Buffer.concat([Buffer.from([0x81, 205, 0, 3]), b]), // RTCP NACK
+      (b: Buffer) => Buffer.concat([Buffer.from([22, 0xfe, 0xfd]), b]), // DTLS handshake
+    ];
+    for (let i = 0; i < 10_000; i++) {
+      const datagram = shapes[i % shapes.length]!(random(20 + (i % 200)));
+      await new Promise<void>((resolve) => socket.send(datagram, ice.port, '127.0.0.1', () => resolve()));
+    }
+    socket.close();
+    const before = units.length;
+    await until(
+      'media after the flood',
+      30_000,
+      () => units.length,
+      (n) => n > before + 30,
+    );
+    assert.equal(s.ended, null);
+    await publisher.close();
   });
 });
