@@ -74,6 +74,12 @@ const BENCHES: Bench[] = [
     goal: '≤ 1 % of a core per 1 Mbit/s SRT stream (transport + TS demux), against srt-live-transmit and FFmpeg in the same run; frames out / frames in at 5 % loss',
   },
   {
+    name: 'whip',
+    file: 'whip.ts',
+    title: 'WHIP ingest cost and latency',
+    goal: 'relay CPU per WHIP stream within 2× RTMP ingest of the same media, same run; WHIP → WHEP under 0.5 s, WHIP → LL-HLS under 2 s p50',
+  },
+  {
     name: 'capacity',
     file: 'capacity.ts',
     title: 'Capacity per relay',

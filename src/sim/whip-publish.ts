@@ -41,6 +41,12 @@ export interface SimWhipOptions {
   ffmpegPath?: string;
   /** No RTP from FFmpeg for this long: the publish failed (default 10 s). */
   stallTimeoutMs?: number;
+  /** More FFmpeg video filters after the dirty ones (a benchmark draws frame numbers). */
+  videoFilter?: string;
+  /** Drop frames irregularly as the glasses do (default true; a latency benchmark wants a steady clock). */
+  dirty?: boolean;
+  /** Sees each RTP packet as it goes out (a benchmark notes when each frame left). */
+  onRtp?: (kind: 'video' | 'audio', packet: Buffer) => void;
 }
 
 /** FFmpeg argv: the dirty picture as H.264 RTP to `videoPort`, a tone as Opus RTP to `audioPort`. */
@@ -49,13 +55,16 @@ export function simWhipArgs(
   audioPort: number,
   videoSsrc: number,
   audioSsrc: number,
+  videoFilter?: string,
+  dropFrames = true,
 ): string[] {
+  const drop = "select='not(eq(mod(n\\,5)\\,3))+eq(mod(n\\,7)\\,0)',setpts=N/FRAME_RATE/TB";
   return [
     ...['-hide_banner', '-nostdin', '-loglevel', 'error', '-re'],
     ...['-f', 'lavfi', '-i', 'testsrc2=size=854x480:rate=15'],
     ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'],
     // Drop about one frame in five, irregularly, as glasses do under load.
-    ...['-vf', "select='not(eq(mod(n\\,5)\\,3))+eq(mod(n\\,7)\\,0)',setpts=N/FRAME_RATE/TB"],
+    ...['-vf', [...(dropFrames ? [drop] : []), ...(videoFilter ? [videoFilter] : [])].join(',') || 'null'],
     ...['-map', '0:v', '-c:v', 'libx264', '-profile:v', 'baseline', '-preset', 'veryfast'],
     ...['-tune', 'zerolatency', '-g', '24', '-bf', '0', '-pix_fmt', 'yuv420p', '-b:v', '1M'],
     // SPS and PPS in front of every keyframe: WebRTC receivers take them in-band.
@@ -108,8 +117,9 @@ export class SimWhipPublish extends TypedEmitter<SimWhipEvents> {
   }
 
   async #start(): Promise<void> {
-    const videoSsrc = randomBytes(4).readUInt32BE(0);
-    const audioSsrc = randomBytes(4).readUInt32BE(0);
+    // FFmpeg's RTP muxer takes an SSRC below 2^31 only.
+    const videoSsrc = randomBytes(4).readUInt32BE(0) >>> 1;
+    const audioSsrc = randomBytes(4).readUInt32BE(0) >>> 1;
     const pc = new PeerConnection('glasses-whip', { iceServers: [] });
     this.#pc = pc;
     pc.onStateChange((state) => {
@@ -156,8 +166,9 @@ export class SimWhipPublish extends TypedEmitter<SimWhipEvents> {
     const [videoSocket, audioSocket] = await Promise.all([bindLoopback(), bindLoopback()]);
     this.#sockets = [videoSocket!, audioSocket!];
     if (this.#closed) return this.#release();
-    const forward = (track: Track) => (msg: Buffer) => {
+    const forward = (track: Track, kind: 'video' | 'audio') => (msg: Buffer) => {
       this.#armStall();
+      this.#options.onRtp?.(kind, msg);
       try {
         if (!track.isOpen()) return; // DTLS not done yet: the first packets go nowhere, as on the glasses
         track.sendMessageBinary(msg);
@@ -170,9 +181,16 @@ export class SimWhipPublish extends TypedEmitter<SimWhipEvents> {
         this.safeEmit('flowing');
       }
     };
-    videoSocket!.on('message', forward(this.#tracks[0]!));
-    audioSocket!.on('message', forward(this.#tracks[1]!));
-    const args = simWhipArgs(videoSocket!.address().port, audioSocket!.address().port, videoSsrc, audioSsrc);
+    videoSocket!.on('message', forward(this.#tracks[0]!, 'video'));
+    audioSocket!.on('message', forward(this.#tracks[1]!, 'audio'));
+    const args = simWhipArgs(
+      videoSocket!.address().port,
+      audioSocket!.address().port,
+      videoSsrc,
+      audioSsrc,
+      this.#options.videoFilter,
+      this.#options.dirty ?? true,
+    );
     const child = spawn(this.#options.ffmpegPath ?? 'ffmpeg', args, {
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
