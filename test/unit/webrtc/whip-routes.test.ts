@@ -123,6 +123,8 @@ describe('WHIP routes', () => {
 
   it('survives 100 publish/DELETE cycles with no session left', async () => {
     const before = published.length;
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const timersBefore = timers();
     for (let i = 0; i < 100; i++) {
       const res = await post(`/whip/live/me@example.com/cycle?token=good`, offer.sdp);
       assert.equal(res.statusCode, 201, res.body);
@@ -134,6 +136,8 @@ describe('WHIP routes', () => {
     assert.equal(server.sessionCount, 0);
     assert.equal(server.sessions.length, 0);
     assert.equal(server.counters.deleted, 101);
+    // Every session's timers (reports, polls, the peer timeout) went with it.
+    assert.ok(timers() <= timersBefore + 1, `${timers()} timers after, ${timersBefore} before`);
   });
 
   it('a second POST of a live key takes over the first', async () => {
