@@ -74,6 +74,12 @@ const BENCHES: Bench[] = [
     goal: '≤ 1 % of a core per 1 Mbit/s SRT stream (transport + TS demux), against srt-live-transmit and FFmpeg in the same run; frames out / frames in at 5 % loss',
   },
   {
+    name: 'webrtc',
+    file: 'webrtc.ts',
+    title: 'WebRTC (WHEP) playback through the relay',
+    goal: 'glass-to-browser p50 ≤ 400 ms over WHEP (beside LL-HLS in the same run); ≤ 0.5 % of a core per WHEP viewer with 100 viewers on one stream',
+  },
+  {
     name: 'whip',
     file: 'whip.ts',
     title: 'WHIP ingest cost and latency',

@@ -1,17 +1,21 @@
 /**
- * WHEP start and latency, per start mode (src/webrtc/whep-output.ts): a stream replays a stamped fixture
- * (540x960, 15 fps, a keyframe every 2 s; each frame carries its number as blocks across the top, see
- * test/fixtures/steady.ts) in real time; Chromium joins mid-GOP over WHEP on loopback and reads the number
- * back from every presented frame. Latency of a frame = presentation time − the time the stream emitted it
- * (what the relay's output would get from the repaired timeline; ingest and repair come on top in a relay).
- * First frame = from the POST to the first presented frame.
+ * WHEP through a real relay (issue 17), on loopback, printed as Markdown tables:
  *
- * Then CPU per viewer: one stream (the same fixture, video only) watched by BENCH_WHEP_VIEWERS (100)
- * libdatachannel viewers that run in a child process (this file with `--viewers`), so the relay side's CPU
- * (this process: fan-out, packetizing, SRTP, NACK/SR) is measured alone: process CPU over a window with the
- * viewers minus the same window with none, divided by the viewers.
+ * 1. Glass-to-browser latency, WHEP beside LL-HLS in the same run: a real-time RTMP publisher in this process
+ *    replays a stamped 540x960 15 fps fixture (a keyframe every 2 s; each frame carries its number as blocks
+ *    across the top, test/fixtures/steady.ts) into a relay (test/helpers/relay-harness.ts, `copy`). Chromium
+ *    plays it over WHEP, then with hls.js in LL mode, on the same stream; each reads the number back from
+ *    every presented frame. Latency of a frame = presentation time − when the relay received it from the
+ *    publisher (as bench/latency.ts measures HLS; real glasses add capture, encode and uplink before that).
+ *    First frame = from the WHEP POST to the first presented frame.
+ * 2. CPU per WHEP viewer: the same stream (video passthrough) watched by BENCH_WHEP_VIEWERS (100)
+ *    libdatachannel viewers (video only) running in a child process (this file with `--viewers`), so this
+ *    process holds the relay side alone (fan-out, packetizing, SRTP, NACK/SR): its CPU over a window with the
+ *    viewers minus the same window with none (the publisher and the relay's copy run in both), per viewer.
+ * 3. (BENCH_WHEP_ONLY=modes) the start modes of src/webrtc/whep-output.ts against a stream that replays the
+ *    fixture directly (no relay): first frame and latency after joining 1.2 s into a GOP.
  *
- * Run: node --import tsx bench/webrtc.ts   (prints Markdown tables)
+ * Run: node --import tsx bench/webrtc.ts   (BENCH_WHEP_ONLY=latency,cpu,modes picks parts; default latency,cpu)
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
@@ -20,26 +24,37 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
+import { FlvTagType, type MediaTag } from '../src/media/flv-tag.ts';
+import type { Publish } from '../src/rtmp/publish.ts';
 import { silentLogger } from '../src/shared/logger.ts';
 import type { StartMode } from '../src/webrtc/whep-output.ts';
 import { buildWhepRoutes } from '../src/webrtc/whep-routes.ts';
 import { WhepServer } from '../src/webrtc/whep-server.ts';
 import { FIXTURE_DIR } from '../test/fixtures/generate.ts';
 import { generateSteadyFlv, STAMP_BITS, STAMP_HEIGHT, type SteadyRecipe } from '../test/fixtures/steady.ts';
+import { launchBrowser } from '../test/helpers/browser.ts';
 import { FakeWhepSource } from '../test/helpers/fake-whep-source.ts';
 import { readFlvAccessUnits } from '../test/helpers/flv-access-units.ts';
+import { type FlvPublisher, publishFlv } from '../test/helpers/flv-publisher.ts';
+import { startTestRelay } from '../test/helpers/relay-harness.ts';
 import { whepClient } from '../test/helpers/webrtc-client.ts';
 import { launchWhepBrowser } from '../test/helpers/whep-browser.ts';
 
+/** bench/latency.ts's stamped fixture (the same file in the fixture cache): long enough for every part. */
 const RECIPE: SteadyRecipe = {
   width: 540,
   height: 960,
   fps: 15,
-  seconds: 40,
+  seconds: 115,
   gopSeconds: 2,
   videoKbps: 1000,
   stamp: true,
 };
+/** Seconds each latency player watches; the first LL_SETTLE_SECONDS of LL-HLS (start-up) are left out. */
+const LATENCY_WATCH_SECONDS = Number(process.env.BENCH_WHEP_LATENCY_SECONDS ?? 20);
+const LL_SETTLE_SECONDS = 10;
+/** WHEP frames presented in the first seconds (the fast start's burst of the current GOP) are left out. */
+const WHEP_SETTLE_SECONDS = 2;
 const WATCH_SECONDS = Number(process.env.BENCH_WHEP_SECONDS ?? 12);
 const MODES: StartMode[] = ['gop-fast', 'gop-realtime', 'next-keyframe'];
 
@@ -57,6 +72,98 @@ const quantile = (xs: number[], q: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? Number.NaN;
 };
+
+/** A relay with the fixture published into it live, and when the relay received each coded video frame. */
+async function relayWithStream(
+  file: string,
+): Promise<{ relay: Awaited<ReturnType<typeof startTestRelay>>; pub: FlvPublisher; receivedAt: number[] }> {
+  const started = await startTestRelay({ HLS_LOW_LATENCY: 'on', THUMBNAIL_SECONDS: '3600' }, undefined, {
+    record: false,
+  });
+  // Frame n of the fixture is the n-th coded video frame the publisher sends: when the relay got it.
+  const receivedAt: number[] = [];
+  started.relay.rtmp.on('publish', (publish: Publish) => {
+    publish.on('tag', (tag: MediaTag) => {
+      if (tag.type === FlvTagType.Video && !tag.isConfig) receivedAt.push(Date.now());
+    });
+  });
+  const pub = publishFlv(file, { port: started.relay.rtmpPort, user: 'bench', stream: 'whep?profile=copy' });
+  await pub.started;
+  await started.records.get('whep')!.ready;
+  return { relay: started, pub, receivedAt };
+}
+
+/** Latency of each distinct stamped frame presented after `fromMs` (epoch ms), in ms. */
+function latencies(
+  stamps: readonly { value: number; presentedAt: number }[],
+  receivedAt: readonly number[],
+  fromMs: number,
+): number[] {
+  const seen = new Set<number>();
+  const out: number[] = [];
+  for (const s of stamps) {
+    if (seen.has(s.value)) continue;
+    seen.add(s.value);
+    const sent = receivedAt[s.value];
+    if (sent !== undefined && s.presentedAt >= fromMs) out.push(s.presentedAt - sent);
+  }
+  return out;
+}
+
+async function glassToBrowser(file: string): Promise<string> {
+  const { relay: started, pub, receivedAt } = await relayWithStream(file);
+  const { relay, hls } = started;
+  const rows: string[] = [];
+  const ms = (x: number): string => (Number.isFinite(x) ? `${Math.round(x)} ms` : '–');
+  try {
+    // Join mid-GOP, a few GOPs in (LL-HLS then has a full playlist to start from).
+    await new Promise((r) => setTimeout(r, 7_200));
+    const whepBrowser = await launchWhepBrowser();
+    try {
+      const viewer = await whepBrowser.play(`http://127.0.0.1:${relay.hlsPort}/whep/bench/whep`, {
+        stamps: { bits: STAMP_BITS, height: STAMP_HEIGHT },
+      });
+      if (viewer.answer.status !== 201)
+        throw new Error(`WHEP ${viewer.answer.status}: ${viewer.answer.body}`);
+      await new Promise((r) => setTimeout(r, LATENCY_WATCH_SECONDS * 1000));
+      const stats = await viewer.stats();
+      const stamps = await viewer.stamps();
+      const from = (stamps[0]?.presentedAt ?? 0) + WHEP_SETTLE_SECONDS * 1000;
+      const l = latencies(stamps, receivedAt, from);
+      rows.push(
+        `| WHEP (Chromium, jitter buffer ${ms(stats.jitterBufferMs ?? Number.NaN)}) | ${ms(quantile(l, 0.5))} | ${ms(quantile(l, 0.95))} | ${l.length} | ${ms(stats.firstFrameMs ?? Number.NaN)} | ${stats.freezeCount} freezes, ${stats.packetsLost} packets lost |`,
+      );
+      await viewer.close();
+    } finally {
+      await whepBrowser.close();
+    }
+    const hlsBrowser = await launchBrowser();
+    try {
+      const report = await hlsBrowser.playHls(hls('bench/whep/index.m3u8'), {
+        seconds: LATENCY_WATCH_SECONDS + LL_SETTLE_SECONDS,
+        lowLatency: true,
+        stamps: { bits: STAMP_BITS, height: STAMP_HEIGHT },
+      });
+      const from = (report.stamps[0]?.presentedAt ?? 0) + LL_SETTLE_SECONDS * 1000;
+      const l = latencies(report.stamps, receivedAt, from);
+      rows.push(
+        `| LL-HLS (Chromium + hls.js, lowLatencyMode, PART-TARGET 0.5 s) | ${ms(quantile(l, 0.5))} | ${ms(quantile(l, 0.95))} | ${l.length} | ${ms(report.startedAfterMs ?? Number.NaN)} | ${report.stalls.length} stalls, ${report.fatalErrors.length} fatal errors |`,
+      );
+    } finally {
+      await hlsBrowser.close();
+    }
+  } finally {
+    await pub.stop().catch(() => {}); // the relay closes next either way
+    await relay.close();
+  }
+  return [
+    `Glass-to-browser latency through the relay, same stream, same run: publisher send → frame presented (copy, 540x960 15 fps, GOP 2 s, loopback; ${LATENCY_WATCH_SECONDS} s per player; WHEP without its first ${WHEP_SETTLE_SECONDS} s, LL-HLS without its first ${LL_SETTLE_SECONDS} s). Goal: WHEP p50 ≤ 400 ms.`,
+    '',
+    '| player | p50 | p95 | frames | first frame | faults |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...rows,
+  ].join('\n');
+}
 
 async function measure(mode: StartMode, file: string): Promise<string> {
   const media = readFlvAccessUnits(file);
@@ -132,24 +239,9 @@ async function viewersChild(url: string, n: number): Promise<void> {
 }
 
 async function cpuPerViewer(file: string): Promise<string> {
-  const media = readFlvAccessUnits(file);
-  const source = new FakeWhepSource({
-    ...media,
-    audio: null,
-    units: media.units.filter((u) => u.track === 'video'),
-  });
-  const server = await WhepServer.start({
-    udpPort: 0,
-    bindAddress: '127.0.0.1',
-    hosts: [{ host: '127.0.0.1' }],
-    lookup: () => source,
-    log: silentLogger(),
-    maxSessions: VIEWERS + 10,
-  });
-  const app = Fastify();
-  await app.register(buildWhepRoutes({ server, corsOrigins: '*' }));
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/whep/u/s`;
+  const { relay: started, pub } = await relayWithStream(file);
+  const { relay } = started;
+  const url = `http://127.0.0.1:${relay.hlsPort}/whep/bench/whep`;
   const cpuOver = async (ms: number): Promise<number> => {
     const a = process.cpuUsage();
     const t = performance.now();
@@ -158,7 +250,6 @@ async function cpuPerViewer(file: string): Promise<string> {
     return (d.user + d.system) / 1000 / (performance.now() - t);
   };
   try {
-    source.start();
     const idle = await cpuOver(CPU_WINDOW_MS);
     const child = spawn(
       process.execPath,
@@ -168,19 +259,21 @@ async function cpuPerViewer(file: string): Promise<string> {
       },
     );
     const lines = createInterface({ input: child.stdout! });
+    const connectStart = performance.now();
     const ready = await new Promise<number>((resolve, reject) => {
       lines.on('line', (l) => {
         if (l.startsWith('ready ')) resolve(Number(l.slice(6)));
       });
       child.once('exit', (code) => reject(new Error(`viewers exited with ${code}`)));
     });
+    const connectMs = performance.now() - connectStart;
     const loaded = await cpuOver(CPU_WINDOW_MS);
-    const sessions = server.sessionCount;
+    const sessions = relay.webrtc.whep.sessionCount;
     child.stdin!.end();
     await new Promise((resolve) => child.once('exit', resolve));
     const per = ((loaded - idle) / ready) * 100;
     return [
-      `WHEP CPU per viewer: ${ready} libdatachannel viewers of one stream (15 fps, ~1 Mbit/s video passthrough), ${CPU_WINDOW_MS / 1000} s windows`,
+      `WHEP CPU per viewer through the relay: ${ready} libdatachannel viewers (video only) of one stream (copy, 15 fps, ~1 Mbit/s passthrough), ${CPU_WINDOW_MS / 1000} s windows; the relay process includes the publisher and the stream's copy in both windows. ${ready} viewers connected one after the other in ${(connectMs / 1000).toFixed(1)} s. Goal: ≤ 0.5 % of a core per viewer.`,
       '',
       '| viewers | sessions | relay process CPU (share of one core) | per viewer |',
       '| --- | --- | --- | --- |',
@@ -188,9 +281,8 @@ async function cpuPerViewer(file: string): Promise<string> {
       `| ${ready} | ${sessions} | ${(loaded * 100).toFixed(2)} % | ${per.toFixed(3)} % |`,
     ].join('\n');
   } finally {
-    source.end();
-    server.close();
-    await app.close();
+    await pub.stop().catch(() => {}); // the relay closes next either way
+    await relay.close();
   }
 }
 
@@ -198,12 +290,15 @@ if (process.argv[2] === '--viewers') {
   await viewersChild(process.argv[3]!, Number(process.argv[4]));
 } else {
   const file = await stampedFixture(RECIPE);
-  if (process.env.BENCH_WHEP_ONLY !== 'cpu') {
+  const only = (process.env.BENCH_WHEP_ONLY ?? 'latency,cpu').split(',');
+  if (only.includes('latency')) console.log(`${await glassToBrowser(file)}\n`);
+  if (only.includes('cpu')) console.log(`${await cpuPerViewer(file)}\n`);
+  if (only.includes('modes')) {
     const rows: string[] = [];
     for (const mode of MODES) rows.push(await measure(mode, file));
     console.log(
       [
-        `WHEP on loopback, Chromium joining 1.2 s into a 2 s GOP, 15 fps; latency = presented − emitted by the stream (ms)`,
+        `WHEP start modes (no relay: a stream replaying the fixture), Chromium joining 1.2 s into a 2 s GOP, 15 fps; latency = presented − emitted by the stream (ms)`,
         '',
         '| start mode | first frame after POST | latency, first 15 frames p50 | latency after 4 s p50 | p95 | frames decoded |',
         '| --- | --- | --- | --- | --- | --- |',
@@ -211,5 +306,5 @@ if (process.argv[2] === '--viewers') {
       ].join('\n'),
     );
   }
-  console.log(`\n${await cpuPerViewer(file)}`);
+  process.exit(0);
 }

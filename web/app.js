@@ -8,6 +8,10 @@
 // card, destroyed when the stream leaves or its URL changes. A module script: strict, and run after
 // hls.min.js (module scripts are deferred).
 //
+// Beside the HLS player, a WebRTC player for streams whose relay serves WHEP (`webrtcUrl`): started by the
+// operator (each one is a session on the relay), a small RTCPeerConnection that POSTs its complete offer
+// (non-trickle, as draft-ietf-wish-whep allows) and DELETEs its session when stopped or when the stream goes.
+//
 // The page tells the truth about each stream: cards are grouped by state (live, reconnecting, ended), a
 // stream whose output fails (the cloud says no HLS segment came, or the card's own player cannot load it)
 // is shown red with the reason, and each card has its watch URL (and, for a managed stream, the cloud's
@@ -19,6 +23,8 @@ const POLL_MS = 2000;
 const POLLS_PER_RETRY = 5;
 /** A player that failed is rebuilt at a snapshot this long after. */
 const PLAYER_RETRY_MS = 5000;
+/** The WHEP offer goes with what ICE gathered by then (host candidates take milliseconds). */
+const WHEP_GATHER_MS = 2000;
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const DASH = '–';
 
@@ -212,7 +218,10 @@ function renderRelays(relays) {
 
 // ---- streams ----
 
-/** key `${userId}/${streamId}` → { card, fields, video, note, output, links, url, hls, failedAt, playerError } */
+/**
+ * key `${userId}/${streamId}` → { card, fields, video, note, output, links, url, hls, failedAt, playerError,
+ * whep: { video, button, note, url, session } }
+ */
 const cards = new Map();
 
 const FIELDS = [
@@ -244,7 +253,8 @@ function createCard(stream) {
   }
   const links = el('div', { class: 'links' });
   const note = el('p', { class: 'note', 'data-field': 'player' });
-  card.append(video, title, output, list, links, note);
+  const whep = createWhepPlayer();
+  card.append(video, whep.box, title, output, list, links, note);
   const entry = {
     key,
     card,
@@ -258,9 +268,119 @@ function createCard(stream) {
     hls: null,
     failedAt: 0,
     playerError: null,
+    whep,
   };
+  whep.button.addEventListener('click', () => {
+    if (whep.session) stopWhep(whep);
+    else void startWhep(whep);
+  });
   cards.set(key, entry);
   return entry;
+}
+
+// ---- WebRTC (WHEP) player ----
+
+function createWhepPlayer() {
+  const box = el('div', { class: 'whep', 'data-whep': 'off', hidden: '' });
+  const video = el('video', { muted: '', autoplay: '', playsinline: '', controls: '' });
+  video.muted = true;
+  const button = el(
+    'button',
+    { type: 'button', class: 'whep-toggle', 'data-whep-toggle': '' },
+    'play WebRTC (WHEP)',
+  );
+  const note = el('p', { class: 'note', 'data-field': 'whep' });
+  box.append(video, button, note);
+  return { box, video, button, note, url: null, session: null };
+}
+
+/** Shows the player for a stream whose relay serves WHEP; a URL that changes (the stream moved) stops it. */
+function updateWhep(whep, url) {
+  if (url === whep.url) return;
+  stopWhep(whep);
+  whep.url = url;
+  whep.box.hidden = !url;
+  whep.note.textContent = '';
+}
+
+async function startWhep(whep) {
+  const url = whep.url;
+  if (!url || whep.session) return;
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  const session = { pc, location: null, url };
+  whep.session = session;
+  whep.box.dataset.whep = 'connecting';
+  whep.button.textContent = 'stop WebRTC';
+  whep.note.textContent = 'connecting…';
+  const media = new MediaStream();
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  pc.ontrack = (event) => {
+    media.addTrack(event.track);
+    whep.video.srcObject = media;
+    whep.video.play().catch(() => {}); // autoplay of a muted video may still be refused: controls remain
+  };
+  pc.onconnectionstatechange = () => {
+    if (whep.session !== session) return;
+    const state = pc.connectionState;
+    if (state === 'connected') {
+      whep.box.dataset.whep = 'playing';
+      whep.note.textContent = '';
+    } else if (state === 'failed' || state === 'closed') {
+      // The relay ended the session (the stream ended or moved) or the path failed: say so, stop.
+      stopWhep(whep, `WebRTC ${state}`);
+    }
+  };
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp' },
+      body: pc.localDescription.sdp,
+    });
+    const body = await res.text();
+    if (whep.session !== session) return;
+    if (res.status !== 201) throw new Error(`${res.status} ${body.trim().slice(0, 200)}`);
+    const location = res.headers.get('location');
+    session.location = location ? new URL(location, url).href : null;
+    await pc.setRemoteDescription({ type: 'answer', sdp: body });
+  } catch (err) {
+    if (whep.session === session) stopWhep(whep, `WebRTC: ${err.message || err}`);
+  }
+}
+
+/** Resolves once ICE gathering completes, or after WHEP_GATHER_MS with what it has. */
+function gathered(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, WHEP_GATHER_MS);
+    function done() {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    }
+    function check() {
+      if (pc.iceGatheringState === 'complete') done();
+    }
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+function stopWhep(whep, why = '') {
+  const session = whep.session;
+  whep.session = null;
+  whep.box.dataset.whep = why ? 'failed' : 'off';
+  whep.button.textContent = 'play WebRTC (WHEP)';
+  whep.note.textContent = why;
+  if (!session) return;
+  session.pc.onconnectionstatechange = null;
+  session.pc.close();
+  whep.video.srcObject = null;
+  if (session.location) {
+    // Fire and forget: the relay also drops a session whose peer went silent; a failed DELETE is harmless.
+    fetch(session.location, { method: 'DELETE' }).catch((err) => console.warn('WHEP DELETE:', err));
+  }
 }
 
 /** A labelled, read-only URL with a copy button (the click is handled once, on the page). */
@@ -280,11 +400,13 @@ function updateLinks(entry, stream, watchUrl) {
   const share = stream.managed
     ? `${location.origin}/watch/${encodeURIComponent(stream.streamId)}/index.m3u8`
     : null;
-  const values = `${watchUrl || ''} ${share || ''}`;
+  const webrtc = watchUrl && /^https?:\/\//i.test(stream.webrtcUrl || '') ? stream.webrtcUrl : null;
+  const values = `${watchUrl || ''} ${share || ''} ${webrtc || ''}`;
   if (values === entry.linkValues) return;
   entry.linkValues = values;
   const rows = [];
   if (watchUrl) rows.push(linkRow('watch', 'watch (HLS, LL-HLS)', watchUrl));
+  if (webrtc) rows.push(linkRow('webrtc', 'WebRTC (WHEP)', webrtc));
   if (share) rows.push(linkRow('share', 'share', share));
   entry.links.replaceChildren(...rows);
 }
@@ -341,6 +463,8 @@ function updateCard(entry, stream) {
   // Only http(s) URLs reach a player or a link (the cloud's contract checks this too).
   const watchUrl = /^https?:\/\//i.test(stream.hlsUrl || '') ? stream.hlsUrl : null;
   updateLinks(entry, stream, stream.state === 'ended' ? null : watchUrl);
+  const webrtcUrl = /^https?:\/\//i.test(stream.webrtcUrl || '') ? stream.webrtcUrl : null;
+  updateWhep(entry.whep, stream.state !== 'ended' ? webrtcUrl : null);
   const url = stream.state !== 'ended' ? watchUrl : null;
   if (url !== entry.url) {
     stopPlayer(entry);
@@ -449,6 +573,7 @@ function renderStreams(streams) {
   for (const [key, entry] of cards) {
     if (present.has(key)) continue;
     stopPlayer(entry);
+    stopWhep(entry.whep);
     entry.card.remove();
     cards.delete(key);
   }

@@ -53,6 +53,7 @@ export async function startRelayNode(
     viewers: relay.viewers,
     restreaming: relay.restreaming,
     draining: () => relay.draining,
+    whep: true, // the relay serves WHEP on its origin (relay/webrtc.ts): hls-ready carries webrtcUrl
     // The cloud ended the managed stream: end it here too (ENDLIST now, load freed), publisher included.
     endStream: (userId, streamId) => {
       relay.rtmp.kick(publishKey(userId, streamId));

@@ -3,7 +3,8 @@
  * managed streams' state (Redis when REDIS_URL is set, with a pub/sub bus between replicas and a lease for
  * the once-only timers; else memory), the glasses gateway, managed streams, the fleet view the relays'
  * heartbeats feed, and the HTTP app (relay API behind the relay guard, managed-stream REST + SSE, /watch
- * redirects, the operator dashboard behind CONTROL_API_TOKEN). Closed children first: streams, lease, bus,
+ * redirects, the operator dashboard behind CONTROL_API_TOKEN, the Cloudflare-compatible Live Input API behind
+ * CLOUD_API_TOKEN, on the same store and Redis). Closed children first: streams, lease, bus,
  * gateways, app, store, the Redis connection.
  */
 
@@ -23,10 +24,17 @@ import { DASHBOARD_PATH, dashboardRoutes } from './dashboard-routes.ts';
 import { FleetView } from './fleet-view.ts';
 import { GLASSES_WS_PATH, GlassesGateway } from './glasses-gateway.ts';
 import { ALWAYS_HELD, type Lease, RedisLease } from './lease.ts';
+import { withLiveInputs } from './live-inputs/relay-hooks.ts';
+import { liveInputRoutes } from './live-inputs/routes.ts';
+import { LiveInputs } from './live-inputs/service.ts';
+import { MemoryLiveInputStore } from './live-inputs/state.ts';
+import { RedisLiveInputStore } from './live-inputs/state-redis.ts';
+import { type LiveInputEvent, WebhookSender } from './live-inputs/webhooks.ts';
 import { managedRoutes } from './managed-routes.ts';
 import { ManagedStreams } from './managed-streams.ts';
 import { relayEvents } from './relay-events.ts';
 import { createRelayGuard } from './relay-guard.ts';
+import { StaticRelays } from './static-relays.ts';
 import type { CloudStore } from './store.ts';
 import { MemoryCloudStore } from './store-memory.ts';
 import { REDIS_CLIENT_OPTIONS, RedisCloudStore } from './store-redis.ts';
@@ -41,6 +49,8 @@ export interface CloudHandle {
   app: FastifyInstance;
   store: CloudStore;
   streams: ManagedStreams;
+  /** The Live Input API's service; null when it is off (CLOUD_API_TOKEN / CLOUD_ACCOUNT_ID unset). */
+  liveInputs: LiveInputs | null;
   glasses: GlassesGateway;
   fleet: FleetView;
   /** Where the operator dashboard is served (its API needs CONTROL_API_TOKEN). */
@@ -89,16 +99,17 @@ export async function startCloud(
     authenticate: (request) => userOf(request.headers, request.url),
     log,
   });
+  const srtPassphrase = (key: string): string | null =>
+    config.srt.passphraseSecret !== undefined
+      ? srtStreamPassphrase(config.srt.passphraseSecret, key)
+      : (config.srt.passphrase ?? null);
   const streams = new ManagedStreams({
     store,
     state: shared ? new RedisStreamState({ redis: shared }) : new MemoryStreamState(),
     bus,
     lease,
     glassesIngest: c.glassesIngest,
-    srtPassphrase: (key) =>
-      config.srt.passphraseSecret !== undefined
-        ? srtStreamPassphrase(config.srt.passphraseSecret, key)
-        : (config.srt.passphrase ?? null),
+    srtPassphrase,
     glasses,
     log,
     tokenSecret: options.publishTokenSecret,
@@ -141,14 +152,49 @@ export async function startCloud(
       null,
     publicBase: c.hlsPublicBaseUrl,
   });
+  // The Cloudflare-compatible Live Input API, when its token and account are configured.
+  const liveApi = c.liveInputApi;
+  const liveStore = shared ? new RedisLiveInputStore({ redis: shared }) : new MemoryLiveInputStore();
+  const webhooks = liveApi
+    ? new WebhookSender({
+        config: () => liveStore.webhook(),
+        log: log.child({ component: 'live-input-webhooks' }),
+      })
+    : null;
+  const liveInputs = liveApi
+    ? new LiveInputs({
+        store: liveStore,
+        relays: store,
+        placement: new StaticRelays(store, c.staticRelays),
+        defaultUserId: liveApi.accountId,
+        tokenSecret: options.publishTokenSecret,
+        srtPassphrase,
+        hlsPublicBaseUrl: c.hlsPublicBaseUrl,
+        relayExpiryMs: c.relayExpiryMs,
+        log,
+        ...(webhooks ? { notify: (uid: string, event: LiveInputEvent) => webhooks.notify(uid, event) } : {}),
+      })
+    : null;
+  const managedEvents = relayEvents(streams, fleet, log);
   const app = buildCloudApp({
     guard,
     log,
     store,
     relaySecret: options.relaySecret,
     relaySecretPrevious: c.relaySecretPrevious,
-    events: relayEvents(streams, fleet, log),
+    events: liveInputs ? withLiveInputs(managedEvents, liveInputs, log) : managedEvents,
   });
+  if (liveApi && liveInputs) {
+    const routes = {
+      inputs: liveInputs,
+      token: liveApi.token,
+      accountId: liveApi.accountId,
+      log: log.child({ component: 'live-input-api' }),
+    };
+    // At Cloudflare's `/client/v4` base and at the root: clients change only the base URL.
+    void app.register(liveInputRoutes, routes);
+    void app.register(liveInputRoutes, { ...routes, prefix: '/client/v4' });
+  }
   void app.register(dashboardRoutes, {
     relays: store,
     fleet,
@@ -192,6 +238,8 @@ export async function startCloud(
     if (closed) return;
     closed = true;
     await streams.close();
+    webhooks?.close();
+    await liveStore.close();
     await lease.close();
     await bus.close();
     app.server.off('upgrade', onUpgrade);
@@ -218,5 +266,6 @@ export async function startCloud(
   if (options.announceDashboard === false) log.debug({ url: dashboardUrl }, 'dashboard');
   else if (config.api.token) log.info({ url: dashboardUrl }, 'dashboard (its API takes CONTROL_API_TOKEN)');
   else log.warn({ url: dashboardUrl }, 'dashboard API off: set CONTROL_API_TOKEN to use it');
-  return { port, url, app, store, streams, glasses, fleet, dashboardUrl, close };
+  if (liveApi) log.info({ accounts: `${url}/accounts/{account_id}/stream/live_inputs` }, 'Live Input API on');
+  return { port, url, app, store, streams, liveInputs, glasses, fleet, dashboardUrl, close };
 }

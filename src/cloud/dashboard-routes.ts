@@ -112,6 +112,8 @@ export interface DashboardStream {
   relayId: string;
   state: RelayStreamState;
   hlsUrl: string | null;
+  /** WHEP playback on the relay (the page's WebRTC player), when it announced one. */
+  webrtcUrl: string | null;
   stats: StreamStats | null;
   managed: DashboardManaged | null;
   output: DashboardOutput;
@@ -150,6 +152,7 @@ export const DashboardSnapshotSchema = z.object({
       relayId: z.string(),
       state: RelayStreamState,
       hlsUrl: z.string().nullable(),
+      webrtcUrl: z.string().nullable(),
       stats: StreamStats.nullable(),
       managed: z.object({ phase: z.string(), status: z.string(), viewers: z.number() }).nullable(),
       output: z.object({
@@ -255,6 +258,7 @@ export async function dashboardSnapshot(
         relayId: s.relayId,
         state: s.state,
         hlsUrl: s.hlsUrl,
+        webrtcUrl: s.webrtcUrl,
         stats: s.stats,
         managed,
         output: outputOf(s, managed, options.outputGraceMs ?? DEFAULT_OUTPUT_GRACE_MS),

@@ -47,6 +47,8 @@ export interface FleetStream {
   stats: StreamStats | null;
   /** From hls-ready on this relay, else derived from the relay's HLS base; null when neither is known. */
   hlsUrl: string | null;
+  /** WHEP playback this relay announced in its hls-ready; null when it announced none. */
+  webrtcUrl: string | null;
   receivedAt: number;
 }
 
@@ -57,6 +59,7 @@ interface RelayEntry extends FleetRelay {
 interface HlsEntry {
   relayId: string | undefined;
   hlsUrl: string;
+  webrtcUrl: string | null;
 }
 
 /** The HLS URL shape of architecture §3: `{base}/hls/{userPath}/{streamId}/index.m3u8`. */
@@ -112,7 +115,13 @@ export class FleetView {
   }
 
   /** hls-ready: the URL a relay serves the stream at (it may be a CDN's). */
-  hlsReady(event: { userId: string; streamId: string; hlsUrl: string; relayId?: string | undefined }): void {
+  hlsReady(event: {
+    userId: string;
+    streamId: string;
+    hlsUrl: string;
+    relayId?: string | undefined;
+    webrtcUrl?: string | undefined;
+  }): void {
     const key = keyOf(event.userId, event.streamId);
     this.#hls.delete(key);
     while (this.#hls.size >= this.#maxHls) {
@@ -120,7 +129,7 @@ export class FleetView {
       if (oldest.done) break;
       this.#hls.delete(oldest.value);
     }
-    this.#hls.set(key, { relayId: event.relayId, hlsUrl: event.hlsUrl });
+    this.#hls.set(key, { relayId: event.relayId, hlsUrl: event.hlsUrl, webrtcUrl: event.webrtcUrl ?? null });
   }
 
   /** The relay said goodbye: it and the URLs it announced go. */
@@ -158,6 +167,7 @@ export class FleetView {
           state: s.state,
           stats: s.stats ? { ...s.stats } : null,
           hlsUrl: this.#hlsUrlOf(s.userId, s.streamId, relay.relayId, hlsBaseOf),
+          webrtcUrl: this.#webrtcUrlOf(s.userId, s.streamId, relay.relayId),
           receivedAt: relay.receivedAt,
         });
       }
@@ -177,6 +187,12 @@ export class FleetView {
       return announced.hlsUrl;
     const base = hlsBaseOf(relayId);
     return base ? streamHlsUrl(base, userId, streamId) : null;
+  }
+
+  /** Only what this relay announced: WHEP is not derived (a relay that serves none announces none). */
+  #webrtcUrlOf(userId: string, streamId: string, relayId: string): string | null {
+    const announced = this.#hls.get(keyOf(userId, streamId));
+    return announced && announced.relayId === relayId ? announced.webrtcUrl : null;
   }
 
   #fresh(): RelayEntry[] {

@@ -131,6 +131,8 @@ export interface ManagedStream {
   state: LifecycleState;
   destinations: Map<string, RestreamTarget[]>;
   outputs: RestreamOutputStatus[];
+  /** WHEP playback on the relay serving the stream now; null when it announced none. */
+  webrtcUrl: string | null;
 }
 
 export type RestreamOutputStatus = RestreamOutputRecord;
@@ -173,6 +175,8 @@ function viewOf(r: StreamRecord): ManagedStream {
     state: r.state,
     destinations: new Map(r.destinations),
     outputs: r.outputs,
+    // Only the serving relay's: a stream that moved plays over WHEP again once the new relay says hls-ready.
+    webrtcUrl: r.webrtc && r.webrtc.relayId === r.state.relayId ? r.webrtc.url : null,
   };
 }
 
@@ -256,9 +260,13 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
   }
 
   /** The status a viewer sees now. */
-  statusOf(stream: Pick<ManagedStream, 'streamId' | 'state' | 'outputs'>): ManagedStreamStatus {
+  statusOf(
+    stream: Pick<ManagedStream, 'streamId' | 'state' | 'outputs'> & { webrtcUrl?: string | null },
+  ): ManagedStreamStatus {
     const { status, hlsUrl, message } = stream.state.reported;
     const url = hlsUrl ? withPublicBase(hlsUrl, this.#o.hlsPublicBaseUrl) : null;
+    // WHEP is the relay's own URL, never the HLS CDN's (a CDN cannot carry WebRTC); shown with the hlsUrl.
+    const webrtcUrl = url && stream.webrtcUrl ? stream.webrtcUrl : null;
     // The relay serves the latest keyframe next to the playlist (relay thumbnails).
     const thumbnailUrl = url ? thumbnailUrlOf(url) : null;
     return {
@@ -266,6 +274,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       status,
       streamId: stream.streamId,
       ...(url ? { hlsUrl: url, dashUrl: '' } : {}),
+      ...(webrtcUrl ? { webrtcUrl } : {}),
       ...(thumbnailUrl ? { thumbnailUrl, previewUrl: thumbnailUrl } : {}),
       ...(message ? { message } : {}),
       ...(stream.outputs.length > 0 ? { outputs: stream.outputs } : {}),
@@ -429,10 +438,16 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
    * hls-ready from a relay (the relay routes' guard checked who sent it and the URL). Apps hear `active`
    * once the URL answers; resolves when the check is over.
    */
-  async hlsReady(userId: string, streamId: string, relayId: string, hlsUrl: string): Promise<void> {
+  async hlsReady(
+    userId: string,
+    streamId: string,
+    relayId: string,
+    hlsUrl: string,
+    webrtcUrl?: string,
+  ): Promise<void> {
     const r = await this.#state.get(streamId);
     if (!r || r.userId !== userId || r.state.relayId !== relayId) return;
-    await this.#verify(streamId, relayId, hlsUrl);
+    await this.#verify(streamId, relayId, hlsUrl, webrtcUrl);
   }
 
   /**
@@ -778,9 +793,13 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     }
   }
 
-  /** Checks the URL answers, then feeds `hls_ready` (if the stream is still on that relay). */
-  async #verify(streamId: string, relayId: string, hlsUrl: string): Promise<void> {
-    if (this.#probes.get(streamId)?.url === hlsUrl || this.#closed) return;
+  /**
+   * Checks the URL answers, then feeds `hls_ready` (if the stream is still on that relay), with the WHEP URL
+   * the relay announced beside it (`webrtcUrl`; undefined keeps what the record has: a re-check).
+   */
+  async #verify(streamId: string, relayId: string, hlsUrl: string, webrtcUrl?: string): Promise<void> {
+    if (this.#probes.get(streamId)?.url === hlsUrl && webrtcUrl === undefined) return;
+    if (this.#closed) return;
     this.#probes.get(streamId)?.abort.abort();
     const probe = { url: hlsUrl, abort: new AbortController() };
     this.#probes.set(streamId, probe);
@@ -796,9 +815,16 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       this.#log.warn({ streamId, relayId }, 'announced playlist never answered');
       return;
     }
-    await this.#act(streamId, (r) =>
-      r.state.relayId === relayId ? this.#transition(r, { type: 'hls_ready', relayId, hlsUrl }) : null,
-    );
+    await this.#act(streamId, (r) => {
+      if (r.state.relayId !== relayId) return null;
+      const webrtcChanged = webrtcUrl !== undefined && r.webrtc?.url !== webrtcUrl;
+      if (webrtcUrl !== undefined) r.webrtc = { relayId, url: webrtcUrl };
+      const effects = this.#transition(r, { type: 'hls_ready', relayId, hlsUrl });
+      // Already active on that URL (a repeated hls-ready): apps still hear a new WHEP URL.
+      if (effects === null && webrtcChanged && r.state.phase === 'active')
+        return [{ kind: 'notify_apps', ...r.state.reported }];
+      return effects;
+    });
   }
 
   #tracker(r?: StreamRecord): KeepAliveTracker {

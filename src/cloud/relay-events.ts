@@ -25,7 +25,7 @@ export function relayEvents(streams: ManagedStreams, fleet: FleetView, log: Logg
     },
     hlsReady: (e) => {
       fleet.hlsReady(e);
-      background('hls-ready', streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl));
+      background('hls-ready', streams.hlsReady(e.userId, e.streamId, e.relayId, e.hlsUrl, e.webrtcUrl));
     },
     destinations: (userId, streamId) => streams.destinationsOf(userId, streamId),
     restreamStatus: (e) =>

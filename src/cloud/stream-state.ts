@@ -46,6 +46,8 @@ export interface StreamRecord {
   ingest?: 'rtmp' | 'srt' | 'whip';
   /** The glasses reported an error while handed SRT (UDP blocked): every later start uses RTMP. */
   srtFailed?: boolean;
+  /** The WHEP URL the relay announced in its hls-ready (apps get it while that relay serves the stream). */
+  webrtc?: { relayId: string; url: string } | null;
 }
 
 export interface StreamStateStore {

@@ -61,6 +61,8 @@ export const StreamStats = z.object({
   viewers: z.number().int().min(0).max(10_000_000).optional(),
   uptimeSeconds: z.number().min(0).optional(),
   segments: z.number().int().min(0).optional(),
+  /** The live publish's ingest (rtmp, srt, whip); absent while no publisher is connected. */
+  protocol: z.string().max(16).optional(),
 });
 export type StreamStats = z.infer<typeof StreamStats>;
 

@@ -60,6 +60,11 @@ export interface AccessUnit {
   /** A sync sample: an IDR (NAL type 5, or an IRAP for HEVC); every audio frame is one. */
   keyframe: boolean;
   data: Buffer;
+  /**
+   * A frame of the "reconnecting" slate the relay made while the publisher was gone (stream/slate.ts), not
+   * the publisher's: HLS, DASH and re-streams show it, recordings and WHEP skip it.
+   */
+  slate?: true;
 }
 
 /** What a source knows when its first frame arrives. */

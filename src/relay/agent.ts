@@ -47,6 +47,8 @@ export interface RelayAgentOptions {
   restreaming?: Restreaming;
   /** Ends a stream now because the cloud said so (its managed stream stopped, or moved elsewhere). */
   endStream?: (userId: string, streamId: string) => void;
+  /** The relay serves WHEP on its origin: hls-ready carries the stream's `webrtcUrl`. */
+  whep?: boolean;
 }
 
 interface QueuedEvent {
@@ -98,6 +100,12 @@ export class RelayAgent {
         streamId: stream.streamId,
         hlsUrl: `${this.#options.relay.hlsUrl}/hls/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8`,
         dashUrl: '',
+        // WHEP on the same origin (architecture §3); the cloud hands it to apps as is (never via an HLS CDN).
+        ...(this.#options.whep
+          ? {
+              webrtcUrl: `${this.#options.relay.hlsUrl}/whep/${hlsUserPath(stream.userId)}/${stream.streamId}`,
+            }
+          : {}),
         relayId: this.#options.relay.relayId,
       };
       this.#enqueue(RelayApiPaths.hlsReady, body);

@@ -1,7 +1,8 @@
 /**
  * Re-streaming on the relay: one RestreamManager per stream (made when the stream is created, closed when it
  * ends), fed the stream's clean input (repaired configuration and tags, from the Stream's `input` and
- * `media` events) so every destination gets the same monotonic timeline the HLS path gets. Destinations
+ * `media` events) so every destination gets the same monotonic timeline the HLS path gets, and the stream's
+ * slate while its publisher is gone (`slate-*` events). Destinations
  * come from outside (the agent asks the cloud); each change of a stream's outputs is emitted for the agent
  * to report. A failing or slow destination only ever drops its own media (the pusher's bounded queue).
  */
@@ -39,12 +40,33 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
         log: options.log.child({ key: stream.key, component: 'restream' }),
       });
       this.#byKey.set(stream.key, manager);
+      /** The slate's configuration while it runs (the publisher's comes back at `slate-end`). */
+      let slate: SourceStart | null = null;
       // Pushers speak RTMP: the stream's configuration and access units go back to FLV tags.
-      const onInput = (start: SourceStart): void =>
-        manager.start(flvStartOf(start, stream.repair.configTime('video')));
+      const onInput = (start: SourceStart): void => {
+        if (slate) return; // back during the slate: its configuration goes out at slate-end
+        manager.start(flvStartOf(start, stream.configTime('video')));
+      };
       const onConfig = (config: TrackConfig): void => {
-        const tag = flvConfigTagOf(config, stream.repair.configTime(config.kind));
+        if (slate) return;
+        const tag = flvConfigTagOf(config, stream.configTime(config.kind));
         if (tag) manager.tag(tag);
+      };
+      // The slate keeps destinations fed while the publisher is gone (YouTube and Twitch end a broadcast
+      // whose input stops): its SPS/PPS replace the publisher's until it is back, at a keyframe.
+      const onSlateStart = (start: SourceStart): void => {
+        slate = start;
+        manager.start(flvStartOf(start, stream.configTime('video')));
+      };
+      const onSlateAu = (au: AccessUnit): void => {
+        if (manager.size === 0 || !slate) return;
+        const tag = flvTagOf(au, au.track === 'video' ? slate.video : slate.audio);
+        if (tag) manager.tag(tag);
+      };
+      const onSlateEnd = (): void => {
+        slate = null;
+        const config = stream.configuration;
+        if (config) manager.start(flvStartOf(config, stream.configTime('video')));
       };
       const onMedia = (au: AccessUnit): void => {
         if (manager.size === 0) return; // nothing to push: no FLV to make (most streams have no destination)
@@ -58,11 +80,17 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
       stream.on('input', onInput);
       stream.on('config', onConfig);
       stream.on('au', onMedia);
+      stream.on('slate-start', onSlateStart);
+      stream.on('slate-au', onSlateAu);
+      stream.on('slate-end', onSlateEnd);
       manager.on('status', onStatus);
       stream.once('ended', () => {
         stream.off('input', onInput);
         stream.off('config', onConfig);
         stream.off('au', onMedia);
+        stream.off('slate-start', onSlateStart);
+        stream.off('slate-au', onSlateAu);
+        stream.off('slate-end', onSlateEnd);
         manager.close(); // emits `stopped` for each destination: the last report
         manager.off('status', onStatus);
         if (this.#byKey.get(stream.key) === manager) this.#byKey.delete(stream.key);

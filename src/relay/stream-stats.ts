@@ -26,6 +26,9 @@ export function streamStats(stream: Stream, viewers: ViewerTracker | undefined, 
     stats.keyframeIntervalSeconds = ingest.keyframeIntervalSeconds;
   }
   if (ingest.bitrateKbps !== undefined) stats.bitrateKbps = ingest.bitrateKbps;
+  // `info` checked too: a source without one (a test fake) says nothing of its protocol.
+  const source = stream.source;
+  if (source?.info && !source.ended) stats.protocol = source.info.protocol ?? 'rtmp';
   return stats;
 }
 

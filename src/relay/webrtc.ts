@@ -4,9 +4,10 @@
  * authorized by the relay's publish hook, as RTMP and SRT, becomes a source of the stream of its key). The
  * composition root (./relay.ts) starts it and closes it.
  *
- * A Stream (stream/stream.ts) is adapted to the small interface WHEP needs (webrtc/whep-source.ts): one
- * adapter per stream incarnation (WhepServer keys its per-stream output by the source object, so a lookup
- * must hand back the same one every time). Sessions end when their stream ends (the output follows the
+ * A Stream (stream/stream.ts) is adapted to the small interface WHEP needs (webrtc/whep-source.ts) by
+ * ./whep-sources.ts: its input as sent (copy), or its FFmpeg output read back while it is transcoded (so a
+ * B-frame publish plays once transcoded). One pair of adapters per stream incarnation (WhepServer keys its
+ * per-stream output by the source object, so a lookup must hand back the same one every time). Sessions end when their stream ends (the output follows the
  * stream's `ended`) and, belt and braces, when the registry reports the end: a stream that moves to another
  * relay is ended here first (kick, drain, shutdown), so the viewer's player sees the session close and asks
  * the cloud for the new URL.
@@ -18,50 +19,14 @@ import type { ChildReaper } from '../pipeline/child-reaper.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
-import { type Stream, StreamState } from '../stream/stream.ts';
+import type { Stream } from '../stream/stream.ts';
 import { ffmpegOpusEncoder } from '../webrtc/opus-encoder.ts';
 import type { IceHost } from '../webrtc/sdp.ts';
 import { buildWhepRoutes } from '../webrtc/whep-routes.ts';
 import { WhepServer } from '../webrtc/whep-server.ts';
-import type { WhepSourceEvents, WhepSourceStream } from '../webrtc/whep-source.ts';
 import { buildWhipRoutes } from '../webrtc/whip-routes.ts';
 import { WhipServer } from '../webrtc/whip-server.ts';
-
-/** A stream as a WHEP source: its own events (same names and payloads), its configuration and GOP. */
-export class StreamWhepSource implements WhepSourceStream {
-  readonly #stream: Stream;
-
-  constructor(stream: Stream) {
-    this.#stream = stream;
-  }
-
-  on<K extends keyof WhepSourceEvents>(event: K, listener: (...args: WhepSourceEvents[K]) => void): this {
-    this.#stream.on(event, listener);
-    return this;
-  }
-
-  off<K extends keyof WhepSourceEvents>(event: K, listener: (...args: WhepSourceEvents[K]) => void): this {
-    this.#stream.off(event, listener);
-    return this;
-  }
-
-  tracks(): ReturnType<WhepSourceStream['tracks']> {
-    const start = this.#stream.configuration;
-    return { video: start?.video ?? null, audio: start?.audio ?? null };
-  }
-
-  recentGop(): ReturnType<WhepSourceStream['recentGop']> {
-    return this.#stream.currentGop;
-  }
-
-  requestKeyframe(): void {
-    this.#stream.source?.requestKeyframe?.();
-  }
-
-  get ended(): boolean {
-    return this.#stream.state === StreamState.Ended;
-  }
-}
+import { StreamWhepSource, TranscodedWhepSource } from './whep-sources.ts';
 
 export interface RelayWebrtcOptions {
   config: RelayConfig;
@@ -99,15 +64,20 @@ export interface RelayWebrtc {
 export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<RelayWebrtc> {
   const { config, streams, reaper } = options;
   const log = options.log.child({ component: 'webrtc' });
-  const sources = new WeakMap<Stream, StreamWhepSource>();
-  const sourceOf = (stream: Stream): StreamWhepSource => {
-    let source = sources.get(stream);
-    if (!source) {
-      source = new StreamWhepSource(stream);
-      sources.set(stream, source);
+  // Per stream incarnation: its input, and its FFmpeg output read back (followed from the stream's start so
+  // the init and the current GOP are at hand when a viewer comes).
+  const sources = new WeakMap<Stream, { input: StreamWhepSource; transcoded: TranscodedWhepSource }>();
+  const sourcesOf = (stream: Stream): { input: StreamWhepSource; transcoded: TranscodedWhepSource } => {
+    let pair = sources.get(stream);
+    if (!pair) {
+      pair = { input: new StreamWhepSource(stream), transcoded: new TranscodedWhepSource(stream, log) };
+      sources.set(stream, pair);
     }
-    return source;
+    return pair;
   };
+  for (const stream of streams.streams) sourcesOf(stream);
+  const onCreated = (stream: Stream): void => void sourcesOf(stream);
+  streams.on('created', onCreated);
   const whep = await WhepServer.start({
     udpPort: config.webrtc.udpPort,
     bindAddress: config.webrtc.udpHost,
@@ -115,7 +85,10 @@ export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<Rel
     maxSessions: config.webrtc.maxSessions,
     lookup: (userPath, streamId) => {
       const stream = streams.byHlsPath(userPath, streamId);
-      return stream ? sourceOf(stream) : undefined;
+      if (!stream) return undefined;
+      const { input, transcoded } = sourcesOf(stream);
+      // What viewers of HLS see: FFmpeg's output while it makes it (no B-frames), else the input as sent.
+      return transcoded.active ? transcoded : input;
     },
     log,
     opus: ffmpegOpusEncoder({ ffmpegPath: config.stream.ffmpegPath, reaper, log }),
@@ -155,6 +128,8 @@ export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<Rel
       closed = true;
       streams.off('ended', onEnded);
       whip.close();
+      streams.off('created', onCreated);
+      for (const stream of streams.streams) sources.get(stream)?.transcoded.detach();
       whep.close();
     },
   };

@@ -1,6 +1,7 @@
 /**
  * The app-side client for managed streams (the MentraOS SDK surface on an app's camera module):
- * `startManagedStream` resolves once a playable `hlsUrl` exists (never waits for a `dashUrl`), and fails
+ * `startManagedStream` resolves once a playable `hlsUrl` exists (never waits for a `dashUrl`; a `webrtcUrl`
+ * for WHEP comes in the same `active` when the relay serves it), and fails
  * after 30 s with a clear error; statuses arrive over server-sent events from the cloud. A dropped event
  * stream is followed again (with backoff) until the stream ends: a network fault is not a status of the
  * stream, so apps never hear one as `error`; the cloud's first status on the new connection is passed on only
@@ -27,6 +28,11 @@ export interface ManagedStreamUrls {
   streamId: string;
   hlsUrl: string;
   dashUrl: string;
+  /**
+   * WHEP playback (sub-second: POST an SDP offer, draft-ietf-wish-whep) on the relay serving the stream,
+   * when it serves WHEP; it changes when the stream moves (a new `active` carries the new one).
+   */
+  webrtcUrl?: string;
 }
 
 export class ManagedStreamTimeoutError extends Error {
@@ -58,7 +64,12 @@ export class ManagedStreamClient {
   getManagedStreamUrls(): ManagedStreamUrls | undefined {
     const s = this.#last;
     return s?.status === 'active' && s.hlsUrl && s.streamId
-      ? { streamId: s.streamId, hlsUrl: s.hlsUrl, dashUrl: s.dashUrl ?? '' }
+      ? {
+          streamId: s.streamId,
+          hlsUrl: s.hlsUrl,
+          dashUrl: s.dashUrl ?? '',
+          ...(s.webrtcUrl ? { webrtcUrl: s.webrtcUrl } : {}),
+        }
       : undefined;
   }
 

@@ -66,6 +66,12 @@ const EnvSchema = z.object({
    * instead of the whole reconnect window: a quick republish still continues it. Never longer than the window.
    */
   UNPUBLISH_GRACE_SECONDS: seconds(5),
+  /** A "reconnecting" slate for HLS, DASH and re-streams while a publisher is gone. */
+  SLATE: z.enum(['on', 'off']).default('on'),
+  /** No media for this long (publisher still connected) starts the slate; under a second must not flap. */
+  SLATE_AFTER_SECONDS: z.coerce.number().min(1).max(3600).default(3),
+  /** A picture file (PNG, JPEG) shown instead of the built-in "Reconnecting…" frame. */
+  SLATE_IMAGE: z.string().min(1).optional(),
   HLS_END_GRACE_SECONDS: seconds(60),
   /** A viewer counts while it fetched something of the stream within this window. */
   HLS_VIEWER_WINDOW_SECONDS: seconds(15),
@@ -120,6 +126,12 @@ const EnvSchema = z.object({
   WEBRTC_MAX_SESSIONS: count(500),
   /** A WHIP publisher that sends nothing (RTP or RTCP) for this long is gone: the reconnect window opens. */
   WEBRTC_PEER_TIMEOUT_SECONDS: seconds(5),
+  /** The Cloudflare-compatible Live Input API: on only with both (bearer token, the one account id). */
+  CLOUD_API_TOKEN: z.string().min(16).optional(),
+  CLOUD_ACCOUNT_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9]{1,32}$/, '1-32 letters and digits (Cloudflare account ids are 32 hex)')
+    .optional(),
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -194,6 +206,8 @@ export interface RelayConfig {
     videoEncoder: 'auto' | 'libx264' | 'h264_nvenc' | 'h264_vaapi' | 'h264_qsv';
     gpuMaxSessions: number;
     vaapiDevice: string;
+    /** SLATE, SLATE_AFTER_SECONDS, SLATE_IMAGE: null when SLATE=off. */
+    slate: { afterMs: number; image: string | undefined } | null;
   };
   /** `off` only where the caller allows it (dev mode); `token` otherwise. */
   publishAuth: 'token' | 'off';
@@ -256,6 +270,8 @@ export interface RelayConfig {
     drainTimeoutMs: number;
     /** RTMP_RELAY_URLS / RTMP_RELAY_HLS_URLS: used when no relay is registered (the seed's static list). */
     staticRelays: { rtmpUrl: string; hlsUrl: string }[];
+    /** CLOUD_API_TOKEN + CLOUD_ACCOUNT_ID: the Live Input API; null (off, its paths 404) unless both are set. */
+    liveInputApi: { token: string; accountId: string } | null;
   };
 }
 
@@ -338,6 +354,12 @@ export function loadConfig(
     throw new RelayError(ErrorCodes.CONFIG_INVALID, `invalid configuration: ${problems}`);
   }
   const e = parsed.data;
+  if ((e.CLOUD_API_TOKEN === undefined) !== (e.CLOUD_ACCOUNT_ID === undefined)) {
+    throw new RelayError(
+      ErrorCodes.CONFIG_INVALID,
+      'invalid configuration: CLOUD_API_TOKEN and CLOUD_ACCOUNT_ID: the Live Input API needs both',
+    );
+  }
   if (e.SRT_PASSPHRASE !== undefined && e.SRT_PASSPHRASE_SECRET !== undefined) {
     throw new RelayError(
       ErrorCodes.CONFIG_INVALID,
@@ -400,6 +422,7 @@ export function loadConfig(
       videoEncoder: e.VIDEO_ENCODER,
       gpuMaxSessions: e.GPU_MAX_SESSIONS,
       vaapiDevice: e.VAAPI_DEVICE,
+      slate: e.SLATE === 'on' ? { afterMs: e.SLATE_AFTER_SECONDS * 1000, image: e.SLATE_IMAGE } : null,
     },
     publishAuth: e.PUBLISH_AUTH ?? defaults.publishAuth,
     recordDir: e.RECORD_DIR,
@@ -434,6 +457,10 @@ export function loadConfig(
       glassesIngest: e.GLASSES_INGEST,
       drainTimeoutMs: e.DRAIN_TIMEOUT_SECONDS * 1000,
       staticRelays: staticRelays(e.RTMP_RELAY_URLS, e.RTMP_RELAY_HLS_URLS),
+      liveInputApi:
+        e.CLOUD_API_TOKEN !== undefined && e.CLOUD_ACCOUNT_ID !== undefined
+          ? { token: e.CLOUD_API_TOKEN, accountId: e.CLOUD_ACCOUNT_ID }
+          : null,
     },
   };
 }

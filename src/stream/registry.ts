@@ -11,6 +11,7 @@ import type { ChildReaper } from '../pipeline/child-reaper.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
+import { SlateCache } from './slate-cache.ts';
 import { CLEAN_PROFILES, type CleanProfile, Stream, type StreamOptions } from './stream.ts';
 
 export type StreamRegistryEvents = {
@@ -39,11 +40,22 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
   readonly #log: Logger;
   readonly #byKey = new Map<string, Stream>();
   readonly #byPath = new Map<string, Stream>();
+  /** The slates every stream shares (SLATE=on); null when off. */
+  readonly slates: SlateCache | null;
 
   constructor(options: StreamRegistryOptions) {
     super();
     this.#options = options;
     this.#log = options.log.child({ component: 'streams' });
+    const slate = options.stream.slate;
+    this.slates = slate
+      ? new SlateCache({
+          log: options.log,
+          reaper: options.reaper,
+          ffmpegPath: options.stream.ffmpegPath,
+          image: slate.image,
+        })
+      : null;
   }
 
   get streams(): Stream[] {
@@ -106,6 +118,9 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
         backoffMs: this.#options.stream.backoffMs,
         ffmpegPath: this.#options.stream.ffmpegPath,
         ...(this.#options.encoder ? { encoder: this.#options.encoder } : {}),
+        ...(this.slates && this.#options.stream.slate
+          ? { slate: { cache: this.slates, afterMs: this.#options.stream.slate.afterMs } }
+          : {}),
         log: this.#log,
         reaper: this.#options.reaper,
       });
@@ -132,5 +147,6 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
     const streams = this.streams;
     await Promise.all(streams.map((s) => s.close()));
     for (const s of streams) s.free();
+    this.slates?.close();
   }
 }

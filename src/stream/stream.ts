@@ -16,6 +16,17 @@
  * a GOP runs longer than the copy limit: the GOP so far is dropped from the packager (what a playlist showed
  * stays) and replayed into FFmpeg. TARGETDURATION is fixed for the stream's life so the switch never
  * changes it.
+ *
+ * Slate (SLATE=on): when the publisher is gone (its connection closed, or no media for SLATE_AFTER_SECONDS
+ * while connected; a gap under MIN_SLATE_GAP_MS never starts one), the outputs stop as they do for a reconnect
+ * and a slate runs instead (./slate-runner.ts): each packager gets a "reconnecting" still with silent audio
+ * after a discontinuity, re-streams get the same (`slate-start`, `slate-au`, `slate-end` events), recordings
+ * and WHEP get nothing (the `au` event carries only the publisher's frames). The publisher's return starts at
+ * its first video keyframe (frames before it are dropped), shifted on the timeline to after the slate's
+ * end, with a new init (a second discontinuity); its frames still stamped inside the slate's time are dropped.
+ * Transcode and ABR streams get the slate written in-process too (encoded at their output's size and
+ * profile): an FFmpeg decoding and re-encoding a still picture would cost a transcode per reconnecting
+ * stream, the in-process slate costs a timer.
  */
 
 import type { EndReason } from '../contracts/publish.ts';
@@ -31,10 +42,11 @@ import {
 import { CmafWriter } from '../media/cmaf-writer.ts';
 import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
 import type { MediaTag } from '../media/flv-tag.ts';
-import type { Fmp4Fragment } from '../media/fmp4.ts';
+import type { Fmp4Fragment, Fmp4Init } from '../media/fmp4.ts';
 import type { MediaSource } from '../media/source.ts';
 import { TimestampRepair } from '../media/timestamp-repair.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
+import { SEED_TARGET } from '../pipeline/encoders.ts';
 import { type PipelineProfile, partFragmentMs } from '../pipeline/ffmpeg-args.ts';
 import type { FfmpegExit } from '../pipeline/ffmpeg-process.ts';
 import { LADDER_FPS, ladderFor } from '../pipeline/ladder.ts';
@@ -44,6 +56,10 @@ import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
 import { AbrRenditions } from './abr.ts';
 import { IngestStats } from './ingest-stats.ts';
+import { clampFps } from './slate.ts';
+import type { SlateCache } from './slate-cache.ts';
+import { type SlateMedia, type SlateSpec, specOfInit, specOfInput } from './slate-media.ts';
+import { type SlatePackagerTarget, SlateRunner } from './slate-runner.ts';
 
 export type CleanProfile = 'auto' | 'copy' | 'transcode' | 'abr';
 export const CLEAN_PROFILES: readonly CleanProfile[] = ['auto', 'copy', 'transcode', 'abr'];
@@ -79,7 +95,22 @@ export interface StreamOptions {
   ffmpegPath?: string;
   /** The H.264 encoder and GPU sessions for transcodes (see pipeline/encoders.ts). */
   encoder?: SupervisorOptions['encoder'];
+  /** The slate while the publisher is gone; absent: SLATE=off. */
+  slate?: StreamSlateOptions;
 }
+
+export interface StreamSlateOptions {
+  /** The relay's shared slates. */
+  cache: SlateCache;
+  /** SLATE_AFTER_SECONDS in ms: no media this long with the publisher connected starts the slate. */
+  afterMs: number;
+  /** Slate tick (tests, bench). */
+  tickMs?: number;
+  now?: () => number;
+}
+
+/** A gap shorter than this never starts a slate, even when the connection closed (glasses reconnect fast). */
+export const MIN_SLATE_GAP_MS = 1000;
 
 export type StreamEvents = {
   state: [StreamStateName];
@@ -95,6 +126,15 @@ export type StreamEvents = {
   config: [TrackConfig];
   /** A repaired access unit, in order, for the same consumers. */
   au: [AccessUnit];
+  /**
+   * The slate began, in the publisher's format (for re-streams: its configuration replaces the publisher's
+   * until `slate-end`); not emitted when no slate matches the publisher's configuration.
+   */
+  'slate-start': [SourceStart];
+  /** A slate access unit (`slate: true`), on the stream's timeline. */
+  'slate-au': [AccessUnit];
+  /** The slate is over (the publisher is back, or the stream ends); `configuration` is the publisher's. */
+  'slate-end': [];
 };
 
 /** The seed's encode: -r 30 -g 60. */
@@ -154,6 +194,26 @@ export class Stream extends TypedEmitter<StreamEvents> {
   #publishes = 0;
   /** Why `auto` chose what it runs now. */
   decision = '';
+  /** Slates run, and publisher frames dropped around them (before the return's keyframe, or inside its time). */
+  readonly slateStats = { slates: 0, dropped: 0 };
+  /** `live`: the outputs run on the publisher's media; `gone`: stopped for a gap, the slate (if any) runs. */
+  #phase: 'live' | 'gone' = 'live';
+  #slate: SlateRunner | null = null;
+  /** Identifies the slate being started (its encodes may still run); replaced or cleared to cancel it. */
+  #slateToken: object | null = null;
+  #gapTimer: NodeJS.Timeout | null = null;
+  /** Wall clock of the publisher's last frame, and its (repaired) DTS. */
+  #lastMediaWall = 0;
+  #lastDts = -1;
+  /** Where what the packager got so far ends on the timeline, ms. */
+  #outputEndMs = 0;
+  /** Added to every repaired time: moves the publisher's return past the slate (only grows). */
+  #shiftMs = 0;
+  /** Publisher frames stamped before this (inside the last slate's time) are dropped. */
+  #slateEndMs = Number.NEGATIVE_INFINITY;
+  /** Each packager's latest init from the publisher's media (never the slate's): what its slate must match. */
+  readonly #outputInits = new Map<Packager, Fmp4Init>();
+  #outputsStopped: Promise<void> = Promise.resolve();
 
   constructor(options: StreamOptions) {
     super();
@@ -195,6 +255,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
       ...(options.encoder ? { encoder: options.encoder } : {}),
     });
     this.supervisor.on('init', (init, output) => {
+      const packager = this.abr ? this.abr.renditions[output]?.packager : output === 0 ? this.packager : null;
+      if (packager) this.#outputInits.set(packager, init);
       if (this.abr) this.abr.setInit(output, init);
       else if (output === 0) this.packager.setInit(init);
     });
@@ -202,6 +264,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
       const packager = this.abr ? this.abr.renditions[output]?.packager : output === 0 ? this.packager : null;
       if (!packager) return;
       packager.pushFragment(fragment);
+      this.#noteOutput(fragment);
       // The seed's encode (and the ABR ladder's) puts a keyframe every 2 s exactly: the next one is known.
       // Not for an ABR ladder that keeps the input's frames: a keyframe falls on the first frame past 2 s.
       const exact = this.abr === null || this.abr.frameRate === LADDER_FPS;
@@ -233,6 +296,16 @@ export class Stream extends TypedEmitter<StreamEvents> {
     return this.#gop;
   }
 
+  /** Whether the slate is on the outputs now. */
+  get slating(): boolean {
+    return this.#slate !== null;
+  }
+
+  /** Where a configuration tag of `track` goes on the stream's timeline (its last frame's time). */
+  configTime(track: 'video' | 'audio'): number {
+    return this.repair.configTime(track) + this.#shiftMs;
+  }
+
   /** A publish of this key went live (the first, or the publisher back within the window). */
   attach(source: MediaSource): void {
     if (this.#state === StreamState.Ended) throw new Error('stream ended');
@@ -257,6 +330,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
       source.off('end', onEnd);
     };
     if (source.started) onStart(source.started);
+    this.#armGapTimer();
   }
 
   /** Ends the stream now (server shutdown or an operator): ENDLIST, no FFmpeg left. */
@@ -267,6 +341,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
 
   /** Releases everything at once (registry shutdown after close, or the end grace). */
   free(): void {
+    this.#cancelSlate();
     if (this.#graceTimer) clearTimeout(this.#graceTimer);
     if (this.#windowTimer) clearTimeout(this.#windowTimer);
     this.#graceTimer = null;
@@ -290,6 +365,12 @@ export class Stream extends TypedEmitter<StreamEvents> {
     this.safeEmit('input', this.#start);
     const first = this.#pipelineProfile === null;
     if (first) this.#pipelineProfile = this.#initialProfile(start);
+    // Back during a slate: the outputs start again at the return's keyframe (#endSlate).
+    if (this.#phase === 'gone') return;
+    this.#startOutputs(first);
+  }
+
+  #startOutputs(first: boolean): void {
     if (this.#pipelineProfile === 'copy') {
       this.#startCopy();
       return;
@@ -303,7 +384,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
   }
 
   #flvStart(): ReturnType<typeof flvStartOf> {
-    return flvStartOf(this.#start!, this.repair.configTime('video'));
+    return flvStartOf(this.#start!, this.configTime('video'));
   }
 
   /** A new CMAF writer for the current configuration: a new init segment, so the packager marks a discontinuity. */
@@ -324,6 +405,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
       return;
     }
     this.#awaitKeyframe = video !== null;
+    this.#outputInits.set(this.packager, this.#writer.init);
     this.packager.setInit(this.#writer.init);
   }
 
@@ -336,7 +418,15 @@ export class Stream extends TypedEmitter<StreamEvents> {
   }
 
   #pushFragments(fragments: readonly Fmp4Fragment[]): void {
-    for (const f of fragments) this.packager.pushFragment(f);
+    for (const f of fragments) {
+      this.packager.pushFragment(f);
+      this.#noteOutput(f);
+    }
+  }
+
+  #noteOutput(f: Fmp4Fragment): void {
+    const end = (f.startSeconds + f.durationSeconds) * 1000;
+    if (end > this.#outputEndMs) this.#outputEndMs = end;
   }
 
   /**
@@ -405,6 +495,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
     this.#start = { ...start, [slot]: config };
     this.ingest.config(config);
     this.safeEmit('config', config);
+    if (this.#phase === 'gone') return; // the outputs start again from #start at the return
     if (this.#pipelineProfile === 'copy') {
       // A new SPS/PPS or AudioSpecificConfig needs a new init segment (and a discontinuity), from a keyframe.
       if (this.#writer) {
@@ -413,14 +504,31 @@ export class Stream extends TypedEmitter<StreamEvents> {
       }
       return;
     }
-    const tag = flvConfigTagOf(config, this.repair.configTime(config.kind));
+    const tag = flvConfigTagOf(config, this.configTime(config.kind));
     if (tag) this.supervisor.write(tag);
     this.supervisor.updateFlvStart(this.#flvStart());
   }
 
   #onAu(au: AccessUnit): void {
     if (!this.#start) return;
-    const repaired = this.repair.repairAu(au);
+    let repaired = this.repair.repairAu(au);
+    if (this.#slateOptions) {
+      this.#lastMediaWall = this.#now();
+      if (this.#shiftMs !== 0) repaired = shifted(repaired, this.#shiftMs);
+      if (this.#phase === 'gone') {
+        // The return starts at a video keyframe: what comes before it cannot be decoded on its own.
+        if (!(repaired.track === 'video' && repaired.keyframe)) {
+          this.slateStats.dropped++;
+          return;
+        }
+        repaired = this.#endSlate(repaired);
+      } else if (repaired.dts < this.#slateEndMs) {
+        this.slateStats.dropped++; // stamped inside the slate's time: the slate showed that time
+        return;
+      }
+      if (repaired.dts > this.#lastDts) this.#lastDts = repaired.dts;
+      this.#armGapTimer();
+    }
     this.ingest.au(repaired);
     this.#remember(repaired);
     this.safeEmit('au', repaired);
@@ -524,7 +632,13 @@ export class Stream extends TypedEmitter<StreamEvents> {
         : 'publisher gone, waiting for it to come back',
     );
     this.#setState(StreamState.Reconnecting);
-    this.#stopOutputs();
+    this.#outputsStopped = this.#stopOutputs();
+    // Gone for good: the slate may start once the gap reaches MIN_SLATE_GAP_MS (not at once: a fast
+    // reconnect must not flap).
+    if (this.#gapTimer) clearTimeout(this.#gapTimer);
+    this.#gapTimer = null;
+    if (this.#slateOptions) this.#prefetchSlate(this.#slateOptions);
+    this.#armGapTimer();
     this.#windowTimer = setTimeout(() => {
       this.#windowTimer = null;
       void this.#end(clean ? 'unpublished' : 'reconnect window closed');
@@ -548,6 +662,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
     this.#detach?.();
     this.#detach = null;
     this.#source = null;
+    this.#cancelSlate();
     await this.#stopOutputs();
     for (const packager of this.abr?.packagers ?? [this.packager]) packager.end();
     this.#log.info(
@@ -557,10 +672,183 @@ export class Stream extends TypedEmitter<StreamEvents> {
         ...this.supervisor.stats,
         repairs: this.repair.counts,
         copyDropped: this.copyDropped,
+        slate: this.slateStats,
       },
       'stream ended',
     );
     this.safeEmit('ended');
     this.#graceTimer = setTimeout(() => this.free(), this.#options.endGraceMs);
   }
+
+  // ----------------------------------------------------------------------------------------------- slate
+
+  get #slateOptions(): StreamSlateOptions | undefined {
+    return this.#options.slate;
+  }
+
+  #now(): number {
+    return (this.#options.slate?.now ?? Date.now)();
+  }
+
+  /** How long without media starts the slate now: SLATE_AFTER_SECONDS while connected, less once gone. */
+  #gapThreshold(options: StreamSlateOptions): number {
+    return this.#source ? options.afterMs : Math.min(options.afterMs, MIN_SLATE_GAP_MS);
+  }
+
+  /**
+   * One timer per stream, re-armed lazily (a frame only notes the time), so it fires about once a second
+   * while media flows. A gap of MIN_SLATE_GAP_MS gets the slate ready (encoded, the first time its size is
+   * needed) so that it can start at once when the gap reaches the threshold.
+   */
+  #armGapTimer(): void {
+    const options = this.#slateOptions;
+    if (!options || this.#gapTimer || this.#phase === 'gone' || this.#state === StreamState.Ended) return;
+    if (this.#lastMediaWall === 0) return; // no media yet: nothing to stand in for
+    const threshold = this.#gapThreshold(options);
+    const idle = this.#now() - this.#lastMediaWall;
+    const target = idle < MIN_SLATE_GAP_MS ? Math.min(MIN_SLATE_GAP_MS, threshold) : threshold;
+    this.#gapTimer = setTimeout(
+      () => {
+        this.#gapTimer = null;
+        if (this.#phase === 'gone' || this.#state === StreamState.Ended) return;
+        const gap = this.#now() - this.#lastMediaWall;
+        if (gap >= this.#gapThreshold(options)) return this.#startSlate(options);
+        if (gap >= MIN_SLATE_GAP_MS) this.#prefetchSlate(options);
+        this.#armGapTimer();
+      },
+      Math.max(0, target - idle),
+    );
+  }
+
+  /** The slates this stream would show now: one per packager (matching its init) and the re-stream feed. */
+  #slateSpecs(): {
+    wanted: { packager: Packager; spec: SlateSpec; fps: number }[];
+    feedSpec: SlateSpec | null;
+    inputFps: number;
+  } {
+    const start = this.#start;
+    const inputFps = clampFps(this.ingest.snapshot().fps ?? this.ingest.metadataFps, 30);
+    const wanted: { packager: Packager; spec: SlateSpec; fps: number }[] = [];
+    for (const packager of this.abr?.packagers ?? [this.packager]) {
+      const init = this.#outputInits.get(packager);
+      const spec = init ? specOfInit(init) : null;
+      if (spec) wanted.push({ packager, spec, fps: this.#outputFps(inputFps) });
+    }
+    const feedSpec = start
+      ? specOfInput(
+          isVideoConfig(start.video) ? start.video : null,
+          isAudioConfig(start.audio) ? start.audio : null,
+        )
+      : null;
+    return { wanted, feedSpec, inputFps };
+  }
+
+  /** Starts the encodes the slate will need (the cache runs each spec once; later calls are hits). */
+  #prefetchSlate(options: StreamSlateOptions): void {
+    const { wanted, feedSpec } = this.#slateSpecs();
+    for (const spec of [...wanted.map((w) => w.spec), ...(feedSpec ? [feedSpec] : [])]) {
+      // A failure is logged where the slate starts (#startSlate asks again and gets the same answer).
+      options.cache.get(spec).catch(() => {});
+    }
+  }
+
+  /** The frame rate of what the packagers get: the input's when copying, the encoder's otherwise. */
+  #outputFps(inputFps: number): number {
+    if (this.#pipelineProfile === 'copy') return inputFps;
+    return this.abr ? this.abr.frameRate : SEED_TARGET.fps;
+  }
+
+  /**
+   * The publisher is gone: the outputs stop (as for a reconnect), then, once every slate is at hand (encoded
+   * now, the first time a size is needed), the runner starts. Nothing happens when no slate could match
+   * (no output yet, not H.264): the outputs wait for the publisher as they did before slates.
+   */
+  #startSlate(options: StreamSlateOptions): void {
+    const { wanted, feedSpec, inputFps } = this.#slateSpecs();
+    if (wanted.length === 0 && feedSpec === null) return;
+    this.#phase = 'gone';
+    const token = {};
+    this.#slateToken = token;
+    const connected = this.#source !== null;
+    this.#log.info(
+      { gapMs: this.#now() - this.#lastMediaWall, connected },
+      connected ? 'no media from the publisher: slate' : 'publisher gone: slate',
+    );
+    if (connected) this.#outputsStopped = this.#stopOutputs();
+    const get = (spec: SlateSpec): Promise<SlateMedia | null> =>
+      options.cache.get(spec).catch((err: unknown) => {
+        const code = err instanceof RelayError ? err.code : 'INTERNAL';
+        this.#log.warn({ code, err: String(err) }, 'no slate for this stream');
+        return null;
+      });
+    void Promise.all([
+      this.#outputsStopped,
+      Promise.all(wanted.map((w) => get(w.spec))),
+      feedSpec ? get(feedSpec) : null,
+    ]).then(([, medias, feedMedia]) => {
+      if (this.#slateToken !== token) return; // back, or ended, meanwhile
+      const packagers: SlatePackagerTarget[] = [];
+      wanted.forEach((w, i) => {
+        const media = medias[i];
+        if (media) packagers.push({ packager: w.packager, media, fps: w.fps });
+      });
+      if (packagers.length === 0 && !feedMedia) return;
+      this.#slate = new SlateRunner({
+        startMs: Math.max(this.#outputEndMs, this.#lastDts + 1),
+        anchorMs: this.#lastDts,
+        anchorWallMs: this.#lastMediaWall,
+        packagers,
+        feed: feedMedia ? { media: feedMedia, fps: inputFps } : null,
+        onFeedStart: (s) => this.safeEmit('slate-start', s),
+        onFeedAu: (au) => this.safeEmit('slate-au', au),
+        onFragment: (f) => this.#noteOutput(f),
+        now: () => this.#now(),
+        ...(options.tickMs ? { tickMs: options.tickMs } : {}),
+      });
+      this.slateStats.slates++;
+      this.#slate.start();
+    });
+  }
+
+  /** The publisher's first keyframe back: the slate ends, the outputs start again from it (returned, moved past the slate). */
+  #endSlate(keyframe: AccessUnit): AccessUnit {
+    let au = keyframe;
+    const runner = this.#stopSlate();
+    if (runner) {
+      const end = runner.stop();
+      const shift = Math.max(0, end - au.dts);
+      if (shift > 0) {
+        this.#shiftMs += shift;
+        au = shifted(au, shift);
+      }
+      this.#slateEndMs = end;
+      this.#log.info({ frames: runner.frames, shiftMs: Math.round(shift) }, 'publisher back: slate over');
+    }
+    this.#startOutputs(false);
+    return au;
+  }
+
+  /** Cancels a slate being started and stops a running one (flushed into the packagers); returns it. */
+  #stopSlate(): SlateRunner | null {
+    this.#slateToken = null;
+    this.#phase = 'live';
+    const runner = this.#slate;
+    this.#slate = null;
+    if (runner) {
+      runner.stop();
+      if (runner.feeding) this.safeEmit('slate-end');
+    }
+    return runner;
+  }
+
+  #cancelSlate(): void {
+    if (this.#gapTimer) clearTimeout(this.#gapTimer);
+    this.#gapTimer = null;
+    this.#stopSlate();
+  }
+}
+
+/** The same access unit later on the timeline. */
+function shifted(au: AccessUnit, ms: number): AccessUnit {
+  return { ...au, dts: au.dts + ms, pts: au.pts + ms };
 }

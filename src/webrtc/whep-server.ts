@@ -159,7 +159,8 @@ export class WhepServer {
     if (hasReorderedFrames(gop)) {
       throw new RelayError(
         ErrorCodes.WEBRTC_B_FRAMES,
-        'the stream has B-frames, which WebRTC players cannot decode; it plays over WHEP once transcoded',
+        'the stream has B-frames, which WebRTC players cannot decode; it plays over WHEP once transcoded ' +
+          '(publish with ?profile=transcode, or without B-frames)',
       );
     }
     const choice = chooseWhepCodecs(parsed, parseAvcC(video.record).profileIdc);

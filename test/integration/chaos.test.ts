@@ -294,6 +294,8 @@ describe('chaos', () => {
           streamId: s.streamId,
           hlsUrl: s.hlsUrl,
           dashUrl: '',
+          // WHEP on the same relay (issue 17).
+          webrtcUrl: s.hlsUrl.replace(/\/hls\/([^/]+\/[^/]+)\/index\.m3u8$/, '/whep/$1'),
         });
       }
       const watch = await fetch(`${cloud.url}/watch/${s.streamId}/index.m3u8`, { redirect: 'manual' });

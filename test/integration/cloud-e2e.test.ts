@@ -2,7 +2,7 @@
  * The managed-stream path end to end with real parts: the SDK asks the cloud, the cloud places the stream
  * on the relay and sends `start_rtmp_stream` with a signed publish token to the glasses simulator, which
  * publishes with FFmpeg; the relay verifies the token, packages HLS and says hls-ready; the SDK resolves
- * with a URL that Chromium plays. Then the glasses stop acking and every app hears `stopped`.
+ * with a URL that Chromium plays, and the same status's WHEP URL gives a WebRTC viewer video. Then the glasses stop acking and every app hears `stopped`.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +14,7 @@ import { silentLogger } from '../../src/shared/logger.ts';
 import { GlassesSim } from '../../src/sim/glasses-sim.ts';
 import { type BrowserHandle, launchBrowser } from '../helpers/browser.ts';
 import { LOOPBACK_CLOUD_ENV, LOOPBACK_RELAY_ENV } from '../helpers/ports.ts';
+import { whepClient } from '../helpers/webrtc-client.ts';
 
 describe('managed stream end to end', () => {
   let system: DevSystem;
@@ -86,6 +87,16 @@ describe('managed stream end to end', () => {
     const report = await browser.playHls(urls.hlsUrl, { seconds: 6 });
     assert.deepEqual(report.fatalErrors, []);
     assert.ok(report.playedSeconds >= 4, `played ${report.playedSeconds} s`);
+
+    // The same active status carries the relay's WHEP URL (issue 17), and a WebRTC viewer gets video there.
+    assert.equal(urls.webrtcUrl, urls.hlsUrl.replace(/\/hls\/(.+)\/index\.m3u8$/, '/whep/$1'));
+    const viewer = await whepClient(urls.webrtcUrl!);
+    try {
+      assert.equal(viewer.status, 201, viewer.body);
+      await viewer.packets(50, 30_000);
+    } finally {
+      assert.equal(await viewer.close(), 200);
+    }
 
     const stopped = new Promise<void>((resolve) =>
       glasses.on('message', (m) => m.type === 'stop_rtmp_stream' && resolve()),

@@ -97,11 +97,25 @@ describe('operator dashboard in Chromium', () => {
       WAIT,
     );
     await page.waitForSelector(`tr[data-relay="${RELAY}"][data-streams="1"][data-health="ok"]`, WAIT);
+    // The WebRTC player beside it (issue 17): started by a click, it plays the relay's WHEP URL.
+    await page.click(`${card} [data-whep-toggle]`, WAIT);
+    await page.waitForSelector(`${card} .whep[data-whep="playing"]`, WAIT);
+    await page.waitForFunction(
+      (selector) =>
+        ((globalThis as unknown as InPage).document.querySelector(selector)?.currentTime ?? 0) > 0.5,
+      `${card} .whep video`,
+      WAIT,
+    );
+    assert.equal(system.relay.webrtc.whep.sessionCount, 1);
 
     const field = (name: string): Promise<string> =>
       page.locator(`${card} [data-field="${name}"]`).innerText();
     assert.equal(await field('relay'), RELAY);
     assert.equal(await field('state'), 'publishing');
+    assert.match(
+      String(await page.locator(`${card} [data-link="webrtc"] input`).inputValue()),
+      /^http:\/\/127\.0\.0\.1:\d+\/whep\/dash-user\.com\/cam1$/,
+    );
     // MAX_STREAMS defaults to 20.
     assert.equal(await page.locator(`tr[data-relay="${RELAY}"] [data-field="load"]`).innerText(), '1 / 20');
     assert.equal(await page.locator('#connection').getAttribute('data-connection'), 'live');
@@ -137,9 +151,10 @@ describe('operator dashboard in Chromium', () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
 
-    // The publisher stops: the stream ends on the relay, and its card (and player) leaves the page.
+    // The publisher stops: the stream ends on the relay, and its card (and players) leave the page.
     publisher.kill();
     await page.waitForSelector(card, { ...WAIT, state: 'detached' });
+    assert.equal(system.relay.webrtc.whep.sessionCount, 0, 'the WHEP session ended with the stream');
     await page.waitForSelector(`tr[data-relay="${RELAY}"][data-streams="0"]`, WAIT);
     assert.equal(await page.locator('#no-streams').isVisible(), true);
     assert.deepEqual(errors, []);

@@ -40,6 +40,7 @@ describe('relay agent', () => {
       streams: registry,
       log: silentLogger(),
       retryMs: { first: 50, max: 200 },
+      whep: true,
     });
     await agent.start();
     assert.equal(agent.registered, false);
@@ -67,7 +68,7 @@ describe('relay agent', () => {
       },
       events: {
         streamStarted: (e) => note(`started:${e.streamId}`),
-        hlsReady: (e) => note(`ready:${e.hlsUrl}`),
+        hlsReady: (e) => note(`ready:${e.hlsUrl} ${e.webrtcUrl}`),
         streamEnded: (e) => note(`ended:${e.streamId}`),
       },
     });
@@ -77,7 +78,7 @@ describe('relay agent', () => {
       await registeredOnce;
       assert.deepEqual(heard, [
         'started:s1',
-        'ready:http://127.0.0.1:8888/hls/a-b.com/s1/index.m3u8',
+        'ready:http://127.0.0.1:8888/hls/a-b.com/s1/index.m3u8 http://127.0.0.1:8888/whep/a-b.com/s1',
         'ended:s1',
       ]);
       assert.ok(agent.stats.failed >= 1, 'the first tries failed');

@@ -105,7 +105,17 @@ describe('SRT into the relay', () => {
       passphrase,
     });
     const before = rec.segments.length;
-    await segmentsAtLeast(rec, before + 2);
+    // The slate (SLATE=on) fills the gap until the caller's first keyframe: the comeback follows it.
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (rec.stream.slating) return;
+        rec.stream.packager.off('segment', check);
+        resolve();
+      };
+      rec.stream.packager.on('segment', check);
+      check();
+    });
+    await segmentsAtLeast(rec, rec.segments.length + 2);
     assert.equal(records.get('back'), rec, 'the same stream, the same URL');
     assert.ok(
       rec.segments.slice(before).some((s) => s.discontinuity),

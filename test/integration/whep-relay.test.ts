@@ -2,18 +2,26 @@
  * WHEP through a real relay (issue 17): real FFmpeg publishes a live RTMP stream to the relay (in-process,
  * test/helpers/relay-harness.ts), Debian's Chromium plays it over WHEP from the relay's origin. Frames and
  * Opus audio decode and the first frame comes fast; the publisher dropping and returning within the reconnect
- * window leaves the session playing; a B-frame source is refused with a clear 409; relay close() leaves no
+ * window leaves the session playing; a B-frame source is refused with a clear 409 and plays once published
+ * with ?profile=transcode (WHEP then reads FFmpeg's output); 200 connect/disconnect
+ * cycles leave no session, socket or FFmpeg; relay close() leaves no
  * session or Opus FFmpeg behind. (The UDP port itself: libjuice keeps a mux socket until the process exits,
  * measured with node-datachannel 0.33.4; a relay closes with its process, tests pick free ports.)
  */
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { RelayHandle } from '../../src/relay/relay.ts';
 import { fixturePath } from '../fixtures/generate.ts';
+import { publishFlv } from '../helpers/flv-publisher.ts';
 import { startTool, type ToolRun } from '../helpers/process.ts';
 import { startTestRelay } from '../helpers/relay-harness.ts';
 import { eventually } from '../helpers/relay-process.ts';
 import { launchWhepBrowser, type WhepBrowser } from '../helpers/whep-browser.ts';
+
+const openFds = (): number => readdirSync('/proc/self/fd').length;
 
 /** FFmpeg publishing an FLV fixture live and in a loop (copy: no encode, cheap on a loaded machine). */
 function publish(file: string, rtmpPort: number, path: string): ToolRun {
@@ -42,7 +50,8 @@ describe('WHEP through a real relay (RTMP from FFmpeg → Chromium)', { timeout:
   const publishers: ToolRun[] = [];
 
   before(async () => {
-    ({ relay } = await startTestRelay({ RECONNECT_WINDOW_SECONDS: '15' }));
+    // No thumbnails: their FFmpeg would blur the count of Opus ones.
+    ({ relay } = await startTestRelay({ RECONNECT_WINDOW_SECONDS: '15', THUMBNAIL_SECONDS: '3600' }));
     origin = `http://127.0.0.1:${relay.hlsPort}`;
     browser = await launchWhepBrowser();
   });
@@ -61,9 +70,17 @@ describe('WHEP through a real relay (RTMP from FFmpeg → Chromium)', { timeout:
     const viewer = await browser.play(`${origin}/whep/viewer-example.com/live1`, { audio: true });
     assert.equal(viewer.answer.status, 201, viewer.answer.body);
     assert.match(viewer.answer.location ?? '', /^\/whep\/viewer-example\.com\/live1\/[A-Za-z0-9_-]{24}$/);
-    const s1 = await viewer.waitFrames(30, 60_000);
+    await viewer.waitFrames(30, 60_000);
+    // Presented, not only decoded (requestVideoFrameCallback; it may trail getStats on a loaded machine).
+    const s1 = await eventually(
+      'a presented frame',
+      async () => {
+        const s = await viewer.stats();
+        return s.firstFrameMs !== null ? s : undefined;
+      },
+      30_000,
+    );
     console.log(`first frame ${s1.firstFrameMs} ms after the POST (answer ${s1.answeredMs} ms)`);
-    assert.ok(s1.firstFrameMs !== null);
     const audio = await eventually(
       'Opus audio packets',
       async () => {
@@ -92,7 +109,7 @@ describe('WHEP through a real relay (RTMP from FFmpeg → Chromium)', { timeout:
     await second.done;
   });
 
-  it('refuses a B-frame source with a clear 409', async () => {
+  it('refuses a B-frame source with a clear 409, and plays it once it is transcoded', async () => {
     const p = publish(await fixturePath('bframes-15fps.flv'), relay.rtmpPort, 'viewer@example.com/bframes');
     publishers.push(p);
     await playable(relay, 'bframes');
@@ -109,6 +126,83 @@ describe('WHEP through a real relay (RTMP from FFmpeg → Chromium)', { timeout:
     assert.equal(viewer.answer.status, 409, viewer.answer.body);
     assert.match(viewer.answer.body, /WEBRTC_B_FRAMES: .*B-frames/);
     await viewer.close({ delete: false });
+    p.kill();
+    await p.done;
+
+    // The same source published with ?profile=transcode: WHEP reads FFmpeg's output (no B-frames).
+    const pub = publishFlv(await fixturePath('bframes-15fps.flv'), {
+      port: relay.rtmpPort,
+      user: 'viewer@example.com',
+      stream: 'transcoded?profile=transcode',
+    });
+    try {
+      await pub.started;
+      await eventually(
+        'the transcode made a keyframe',
+        () => {
+          const s = relay.streams.streams.find((x) => x.streamId === 'transcoded');
+          return s?.pipelineProfile === 'transcode' && s.packager.playlist().includes('#EXT-X-PART');
+        },
+        60_000,
+      );
+      const watch = await eventually(
+        'a WHEP answer for the transcoded stream',
+        async () => {
+          const v = await browser.play(`${origin}/whep/viewer-example.com/transcoded`, { audio: true });
+          if (v.answer.status === 201) return v;
+          await v.close({ delete: false });
+          return undefined;
+        },
+        30_000,
+      );
+      await watch.waitFrames(30, 60_000);
+      // Its audio too: FFmpeg's AAC read back from the CMAF, then Opus.
+      const stats = await eventually(
+        'Opus audio of the transcoded stream',
+        async () => {
+          const s = await watch.stats();
+          return s.audioPacketsReceived >= 25 ? s : undefined;
+        },
+        30_000,
+      );
+      assert.ok(stats.keyFramesDecoded >= 1, JSON.stringify(stats));
+      console.log(`transcoded B-frame source over WHEP: ${JSON.stringify(stats)}`);
+      assert.equal(await watch.close(), 200);
+    } finally {
+      await pub.stop().catch(() => {}); // the relay closes with the suite either way
+    }
+  });
+
+  it('leaves no session, socket or FFmpeg after 200 connect/disconnect cycles from Chromium', async () => {
+    const p = publish(await fixturePath('steady-9fps.flv'), relay.rtmpPort, 'viewer@example.com/cycles');
+    publishers.push(p);
+    await playable(relay, 'cycles');
+    const stream = relay.streams.streams.find((s) => s.streamId === 'cycles')!;
+    const auListeners = stream.listenerCount('au');
+    const fdsBefore = openFds();
+    const started = performance.now();
+    // Every third viewer takes audio (the Opus FFmpeg starts and stops); half DELETE, half just go away.
+    await browser.cycles(`${origin}/whep/viewer-example.com/cycles`, 200, 4);
+    console.log(`200 cycles in ${Math.round(performance.now() - started)} ms`);
+    const { whep } = relay.webrtc;
+    await eventually('no session left', () => whep.sessionCount === 0, 30_000);
+    assert.equal(whep.outputCount, 0, 'stream outputs');
+    assert.equal(whep.encoderCount, 0, 'Opus encoders');
+    // A copy stream runs no FFmpeg, and the one thumbnail at its start is long done: none may be left.
+    await eventually('no FFmpeg left', () => relay.reaper.size === 0, 15_000);
+    assert.equal(stream.listenerCount('au'), auListeners, 'WHEP no longer listens to the stream');
+    // Closed peer connections give their sockets back once their native objects are collected.
+    setFlagsFromString('--expose_gc');
+    const gc = runInNewContext('gc') as () => void;
+    await eventually(
+      'file descriptors back',
+      async () => {
+        gc();
+        await new Promise((r) => setTimeout(r, 500));
+        return openFds() <= fdsBefore + 4;
+      },
+      60_000,
+    ).catch((err: Error) => assert.fail(`${err.message}: ${fdsBefore} before, ${openFds()} after`));
     p.kill();
     await p.done;
   });

@@ -149,6 +149,7 @@ describe('dashboard routes', () => {
       streamId: 's1',
       relayId: 'r1',
       hlsUrl: 'https://cdn.x/hls/a-b.com/s1/index.m3u8',
+      webrtcUrl: 'http://r1:8888/whep/a-b.com/s1',
     });
     // A relay the store no longer lists: its streams are not shown.
     fleet.heartbeat({
@@ -193,6 +194,7 @@ describe('dashboard routes', () => {
         relayId: 'r1',
         state: 'publishing',
         hlsUrl: 'https://cdn.x/hls/a-b.com/s1/index.m3u8',
+        webrtcUrl: 'http://r1:8888/whep/a-b.com/s1',
         stats: { fps: 14.2, bitrateKbps: 1100, width: 540, height: 960, videoCodec: 'h264', viewers: 3 },
         managed: { phase: 'active', status: 'active', viewers: 2 },
         output: { health: 'unknown', reason: null },
@@ -203,6 +205,7 @@ describe('dashboard routes', () => {
         relayId: 'r1',
         state: 'reconnecting',
         hlsUrl: 'http://r1:8888/hls/c-d.com/s2/index.m3u8',
+        webrtcUrl: null,
         stats: null,
         managed: null,
         output: { health: 'unknown', reason: null },

@@ -45,6 +45,7 @@ describe('fleet view', () => {
         state: 'reconnecting',
         stats: { fps: 14, bitrateKbps: 950, width: 540, height: 960 },
         hlsUrl: 'http://10.0.0.1:8888/hls/a-b.com/s1/index.m3u8',
+        webrtcUrl: null,
         receivedAt: clock.now,
       },
     ]);
@@ -116,8 +117,10 @@ describe('fleet view', () => {
       streamId: 's1',
       relayId: 'r1',
       hlsUrl: 'https://cdn.example/hls/a-b.com/s1/index.m3u8',
+      webrtcUrl: 'http://10.0.0.1:8888/whep/a-b.com/s1',
     });
     assert.equal(view.streams(baseOf)[0]!.hlsUrl, 'https://cdn.example/hls/a-b.com/s1/index.m3u8');
+    assert.equal(view.streams(baseOf)[0]!.webrtcUrl, 'http://10.0.0.1:8888/whep/a-b.com/s1');
     // The stream moved to r2: r1's announcement is its old home.
     view.deregistered('r1');
     view.hlsReady({
@@ -128,6 +131,7 @@ describe('fleet view', () => {
     });
     view.heartbeat(hb('r2', [{ userId: 'a@b.com', streamId: 's1', state: 'publishing' }]));
     assert.equal(view.streams(baseOf)[0]!.hlsUrl, 'http://10.0.0.2:8888/hls/a-b.com/s1/index.m3u8');
+    assert.equal(view.streams(baseOf)[0]!.webrtcUrl, null, 'WHEP is never derived: r2 announced none');
     // An announcement without a relayId (the seed's body) counts for whichever relay reports the stream.
     view.hlsReady({ userId: 'a@b.com', streamId: 's1', hlsUrl: 'http://seed.example/x.m3u8' });
     assert.equal(view.streams(baseOf)[0]!.hlsUrl, 'http://seed.example/x.m3u8');

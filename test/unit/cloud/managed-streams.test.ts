@@ -10,10 +10,17 @@ import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
 import { parseSrtStreamId } from '../../../src/srt/stream-id.ts';
 
+/** Lets the background playlist check and its status run (they follow a few promise turns). */
+async function eventuallyHeard(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(done());
+}
+
 function setup(
   options: {
     staticRelays?: { rtmpUrl: string; hlsUrl: string }[];
     probeHls?: (url: string, signal: AbortSignal) => Promise<boolean>;
+    hlsPublicBaseUrl?: string;
   } = {},
 ) {
   const store = new MemoryCloudStore();
@@ -345,6 +352,41 @@ describe('managed streams: honest statuses and ends on the relay', () => {
       // hls-ready from a relay that does not hold the stream is not even checked.
       await streams.hlsReady('a@b.com', id, 'r2', url);
       assert.equal(asked.length, 0);
+    } finally {
+      await streams.close();
+    }
+  });
+
+  it("carries the relay's WHEP URL in every active status (never the HLS CDN's base), and in the SDK's", async () => {
+    const { streams, store } = setup({ hlsPublicBaseUrl: 'https://cdn.example' });
+    await store.upsertRelay(r1, Date.now());
+    try {
+      const heard: ManagedStreamStatus[] = [];
+      streams.on('status', (_who, status) => heard.push(status));
+      const id = (await streams.request('a@b.com', 'com.app')).streamId!;
+      const whep = `http://relay1:8888/whep/a-b.com/${id}`;
+      await streams.hlsReady('a@b.com', id, 'r1', `http://relay1:8888/hls/a-b.com/${id}/index.m3u8`, whep);
+      const active = heard.at(-1)!;
+      assert.equal(active.status, 'active');
+      assert.equal(active.hlsUrl, `https://cdn.example/hls/a-b.com/${id}/index.m3u8`);
+      assert.equal(active.webrtcUrl, whep);
+      assert.equal(streams.statusOf((await streams.load(id))!).webrtcUrl, whep, 'REST and SSE too');
+      // Not playable while the glasses reconnect; back with the same URL when active again.
+      const status = (s: 'reconnecting' | 'reconnected') =>
+        streams.glassesMessage('a@b.com', { type: 'rtmp_stream_status', streamId: id, status: s });
+      await status('reconnecting');
+      assert.equal(heard.at(-1)!.status, 'reconnecting');
+      assert.equal(heard.at(-1)!.webrtcUrl, undefined);
+      await status('reconnected');
+      await eventuallyHeard(() => heard.at(-1)!.status === 'active');
+      assert.equal(heard.at(-1)!.webrtcUrl, whep);
+      // A relay that announces no WHEP (an older one) gives apps none.
+      const other = (await streams.request('c@d.com', 'com.app')).streamId!;
+      await streams.hlsReady('c@d.com', other, 'r1', `http://relay1:8888/hls/c-d.com/${other}/index.m3u8`);
+      const last = heard.at(-1)!;
+      assert.equal(last.streamId, other);
+      assert.equal(last.status, 'active');
+      assert.equal(last.webrtcUrl, undefined);
     } finally {
       await streams.close();
     }

@@ -11,6 +11,7 @@ import type { ManagedStreamStatus } from '../../../src/contracts/mentra.ts';
 import { ManagedStreamClient } from '../../../src/sdk/client.ts';
 
 const URL1 = 'http://relay-1:8888/hls/a-b.com/abc/index.m3u8';
+const WHEP1 = 'http://relay-1:8888/whep/a-b.com/abc';
 const status = (s: Partial<ManagedStreamStatus>): ManagedStreamStatus => ({
   type: 'managed_stream_status',
   streamId: 'abc',
@@ -37,11 +38,11 @@ describe('managed stream client', () => {
       const send = (s: ManagedStreamStatus): boolean => res.write(`data: ${JSON.stringify(s)}\n\n`);
       if (n === 1) {
         send(status({}));
-        send(status({ status: 'active', hlsUrl: URL1, dashUrl: '' }));
+        send(status({ status: 'active', hlsUrl: URL1, dashUrl: '', webrtcUrl: WHEP1 }));
         setTimeout(() => req.socket.destroy(), 20); // the connection breaks
       } else {
         // A new connection starts with the current status (already heard), then news, then it ends.
-        send(status({ status: 'active', hlsUrl: URL1, dashUrl: '' }));
+        send(status({ status: 'active', hlsUrl: URL1, dashUrl: '', webrtcUrl: WHEP1 }));
         send(status({ status: 'reconnecting', message: 'glasses reconnecting' }));
         setTimeout(() => res.end(), 20);
       }
@@ -63,6 +64,7 @@ describe('managed stream client', () => {
     try {
       const urls = await client.startManagedStream();
       assert.equal(urls.hlsUrl, URL1);
+      assert.equal(urls.webrtcUrl, WHEP1, 'WHEP beside HLS');
       await over;
       assert.deepEqual(
         heard.map((s) => s.status),
