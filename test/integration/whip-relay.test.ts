@@ -4,7 +4,9 @@
  * announced through WEBRTC_HOSTS. The stream is copied (Opus into fMP4, no FFmpeg) and hls.js in Chromium
  * plays it, audio decoded; the publisher DELETEs and POSTs again as the glasses' retry does → the same
  * URL, one discontinuity, the player keeps playing. With 5 % loss each way NACK and PLI keep every segment
- * decodable (FFmpeg decodes them without an error) and no discontinuity appears.
+ * decodable (FFmpeg decodes them without an error) and no discontinuity appears. A retry 4 s after the DELETE
+ * (the glasses pause 3 s) is past SLATE_AFTER_SECONDS: an Opus stream gets no slate (the slate has no Opus,
+ * and an audio track that disappears is fatal to hls.js, measured here), the player waits and plays on.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -130,6 +132,33 @@ describe('WHIP into a real relay', { timeout: 300_000 }, () => {
         `stalls ${JSON.stringify(report.stalls)}, audio ${audio} bytes decoded; segments ${record.segments.map((s) => s.duration.toFixed(2)).join(' ')}`,
     );
     await publisher.close();
+  });
+
+  it('a retry 4 s after the DELETE, as the glasses pause: hls.js waits and plays on, Opus kept', async () => {
+    const url = `${base}/whip/live/glasses@example.com/slow?token=x`;
+    const first = await whip.publish(url, { width: 854, height: 480, fps: 15, hideCandidates: true });
+    assert.equal(first.post.status, 201, first.post.body);
+    const record = await eventually('the stream', () => records.get('slow'), 30_000);
+    await within(segmentsAtLeast(record, 2), 60_000, '2 segments', () => record.segments.length);
+    const playing = player.playHls(hls('glasses-example.com/slow/index.m3u8'), { seconds: 20 });
+    await new Promise((r) => setTimeout(r, 5_000));
+    assert.equal(await first.close(), 200);
+    await new Promise((r) => setTimeout(r, 4_000));
+    const second = await whip.publish(url, { width: 854, height: 480, fps: 15, hideCandidates: true });
+    assert.equal(second.post.status, 201, second.post.body);
+    const report = await playing;
+    console.log(
+      `whip slow retry: played ${report.playedSeconds.toFixed(1)} s, stalls ${JSON.stringify(report.stalls)}, ` +
+        `errors ${JSON.stringify(report.fatalErrors)} ${JSON.stringify(report.nonFatalErrors.slice(0, 3))}, ` +
+        `audio ${report.samples.at(-1)?.audioDecodedBytes}; inits ${record.inits.map((x) => x.tracks.map((t) => t.codec).join('+')).join(' ')}`,
+    );
+    assert.deepEqual(report.fatalErrors, []);
+    assert.ok(report.playedSeconds >= 14, `played ${report.playedSeconds} s of 20`);
+    assert.ok(
+      record.inits.every((i) => i.tracks.some((t) => t.codec === 'opus')),
+      'every init keeps Opus',
+    );
+    await second.close();
   });
 
   it('5 % loss each way: every segment decodes, no discontinuity', async () => {
