@@ -80,6 +80,12 @@ const BENCHES: Bench[] = [
     goal: 'glass-to-browser p50 ≤ 400 ms over WHEP (beside LL-HLS in the same run); ≤ 0.5 % of a core per WHEP viewer with 100 viewers on one stream',
   },
   {
+    name: 'whip',
+    file: 'whip.ts',
+    title: 'WHIP ingest cost and latency',
+    goal: 'relay CPU per WHIP stream within 2× RTMP ingest of the same media, same run; WHIP → WHEP under 0.5 s, WHIP → LL-HLS under 2 s p50',
+  },
+  {
     name: 'capacity',
     file: 'capacity.ts',
     title: 'Capacity per relay',

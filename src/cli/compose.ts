@@ -45,6 +45,8 @@ export async function startRelayNode(
       relayId: config.relay.id,
       rtmpUrl: `rtmp://${host}:${relay.rtmpPort}`,
       srtUrl: `srt://${host}:${relay.srtPort}`,
+      // WHIP is signalled on the origin's port (POST /whip/live/{userId}/{streamId}); ICE on WEBRTC_UDP_PORT.
+      whipUrl: `http://${host}:${relay.hlsPort}`,
       hlsUrl: `http://${host}:${relay.hlsPort}`,
       maxStreams: config.cloud.maxStreams,
     },
@@ -58,6 +60,7 @@ export async function startRelayNode(
     endStream: (userId, streamId) => {
       relay.rtmp.kick(publishKey(userId, streamId));
       relay.srt.kick(publishKey(userId, streamId));
+      relay.webrtc.whip.kick(publishKey(userId, streamId));
       const stream = relay.streams.streams.find((s) => s.userId === userId && s.streamId === streamId);
       void stream?.close();
     },

@@ -235,8 +235,10 @@ export async function startRelay(
   let hlsPort = config.hls.port;
   let rtmpPort = config.rtmp.port;
   let srtPort = config.srt.port;
+  let webrtc: RelayWebrtc | null = null;
   const api = buildControlApi({
-    kick: (key) => rtmp.kick(key) || srt.kick(key),
+    // `webrtc` is set once listening (below); a kick comes later, through the API.
+    kick: (key) => rtmp.kick(key) || srt.kick(key) || (webrtc?.whip.kick(key) ?? false),
     streams,
     token: config.api.token,
     ready,
@@ -258,7 +260,6 @@ export async function startRelay(
   });
   registerRecordingMetrics(relayMetrics.registry, recording.recorder);
   const metrics = buildMetricsApp({ registry: relayMetrics.registry, onClose: relayMetrics.close });
-  let webrtc: RelayWebrtc | null = null;
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
@@ -266,6 +267,7 @@ export async function startRelay(
     detach();
     await rtmp.close();
     await srt.close();
+    webrtc?.whip.close(); // WHIP publishers go with the other ingests, before their streams end
     await streams.close();
     webrtc?.close();
     await recording.close();
@@ -310,6 +312,7 @@ export async function startRelay(
       streams,
       reaper,
       log,
+      authorizePublish: authorize,
       // WHEP offers pass the same playback-token check (its routes answer every refusal 401).
       ...(playback.mode === 'token'
         ? {

@@ -1,7 +1,8 @@
 /**
- * The relay's WebRTC: the one ICE UDP port (WEBRTC_UDP_PORT) and WHEP playback of its streams on the
- * origin (`/whep/{userPath}/{streamId}`). The composition root (./relay.ts) starts it and closes it; WHIP
- * ingest adds its WhipServer here on the same `ice`.
+ * The relay's WebRTC: the one ICE UDP port (WEBRTC_UDP_PORT), WHEP playback of its streams on the
+ * origin (`/whep/{userPath}/{streamId}`) and WHIP ingest (`/whip/live/{userId}/{streamId}`: a publish
+ * authorized by the relay's publish hook, as RTMP and SRT, becomes a source of the stream of its key). The
+ * composition root (./relay.ts) starts it and closes it.
  *
  * A Stream (stream/stream.ts) is adapted to the small interface WHEP needs (webrtc/whep-source.ts) by
  * ./whep-sources.ts: its input as sent (copy), or its FFmpeg output read back while it is transcoded (so a
@@ -13,6 +14,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { hlsUserPath } from '../contracts/names.ts';
+import type { AuthorizePublish } from '../contracts/publish.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
 import type { RelayConfig } from '../shared/config.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -22,6 +24,8 @@ import { ffmpegOpusEncoder } from '../webrtc/opus-encoder.ts';
 import type { IceHost } from '../webrtc/sdp.ts';
 import { buildWhepRoutes } from '../webrtc/whep-routes.ts';
 import { WhepServer } from '../webrtc/whep-server.ts';
+import { buildWhipRoutes } from '../webrtc/whip-routes.ts';
+import { WhipServer } from '../webrtc/whip-server.ts';
 import { StreamWhepSource, TranscodedWhepSource } from './whep-sources.ts';
 
 export interface RelayWebrtcOptions {
@@ -38,12 +42,16 @@ export interface RelayWebrtcOptions {
     userPath: string,
     streamId: string,
   ) => boolean | Promise<boolean>;
+  /** The relay's publish authorization (the same hook as RTMP and SRT); absent: everyone may publish. */
+  authorizePublish?: AuthorizePublish;
 }
 
 export interface RelayWebrtc {
   /** The shared ICE port and announced hosts: WHIP sessions are created on the same (WhipServer `ice`). */
   readonly ice: { udpPort: number; bindAddress: string; hosts: readonly IceHost[] | null };
   readonly whep: WhepServer;
+  /** WHIP ingest on the same port. */
+  readonly whip: WhipServer;
   /** The bound UDP port (WEBRTC_UDP_PORT; 0 picked this one). */
   readonly udpPort: number;
   /** Registers the signalling routes on the origin (before it listens). */
@@ -85,6 +93,17 @@ export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<Rel
     log,
     opus: ffmpegOpusEncoder({ ffmpegPath: config.stream.ffmpegPath, reaper, log }),
   });
+  const whip = new WhipServer({
+    ice: whep.ice,
+    authorize: options.authorizePublish ?? (() => ({ allow: true })),
+    onPublish: (source) => streams.addSource(source),
+    log,
+    maxSessions: config.webrtc.maxSessions,
+    peerTimeoutMs: config.webrtc.peerTimeoutMs,
+    // Segments are cut at keyframes, and a WebRTC encoder sends one only when asked: asked at 0.8 × the
+    // target, it lands between the segmenter's earliest cut (0.75 ×) and auto's GOP limit (1.1 ×).
+    keyframeIntervalMs: config.hls.segmentSeconds * 800,
+  });
   const onEnded = (stream: Stream): void =>
     whep.closeStream(hlsUserPath(stream.userId), stream.streamId, 'stream ended');
   streams.on('ended', onEnded);
@@ -92,6 +111,7 @@ export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<Rel
   return {
     ice: whep.ice,
     whep,
+    whip,
     udpPort: whep.udpPort,
     route(origin) {
       void origin.register(
@@ -101,11 +121,13 @@ export async function startRelayWebrtc(options: RelayWebrtcOptions): Promise<Rel
           ...(options.authorizePlayback ? { authorize: options.authorizePlayback } : {}),
         }),
       );
+      void origin.register(buildWhipRoutes({ server: whip, corsOrigins: config.hls.corsOrigins }));
     },
     close() {
       if (closed) return;
       closed = true;
       streams.off('ended', onEnded);
+      whip.close();
       streams.off('created', onCreated);
       for (const stream of streams.streams) sources.get(stream)?.transcoded.detach();
       whep.close();

@@ -142,6 +142,8 @@ const EnvSchema = z.object({
   /** Announced ICE host candidates, comma-separated `host` or `host:port`; unset: the host's interfaces. */
   WEBRTC_HOSTS: z.string().min(1).optional(),
   WEBRTC_MAX_SESSIONS: count(500),
+  /** A WHIP publisher that sends nothing (RTP or RTCP) for this long is gone: the reconnect window opens. */
+  WEBRTC_PEER_TIMEOUT_SECONDS: seconds(5),
   /** The Cloudflare-compatible Live Input API: on only with both (bearer token, the one account id). */
   CLOUD_API_TOKEN: z.string().min(16).optional(),
   CLOUD_ACCOUNT_ID: z
@@ -270,6 +272,8 @@ export interface RelayConfig {
     /** WEBRTC_HOSTS; null announces the candidates gathered on the host's interfaces. */
     hosts: WebrtcHostEntry[] | null;
     maxSessions: number;
+    /** WEBRTC_PEER_TIMEOUT_SECONDS: a silent WHIP publisher ends as a disconnect after this. */
+    peerTimeoutMs: number;
   };
   /** PUBLISH_TOKEN_SECRET (HS256, ≥ 32 bytes; the verifier checks). Unset: the composition decides. */
   publishTokenSecret: string | undefined;
@@ -487,6 +491,7 @@ export function loadConfig(
       udpHost: e.WEBRTC_UDP_HOST,
       hosts: parseWebrtcHosts(e.WEBRTC_HOSTS),
       maxSessions: e.WEBRTC_MAX_SESSIONS,
+      peerTimeoutMs: e.WEBRTC_PEER_TIMEOUT_SECONDS * 1000,
     },
     publishTokenSecret: e.PUBLISH_TOKEN_SECRET,
     playback: {

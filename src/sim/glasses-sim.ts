@@ -9,7 +9,8 @@
  * repeat their current publish status, which the cloud may have missed.
  *
  * Two dialects: the seed's `start_rtmp_stream` family, or current firmware's `start_stream {streamUrl}`
- * (`commands: 'stream'`, announced to the cloud with `?commands=stream`). Two ways to publish: FFmpeg
+ * (`commands: 'stream'`, announced to the cloud with `?commands=stream`), whose URL scheme picks RTMP, SRT
+ * or WHIP (`http(s)://`: ./whip-publish.ts). Two ways to publish: FFmpeg
  * encoding a synthetic stream, or `replay` of pre-encoded FLV tags in real time through the in-process RTMP
  * client (no encoder per pair of glasses, so twenty fit on a loaded test machine, and the publish token is
  * never in any process's argv). A replayed publish that the network stops taking (more than half a second
@@ -29,6 +30,7 @@ import { RtmpPublisher } from '../rtmp/client.ts';
 import type { Logger } from '../shared/logger.ts';
 import { redactUrl } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
+import { SimWhipPublish } from './whip-publish.ts';
 
 export interface GlassesSimOptions {
   /** ws(s)://host:port of the cloud. */
@@ -73,6 +75,8 @@ interface Publishing {
   child: ChildProcess | null;
   /** The replayed publish, when replaying. */
   replay: { publisher: RtmpPublisher; timer: NodeJS.Timeout | null } | null;
+  /** The WHIP publish, for an `http(s)://` stream URL (./whip-publish.ts). */
+  whip: SimWhipPublish | null;
   attempt: number;
   retryTimer: NodeJS.Timeout | null;
   stopping: boolean;
@@ -152,7 +156,8 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
   }
 
   get streaming(): boolean {
-    return this.#publishing?.child != null || this.#publishing?.replay != null;
+    const p = this.#publishing;
+    return p?.child != null || p?.replay != null || p?.whip != null;
   }
 
   /** The FFmpeg that publishes now, if any (fault tests follow it). */
@@ -291,10 +296,11 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     const now = Date.now();
     switch (m.type) {
       case 'start_stream':
-        // RTMP, or SRT through FFmpeg (the replay mode speaks RTMP only); WHIP is not simulated yet: refused as
-        // the firmware refuses what it cannot do.
+        // RTMP; SRT through FFmpeg (the replay mode speaks RTMP only); WHIP (`http(s)://`) through FFmpeg's
+        // RTP and node-datachannel. Anything else is refused as the firmware refuses what it cannot do.
         if (
           !/^rtmps?:\/\//i.test(m.streamUrl) &&
+          !/^https?:\/\//i.test(m.streamUrl) &&
           !(/^srt:\/\//i.test(m.streamUrl) && !this.#options.replay)
         ) {
           this.#send({
@@ -340,6 +346,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       rtmpUrl,
       child: null,
       replay: null,
+      whip: null,
       attempt: 0,
       retryTimer: null,
       stopping: false,
@@ -353,6 +360,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
   #spawn(): void {
     const p = this.#publishing;
     if (!p || p.stopping) return;
+    if (/^https?:\/\//i.test(p.rtmpUrl)) return this.#whip(p);
     if (this.#options.replay) return this.#replay(p, this.#options.replay);
     const url = this.#options.publishUrl?.(p.rtmpUrl) ?? p.rtmpUrl;
     this.#log.info({ url: redactUrl(url), attempt: p.attempt }, 'publishing');
@@ -457,6 +465,36 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     publisher.start();
   }
 
+  /**
+   * WHIP (current firmware, an `http(s)://` URL): FFmpeg's RTP through a node-datachannel peer connection.
+   * A failed attempt has already DELETEd its session (the glasses DELETE before each retry).
+   */
+  #whip(p: Publishing): void {
+    const url = this.#options.publishUrl?.(p.rtmpUrl) ?? p.rtmpUrl;
+    const whip = new SimWhipPublish({
+      url,
+      log: this.#log,
+      ...(this.#options.ffmpegPath ? { ffmpegPath: this.#options.ffmpegPath } : {}),
+      ...(this.#options.stallTimeoutMs !== undefined ? { stallTimeoutMs: this.#options.stallTimeoutMs } : {}),
+    });
+    p.whip = whip;
+    whip.once('flowing', () => {
+      if (this.#publishing !== p || p.whip !== whip) return;
+      this.#send({
+        type: 'rtmp_stream_status',
+        streamId: p.streamId,
+        status: p.attempt === 0 ? 'streaming' : 'reconnected',
+      });
+    });
+    whip.once('closed', ({ error }) => {
+      if (this.#publishing !== p || p.whip !== whip) return;
+      p.whip = null;
+      if (p.stopping) return;
+      this.#retry(null, 'publish failed', error?.message ?? '');
+    });
+    void whip.start();
+  }
+
   #retry(code: number | null, reason: string, errors: string): void {
     const p = this.#publishing!;
     const retries = this.#options.retries ?? 10;
@@ -495,6 +533,10 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     p.stopping = true;
     if (p.retryTimer) clearTimeout(p.retryTimer);
     if (p.child?.pid) killGroup(p.child.pid, 'SIGTERM');
+    if (p.whip) {
+      void p.whip.close();
+      p.whip = null;
+    }
     if (p.replay) {
       if (p.replay.timer) clearInterval(p.replay.timer);
       p.replay.publisher.close();

@@ -82,6 +82,9 @@ function audioOf(audio: { codec: string; sampleRate: number; channels: number } 
  */
 export function specOfInput(video: VideoConfig | null, audio: AudioConfig | null): SlateSpec | null {
   if (video?.codec !== 'h264') return null;
+  // Opus (WHIP): a slate has AAC or no audio, and a track that disappears mid-stream is fatal to hls.js
+  // (measured: whip-relay); until the slate makes silent Opus, a WHIP stream waits without one.
+  if (audio?.codec === 'opus') return null;
   let record: ReturnType<typeof parseAvcConfig>;
   try {
     record = parseAvcConfig(video.record);
@@ -110,6 +113,8 @@ export function specOfInit(init: Fmp4Init): SlateSpec | null {
   const video = init.tracks.find((t) => t.kind === 'video');
   const m = video ? /^avc[13]\.([0-9a-f]{2})[0-9a-f]{2}([0-9a-f]{2})$/i.exec(video.codec) : null;
   if (!video || !m) return null;
+  // Opus (WHIP): see specOfInput.
+  if (init.tracks.some((t) => t.kind === 'audio' && t.codec === 'opus')) return null;
   const width = evenSize(video.width ?? 0);
   const height = evenSize(video.height ?? 0);
   if (width === null || height === null) return null;

@@ -183,13 +183,16 @@ const AAC_LC = 2;
 
 /**
  * Why a track is not copied to HLS as it is, or null when every player decodes it: H.264 8-bit 4:2:0
- * Baseline/Main/High (read from the SPS) and AAC-LC. The CMAF writer could carry more (HEVC, Opus, High
- * 4:4:4 10-bit), but Safari, iOS and hardware decoders cannot play it.
+ * Baseline/Main/High (read from the SPS), AAC-LC, and Opus (WHIP's; see below). The CMAF writer could carry
+ * more (HEVC, High 4:4:4 10-bit), but Safari, iOS and hardware decoders cannot play it.
  */
 export function notCopyable(config: TrackConfig | null): string | null {
   if (config === null) return 'a track without its configuration';
   if (config.codec === 'opaque') return `${config.name} is not H.264/AAC`;
   if (config.kind === 'audio') {
+    // Opus (WHIP) is copied into fMP4 as it is: hls.js in Chromium plays it (whip-relay test), and FFmpeg is
+    // fed FLV, which cannot carry Opus, so a transcode would lose the audio.
+    if (config.codec === 'opus') return null;
     if (config.codec !== 'aac') return `${config.codec} audio is not AAC`;
     const objectType = (config.config[0] ?? 0) >> 3;
     return objectType === AAC_LC ? null : `AAC object type ${objectType} is not AAC-LC`;
@@ -422,7 +425,9 @@ export class Stream extends TypedEmitter<StreamEvents> {
       audio
         ? {
             frameMs: (audio.frameSamples / audio.sampleRate) * 1000,
-            silentFrame: notCopyable(audio) === null ? silentAacFrame(audio.channels) : null,
+            // AAC-LC only: the silence is an AAC frame (an Opus track gets none: its gaps stay gaps).
+            silentFrame:
+              audio.codec === 'aac' && notCopyable(audio) === null ? silentAacFrame(audio.channels) : null,
           }
         : null,
     );
@@ -650,6 +655,9 @@ export class Stream extends TypedEmitter<StreamEvents> {
   /** auto: a GOP longer than the copy limit moves the stream to transcode, from that GOP on. */
   #copyGopTooLong(au: AccessUnit): boolean {
     if (this.profile !== 'auto' || au.keyframe) return false;
+    // FFmpeg is fed FLV, which cannot carry Opus: a WHIP stream stays copied (its source asks the publisher
+    // for keyframes at the segment cadence; an overlong GOP is cut anyway and counted as a breach).
+    if (this.#start?.audio?.codec === 'opus') return false;
     const gopStart = this.#gop[0];
     if (gopStart?.track !== 'video' || !gopStart.keyframe) return false;
     const gopMs = au.dts - gopStart.dts;

@@ -17,6 +17,7 @@ const MAX_LINES = 2000;
 const MAX_MEDIA = 16;
 const MAX_CODECS_PER_MEDIA = 64;
 const MAX_LINE_LENGTH = 4096;
+const MAX_FEEDBACK = 16;
 
 export type SdpDirection = 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
 
@@ -29,6 +30,8 @@ export interface SdpCodec {
   /** The fmtp parameters as written (for echoing), and parsed with lowercased keys. */
   fmtpLine: string;
   fmtp: Record<string, string>;
+  /** Its `a=rtcp-fb` values, lowercased (`nack`, `nack pli`, `ccm fir`, …), `*` lines included. */
+  feedback: string[];
 }
 
 export interface SdpMedia {
@@ -53,6 +56,7 @@ const LINE = /^([a-z])=(.*)$/;
 const M_LINE = /^(\S+) (\d{1,5})(?:\/\d+)? (\S+)(?: (.*))?$/;
 const RTPMAP = /^(\d{1,3}) ([A-Za-z0-9_.+-]{1,32})\/(\d{1,6})(?:\/(\d{1,2}))?$/;
 const FMTP = /^(\d{1,3}) (.*)$/;
+const RTCP_FB = /^(\*|\d{1,3}) (.{1,64})$/;
 const MID = /^[A-Za-z0-9_.+-]{1,32}$/;
 const DIRECTIONS = new Set<string>(['sendrecv', 'sendonly', 'recvonly', 'inactive']);
 
@@ -77,6 +81,7 @@ export function parseOffer(text: string): SdpOffer {
   if (lines[0] !== 'v=0') throw malformed('does not start with v=0');
   const media: SdpMedia[] = [];
   const pending = new Map<number, { fmtpLine: string }>();
+  let pendingFeedback: Array<{ pt: string; value: string }> = [];
   let current: SdpMedia | null = null;
   let sessionDirection: SdpDirection = 'sendrecv';
   let ufrag = false;
@@ -93,6 +98,7 @@ export function parseOffer(text: string): SdpOffer {
       if (!mm) throw malformed(`bad m-line: ${JSON.stringify(value.slice(0, 60))}`);
       if (media.length >= MAX_MEDIA) throw malformed(`more than ${MAX_MEDIA} m-lines`);
       pending.clear();
+      pendingFeedback = [];
       current = {
         kind: mm[1]!,
         port: Number(mm[2]),
@@ -134,7 +140,19 @@ export function parseOffer(text: string): SdpOffer {
         channels: r[4] ? Number(r[4]) : 1,
         fmtpLine,
         fmtp: parseFmtp(fmtpLine),
+        feedback: pendingFeedback
+          .filter((f) => f.pt === '*' || Number(f.pt) === payloadType)
+          .map((f) => f.value),
       });
+    } else if (name === 'rtcp-fb') {
+      const f = RTCP_FB.exec(arg);
+      if (!f) continue; // an odd feedback line only loses that feedback
+      const value = f[2]!.trim().toLowerCase();
+      const targets = current.codecs.filter((c) => f[1] === '*' || c.payloadType === Number(f[1]));
+      for (const c of targets) if (c.feedback.length < MAX_FEEDBACK) c.feedback.push(value);
+      // Like fmtp, it may come before its rtpmap.
+      if (pendingFeedback.length < MAX_CODECS_PER_MEDIA * MAX_FEEDBACK)
+        pendingFeedback.push({ pt: f[1]!, value });
     } else if (name === 'fmtp') {
       const f = FMTP.exec(arg);
       if (!f) throw malformed(`bad fmtp ${JSON.stringify(arg.slice(0, 60))}`);

@@ -4,7 +4,7 @@
  *   with an `application/sdp` offer → `201`, the complete answer, `Location: /whip/live/{userId}/{streamId}/
  *   {sessionId}`. The token is checked before any ICE: a refusal is `401` and no peer connection exists.
  * - `DELETE` on the Location → `200`: the publisher is gone (the glasses DELETE before each retry), which
- *   opens the reconnect window; it does not end the stream.
+ *   opens the reconnect window (a `disconnect`); it does not end the stream.
  * - `OPTIONS` answers the CORS preflight; `PATCH` (trickle) is `405`.
  * Refusals as in ./whep-routes.ts: malformed offer `400`, no sending video or no H.264 `422`, bad path `404`.
  */
@@ -51,6 +51,10 @@ export function buildWhipRoutes(options: WhipRoutesOptions): FastifyPluginAsync 
     const auth = request.headers.authorization;
     return auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
   };
+  // These routes answer CORS themselves (methods, exposed Location): an @fastify/cors the host app registered
+  // (the origin's, GET/HEAD only) is told to leave them alone.
+  const own = { config: { cors: false } };
+
   return async (app: FastifyInstance) => {
     app.addContentTypeParser(
       'application/sdp',
@@ -64,6 +68,7 @@ export function buildWhipRoutes(options: WhipRoutesOptions): FastifyPluginAsync 
         options.corsOrigins === '*' ? '*' : origin && options.corsOrigins.includes(origin) ? origin : null;
       if (allowed === null) return;
       reply.header('access-control-allow-origin', allowed);
+      if (allowed !== '*') reply.header('vary', 'origin');
       reply.header('access-control-expose-headers', 'location, etag, link');
     });
     const preflight = (methods: string) => async (_request: FastifyRequest, reply: FastifyReply) =>
@@ -73,10 +78,10 @@ export function buildWhipRoutes(options: WhipRoutesOptions): FastifyPluginAsync 
         .header('access-control-allow-headers', 'content-type, authorization')
         .header('allow', methods)
         .send();
-    app.options('/whip/live/:userId/:streamId', preflight('OPTIONS, POST'));
-    app.options('/whip/live/:userId/:streamId/:sessionId', preflight('OPTIONS, DELETE'));
+    app.options('/whip/live/:userId/:streamId', own, preflight('OPTIONS, POST'));
+    app.options('/whip/live/:userId/:streamId/:sessionId', own, preflight('OPTIONS, DELETE'));
 
-    app.post<{ Params: Params }>('/whip/live/:userId/:streamId', async (request, reply) => {
+    app.post<{ Params: Params }>('/whip/live/:userId/:streamId', own, async (request, reply) => {
       const { userId, streamId } = request.params;
       const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       if (type !== 'application/sdp' || typeof request.body !== 'string') {
@@ -104,6 +109,7 @@ export function buildWhipRoutes(options: WhipRoutesOptions): FastifyPluginAsync 
 
     app.delete<{ Params: Params & { sessionId: string } }>(
       '/whip/live/:userId/:streamId/:sessionId',
+      own,
       async (request, reply) => {
         const { userId, streamId, sessionId } = request.params;
         if (!SESSION_ID_PATTERN.test(sessionId) || !server.has(sessionId, `live/${userId}/${streamId}`)) {
@@ -114,7 +120,7 @@ export function buildWhipRoutes(options: WhipRoutesOptions): FastifyPluginAsync 
       },
     );
 
-    app.patch('/whip/live/:userId/:streamId/:sessionId', async (_request, reply) =>
+    app.patch('/whip/live/:userId/:streamId/:sessionId', own, async (_request, reply) =>
       reply.code(405).header('allow', 'OPTIONS, DELETE').send('trickle ICE is not supported\n'),
     );
   };

@@ -1,9 +1,13 @@
 /**
- * WHIP ingest sessions (issue 18, first cut): authorizes a publish before any ICE (the same hook as RTMP and
- * SRT: `AuthorizePublish` from contracts/publish.ts), answers the offer with a WhipSession on the shared ICE
- * UDP port (owned by WhepServer: one port for every WebRTC session), hands the session to the owner as a
- * MediaSource (`onPublish`: the stream registry takes it, takeover included), and ends it on DELETE. HTTP is
- * ./whip-routes.ts.
+ * WHIP ingest sessions (issue 18): authorizes a publish before any ICE (the same hook as RTMP and SRT:
+ * `AuthorizePublish` from contracts/publish.ts), answers the offer with a WhipSession on the shared ICE UDP
+ * port (one port for every WebRTC session), and hands the session to the owner as a MediaSource
+ * (`onPublish`: the stream registry attaches it to the stream of its key).
+ *
+ * Takeover as RTMP does it: a new authorized publish of a key ends the key's previous WHIP session
+ * (`takeover`) once the new answer exists (the glasses retry while the old peer may still be half there).
+ * A DELETE, or the peer going silent for `peerTimeoutMs`, ends a session as a `disconnect`: the publisher is
+ * gone and the stream's reconnect window opens; the stream is not over. HTTP is ./whip-routes.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { isValidStreamId, isValidUserId } from '../contracts/names.ts';
@@ -11,7 +15,7 @@ import type { AuthorizePublish } from '../contracts/publish.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { chooseWhipCodecs, type IceHost, parseOffer } from './sdp.ts';
-import { WhipSession } from './whip-session.ts';
+import { WhipSession, type WhipSessionOptions } from './whip-session.ts';
 
 export interface WhipServerOptions {
   ice: { udpPort: number; bindAddress: string; hosts: readonly IceHost[] | null };
@@ -20,11 +24,27 @@ export interface WhipServerOptions {
   onPublish: (source: WhipSession) => void;
   log: Logger;
   maxSessions?: number;
+  /** No RTP or RTCP from a peer for this long ends its publish (WEBRTC_PEER_TIMEOUT_SECONDS). */
+  peerTimeoutMs?: number;
+  /** Ask a publisher for a keyframe when its GOP grows past this (the HLS segment target). */
+  keyframeIntervalMs?: number;
+  /** Video jitter buffer settings (tests). */
+  jitter?: WhipSessionOptions['jitter'];
+}
+
+export interface WhipServerCounters {
+  published: number;
+  refused: number;
+  takeovers: number;
+  deleted: number;
 }
 
 export class WhipServer {
   readonly #options: WhipServerOptions;
   readonly #sessions = new Map<string, { session: WhipSession; key: string }>();
+  /** The live session of each key (the newest authorized). */
+  readonly #live = new Map<string, WhipSession>();
+  readonly counters: WhipServerCounters = { published: 0, refused: 0, takeovers: 0, deleted: 0 };
   #nextId = 1;
   #closed = false;
 
@@ -34,6 +54,11 @@ export class WhipServer {
 
   get sessionCount(): number {
     return this.#sessions.size;
+  }
+
+  /** The live WHIP publishes (one per key). */
+  get sessions(): WhipSession[] {
+    return [...this.#live.values()];
   }
 
   /**
@@ -61,8 +86,17 @@ export class WhipServer {
       remoteAddress,
       protocol: 'whip',
     });
-    if (!decision.allow) throw new RelayError(ErrorCodes.WEBRTC_UNAUTHORIZED, decision.reason);
-    const choice = chooseWhipCodecs(parseOffer(sdp));
+    if (!decision.allow) {
+      this.counters.refused++;
+      throw new RelayError(ErrorCodes.WEBRTC_UNAUTHORIZED, decision.reason);
+    }
+    if (this.#closed) throw new RelayError(ErrorCodes.WEBRTC_CLOSED, 'the WebRTC server is closing');
+    const offer = parseOffer(sdp);
+    const choice = chooseWhipCodecs(offer);
+    const feedback =
+      offer.media
+        .find((m) => m.mid === choice.video.mid)
+        ?.codecs.find((c) => c.payloadType === choice.video.payloadType)?.feedback ?? [];
     if (this.#sessions.size >= (this.#options.maxSessions ?? 200)) {
       throw new RelayError(ErrorCodes.WEBRTC_TOO_MANY_SESSIONS, 'too many WHIP sessions');
     }
@@ -85,10 +119,31 @@ export class WhipServer {
       bindAddress: ice.bindAddress,
       hosts: ice.hosts,
       log: this.#options.log,
+      firAllowed: feedback.includes('ccm fir'),
+      ...(this.#options.peerTimeoutMs !== undefined ? { peerTimeoutMs: this.#options.peerTimeoutMs } : {}),
+      ...(this.#options.jitter ? { jitter: this.#options.jitter } : {}),
+      ...(this.#options.keyframeIntervalMs !== undefined
+        ? { keyframeIntervalMs: this.#options.keyframeIntervalMs }
+        : {}),
     });
     this.#sessions.set(sessionId, { session, key });
-    session.on('end', () => this.#sessions.delete(sessionId));
+    session.once('end', () => {
+      this.#sessions.delete(sessionId);
+      if (this.#live.get(key) === session) this.#live.delete(key);
+    });
     const answer = await session.open();
+    if (this.#closed || session.ended) {
+      session.close({ kind: 'server-close' });
+      throw new RelayError(ErrorCodes.WEBRTC_CLOSED, 'the WebRTC server is closing');
+    }
+    const previous = this.#live.get(key);
+    this.#live.set(key, session);
+    if (previous) {
+      this.counters.takeovers++;
+      this.#options.log.info({ key }, 'WHIP publish taken over by a newer one');
+      previous.close({ kind: 'takeover' });
+    }
+    this.counters.published++;
     this.#options.onPublish(session);
     return { sessionId, answer };
   }
@@ -98,11 +153,23 @@ export class WhipServer {
     return this.#sessions.get(sessionId)?.key === key;
   }
 
-  /** The publisher's DELETE: the publish ends as an unpublish (the stream's reconnect window opens). */
+  /**
+   * The publisher's DELETE: the glasses send one before each retry, so it means "publisher gone" (a
+   * `disconnect`: the stream's reconnect window opens), never "stream over".
+   */
   remove(sessionId: string): boolean {
     const entry = this.#sessions.get(sessionId);
     if (!entry) return false;
-    entry.session.close({ kind: 'unpublish' });
+    this.counters.deleted++;
+    entry.session.close({ kind: 'disconnect', message: 'the publisher sent DELETE' });
+    return true;
+  }
+
+  /** Ends the live publish of a key (operator kick); false when there is none. */
+  kick(key: string): boolean {
+    const session = this.#live.get(key);
+    if (!session) return false;
+    session.close({ kind: 'kicked' });
     return true;
   }
 
@@ -111,5 +178,6 @@ export class WhipServer {
     this.#closed = true;
     for (const { session } of [...this.#sessions.values()]) session.close({ kind: 'server-close' });
     this.#sessions.clear();
+    this.#live.clear();
   }
 }

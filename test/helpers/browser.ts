@@ -44,6 +44,8 @@ export interface PlaybackSample {
   hlsLatency: number | null;
   /** Date.now() − hls.js `playingDate` (the playlist's PROGRAM-DATE-TIME of what plays), ms; null before. */
   pdtLatencyMs: number | null;
+  /** Chromium's `webkitAudioDecodedByteCount`: audio bytes decoded so far (0 when no audio track played). */
+  audioDecodedBytes: number;
 }
 
 /** A frame-number stamp read back from a presented frame (PlayOptions.stamps). */
@@ -146,6 +148,7 @@ const PAGE_HTML = `<!doctype html>
       ended: video.ended,
       hlsLatency: latency,
       pdtLatencyMs: date === null ? null : Date.now() - date,
+      audioDecodedBytes: video.webkitAudioDecodedByteCount || 0,
     };
   };
   window.stamps = [];

@@ -1,6 +1,7 @@
 /**
  * WHIP signalling through inject(): the token is checked before any ICE (401, no session), refusals are 4xx
- * with their code, a good offer becomes a publish handed to the owner, and DELETE ends it as an unpublish.
+ * with their code, a good offer becomes a publish handed to the owner, and DELETE ends it as a disconnect (the glasses
+ * DELETE before each retry: the stream waits for them). 100 publish/DELETE cycles leave nothing behind.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -90,20 +91,65 @@ describe('WHIP routes', () => {
     });
   }
 
-  it('accepts a Bearer token, hands the publish over, and ends it as an unpublish on DELETE', async () => {
-    const res = await post('/whip/live/me@example.com/s1', offer.sdp, { authorization: 'Bearer good' });
+  it('accepts a Bearer token, hands the publish over, and ends it as a disconnect on DELETE', async () => {
+    // libwebrtc offers FIR beside PLI; libdatachannel's offer does not: add it as the glasses would send it.
+    const withFir = offer.sdp.replace(
+      'a=rtcp-fb:102 nack pli\r\n',
+      'a=rtcp-fb:102 nack pli\r\na=rtcp-fb:102 ccm fir\r\n',
+    );
+    assert.notEqual(withFir, offer.sdp);
+    const res = await post('/whip/live/me@example.com/s1', withFir, { authorization: 'Bearer good' });
     assert.equal(res.statusCode, 201, res.body);
     assert.match(res.body, /a=recvonly/);
+    // NACK and PLI are negotiated (our jitter buffer asks for both); FIR because the offer lists it.
+    const pt = /a=rtpmap:(\d+) H264\/90000/.exec(res.body)![1];
+    for (const fb of ['nack', 'nack pli', 'ccm fir'])
+      assert.ok(res.body.includes(`a=rtcp-fb:${pt} ${fb}\r\n`), `answer lacks rtcp-fb ${fb}`);
     assert.match(res.body, /a=candidate:1 1 UDP \d+ 127\.0\.0\.1 \d+ typ host/);
     const location = String(res.headers.location);
     assert.match(location, /^\/whip\/live\/me%40example\.com\/s1\/[A-Za-z0-9_-]{24}$/);
     assert.equal(published.length, 1);
     assert.equal(published[0]!.info.protocol, 'whip');
     const ended = new Promise((resolve) => published[0]!.once('end', resolve));
+    // Another stream's path with this session id is not this session.
+    const other = location.replace('/s1/', '/s2/');
+    assert.equal((await app.inject({ method: 'DELETE', url: other })).statusCode, 404);
     const del = await app.inject({ method: 'DELETE', url: location });
     assert.equal(del.statusCode, 200);
-    assert.deepEqual(await ended, { kind: 'unpublish' });
+    assert.deepEqual(await ended, { kind: 'disconnect', message: 'the publisher sent DELETE' });
     assert.equal(server.sessionCount, 0);
     assert.equal((await app.inject({ method: 'DELETE', url: location })).statusCode, 404);
+  });
+
+  it('survives 100 publish/DELETE cycles with no session left', async () => {
+    const before = published.length;
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const timersBefore = timers();
+    for (let i = 0; i < 100; i++) {
+      const res = await post(`/whip/live/me@example.com/cycle?token=good`, offer.sdp);
+      assert.equal(res.statusCode, 201, res.body);
+      const del = await app.inject({ method: 'DELETE', url: String(res.headers.location) });
+      assert.equal(del.statusCode, 200);
+    }
+    assert.equal(published.length - before, 100);
+    assert.ok(published.slice(before).every((s) => s.ended?.kind === 'disconnect'));
+    assert.equal(server.sessionCount, 0);
+    assert.equal(server.sessions.length, 0);
+    assert.equal(server.counters.deleted, 101);
+    // Every session's timers (reports, polls, the peer timeout) went with it.
+    assert.ok(timers() <= timersBefore + 1, `${timers()} timers after, ${timersBefore} before`);
+  });
+
+  it('a second POST of a live key takes over the first', async () => {
+    const a = await post('/whip/live/me@example.com/tk?token=good', offer.sdp);
+    const b = await post('/whip/live/me@example.com/tk?token=good', offer.sdp);
+    assert.equal(a.statusCode, 201);
+    assert.equal(b.statusCode, 201);
+    const [first, second] = published.slice(-2);
+    assert.equal(first!.ended?.kind, 'takeover');
+    assert.equal(second!.ended, null);
+    assert.equal(server.sessions.length, 1);
+    assert.equal((await app.inject({ method: 'DELETE', url: String(a.headers.location) })).statusCode, 404);
+    assert.equal((await app.inject({ method: 'DELETE', url: String(b.headers.location) })).statusCode, 200);
   });
 });
