@@ -52,7 +52,24 @@ function mediaTag(type: FlvTagTypeId, timestamp: number, data: Buffer): MediaTag
  * bytes that are not a whole tag.
  */
 export function readFlv(buf: Buffer): FlvFile {
-  if (buf.length < FLV_HEADER_SIZE) throw malformed(`truncated header: ${buf.length} bytes`);
+  const head = readHeader(buf);
+  if (head === null) throw malformed(`truncated header: ${buf.length} bytes`);
+  const tags: MediaTag[] = [];
+  const at = readTags(buf, head.end, tags);
+  if (at < buf.length) {
+    const left = buf.length - at;
+    if (left < FLV_TAG_HEADER_SIZE + PREVIOUS_TAG_SIZE)
+      throw malformed(`truncated tag header at byte ${at} (${left} bytes left)`);
+    throw malformed(
+      `tag at byte ${at} claims ${buf.readUIntBE(at + 1, 3)} bytes, ${left - FLV_TAG_HEADER_SIZE} are left`,
+    );
+  }
+  return { header: head.header, tags };
+}
+
+/** The header and PreviousTagSize0: where the first tag starts, or null while bytes are missing. */
+function readHeader(buf: Buffer): { header: FlvHeaderFlags; end: number } | null {
+  if (buf.length < FLV_HEADER_SIZE) return null;
   if (buf[0] !== 0x46 || buf[1] !== 0x4c || buf[2] !== 0x56) throw malformed('no "FLV" signature');
   if (buf[3] !== 1) throw malformed(`unsupported version ${buf[3]}`);
   const flags = buf[4]!;
@@ -60,21 +77,19 @@ export function readFlv(buf: Buffer): FlvFile {
   const dataOffset = buf.readUInt32BE(5);
   if (dataOffset < FLV_HEADER_SIZE || dataOffset > MAX_HEADER_SIZE)
     throw malformed(`header size ${dataOffset}`);
-  if (buf.length < dataOffset + PREVIOUS_TAG_SIZE) throw malformed('truncated before PreviousTagSize0');
+  if (buf.length < dataOffset + PREVIOUS_TAG_SIZE) return null;
   const first = buf.readUInt32BE(dataOffset);
   if (first !== 0) throw malformed(`PreviousTagSize0 is ${first}, not 0`);
+  return { header, end: dataOffset + PREVIOUS_TAG_SIZE };
+}
 
-  const tags: MediaTag[] = [];
-  let at = dataOffset + PREVIOUS_TAG_SIZE;
-  while (at < buf.length) {
-    const left = buf.length - at;
-    if (left < FLV_TAG_HEADER_SIZE + PREVIOUS_TAG_SIZE)
-      throw malformed(`truncated tag header at byte ${at} (${left} bytes left)`);
+/** Every whole tag from `from` on into `tags`; returns where the first incomplete one starts. */
+function readTags(buf: Buffer, from: number, tags: MediaTag[]): number {
+  let at = from;
+  while (buf.length - at >= FLV_TAG_HEADER_SIZE + PREVIOUS_TAG_SIZE) {
     const type = tagTypeOf(buf[at]!, at);
     const size = buf.readUIntBE(at + 1, 3);
-    if (size > left - FLV_TAG_HEADER_SIZE - PREVIOUS_TAG_SIZE) {
-      throw malformed(`tag at byte ${at} claims ${size} bytes, ${left - FLV_TAG_HEADER_SIZE} are left`);
-    }
+    if (size > buf.length - at - FLV_TAG_HEADER_SIZE - PREVIOUS_TAG_SIZE) break;
     const timestamp = (buf.readUIntBE(at + 4, 3) | (buf[at + 7]! << 24)) >>> 0;
     const bodyStart = at + FLV_TAG_HEADER_SIZE;
     const end = bodyStart + size;
@@ -87,5 +102,32 @@ export function readFlv(buf: Buffer): FlvFile {
     tags.push(mediaTag(type, timestamp, buf.subarray(bodyStart, end)));
     at = end + PREVIOUS_TAG_SIZE;
   }
-  return { header, tags };
+  return at;
+}
+
+/**
+ * The same reader over a byte stream that arrives in chunks (FFmpeg writing FLV to a pipe): `push` returns
+ * the tags completed so far and keeps the rest (at most one tag, which FLV caps at 16 MB) for the next chunk.
+ */
+export class FlvTagStream {
+  #pending: Buffer = Buffer.alloc(0);
+  #headerRead = false;
+
+  push(chunk: Buffer): MediaTag[] {
+    let buf = this.#pending.length > 0 ? Buffer.concat([this.#pending, chunk]) : chunk;
+    if (!this.#headerRead) {
+      const head = readHeader(buf);
+      if (head === null) {
+        this.#pending = buf;
+        return [];
+      }
+      this.#headerRead = true;
+      buf = buf.subarray(head.end);
+    }
+    const tags: MediaTag[] = [];
+    const at = readTags(buf, 0, tags);
+    // Copied: the rest must not pin the whole chunk it is a view of.
+    this.#pending = Buffer.from(buf.subarray(at));
+    return tags;
+  }
 }

@@ -10,10 +10,10 @@
  *
  * Two dialects: the seed's `start_rtmp_stream` family, or current firmware's `start_stream {streamUrl}`
  * (`commands: 'stream'`, announced to the cloud with `?commands=stream`), whose URL scheme picks RTMP, SRT
- * or WHIP (`http(s)://`: ./whip-publish.ts). Two ways to publish: FFmpeg
- * encoding a synthetic stream, or `replay` of pre-encoded FLV tags in real time through the in-process RTMP
- * client (no encoder per pair of glasses, so twenty fit on a loaded test machine, and the publish token is
- * never in any process's argv). A replayed publish that the network stops taking (more than half a second
+ * or WHIP (`http(s)://`: ./whip-publish.ts). Two ways to publish: FFmpeg encoding a synthetic stream (to
+ * FLV on its stdout, published by the in-process RTMP client, so the token is in no argv; SRT goes out
+ * through FFmpeg's libsrt), or `replay` of pre-encoded FLV tags in real time through the same client (no
+ * encoder per pair of glasses, so twenty fit on a loaded test machine). A replayed publish that the network stops taking (more than half a second
  * of it unsent) counts as stalled, as a phone's socket write timeout would.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -25,6 +25,7 @@ import {
   type GlassesDialect,
   type GlassesToCloud,
 } from '../contracts/mentra.ts';
+import { FlvTagStream } from '../media/flv-reader.ts';
 import { FlvTagType, type MediaTag } from '../media/flv-tag.ts';
 import { RtmpPublisher } from '../rtmp/client.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -88,19 +89,13 @@ interface Publishing {
 const REPLACED = 4000;
 
 /** FFmpeg argv for the synthetic dirty stream (frames dropped irregularly, keyframes every ~2 s). */
-export function simPublishArgs(rtmpUrl: string): string[] {
+export function simPublishArgs(output: string): string[] {
+  // FLV on stdout (the in-process publisher takes it from there): no progress reports on the same pipe.
+  const toPipe = output === 'pipe:1';
   return [
-    ...[
-      '-hide_banner',
-      '-nostdin',
-      '-loglevel',
-      'error',
-      '-progress',
-      'pipe:1',
-      '-stats_period',
-      '0.5',
-      '-re',
-    ],
+    ...['-hide_banner', '-nostdin', '-loglevel', 'error'],
+    ...(toPipe ? [] : ['-progress', 'pipe:1', '-stats_period', '0.5']),
+    '-re',
     ...['-f', 'lavfi', '-i', 'testsrc2=size=540x960:rate=15'],
     ...['-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100'],
     // Drop about one frame in five, irregularly, as glasses do under load. The frames kept keep their own
@@ -123,14 +118,14 @@ export function simPublishArgs(rtmpUrl: string): string[] {
     ],
     ...['-c:a', 'aac', '-ac', '1', '-b:a', '64k'],
     // SRT (current firmware's managed streams): MPEG-TS over FFmpeg's libsrt, as StreamPack sends it.
-    ...(/^srt:\/\//i.test(rtmpUrl)
-      ? ['-f', 'mpegts', rtmpUrl]
+    ...(/^srt:\/\//i.test(output)
+      ? ['-f', 'mpegts', output]
       : [
           // A phone-sized socket send buffer (about half a second of this stream): over loopback the kernel
           // would otherwise buffer megabytes, and a publish whose network went silent would take half a minute
           // to stall.
-          ...['-send_buffer_size', '65536'],
-          ...['-f', 'flv', rtmpUrl],
+          ...(/^rtmps?:\/\//i.test(output) ? ['-send_buffer_size', '65536'] : []),
+          ...['-f', 'flv', output],
         ]),
   ];
 }
@@ -363,6 +358,9 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     if (/^https?:\/\//i.test(p.rtmpUrl)) return this.#whip(p);
     if (this.#options.replay) return this.#replay(p, this.#options.replay);
     const url = this.#options.publishUrl?.(p.rtmpUrl) ?? p.rtmpUrl;
+    if (/^rtmps?:\/\//i.test(url)) return this.#encode(p, url);
+    // SRT: FFmpeg's libsrt publishes, so the stream id (token inside) is in its argv: there is no in-process
+    // SRT caller. Real glasses have no argv; use RTMP or the replay mode where other users share the machine.
     this.#log.info({ url: redactUrl(url), attempt: p.attempt }, 'publishing');
     const child = spawn(this.#options.ffmpegPath ?? 'ffmpeg', simPublishArgs(url), {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -406,6 +404,74 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       if (p.stopping) return;
       this.#retry(code, stalled ? 'publish stalled' : 'publish failed', errors);
     });
+  }
+
+  /**
+   * RTMP with an encoder: FFmpeg encodes the dirty stream to FLV on its stdout and the in-process RTMP client
+   * publishes it, so the publish URL and its token are in no process's argv. The network not taking the
+   * stream (more than REPLAY_STALL_BYTES unsent) is a stall, as in the replay mode.
+   */
+  #encode(p: Publishing, url: string): void {
+    this.#log.info({ url: redactUrl(url), attempt: p.attempt }, 'publishing (FFmpeg → in-process RTMP)');
+    const publisher = new RtmpPublisher({ url, log: this.#log });
+    const replay: { publisher: RtmpPublisher; timer: NodeJS.Timeout | null } = { publisher, timer: null };
+    p.replay = replay;
+    let over = false;
+    let stalled = false;
+    let errors = '';
+    const fail = (code: number | null, why: string): void => {
+      if (over) return;
+      over = true;
+      if (p.child?.pid) killGroup(p.child.pid, 'SIGKILL');
+      publisher.destroy();
+      if (this.#publishing !== p || p.replay !== replay) return;
+      p.replay = null;
+      p.child = null;
+      if (p.stopping) return;
+      this.#retry(code, stalled ? 'publish stalled' : why, errors);
+    };
+    publisher.once('started', () => {
+      if (over || this.#publishing !== p || p.replay !== replay) return;
+      const child = spawn(this.#options.ffmpegPath ?? 'ffmpeg', simPublishArgs('pipe:1'), {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+      p.child = child;
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors = (errors + d).slice(-500)));
+      const flv = new FlvTagStream();
+      let reported = false;
+      child.stdout!.on('data', (chunk: Buffer) => {
+        if (over) return;
+        let tags: MediaTag[];
+        try {
+          tags = flv.push(chunk);
+        } catch (err) {
+          errors = (err as Error).message;
+          return fail(null, 'publish failed');
+        }
+        for (const tag of tags) publisher.send(tag);
+        if (publisher.writableLength > REPLAY_STALL_BYTES) {
+          stalled = true;
+          this.#log.warn({ streamId: p.streamId }, 'publish stalled: the network stopped taking data');
+          return fail(null, 'publish stalled');
+        }
+        // Like the real glasses, report streaming (or reconnected) once media really flows.
+        if (!reported && tags.some((t) => !t.isConfig)) {
+          reported = true;
+          this.#send({
+            type: 'rtmp_stream_status',
+            streamId: p.streamId,
+            status: p.attempt === 0 ? 'streaming' : 'reconnected',
+          });
+        }
+      });
+      child.once('close', (code) => fail(code, 'publish failed'));
+    });
+    publisher.once('closed', ({ error }) => {
+      if (error) errors = error.message;
+      fail(null, 'publish failed');
+    });
+    publisher.start();
   }
 
   /**

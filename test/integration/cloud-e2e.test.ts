@@ -5,6 +5,7 @@
  * with a URL that Chromium plays, and the same status's WHEP URL gives a WebRTC viewer video. Then the glasses stop acking and every app hears `stopped`.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { type DevSystem, startDevSystem } from '../../src/cli/compose.ts';
 import type { ManagedStreamStatus } from '../../src/contracts/mentra.ts';
@@ -88,6 +89,16 @@ describe('managed stream end to end', () => {
     assert.deepEqual(report.fatalErrors, []);
     assert.ok(report.playedSeconds >= 4, `played ${report.playedSeconds} s`);
 
+    // The glasses' encoder runs, and no child of this process carries the publish URL or a token in its argv.
+    const children = childCommandLines();
+    assert.ok(
+      children.some((c) => c.startsWith('ffmpeg')),
+      `the simulator's FFmpeg runs: ${children.join(' | ')}`,
+    );
+    for (const cmd of children) {
+      assert.doesNotMatch(cmd, /token=|eyJ[A-Za-z0-9_-]+\.|rtmp:\/\//, 'no publish URL or token in argv');
+    }
+
     // The same active status carries the relay's WHEP URL (issue 17), and a WebRTC viewer gets video there.
     assert.equal(urls.webrtcUrl, urls.hlsUrl.replace(/\/hls\/(.+)\/index\.m3u8$/, '/whep/$1'));
     const viewer = await whepClient(urls.webrtcUrl!);
@@ -146,3 +157,19 @@ describe('managed stream end to end', () => {
     for (const a of apps) a.close();
   });
 });
+
+/** The command lines of this process's children (NUL-separated argv joined by spaces), from /proc. */
+function childCommandLines(): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid !== process.pid) continue;
+      out.push(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim());
+    } catch {
+      // the process ended between the listing and the read
+    }
+  }
+  return out;
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { readFlv } from '../../../src/media/flv-reader.ts';
+import { FlvTagStream, readFlv } from '../../../src/media/flv-reader.ts';
 import { FlvTagType, type FlvTagTypeId } from '../../../src/media/flv-tag.ts';
 import { flvHeader, flvTag } from '../../../src/media/flv-writer.ts';
 import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
@@ -147,5 +147,26 @@ describe('FLV reader', () => {
         assert.ok(err instanceof RelayError && err.code === ErrorCodes.FLV_MALFORMED, String(err));
       }
     }
+  });
+});
+
+describe('FLV tag stream (FFmpeg writing FLV to a pipe)', () => {
+  it('yields the same tags as the whole-file reader, whatever the chunk boundaries', () => {
+    const whole = file();
+    const expected = readFlv(whole).tags;
+    for (const size of [1, 3, 9, 11, 13, 64, whole.length]) {
+      const stream = new FlvTagStream();
+      const got = [];
+      for (let at = 0; at < whole.length; at += size) got.push(...stream.push(whole.subarray(at, at + size)));
+      assert.deepEqual(got, expected, `chunks of ${size} bytes`);
+    }
+  });
+
+  it('throws FLV_MALFORMED on a stream that is not FLV or lies about a tag size', () => {
+    const isMalformed = (err: unknown) => err instanceof RelayError && err.code === ErrorCodes.FLV_MALFORMED;
+    assert.throws(() => new FlvTagStream().push(Buffer.from('not an flv file')), isMalformed);
+    const bad = file([[FlvTagType.Video, 0, AVC_CONFIG]]);
+    bad.writeUInt32BE(7, bad.length - 4); // the tag's PreviousTagSize
+    assert.throws(() => new FlvTagStream().push(bad), isMalformed);
   });
 });
