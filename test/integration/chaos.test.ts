@@ -296,6 +296,8 @@ describe('chaos', () => {
           dashUrl: '',
           // WHEP on the same relay (issue 17).
           webrtcUrl: s.hlsUrl.replace(/\/hls\/([^/]+\/[^/]+)\/index\.m3u8$/, '/whep/$1'),
+          // The relay's latest keyframe beside the playlist.
+          thumbnailUrl: s.hlsUrl.replace(/index\.m3u8$/, 'thumbnail.jpg'),
         });
       }
       const watch = await fetch(`${cloud.url}/watch/${s.streamId}/index.m3u8`, { redirect: 'manual' });
