@@ -181,6 +181,8 @@ describe('recordings in S3', () => {
       RECORDING_SPOOL_DIR: path.join(tmp, 'spool-slate'),
       CLEAN_PROFILE: 'copy',
       RECONNECT_WINDOW_SECONDS: '60',
+      // The first publish ends with a clean unpublish: the stream must wait for the second, slate meanwhile.
+      UNPUBLISH_GRACE_SECONDS: '60',
     });
     try {
       const file = await fixturePath(FIXTURE);
