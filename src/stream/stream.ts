@@ -849,12 +849,25 @@ export class Stream extends TypedEmitter<StreamEvents> {
   }
 
   /** Starts the encodes the slate will need (the cache runs each spec once; later calls are hits). */
-  #prefetchSlate(options: StreamSlateOptions): void {
+  #prefetchSlate(options: StreamSlateOptions): Promise<void> {
     const { wanted, feedSpec } = this.#slateSpecs();
-    for (const spec of [...wanted.map((w) => w.spec), ...(feedSpec ? [feedSpec] : [])]) {
+    const encodes = [...wanted.map((w) => w.spec), ...(feedSpec ? [feedSpec] : [])].map((spec) =>
       // A failure is logged where the slate starts (#startSlate asks again and gets the same answer).
-      options.cache.get(spec).catch(() => {});
-    }
+      options.cache.get(spec).then(
+        () => {},
+        () => {},
+      ),
+    );
+    return Promise.all(encodes).then(() => {});
+  }
+
+  /**
+   * Encodes (or finds cached) the slates this stream's outputs would show, now rather than at the first gap.
+   * The relay does not call it (a copy stream runs no FFmpeg until a gap); the slate test uses it to measure
+   * the steady state, once a format's slate exists on the relay.
+   */
+  prefetchSlate(): Promise<void> {
+    return this.#slateOptions ? this.#prefetchSlate(this.#slateOptions) : Promise.resolve();
   }
 
   /** The frame rate of what the packagers get: the input's when copying, the encoder's otherwise. */

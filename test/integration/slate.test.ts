@@ -115,6 +115,9 @@ describe('slate while the publisher is gone', () => {
     await new Promise<void>((resolve) =>
       destVideo.length > 0 ? resolve() : dest.once('au', () => resolve()),
     );
+    // The relay encodes a format's first slate when the first gap of that format starts (0.8 s on a quiet
+    // machine, bench/slate.ts; seconds on a loaded one): measured here is the steady state, the slate at hand.
+    await rec.stream.prefetchSlate();
     const killedAt = Date.now();
     const beforeKill = rec.segments.length;
     first.kill('SIGKILL');
