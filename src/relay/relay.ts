@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
+import { buildDashRoutes } from '../dash/routes.ts';
 import { buildOrigin, heldRequests } from '../hls/origin.ts';
 import { ChildReaper } from '../pipeline/child-reaper.ts';
 import {
@@ -158,6 +159,22 @@ export async function startRelay(
     width: config.hls.thumbnailWidth,
     ffmpegPath: config.stream.ffmpegPath,
   });
+  // DASH over the same segments (src/dash/routes.ts): the MPD points at the HLS routes' media.
+  void origin.register(
+    buildDashRoutes({
+      lookup: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.packager,
+      lookupAbr: (userPath, streamId) => {
+        const abr = streams.byHlsPath(userPath, streamId)?.abr;
+        return abr?.renditions.map((r) => ({
+          id: r.rung.name,
+          packager: r.packager,
+          bandwidth: r.rung.bandwidth,
+          frameRate: abr.frameRate,
+        }));
+      },
+      corsOrigins: config.hls.corsOrigins,
+    }),
+  );
   thumbnails.route(origin, (userPath, streamId) => streams.byHlsPath(userPath, streamId));
   const restreaming = new Restreaming({ streams, log });
   const viewers = new ViewerTracker({ windowMs: config.hls.viewerWindowMs });
