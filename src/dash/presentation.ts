@@ -287,7 +287,10 @@ export class DashPresentation {
       codecs,
       ...(video?.width !== undefined ? { width: video.width } : {}),
       ...(video?.height !== undefined ? { height: video.height } : {}),
-      ...(video && v.rendition.frameRate !== undefined ? { frameRate: v.rendition.frameRate } : {}),
+      // No frameRate on a muxed Representation: with width, height, bandwidth and frameRate all known,
+      // dash.js asks MediaCapabilities.decodingInfo, which refuses a content type with two codecs, and drops
+      // the Representation ("No streams to play"); without it dash.js asks MSE, which plays it.
+      ...(video && !audio && v.rendition.frameRate !== undefined ? { frameRate: v.rendition.frameRate } : {}),
       ...(audio?.sampleRate !== undefined ? { audioSamplingRate: audio.sampleRate } : {}),
       ...(audio?.channels !== undefined ? { audioChannels: audio.channels } : {}),
       timescale: ts,
