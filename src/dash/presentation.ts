@@ -141,6 +141,19 @@ export class DashPresentation {
     this.#renditions = renditions;
   }
 
+  /**
+   * Changes whenever the MPD would: a segment completed or left a rendition's list, or the stream ended (the
+   * routes keep the MPD made for a version).
+   */
+  get version(): string {
+    let v = this.ended ? 'e' : 'l';
+    for (const r of this.#renditions) {
+      const s = r.packager.segments;
+      v += `:${s[0]?.msn ?? -1}-${s.at(-1)?.msn ?? -1}`;
+    }
+    return v;
+  }
+
   /** Every rendition has a complete segment: an MPD can be made. */
   get ready(): boolean {
     return this.#renditions.every((r) => r.packager.segments.length > 0);

@@ -47,6 +47,11 @@ export const dashMpdPath = (userPath: string, streamId: string): string =>
 export function buildDashRoutes(options: DashRoutesOptions): FastifyPluginAsync {
   // One presentation per stream (keyed by its top packager, which lives as long as the stream).
   const presentations = new WeakMap<DashPackager, DashPresentation>();
+  /** The last MPD made for each presentation (one per stream: the latest way of asking wins). */
+  const rendered = new WeakMap<
+    DashPresentation,
+    { version: string; text: string; etag: string; cache: string }
+  >();
 
   const presentationOf = (userPath: string, streamId: string): DashPresentation | undefined => {
     const abr = options.lookupAbr?.(userPath, streamId);
@@ -127,27 +132,38 @@ export function buildDashRoutes(options: DashRoutesOptions): FastifyPluginAsync 
         const token = typeof request.query.token === 'string' ? request.query.token : undefined;
         const query = token && TOKEN_PATTERN.test(token) ? `?token=${token}` : '';
         const base = `../../../hls/${userPath}/${streamId}/`;
-        const host = request.headers.host;
+        const header = request.headers.host;
+        const host = header && HOST_PATTERN.test(header) ? header : null;
         const view: MpdView = {
           url: (_rendition, name) => `${base}${name}${query}`,
-          utcTiming:
-            host && HOST_PATTERN.test(host)
-              ? [{ scheme: UTC_HTTP_ISO, value: `${request.protocol}://${host}/dash/time` }]
-              : [{ scheme: UTC_DIRECT, value: new Date().toISOString() }],
+          utcTiming: host
+            ? [{ scheme: UTC_HTTP_ISO, value: `${request.protocol}://${host}/dash/time` }]
+            : [{ scheme: UTC_DIRECT, value: new Date().toISOString() }],
         };
-        const model = presentation.model(view);
-        if (!model) {
-          return reply.code(404).header('cache-control', NO_STORE).send({ error: 'stream not playable yet' });
+        // The MPD changes only when a segment completes (or the stream ends): made once per change and per
+        // way of asking (token, host), then served from here to every viewer polling it.
+        // (Without a usable Host the MPD carries the time itself: never reused.)
+        const version = host ? `${presentation.version}|${query}|${host}` : `${Date.now()}`;
+        let doc = rendered.get(presentation);
+        if (doc?.version !== version) {
+          const model = presentation.model(view);
+          if (!model) {
+            return reply
+              .code(404)
+              .header('cache-control', NO_STORE)
+              .send({ error: 'stream not playable yet' });
+          }
+          const text = renderMpd(model);
+          doc = {
+            version,
+            text,
+            etag: `"${createHash('sha1').update(text).digest('base64url').slice(0, 16)}"`,
+            cache: model.type === 'static' ? 'public, max-age=60' : 'public, max-age=1, s-maxage=1',
+          };
+          rendered.set(presentation, doc);
         }
-        const text = renderMpd(model);
-        const etag = `"${createHash('sha1').update(text).digest('base64url').slice(0, 16)}"`;
-        reply
-          .header('content-type', MPD_TYPE)
-          .header(
-            'cache-control',
-            model.type === 'static' ? 'public, max-age=60' : 'public, max-age=1, s-maxage=1',
-          )
-          .header('etag', etag);
+        const { text, etag } = doc;
+        reply.header('content-type', MPD_TYPE).header('cache-control', doc.cache).header('etag', etag);
         if (request.headers['if-none-match'] === etag) return reply.code(304).send();
         return reply.send(text);
       },

@@ -14,7 +14,14 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, CHROMIUM_PATH, computeStalls, SAMPLE_INTERVAL_MS, type Stall } from './browser.ts';
+import {
+  CHROMIUM_ARGS,
+  CHROMIUM_PATH,
+  computeStalls,
+  type FrameStamp,
+  SAMPLE_INTERVAL_MS,
+  type Stall,
+} from './browser.ts';
 
 export interface DashSample {
   atMs: number;
@@ -43,6 +50,8 @@ export interface DashReport {
   representations: { id: string; width: number; height: number; bandwidth: number }[];
   /** MPD loads (MANIFEST_LOADED): the first and every refresh. */
   manifestLoads: number;
+  /** With DashPlayOptions.stamps: the stamp of each presented frame, in order. */
+  stamps: FrameStamp[];
 }
 
 export interface DashPlayOptions {
@@ -50,6 +59,8 @@ export interface DashPlayOptions {
   /** dash.js settings (`player.updateSettings`). */
   settings?: Record<string, unknown>;
   startTimeoutMs?: number;
+  /** Read a frame-number stamp from every presented frame (as PlayOptions.stamps in browser.ts). */
+  stamps?: { bits: number; height: number };
 }
 
 export interface DashBrowser {
@@ -93,6 +104,30 @@ const PAGE_HTML = `<!doctype html>
     const audioBytes = video.webkitAudioDecodedByteCount ?? 0;
     const videoFrames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : 0;
     return { currentTime: video.currentTime, ended: video.ended, latency, period, audioBytes, videoFrames };
+  };
+  window.stamps = [];
+  // Frame-number stamps (test/fixtures/steady.ts), read back as browser.ts does for hls.js.
+  window.readStamps = (bits, height) => {
+    const canvas = document.createElement('canvas');
+    const ctx = canvas.getContext('2d', { willReadFrequently: true });
+    const onFrame = (_now, meta) => {
+      const w = video.videoWidth;
+      if (w > 0) {
+        canvas.width = w;
+        canvas.height = height;
+        ctx.drawImage(video, 0, 0, w, height, 0, 0, w, height);
+        const row = ctx.getImageData(0, Math.floor(height / 2), w, 1).data;
+        const block = Math.floor(w / bits);
+        let value = 0;
+        for (let b = 0; b < bits; b++) {
+          const x = b * block + Math.floor(block / 2);
+          if (row[x * 4] > 128) value += 2 ** b;
+        }
+        window.stamps.push({ value, presentedAt: performance.timeOrigin + meta.expectedDisplayTime });
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
   };
   window.startPlayback = (url, settings) => {
     if (typeof dashjs === 'undefined') throw new Error('dash.js did not load');
@@ -159,6 +194,7 @@ async function play(
   const samples: DashSample[] = [];
   let representations: DashReport['representations'] = [];
   let manifestLoads = 0;
+  let stamps: FrameStamp[] = [];
   let t0 = performance.now();
   const since = (): number => Math.round(performance.now() - t0);
   let settle: (played: boolean) => void = () => {};
@@ -189,6 +225,7 @@ async function play(
     });
     await page.exposeFunction('__report', onEvent);
     await page.goto(`${pageOrigin}/`, { waitUntil: 'load' });
+    if (o.stamps) await page.evaluate(`readStamps(${o.stamps.bits}, ${o.stamps.height})`);
     t0 = performance.now();
     await page.evaluate(`startPlayback(${JSON.stringify(url)}, ${JSON.stringify(o.settings ?? {})})`);
     const deadline = new AbortController();
@@ -206,6 +243,7 @@ async function play(
         samples.push({ atMs: since(), ...s });
         if (tick * SAMPLE_INTERVAL_MS >= o.seconds * 1000) break;
       }
+      if (o.stamps) stamps = (await page.evaluate('window.stamps')) as FrameStamp[];
     }
   } finally {
     await context.close();
@@ -221,6 +259,7 @@ async function play(
     periods,
     representations,
     manifestLoads,
+    stamps,
   };
 }
 
