@@ -44,6 +44,11 @@ export interface MpdRepresentation {
   /** URL template of media segments with `$Number$`, relative to the MPD. */
   media: string;
   timeline: readonly TimelineEntry[];
+  /**
+   * Low-latency DASH: seconds before its end a segment may be requested (the last entry is the segment being
+   * made, sent by chunked transfer as its parts come); writes availabilityTimeComplete="false".
+   */
+  availabilityTimeOffset?: number;
 }
 
 export interface MpdPeriod {
@@ -157,6 +162,8 @@ function renderRepresentation(r: MpdRepresentation, indent: string): string[] {
       ['startNumber', r.startNumber],
       ['initialization', r.initialization],
       ['media', r.media],
+      ['availabilityTimeOffset', r.availabilityTimeOffset],
+      ['availabilityTimeComplete', r.availabilityTimeOffset !== undefined ? 'false' : undefined],
     ])}>`,
     `${indent}    <SegmentTimeline>`,
     ...renderTimeline(r.timeline).map((s) => `${indent}      ${s}`),

@@ -38,6 +38,12 @@ export interface DashPackager {
   readonly ended: boolean;
   /** EXT-X-TARGETDURATION: no segment is longer. */
   readonly targetDuration: number;
+  /** Low-latency packaging: the segment being made is listed part by part (LL-HLS parts). */
+  readonly lowLatency?: boolean;
+  /** PART-TARGET, seconds. */
+  readonly partTarget?: number;
+  /** The segment being made, once a part of it exists (packager.ts `openSegment`). */
+  readonly openSegment?: { msn: number; initUri: string } | null;
   resource(name: string): { kind: string; data: Buffer } | undefined;
 }
 
@@ -53,7 +59,12 @@ export interface DashRendition {
 /** What one request's MPD says beyond the stream's facts. */
 export interface MpdView {
   /** URL (relative to the MPD) of an init or segment name (or the `$Number$` template), with any token. */
-  url(rendition: DashRendition, name: string): string;
+  url(rendition: DashRendition, name: string, kind: 'init' | 'media'): string;
+  /**
+   * Low-latency DASH: list the segment being made (its duration assumed the same as the one before) with
+   * availabilityTimeOffset, for a player to fetch it while it is made (the routes stream it part by part).
+   */
+  lowLatency?: boolean;
   /** UTCTiming elements, in preference order. */
   utcTiming: readonly { scheme: string; value: string }[];
 }
@@ -149,7 +160,7 @@ export class DashPresentation {
     let v = this.ended ? 'e' : 'l';
     for (const r of this.#renditions) {
       const s = r.packager.segments;
-      v += `:${s[0]?.msn ?? -1}-${s.at(-1)?.msn ?? -1}`;
+      v += `:${s[0]?.msn ?? -1}-${s.at(-1)?.msn ?? -1}-${r.packager.openSegment?.msn ?? -1}`;
     }
     return v;
   }
@@ -261,15 +272,19 @@ export class DashPresentation {
       };
     }
     const delay = 3 * td;
+    // Low latency: a player may sit a few parts behind the segment being made (dash.js catches up to it).
+    const partTarget = top.partTarget ?? 0.5;
+    const ll = view.lowLatency === true && top.lowLatency === true;
+    const target = ll ? Math.max(1.5, 4 * partTarget) : delay;
     return {
       type: 'dynamic',
       availabilityStartTime: this.#ast!,
       publishTime: Math.max(this.#ast!, Math.round(lastDate)),
       minimumUpdatePeriod: Math.max(1, td / 2),
       timeShiftBufferDepth: Math.max(listed, delay + td),
-      suggestedPresentationDelay: delay,
-      minBufferTime: td,
-      latency: { target: delay, min: td, max: 6 * td },
+      suggestedPresentationDelay: target,
+      minBufferTime: ll ? Math.min(td, 1) : td,
+      latency: ll ? { target, min: 2 * partTarget, max: delay } : { target: delay, min: td, max: 6 * td },
       utcTiming: view.utcTiming,
       periods,
     };
@@ -281,6 +296,25 @@ export class DashPresentation {
       t: factsOf(s, v.track).ticks,
       d: Math.round(s.duration * ts),
     }));
+    // Low latency: the segment being made, right after the last complete one of this run, is listed with the
+    // duration of that one (segments end at keyframes: a steady GOP makes them equal; a wrong guess is put
+    // right by the next MPD, which lists it complete). It is available once its first part is.
+    let open: { availabilityTimeOffset: number } | null = null;
+    const packager = v.rendition.packager;
+    const making = packager.openSegment;
+    const last = v.segments.at(-1)!;
+    const lastEntry = timeline.at(-1)!;
+    if (
+      view.lowLatency &&
+      packager.lowLatency &&
+      making &&
+      making.initUri === v.initUri &&
+      making.msn === last.msn + 1
+    ) {
+      timeline.push({ t: lastEntry.t + lastEntry.d, d: lastEntry.d });
+      const part = packager.partTarget ?? 0.5;
+      open = { availabilityTimeOffset: Math.max(0, Math.floor((last.duration - part) * 1000) / 1000) };
+    }
     const video = v.init.tracks.find((t) => t.kind === 'video');
     const audio = v.init.tracks.find((t) => t.kind === 'audio');
     const codecs = [...(video ? [video.codec] : []), ...(audio ? [audio.codec] : [])];
@@ -309,9 +343,10 @@ export class DashPresentation {
       timescale: ts,
       presentationTimeOffset: pto,
       startNumber: first.msn,
-      initialization: view.url(v.rendition, v.initUri),
-      media: view.url(v.rendition, template),
+      initialization: view.url(v.rendition, v.initUri, 'init'),
+      media: view.url(v.rendition, template, 'media'),
       timeline,
+      ...(open ? { availabilityTimeOffset: open.availabilityTimeOffset } : {}),
     };
   }
 }

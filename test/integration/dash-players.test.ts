@@ -1,7 +1,8 @@
 /**
  * DASH end to end: real FFmpeg publishes to a real relay, and dash.js in Chromium plays the stream's MPD
  * from another origin (the page is served from another port: CORS on the MPD, the inits and the segments).
- * A copy stream, a transcoded one and an ABR ladder play without an error or a stall, their audio decoded
+ * A copy stream, a transcoded one and an ABR ladder play without an error or a stall (low-latency DASH: the
+ * segment being made is fetched while it is made), their audio decoded
  * (the muxed Representation carries both tracks); every MPD passes the strict structural check
  * (test/helpers/mpd-check.ts: the DASH schema cannot be had offline); a publisher that drops and comes back
  * is a new Period that dash.js plays on into; an ended stream's MPD is static and plays from its start;
@@ -99,8 +100,11 @@ describe('DASH with dash.js in Chromium', () => {
       assert.equal(res.status, 200);
       assert.equal(res.headers.get('content-type'), 'application/dash+xml');
       assert.equal(res.headers.get('access-control-allow-origin'), '*');
-      const mpd = checkMpd(await res.text());
+      const text = await res.text();
+      const mpd = checkMpd(text);
       assert.equal(mpd.type, 'dynamic');
+      // Low-latency DASH (HLS_LOW_LATENCY on): the segment being made is listed and streamed as it is made.
+      assert.match(text, /availabilityTimeComplete="false"/);
       assert.deepEqual(
         mpd.periods[0]!.representations.map((r) => r.id),
         c.reps,

@@ -34,7 +34,7 @@ export const view: MpdView = {
 };
 
 /** A stream on an injected clock: `run(fromMs, toMs)` feeds 10 fps video (keyframe every 2 s) and AAC. */
-export function stream(prefix: string) {
+export function stream(prefix: string, options: { lowLatency?: boolean } = {}) {
   let now = 1_800_000_000_000;
   const packager = new Packager({
     segmentSeconds: 2,
@@ -42,6 +42,8 @@ export function stream(prefix: string) {
     listSize: 5,
     now: () => now,
     prefix,
+    lowLatency: options.lowLatency ?? false,
+    partSeconds: 0.5,
   });
   let writer: CmafWriter | null = null;
   return {
@@ -58,7 +60,7 @@ export function stream(prefix: string) {
       const w = writer!;
       let audio = fromMs;
       for (let t = fromMs; t < toMs; t += 100) {
-        const key = (t - fromMs) % 2000 === 0;
+        const key = t % 2000 === 0;
         for (const f of w.push({
           track: 'video',
           dts: t,
