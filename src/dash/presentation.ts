@@ -273,9 +273,10 @@ export class DashPresentation {
     }
     const delay = 3 * td;
     // Low latency: a player may sit a few parts behind the segment being made (dash.js catches up to it).
+    // Six parts (3 s at 0.5 s parts): four stalled dash.js on an ABR ladder on a loaded machine.
     const partTarget = top.partTarget ?? 0.5;
     const ll = view.lowLatency === true && top.lowLatency === true;
-    const target = ll ? Math.max(1.5, 4 * partTarget) : delay;
+    const target = ll ? Math.max(1.5, 6 * partTarget) : delay;
     return {
       type: 'dynamic',
       availabilityStartTime: this.#ast!,
@@ -284,7 +285,9 @@ export class DashPresentation {
       timeShiftBufferDepth: Math.max(listed, delay + td),
       suggestedPresentationDelay: target,
       minBufferTime: ll ? Math.min(td, 1) : td,
-      latency: ll ? { target, min: 2 * partTarget, max: delay } : { target: delay, min: td, max: 6 * td },
+      latency: ll
+        ? { target, min: 2 * partTarget, max: Math.max(delay, 2 * target) }
+        : { target: delay, min: td, max: 6 * td },
       utcTiming: view.utcTiming,
       periods,
     };
@@ -299,21 +302,19 @@ export class DashPresentation {
     // Low latency: the segment being made, right after the last complete one of this run, is listed with the
     // duration of that one (segments end at keyframes: a steady GOP makes them equal; a wrong guess is put
     // right by the next MPD, which lists it complete). It is available once its first part is.
+    // (The attributes stay on a low-latency stream's template while no part of the next segment exists
+    // yet, so a player's mode does not flip between MPD updates.)
     let open: { availabilityTimeOffset: number } | null = null;
     const packager = v.rendition.packager;
     const making = packager.openSegment;
     const last = v.segments.at(-1)!;
     const lastEntry = timeline.at(-1)!;
-    if (
-      view.lowLatency &&
-      packager.lowLatency &&
-      making &&
-      making.initUri === v.initUri &&
-      making.msn === last.msn + 1
-    ) {
-      timeline.push({ t: lastEntry.t + lastEntry.d, d: lastEntry.d });
+    if (view.lowLatency && packager.lowLatency) {
       const part = packager.partTarget ?? 0.5;
       open = { availabilityTimeOffset: Math.max(0, Math.floor((last.duration - part) * 1000) / 1000) };
+      if (making && making.initUri === v.initUri && making.msn === last.msn + 1) {
+        timeline.push({ t: lastEntry.t + lastEntry.d, d: lastEntry.d });
+      }
     }
     const video = v.init.tracks.find((t) => t.kind === 'video');
     const audio = v.init.tracks.find((t) => t.kind === 'audio');

@@ -136,8 +136,17 @@ describe('DASH with dash.js in Chromium', () => {
       rec.stream.on('state', on);
     });
     pub = publish('back', 40);
-    const report = await playing;
+    // The MPD once the new run has a segment (later the old run's segments leave the window).
+    await new Promise<void>((resolve) => {
+      const on = (segment: { discontinuity: boolean }): void => {
+        if (!segment.discontinuity) return;
+        rec.stream.packager.off('segment', on);
+        resolve();
+      };
+      rec.stream.packager.on('segment', on);
+    });
     const mpd = checkMpd(await (await fetch(mpdUrl('back'))).text());
+    const report = await playing;
     const ids = mpd.periods.map((p) => p.id);
     assert.deepEqual(ids, ['p0', 'p1'], 'the run before and the run after');
     const [p0, p1] = mpd.periods;

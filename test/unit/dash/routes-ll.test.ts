@@ -39,8 +39,8 @@ describe('low-latency DASH routes', () => {
     assert.equal(r.segments.at(-1)!.d, r.segments.at(-2)!.d, 'its duration: the one before');
     assert.equal(r.media, 'eeeeeeee-seg$Number$.m4s');
     assert.match(res.body, /availabilityTimeOffset="1\.5" availabilityTimeComplete="false"/);
-    assert.equal(m.latencyTarget, 2);
-    assert.equal(m.suggestedPresentationDelay, 2);
+    assert.equal(m.latencyTarget, 3);
+    assert.equal(m.suggestedPresentationDelay, 3);
   });
 
   it('streams the segment being made until it completes: the bytes HLS serves then', async () => {
