@@ -2,13 +2,17 @@
  * DASH on the origin, a fastify plugin: `GET /dash/{userPath}/{streamId}/index.mpd` (application/dash+xml)
  * and `GET /dash/time` (the UTCTiming source, urn:mpeg:dash:utc:http-iso:2014). The MPD's templates point at
  * the media the HLS routes already serve (`../../../hls/{userPath}/{streamId}/{prefix}-seg$Number$.m4s`): the
- * same bytes under the same immutable names, so a CDN caches them once for HLS and DASH viewers alike.
+ * same bytes under the same immutable names, so a CDN caches them once for HLS and DASH viewers alike (inits
+ * always; media segments unless low latency, below).
  *
  * Cache rules follow HLS's: a live MPD `max-age=1` (as a live playlist), an ended one a minute, refusals and
  * unknown streams `no-store`; the time never cached. CORS on every answer (the origin's @fastify/cors when
  * registered there; set here too so the plugin stands alone). Path parameters are checked against the name
  * rules before any lookup: a bad one is a 400, an unknown stream a 404; nothing from the request becomes a
- * path. `authorize` is the hook playback tokens plug into (optional: off means everyone may watch); a token
+ * path. Low-latency streams (HLS_LOW_LATENCY) get low-latency DASH: the MPD lists the segment being made, and
+ * `/dash/{userPath}/{streamId}/{prefix}-seg{n}.m4s` streams it as its parts come (chunked transfer), complete
+ * segments as HLS serves them; `?ll=0` on the MPD asks for complete segments only. `authorize` is the hook
+ * playback tokens plug into (optional: off means everyone may watch); a token
  * given as `?token=` is carried on every URL the MPD writes.
  */
 import { createHash } from 'node:crypto';
@@ -215,7 +219,9 @@ export function buildDashRoutes(options: DashRoutesOptions): FastifyPluginAsync 
         const host = header && HOST_PATTERN.test(header) ? header : null;
         // Low-latency streams: media from the DASH route beside the MPD (it streams the segment being made);
         // inits, and every segment of the others, from the HLS routes.
-        const lowLatency = renditionsOf(userPath, streamId)?.[0]?.packager.lowLatency === true;
+        // `?ll=0` asks for complete segments only (a player that mishandles low-latency DASH).
+        const lowLatency =
+          renditionsOf(userPath, streamId)?.[0]?.packager.lowLatency === true && request.query.ll !== '0';
         const view: MpdView = {
           lowLatency,
           url: (_rendition, name, kind) =>
@@ -227,7 +233,7 @@ export function buildDashRoutes(options: DashRoutesOptions): FastifyPluginAsync 
         // The MPD changes only when a segment completes (or the stream ends): made once per change and per
         // way of asking (token, host), then served from here to every viewer polling it.
         // (Without a usable Host the MPD carries the time itself: never reused.)
-        const version = host ? `${presentation.version}|${query}|${host}` : `${Date.now()}`;
+        const version = host ? `${presentation.version}|${query}|${host}|${lowLatency}` : `${Date.now()}`;
         let doc = rendered.get(presentation);
         if (doc?.version !== version) {
           const model = presentation.model(view);

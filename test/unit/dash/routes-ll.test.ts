@@ -43,6 +43,15 @@ describe('low-latency DASH routes', () => {
     assert.equal(m.suggestedPresentationDelay, 3);
   });
 
+  it('?ll=0: complete segments only, from the HLS routes', async () => {
+    const res = await app.inject({ url: '/dash/u/ll/index.mpd?ll=0', headers: { host: 'relay' } });
+    const r = checkMpd(res.body).periods[0]!.representations[0]!;
+    assert.equal(r.segments.at(-1)!.number, s.packager.segments.at(-1)!.msn);
+    assert.equal(r.media, '../../../hls/u/ll/eeeeeeee-seg$Number$.m4s');
+    assert.doesNotMatch(res.body, /availabilityTime/);
+    assert.equal(checkMpd(res.body).latencyTarget, 6);
+  });
+
   it('streams the segment being made until it completes: the bytes HLS serves then', async () => {
     const msn = s.packager.openSegment!.msn;
     const pending = app.inject({ url: `/dash/u/ll/eeeeeeee-seg${msn}.m4s` });
