@@ -9,6 +9,8 @@
  * PROGRAM-DATE-TIME, pdt-clock.ts) of its first segment, never before the end of the Period before it, so
  * segment availability times follow the arrival clock the way HLS's PDTs do.
  * An ended stream's MPD is static: its Periods are laid end to end from 0 over the segments still listed.
+ * Low latency (MpdView.lowLatency): the segment being made is listed too, with the duration of the one
+ * before, and the template says it is available once its first part is (availabilityTimeOffset).
  *
  * The segments hold audio and video in one CMAF track pair (what the HLS packager makes), so a Representation
  * carries both codecs: browsers (dash.js over MSE) play such muxed Representations from one SourceBuffer. A

@@ -12,8 +12,8 @@
  * path. Low-latency streams (HLS_LOW_LATENCY) get low-latency DASH: the MPD lists the segment being made, and
  * `/dash/{userPath}/{streamId}/{prefix}-seg{n}.m4s` streams it as its parts come (chunked transfer), complete
  * segments as HLS serves them; `?ll=0` on the MPD asks for complete segments only. `authorize` is the hook
- * playback tokens plug into (optional: off means everyone may watch); a token
- * given as `?token=` is carried on every URL the MPD writes.
+ * playback tokens plug into (optional: off means everyone may watch); a token given as `?token=` is carried
+ * on every URL the MPD writes. Hand-written: no fastify plugin serves DASH from an in-memory packager.
  */
 import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
