@@ -3,15 +3,15 @@
  * and `GET /dash/time` (the UTCTiming source, urn:mpeg:dash:utc:http-iso:2014). The MPD's templates point at
  * the media the HLS routes already serve (`../../../hls/{userPath}/{streamId}/{prefix}-seg$Number$.m4s`): the
  * same bytes under the same immutable names, so a CDN caches them once for HLS and DASH viewers alike (inits
- * always; media segments unless low latency, below).
+ * always; media segments unless `?ll=1`, below).
  *
  * Cache rules follow HLS's: a live MPD `max-age=1` (as a live playlist), an ended one a minute, refusals and
  * unknown streams `no-store`; the time never cached. CORS on every answer (the origin's @fastify/cors when
  * registered there; set here too so the plugin stands alone). Path parameters are checked against the name
  * rules before any lookup: a bad one is a 400, an unknown stream a 404; nothing from the request becomes a
- * path. Low-latency streams (HLS_LOW_LATENCY) get low-latency DASH: the MPD lists the segment being made, and
- * `/dash/{userPath}/{streamId}/{prefix}-seg{n}.m4s` streams it as its parts come (chunked transfer), complete
- * segments as HLS serves them; `?ll=0` on the MPD asks for complete segments only. `authorize` is the hook
+ * path. `index.mpd?ll=1` of a low-latency stream (HLS_LOW_LATENCY) is low-latency DASH: the MPD lists the
+ * segment being made, and `/dash/{userPath}/{streamId}/{prefix}-seg{n}.m4s` streams it as its parts come
+ * (chunked transfer), complete segments as HLS serves them. `authorize` is the hook
  * playback tokens plug into (optional: off means everyone may watch); a token given as `?token=` is carried
  * on every URL the MPD writes. Hand-written: no fastify plugin serves DASH from an in-memory packager.
  */
@@ -219,9 +219,10 @@ export function buildDashRoutes(options: DashRoutesOptions): FastifyPluginAsync 
         const host = header && HOST_PATTERN.test(header) ? header : null;
         // Low-latency streams: media from the DASH route beside the MPD (it streams the segment being made);
         // inits, and every segment of the others, from the HLS routes.
-        // `?ll=0` asks for complete segments only (a player that mishandles low-latency DASH).
+        // `?ll=1` asks for low-latency DASH (a low-latency stream only). Not the default: dash.js 5.2 stalled
+        // on it under load here (bench/dash.ts), while the MPD of complete segments played every run.
         const lowLatency =
-          renditionsOf(userPath, streamId)?.[0]?.packager.lowLatency === true && request.query.ll !== '0';
+          renditionsOf(userPath, streamId)?.[0]?.packager.lowLatency === true && request.query.ll === '1';
         const view: MpdView = {
           lowLatency,
           url: (_rendition, name, kind) =>

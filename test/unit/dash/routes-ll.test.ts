@@ -1,6 +1,6 @@
 /**
  * Low-latency DASH on the routes (src/dash/routes.ts), through inject(): the MPD of a low-latency stream
- * lists the segment being made with availabilityTimeOffset and availabilityTimeComplete="false", media from
+ * (`?ll=1`) lists the segment being made with availabilityTimeOffset and availabilityTimeComplete="false", media from
  * the DASH route beside it; that route streams the segment being made part by part and ends it when it
  * completes (the bytes are the segment HLS then serves), answers complete segments as immutable, 404s what is
  * too far ahead or behind, and a request still streaming ends when the origin closes.
@@ -29,7 +29,7 @@ describe('low-latency DASH routes', () => {
   after(() => app.close());
 
   it('lists the segment being made, available early, from the DASH route', async () => {
-    const res = await app.inject({ url: '/dash/u/ll/index.mpd', headers: { host: 'relay' } });
+    const res = await app.inject({ url: '/dash/u/ll/index.mpd?ll=1', headers: { host: 'relay' } });
     assert.equal(res.statusCode, 200);
     const m = checkMpd(res.body);
     const r = m.periods[0]!.representations[0]!;
@@ -43,8 +43,8 @@ describe('low-latency DASH routes', () => {
     assert.equal(m.suggestedPresentationDelay, 3);
   });
 
-  it('?ll=0: complete segments only, from the HLS routes', async () => {
-    const res = await app.inject({ url: '/dash/u/ll/index.mpd?ll=0', headers: { host: 'relay' } });
+  it('without ?ll=1: complete segments only, from the HLS routes', async () => {
+    const res = await app.inject({ url: '/dash/u/ll/index.mpd', headers: { host: 'relay' } });
     const r = checkMpd(res.body).periods[0]!.representations[0]!;
     assert.equal(r.segments.at(-1)!.number, s.packager.segments.at(-1)!.msn);
     assert.equal(r.media, '../../../hls/u/ll/eeeeeeee-seg$Number$.m4s');
