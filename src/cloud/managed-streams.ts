@@ -19,6 +19,7 @@ import { publishKey, storeKey } from '../contracts/keys.ts';
 import type { CloudToGlasses, GlassesToCloud, ManagedStreamStatus } from '../contracts/mentra.ts';
 import type { HeartbeatRequest, StreamToEnd } from '../contracts/relay-api.ts';
 import {
+  dashUrlOf,
   rtmpPublishUrl,
   srtPublishUrl,
   thumbnailUrlOf,
@@ -307,7 +308,8 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       type: 'managed_stream_status',
       status,
       streamId: stream.streamId,
-      ...(url ? { hlsUrl: url, dashUrl: '' } : {}),
+      // DASH over the same segments beside the playlist (relay dash/routes.ts), with the same token.
+      ...(url ? { hlsUrl: url, dashUrl: dashUrlOf(url) ?? '' } : {}),
       ...(webrtcUrl ? { webrtcUrl } : {}),
       ...(thumbnailUrl ? { thumbnailUrl, previewUrl: thumbnailUrl } : {}),
       ...(message ? { message } : {}),

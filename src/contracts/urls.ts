@@ -1,7 +1,7 @@
 /**
  * URL builders (architecture §3), the one copy of each: the publish URL the glasses get, the HLS URL a relay
- * announces, its thumbnail beside it, a CDN base in place of the relay's, a playback token on a playback URL,
- * and whether an announced URL sits under a base (the cloud's check on hls-ready).
+ * announces, the DASH MPD and the thumbnail beside it, a CDN base in place of the relay's, a playback token on a
+ * playback URL, and whether an announced URL sits under a base (the cloud's check on hls-ready).
  */
 
 import { hlsPath, publishKey } from './keys.ts';
@@ -50,6 +50,21 @@ export function whipPublishUrl(whipBase: string, userId: string, streamId: strin
 /** `http://HOST:8888/hls/{userPath}/{streamId}/index.m3u8`. */
 export function hlsPlaylistUrl(hlsBase: string, userId: string, streamId: string): string {
   return `${trim(hlsBase)}/hls/${hlsPath(userId, streamId)}/index.m3u8`;
+}
+
+/** `http://HOST:8888/dash/{userPath}/{streamId}/index.mpd`. */
+export function dashMpdUrl(base: string, userId: string, streamId: string): string {
+  return `${trim(base)}/dash/${hlsPath(userId, streamId)}/index.mpd`;
+}
+
+/**
+ * The DASH MPD a relay serves beside an HLS playlist (`/hls/{userPath}/{streamId}/index.m3u8` →
+ * `/dash/{userPath}/{streamId}/index.mpd`, under the same base, with the same query: a playback token), or
+ * null for a URL that is not a stream's playlist.
+ */
+export function dashUrlOf(playlistUrl: string): string | null {
+  const match = /^(.*)\/hls\/([^/?#]+)\/([^/?#]+)\/index\.m3u8(\?[^#]*)?$/.exec(playlistUrl);
+  return match ? `${match[1]}/dash/${match[2]}/${match[3]}/index.mpd${match[4] ?? ''}` : null;
 }
 
 /** The thumbnail a relay serves beside a playlist, or null for a URL that is not one. */

@@ -275,6 +275,17 @@ export class Packager extends TypedEmitter<PackagerEvents> {
     return this.#segmenter.listedParts;
   }
 
+  /**
+   * The segment being produced as far as it is listed (low latency only): its MSN, its init and its parts;
+   * null when no part of it is listed yet. (For DASH, which streams it while it is made.)
+   */
+  get openSegment(): { msn: number; initUri: string; parts: readonly Part[] } | null {
+    const listing = this.#segmenter.listing;
+    return listing
+      ? { msn: this.#segmenter.nextMsn, initUri: listing.initUri, parts: this.#segmenter.listedParts }
+      : null;
+  }
+
   /** EXT-X-SERVER-CONTROL and PART-INF values; undefined for a classic stream. */
   get serverControl(): ServerControl | undefined {
     return this.#serverControl;

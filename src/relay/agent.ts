@@ -20,6 +20,7 @@ import {
   type RestreamStatusRequest,
   type StreamEventRequest,
 } from '../contracts/relay-api.ts';
+import { dashMpdUrl } from '../contracts/urls.ts';
 import type { RestreamOutput } from '../restream/manager.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { StreamRegistry } from '../stream/registry.ts';
@@ -100,7 +101,7 @@ export class RelayAgent {
         userId: stream.userId,
         streamId: stream.streamId,
         hlsUrl: `${this.#options.relay.hlsUrl}/hls/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8`,
-        dashUrl: '',
+        dashUrl: dashMpdUrl(this.#options.relay.hlsUrl, stream.userId, stream.streamId),
         // WHEP on the same origin (architecture §3); the cloud hands it to apps as is (never via an HLS CDN).
         ...(this.#options.whep
           ? {

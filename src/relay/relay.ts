@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { buildDashRoutes } from '../dash/routes.ts';
 import { buildOrigin, heldRequests } from '../hls/origin.ts';
 import { ChildReaper } from '../pipeline/child-reaper.ts';
 import {
@@ -217,6 +218,29 @@ export async function startRelay(
     ffmpegPath: config.stream.ffmpegPath,
   });
   thumbnails.route(origin, (userPath, streamId) => streams.byHlsPath(userPath, streamId), playback);
+  // DASH over the same segments (src/dash/routes.ts): the MPD points at the HLS routes' media.
+  void origin.register(
+    buildDashRoutes({
+      lookup: (userPath, streamId) => streams.byHlsPath(userPath, streamId)?.packager,
+      lookupAbr: (userPath, streamId) => {
+        const abr = streams.byHlsPath(userPath, streamId)?.abr;
+        return abr?.renditions.map((r) => ({
+          id: r.rung.name,
+          packager: r.packager,
+          bandwidth: r.rung.bandwidth,
+          frameRate: abr.frameRate,
+        }));
+      },
+      corsOrigins: config.hls.corsOrigins,
+      // The MPD checks the playback token as every HLS request does (its media goes through the HLS guard).
+      ...(playback.mode === 'token'
+        ? {
+            authorize: async (request: FastifyRequest, userPath: string, streamId: string) =>
+              (await playback.check(request, { userPath, streamId })).ok,
+          }
+        : {}),
+    }),
+  );
   const restreaming = new Restreaming({ streams, log });
   const viewers = new ViewerTracker({ windowMs: config.hls.viewerWindowMs });
   const relayMetrics = createRelayMetrics({

@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { type DevSystem, startDevSystem } from '../../src/cli/compose.ts';
 import type { ManagedStreamStatus } from '../../src/contracts/mentra.ts';
+import { dashUrlOf } from '../../src/contracts/urls.ts';
 import { ManagedStreamClient } from '../../src/sdk/client.ts';
 import { loadConfig } from '../../src/shared/config.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
@@ -73,7 +74,10 @@ describe('managed stream end to end', () => {
       urls.hlsUrl,
       /^http:\/\/127\.0\.0\.1:\d+\/hls\/glasses-user\.com\/[A-Za-z0-9]{8}\/index\.m3u8$/,
     );
-    assert.equal(urls.dashUrl, '');
+    assert.equal(urls.dashUrl, dashUrlOf(urls.hlsUrl), 'the DASH MPD beside the playlist');
+    const mpd = await fetch(urls.dashUrl);
+    assert.equal(mpd.status, 200);
+    assert.equal(mpd.headers.get('content-type'), 'application/dash+xml');
     assert.ok(app.isManagedStreamActive());
     assert.equal(seen[0], 'initializing');
     assert.ok(!seen.slice(0, -1).includes('active'), 'active only once a playable URL exists');
