@@ -223,6 +223,34 @@ describe('playback tokens end to end', () => {
     }
   });
 
+  it('DASH and recordings: the app’s dashUrl answers with its token; without or with another stream’s, refused', async () => {
+    const dashUrl = urls.dashUrl ?? '';
+    assert.match(dashUrl, /\/dash\/.+\/index\.mpd\?token=/, 'the status carries a DASH URL with the token');
+    const mpd = await fetch(dashUrl);
+    assert.equal(mpd.status, 200);
+    const text = await mpd.text();
+    assert.ok(text.includes(`token=${tokenOf(urls.hlsUrl)}`), 'the MPD writes the token into its URLs');
+    const now = Math.floor(Date.now() / 1000);
+    const other = signPlaybackToken(PLAYBACK_SECRET, {
+      userId: USER,
+      streamId: 'another',
+      iat: now,
+      exp: now + 600,
+    });
+    const recordings = dashUrl.replace(/\/dash\/(.+)\/index\.mpd\?.*$/, '/recordings/$1');
+    for (const [name, token] of [
+      ['no token', ''],
+      ["another stream's", other],
+    ] as const) {
+      const res = await fetch(withToken(dashUrl, token));
+      assert.ok([401, 403].includes(res.status), `DASH with ${name}: ${res.status}`);
+      const rec = await fetch(withToken(`${recordings}?token=x`, token));
+      await rec.body?.cancel();
+      assert.ok([401, 403].includes(rec.status), `recordings with ${name}: ${rec.status}`);
+    }
+    assert.equal((await fetch(withToken(`${recordings}?token=x`, tokenOf(urls.hlsUrl)))).status, 200);
+  });
+
   it('a short-lived token keeps loading blocking reloads and media for its whole life, then is refused', async () => {
     // What the cloud hands out with PLAYBACK_TOKEN_TTL_SECONDS=6 (the same signer, a short TTL).
     const signer = createPlaybackTokenSigner({ secret: PLAYBACK_SECRET, ttlSeconds: 6 });
