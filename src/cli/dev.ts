@@ -41,10 +41,15 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
     // With playback auth on and a secret generated here, a dev playback token (printing it is fine: the
     // secret dies with the process); with a configured secret, the cloud's URLs are the ones to use.
     const token = system.signDevPlaybackToken?.(stream.userId, stream.streamId);
+    const path = `${hlsUserPath(stream.userId)}/${stream.streamId}`;
+    const query = token ? `?token=${token}` : '';
+    const origin = relay.hlsBase.replace(/\/hls$/, '');
     logger.info(
       { key: stream.key, profile: stream.pipelineProfile, decision: stream.decision },
-      `watch: ${relay.hlsBase}/${hlsUserPath(stream.userId)}/${stream.streamId}/index.m3u8${token ? `?token=${token}` : ''}`,
+      `watch: ${relay.hlsBase}/${path}/index.m3u8${query}`,
     );
+    logger.info(`  or DASH: ${origin}/dash/${path}/index.mpd${query}`);
+    logger.info(`  or WebRTC (WHEP: POST an SDP offer): ${origin}/whep/${path}${query}`);
   });
 
   // With publish auth on, a token for the README's example stream (only when the secret is ours to print).
@@ -65,8 +70,11 @@ export async function startDev(env: NodeJS.ProcessEnv = process.env, log?: Logge
   logger.info(
     `publish with: ffmpeg -re -i test.mp4 -c copy -f flv rtmp://localhost:${relay.rtmpPort}/live/test@user.com/stream123${query}`,
   );
-  // LL-HLS is served on the same URL (players without LL ignore its tags); no other output exists yet.
+  // LL-HLS is served on the same URL (players without LL ignore its tags); DASH and WHEP beside it.
   logger.info(`then watch (HLS and LL-HLS): ${exampleHls}`);
+  logger.info(
+    `  or DASH: ${exampleHls.replace('/hls/', '/dash/').replace('/index.m3u8', '/index.mpd')}, or WebRTC (WHEP): ${exampleHls.replace('/hls/', '/whep/').replace('/index.m3u8', '')}`,
+  );
   const dashboardUrl = system.controlApiTokenGenerated
     ? `${system.cloud.dashboardUrl}#token=${encodeURIComponent(system.controlApiToken)}`
     : system.cloud.dashboardUrl;
