@@ -190,6 +190,13 @@ describe('rtmp-relay dev', () => {
         lines.filter((l) => /watch \(HLS and LL-HLS\): http:\/\/\S+\/index\.m3u8/.test(l)).length,
         1,
       );
+      assert.equal(
+        lines.filter((l) =>
+          /or DASH: http:\/\/\S+\/index\.mpd, or WebRTC \(WHEP\): http:\/\/\S+\/whep\//.test(l),
+        ).length,
+        1,
+        'the DASH and WHEP URLs beside the HLS one',
+      );
       const links = lines.filter((l) => /\/dashboard/.test(l));
       assert.equal(links.length, 1, `one dashboard link, not: ${links.join('\n')}`);
       const link = /http:\/\/\S+\/dashboard#token=(\S+)/.exec(links[0]!);
