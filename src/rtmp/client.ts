@@ -75,6 +75,12 @@ export interface RtmpPublisherOptions {
   limits?: Partial<ChunkReaderLimits>;
   /** `flashVer` in connect (default FFmpeg's publisher string). */
   flashVer?: string;
+  /**
+   * A Window Acknowledgement Size to announce once connected, so the server acknowledges every this many
+   * bytes: `unacknowledgedBytes` then tells a network that stopped taking data (no FIN) long before the
+   * kernel's send buffer fills. Unset: whatever the server's Set Peer Bandwidth asks.
+   */
+  ackWindow?: number;
 }
 
 export interface PublisherStarted {
@@ -170,6 +176,8 @@ export class RtmpPublisher extends TypedEmitter<RtmpPublisherEvents> {
   #bytesOut = 0;
   #ackWindow = 0;
   #lastAck = 0;
+  /** The server's last Acknowledgement: bytes of ours it received (32-bit, wraps). */
+  #ackedOut = 0;
   #windowSent = 0;
 
   constructor(options: RtmpPublisherOptions) {
@@ -202,6 +210,11 @@ export class RtmpPublisher extends TypedEmitter<RtmpPublisherEvents> {
   /** Bytes written to the socket and not yet handed to the kernel: the back-pressure gauge. */
   get writableLength(): number {
     return this.#socket?.writableLength ?? 0;
+  }
+
+  /** Bytes sent that the server has not acknowledged yet (meaningful with `ackWindow`). */
+  get unacknowledgedBytes(): number {
+    return (this.#bytesOut - this.#ackedOut + 2 ** 32) % 2 ** 32;
   }
 
   /** Every byte written to the socket, handshake and commands included. */
@@ -441,8 +454,11 @@ export class RtmpPublisher extends TypedEmitter<RtmpPublisherEvents> {
         return;
       case 'command':
         return this.#onCommand(message);
+      case 'acknowledgement':
+        this.#ackedOut = message.sequence;
+        return;
       default:
-        return; // acknowledgements, media or data from a server: nothing a publisher needs
+        return; // media or data from a server: nothing a publisher needs
     }
   };
 
@@ -479,6 +495,10 @@ export class RtmpPublisher extends TypedEmitter<RtmpPublisherEvents> {
       this.#state = PublisherState.CreateStream;
       this.#send({ kind: 'set-chunk-size', size: this.#chunkSize });
       this.#writer.setChunkSize(this.#chunkSize);
+      if (this.#options.ackWindow) {
+        this.#windowSent = this.#options.ackWindow;
+        this.#send({ kind: 'window-ack-size', size: this.#options.ackWindow });
+      }
       const name = this.url.streamName;
       this.#command('releaseStream', [null, name]);
       this.#command('FCPublish', [null, name]);

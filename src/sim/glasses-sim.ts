@@ -61,6 +61,13 @@ export interface GlassesSimOptions {
 
 /** Replay: bytes left unsent that count as a stalled network (about half a second of a 1 Mbit/s stream). */
 const REPLAY_STALL_BYTES = 64 * 1024;
+/**
+ * The relay is asked to acknowledge every ACK_WINDOW bytes; more than UNACKED_STALL_BYTES sent and not
+ * acknowledged (about 2 s of this stream) for the stall timeout is a network that stopped taking data with no
+ * FIN, found long before the kernel's send buffer (megabytes over loopback) would fill.
+ */
+const ACK_WINDOW = 64 * 1024;
+const UNACKED_STALL_BYTES = 256 * 1024;
 const REPLAY_TICK_MS = 20;
 
 export type GlassesSimEvents = {
@@ -413,7 +420,8 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
    */
   #encode(p: Publishing, url: string): void {
     this.#log.info({ url: redactUrl(url), attempt: p.attempt }, 'publishing (FFmpeg → in-process RTMP)');
-    const publisher = new RtmpPublisher({ url, log: this.#log });
+    const publisher = new RtmpPublisher({ url, log: this.#log, ackWindow: ACK_WINDOW });
+    const congested = congestionWatch(publisher, this.#options.stallTimeoutMs ?? 10_000);
     const replay: { publisher: RtmpPublisher; timer: NodeJS.Timeout | null } = { publisher, timer: null };
     p.replay = replay;
     let over = false;
@@ -440,6 +448,20 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors = (errors + d).slice(-500)));
       const flv = new FlvTagStream();
       let reported = false;
+      // FFmpeg producing nothing for `stallTimeoutMs` (stopped, stuck) is a failed publish too.
+      let stallTimer: NodeJS.Timeout | null = null;
+      const armStall = (): void => {
+        if (stallTimer) clearTimeout(stallTimer);
+        stallTimer = setTimeout(() => {
+          stalled = true;
+          this.#log.warn({ streamId: p.streamId }, 'publish stalled: no media from FFmpeg');
+          fail(null, 'publish stalled');
+        }, this.#options.stallTimeoutMs ?? 10_000);
+      };
+      armStall();
+      child.once('close', () => {
+        if (stallTimer) clearTimeout(stallTimer);
+      });
       child.stdout!.on('data', (chunk: Buffer) => {
         if (over) return;
         let tags: MediaTag[];
@@ -450,7 +472,8 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
           return fail(null, 'publish failed');
         }
         for (const tag of tags) publisher.send(tag);
-        if (publisher.writableLength > REPLAY_STALL_BYTES) {
+        armStall();
+        if (congested()) {
           stalled = true;
           this.#log.warn({ streamId: p.streamId }, 'publish stalled: the network stopped taking data');
           return fail(null, 'publish stalled');
@@ -486,7 +509,8 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     const media = tags.filter((t) => !t.isConfig && t.type !== FlvTagType.Script);
     const first = media[0]?.timestamp ?? 0;
     const span = media.length > 0 ? media.at(-1)!.timestamp - first + 70 : 1000;
-    const publisher = new RtmpPublisher({ url, log: this.#log });
+    const publisher = new RtmpPublisher({ url, log: this.#log, ackWindow: ACK_WINDOW });
+    const congested = congestionWatch(publisher, this.#options.stallTimeoutMs ?? 10_000);
     const replay: { publisher: RtmpPublisher; timer: NodeJS.Timeout | null } = { publisher, timer: null };
     p.replay = replay;
     let stalled = false;
@@ -497,7 +521,7 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       let index = 0;
       let loop = 0;
       replay.timer = setInterval(() => {
-        if (publisher.writableLength > REPLAY_STALL_BYTES) {
+        if (congested()) {
           stalled = true;
           this.#log.warn({ streamId: p.streamId }, 'publish stalled: the network stopped taking data');
           publisher.destroy();
@@ -619,6 +643,24 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
       this.#stopPublishing('stopped');
     }, this.#options.keepAliveTimeoutMs ?? 60_000);
   }
+}
+
+/**
+ * Whether a publish has stalled: unsent bytes piling up in the socket, or the relay leaving more than
+ * UNACKED_STALL_BYTES unacknowledged for `forMs` (the network stopped taking data with no FIN: a phone's write
+ * timeout).
+ */
+function congestionWatch(publisher: RtmpPublisher, forMs: number): () => boolean {
+  let since: number | null = null;
+  return () => {
+    if (publisher.writableLength > REPLAY_STALL_BYTES) return true;
+    if (publisher.unacknowledgedBytes <= UNACKED_STALL_BYTES) {
+      since = null;
+      return false;
+    }
+    since ??= performance.now();
+    return performance.now() - since >= forMs;
+  };
 }
 
 /** FFmpeg's messages may quote the publish URL: its token (and any JWT-shaped text) never reaches a log. */
