@@ -161,7 +161,9 @@ describe('DASH with dash.js in Chromium', () => {
     const mpd = checkMpd(await (await fetch(mpdUrl('back'))).text());
     const report = await playing;
     const ids = mpd.periods.map((p) => p.id);
-    assert.deepEqual(ids, ['p0', 'p1'], 'the run before and the run after');
+    // The run before, then the slate's Period when the gap reached a second (SLATE=on), and the run after.
+    assert.equal(ids[0], 'p0');
+    assert.ok(ids.length >= 2, `periods ${ids.join(' ')}`);
     const [p0, p1] = mpd.periods;
     const r0 = p0!.representations[0]!;
     const end0 =
@@ -169,10 +171,12 @@ describe('DASH with dash.js in Chromium', () => {
     assert.ok(p1!.start >= end0 - 0.001, `p1 (${p1!.start}) after p0's end (${end0})`);
     assert.notEqual(p1!.representations[0]!.initialization, r0.initialization, 'a new init');
     assert.deepEqual(report.errors, [], JSON.stringify(report.errors));
-    assert.deepEqual(report.periods, ['p0', 'p1'], 'dash.js switched Periods');
-    const inP1 = report.samples.filter((s) => s.period === 'p1');
-    assert.ok(inP1.length >= 8, `played in p1 for ${inP1.length} samples`);
-    assert.ok(inP1.at(-1)!.currentTime - inP1[0]!.currentTime >= 2, 'and time went on there');
+    assert.equal(report.periods[0], 'p0');
+    assert.ok(report.periods.length >= 2, `dash.js switched Periods: ${report.periods.join(' ')}`);
+    const last = report.periods.at(-1);
+    const inLast = report.samples.filter((s) => s.period === last);
+    assert.ok(inLast.length >= 8, `played in ${last} for ${inLast.length} samples`);
+    assert.ok(inLast.at(-1)!.currentTime - inLast[0]!.currentTime >= 2, 'and time went on there');
   });
 
   it("an ended stream's MPD is static, and dash.js plays it from its start", async () => {

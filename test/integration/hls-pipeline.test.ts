@@ -31,7 +31,9 @@ describe('clean HLS from a dirty stream, per profile', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'hls-pipeline-'));
 
   before(async () => {
-    ({ relay, records, hls } = await startTestRelay());
+    // No slate: each publisher is held, connected and silent, until the output caught up (below), which the
+    // slate would rightly fill; this suite checks the pipeline's own segments (the slate has its own).
+    ({ relay, records, hls } = await startTestRelay({ SLATE: 'off' }));
     const file = await fixturePath('dirty-540x960.flv');
     const media = DIRTY_540X960.durationMs / 1000;
     // Seconds of media each stream's packager holds: complete segments plus the parts of the open one.
