@@ -540,7 +540,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
     const audioWhy = start.hasAudio ? notCopyable(start.audio) : null;
     const why = videoWhy ?? audioWhy;
     if (why === null) {
-      this.decision = this.profile === 'copy' ? 'copy requested' : 'copy: H.264/AAC input, GOPs watched';
+      const audio = start.hasAudio && start.audio?.codec === 'opus' ? 'Opus' : 'AAC';
+      this.decision = this.profile === 'copy' ? 'copy requested' : `copy: H.264/${audio} input, GOPs watched`;
       return 'copy';
     }
     // The CMAF writer takes H.264/HEVC and AAC/Opus, but players decode less (see notCopyable): re-encoded.
