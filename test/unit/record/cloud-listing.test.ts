@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
 import { type CloudHandle, startCloud } from '../../../src/cloud/cloud.ts';
 import { signUserToken } from '../../../src/cloud/user-tokens.ts';
 import { DirStore } from '../../../src/record/dir-store.ts';
@@ -79,10 +80,14 @@ describe('cloud: GET /api/managed-streams/{id}/recordings', () => {
     assert.equal(recordings.length, 1);
     assert.equal(recordings[0]?.state, 'ready');
     assert.equal(recordings[0]?.durationSeconds, 9.5);
+    // With playback tokens on (the cloud's default outside dev), the replay URL carries a replay token.
+    const url = new URL(recordings[0]?.hlsUrl ?? '');
     assert.equal(
-      recordings[0]?.hlsUrl,
+      `${url.origin}${url.pathname}`,
       'https://cdn.example.com/recordings/a-b.com/abcd1234/r1733000000000/index.m3u8',
     );
+    const playback = decodeJwt(url.searchParams.get('token') ?? '');
+    assert.deepEqual([playback.sub, playback.sid, playback.scp], ['a@b.com', 'abcd1234', 'play']);
   });
 
   it('refuses another user and answers 404 for an unknown stream', async () => {
