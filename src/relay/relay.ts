@@ -1,8 +1,9 @@
 /**
- * The composition root of one relay: RTMP ingest → streams (repair, FFmpeg, packager) → HLS origin and
- * WHEP (./webrtc.ts). Every part is created here and closed here, children before parents: the RTMP server
- * first (no new publishes), then the streams (ENDLIST, FFmpeg stopped), then WebRTC (sessions, Opus
- * encoders, the UDP port), the origin, the control API and the metrics app, then the child reaper.
+ * The composition root of one relay: RTMP, SRT and WHIP ingest → streams (repair, slate, copy or FFmpeg,
+ * packager) → the origin (HLS, DASH, WHEP via ./webrtc.ts, recordings, thumbnails) with playback tokens,
+ * the recorder, re-streams. Every part is created here and closed here, children before parents: the
+ * ingests first (no new publishes), then the streams (ENDLIST, FFmpeg stopped), then WebRTC (sessions, Opus
+ * encoders, the UDP port), the recorder, the origin, the control API and the metrics app, then the reaper.
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
