@@ -375,6 +375,10 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
     });
     p.child = child;
     let errors = '';
+    // No FFmpeg to run (ENOENT): a failed publish (its 'close' follows), not an uncaught error.
+    child.once('error', (err) => {
+      errors = err.message;
+    });
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors = (errors + d).slice(-500)));
     // FFmpeg reports progress every half second while the publish flows; when the network stops taking
     // data its writes block and the reports stop: after `stallTimeoutMs` the publish has failed, as a
@@ -445,6 +449,10 @@ export class GlassesSim extends TypedEmitter<GlassesSimEvents> {
         detached: true,
       });
       p.child = child;
+      // No FFmpeg to run (ENOENT): a failed publish (its 'close' follows), not an uncaught error.
+      child.once('error', (err) => {
+        errors = err.message;
+      });
       child.stderr!.setEncoding('utf8').on('data', (d: string) => (errors = (errors + d).slice(-500)));
       const flv = new FlvTagStream();
       let reported = false;
