@@ -5,7 +5,7 @@
  * behind; and what an app heard, with a way to wait for a status.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ManagedStreamStatus } from '../../src/contracts/mentra.ts';
@@ -164,6 +164,25 @@ export function procStat(pid: number): { comm: string; state: string; ppid: numb
 }
 
 const running = (s: { state: string } | null): boolean => s !== null && s.state !== 'Z' && s.state !== 'X';
+
+/**
+ * FFmpeg processes whose parent is this test process, from /proc: zombies included (an exited child nobody
+ * reaped is a leak too), unlike `ffmpegChildren(pid)`, which looks at a relay process's running ones.
+ */
+export function ffmpegChildrenOfThisProcess(): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (comm === 'ffmpeg' && ppid === process.pid) out.push(Number(pid));
+    } catch {
+      // the process ended while we looked: not ours to count
+    }
+  }
+  return out;
+}
 
 /** The running FFmpeg processes whose parent is `pid` (none when `pid` is gone). */
 export function ffmpegChildren(pid: number): number[] {

@@ -4,7 +4,7 @@
  * leave no FFmpeg and no memory behind. Timers are set short through the environment.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+
 import { after, before, describe, it } from 'node:test';
 import type { RelayHandle } from '../../src/relay/relay.ts';
 import { onceEvent } from '../../src/shared/typed-emitter.ts';
@@ -12,22 +12,7 @@ import { fixturePath } from '../fixtures/generate.ts';
 import { type BrowserHandle, launchBrowser } from '../helpers/browser.ts';
 import { publishFlv } from '../helpers/flv-publisher.ts';
 import { type StreamRecord, startTestRelay } from '../helpers/relay-harness.ts';
-
-/** FFmpeg processes whose parent is this process (our children), from /proc. */
-function ffmpegChildren(): number[] {
-  const out: number[] = [];
-  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (comm === 'ffmpeg' && ppid === process.pid) out.push(Number(pid));
-    } catch {
-      // the process ended while we looked: not ours to count
-    }
-  }
-  return out;
-}
+import { ffmpegChildrenOfThisProcess } from '../helpers/relay-process.ts';
 
 function nthSegment(record: StreamRecord, n: number): Promise<void> {
   if (record.segments.length >= n) return Promise.resolve();
@@ -221,7 +206,7 @@ describe('faults', () => {
       // 20 MB, the issue's bound, from a warmed-up baseline: seen at 10.5 MB with the suite running beside it.
       assert.ok(rssGrown < 20, `rss grew ${rssGrown.toFixed(1)} MB from cycle 25 to 50`);
       assert.equal(cycles.relay.reaper.size, 0, 'no FFmpeg registered');
-      assert.deepEqual(ffmpegChildren(), [], 'no FFmpeg process left');
+      assert.deepEqual(ffmpegChildrenOfThisProcess(), [], 'no FFmpeg process left');
       assert.equal(cycles.relay.streams.streams.length, 0, 'every stream freed');
     } finally {
       await cycles.relay.close();

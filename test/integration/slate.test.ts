@@ -10,7 +10,7 @@
  * written at its output size without FFmpeg; SLATE=off behaves as before (no slate, one init per publish).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,22 +25,7 @@ import { publishFlv } from '../helpers/flv-publisher.ts';
 import { probe as probeStreams, startTool, type ToolRun } from '../helpers/process.ts';
 import { publisherArgv } from '../helpers/publishers.ts';
 import { initOf, type StreamRecord, segmentsAtLeast, startTestRelay } from '../helpers/relay-harness.ts';
-
-/** FFmpeg processes whose parent is this process (the relay runs in it), from /proc. */
-function ffmpegChildren(): number[] {
-  const out: number[] = [];
-  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (comm === 'ffmpeg' && ppid === process.pid) out.push(Number(pid));
-    } catch {
-      // the process ended while we looked: not ours to count
-    }
-  }
-  return out;
-}
+import { ffmpegChildrenOfThisProcess } from '../helpers/relay-process.ts';
 
 /** Resolves when `check` holds, looked at on every new segment of the stream (events, no polling). */
 function whenSegment(rec: StreamRecord, check: () => boolean): Promise<void> {
@@ -189,7 +174,7 @@ describe('slate while the publisher is gone', () => {
     await rec.stream.close();
     await dest.close();
     assert.equal(relay.streams.slates!.running, 0);
-    assert.deepEqual(ffmpegChildren(), [], 'no FFmpeg left');
+    assert.deepEqual(ffmpegChildrenOfThisProcess(), [], 'no FFmpeg left');
     assert.equal(relay.reaper.size, 0);
   });
 
