@@ -4,7 +4,7 @@
  * publish, a publisher FFmpeg in its own group, a redis-server), writes every pid to INTERRUPT_PIDS_FILE
  * and waits to be interrupted. Named without `.test.ts` so the suite never runs it by itself.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { it } from 'node:test';
 import { Redis } from 'ioredis';
 import { startTool } from './process.ts';
@@ -25,7 +25,9 @@ it('starts what a suite starts, then waits to be interrupted', async () => {
   const relay = spawnRelay('interrupt-relay', cloud.url, {
     ...SECRETS,
     PUBLISH_AUTH: 'off',
-    CLEAN_PROFILE: 'copy',
+    // transcode: the relay runs one long-lived FFmpeg for the stream (copy runs none but the short
+    // thumbnail decodes, which may exit before the test looks at them).
+    CLEAN_PROFILE: 'transcode',
   });
   const listening = await relay.waitLine((l) => l.msg === 'RTMP listening', 60_000);
   const { command, args } = publisherArgv('ffmpeg', {
@@ -35,7 +37,11 @@ it('starts what a suite starts, then waits to be interrupted', async () => {
     videoKbps: 200,
   });
   const publisher = startTool(command, args);
-  const relayFfmpeg = await eventually('the relay runs FFmpeg', () => ffmpegChildren(relay.pid)[0], 60_000);
+  const relayFfmpeg = await eventually(
+    'the relay runs its transcoding FFmpeg',
+    () => ffmpegChildren(relay.pid).find((pid) => !isThumbnailRun(pid)),
+    60_000,
+  );
   const pids = {
     testFile: process.pid,
     cloud: cloud.pid,
@@ -47,6 +53,15 @@ it('starts what a suite starts, then waits to be interrupted', async () => {
   writeFileSync(file, JSON.stringify(pids));
   await new Promise(() => {}); // until interrupted
 });
+
+/** A thumbnail decode (one frame, then it exits), not the stream's FFmpeg. */
+function isThumbnailRun(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('-frames:v');
+  } catch {
+    return true; // gone already: not the long-lived one
+  }
+}
 
 /** redis-server's pid, from its INFO (the helper keeps its child private). */
 async function redisPid(port: number): Promise<number> {

@@ -50,15 +50,32 @@ async function startTarget(name: string): Promise<{
 }> {
   const pidsFile = path.join(dir, `${name}.json`);
   const run = runner('test/helpers/interrupt-target.ts', { INTERRUPT_PIDS_FILE: pidsFile });
-  const pids = await eventually(
-    'the target writes its pids',
-    () => {
-      if (run.child.exitCode !== null) throw new Error(`the runner exited early:\n${run.output()}`);
-      return JSON.parse(readFileSync(pidsFile, 'utf8')) as Record<string, number>;
-    },
-    120_000,
-  );
-  for (const [what, pid] of Object.entries(pids)) assert.ok(running(pid), `${what} (${pid}) runs`);
+  // On any failure here, stop the run: it would wait for an interrupt that never comes (until the file's timeout).
+  const stop = async (): Promise<void> => {
+    if (run.child.exitCode !== null || run.child.signalCode !== null) return;
+    const exited = once(run.child, 'exit');
+    run.child.kill('SIGTERM');
+    await exited;
+  };
+  let pids: Record<string, number>;
+  try {
+    pids = await eventually(
+      'the target writes its pids',
+      () => {
+        if (run.child.exitCode !== null) throw new Error(`the runner exited early:\n${run.output()}`);
+        return JSON.parse(readFileSync(pidsFile, 'utf8')) as Record<string, number>;
+      },
+      120_000,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const notRunning = Object.entries(pids).filter(([, pid]) => !running(pid));
+  if (notRunning.length > 0) {
+    await stop();
+    assert.fail(`not running: ${JSON.stringify(notRunning)}\n${run.output()}`);
+  }
   return { ...run, pids };
 }
 
