@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { buildDashRoutes } from '../dash/routes.ts';
 import { buildOrigin, heldRequests } from '../hls/origin.ts';
+import { ffmpegAacEncoder } from '../pipeline/aac-encoder.ts';
 import { ChildReaper } from '../pipeline/child-reaper.ts';
 import {
   type EncoderProbeResult,
@@ -128,12 +129,15 @@ export async function startRelay(
     { encoder: probe.encoder, tried: probe.tried, gpuSessions: gpu.max },
     `transcodes encode with ${probe.encoder}`,
   );
+  // FLV (FFmpeg's input, RTMP re-streams) carries no Opus: WHIP streams' audio reaches them as AAC.
+  const aacEncoder = ffmpegAacEncoder({ ffmpegPath: config.stream.ffmpegPath, reaper, log });
   const streams = new StreamRegistry({
     hls: config.hls,
     stream: config.stream,
     log,
     reaper,
     encoder: { name: probe.encoder, gpu, vaapiDevice: config.stream.vaapiDevice },
+    aacEncoder,
   });
   let draining = false;
   const authorize: AuthorizePublish = async (request) => {
@@ -242,7 +246,7 @@ export async function startRelay(
         : {}),
     }),
   );
-  const restreaming = new Restreaming({ streams, log });
+  const restreaming = new Restreaming({ streams, log, aacEncoder });
   const viewers = new ViewerTracker({ windowMs: config.hls.viewerWindowMs });
   const relayMetrics = createRelayMetrics({
     rtmp,

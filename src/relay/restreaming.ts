@@ -2,12 +2,20 @@
  * Re-streaming on the relay: one RestreamManager per stream (made when the stream is created, closed when it
  * ends), fed the stream's clean input (repaired configuration and tags, from the Stream's `input` and
  * `media` events) so every destination gets the same monotonic timeline the HLS path gets, and the stream's
- * slate while its publisher is gone (`slate-*` events). Destinations
+ * slate while its publisher is gone (`slate-*` events). FLV carries no Opus: a WHIP stream's audio reaches
+ * destinations through an Opus → AAC encoder (one FFmpeg, only while the stream has destinations). Destinations
  * come from outside (the agent asks the cloud); each change of a stream's outputs is emitted for the agent
  * to report. A failing or slow destination only ever drops its own media (the pusher's bounded queue).
  */
-import type { AccessUnit, SourceStart, TrackConfig } from '../media/access-unit.ts';
+import {
+  type AccessUnit,
+  type AudioConfig,
+  isAudioConfig,
+  type SourceStart,
+  type TrackConfig,
+} from '../media/access-unit.ts';
 import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
+import { type AacEncoderFactory, type AacEncoderHandle, aacConfigFor } from '../pipeline/aac-encoder.ts';
 import type { RestreamDestination, RestreamOutput } from '../restream/manager.ts';
 import { RestreamManager, type RestreamManagerOptions } from '../restream/manager.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -25,6 +33,14 @@ export interface RestreamingOptions {
   log: Logger;
   /** Pusher timers and limits (tests set them short). */
   tuning?: Omit<RestreamManagerOptions, 'log'>;
+  /** Opus → AAC for WHIP streams; absent: their destinations get video only. */
+  aacEncoder?: AacEncoderFactory;
+}
+
+/** A start as FLV outputs see it: Opus audio becomes the AAC the encoder makes of it. */
+function forFlv(start: SourceStart): SourceStart {
+  const audio = start.audio;
+  return isAudioConfig(audio) && audio.codec === 'opus' ? { ...start, audio: aacConfigFor(audio) } : start;
 }
 
 export class Restreaming extends TypedEmitter<RestreamingEvents> {
@@ -35,17 +51,38 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
     super();
     const { streams } = options;
     const onCreated = (stream: Stream): void => {
-      const manager = new RestreamManager({
-        ...options.tuning,
-        log: options.log.child({ key: stream.key, component: 'restream' }),
-      });
+      const log = options.log.child({ key: stream.key, component: 'restream' });
+      const manager = new RestreamManager({ ...options.tuning, log });
       this.#byKey.set(stream.key, manager);
       /** The slate's configuration while it runs (the publisher's comes back at `slate-end`). */
       let slate: SourceStart | null = null;
+      let aac: AacEncoderHandle | null = null;
+      const stopAac = (): void => {
+        aac?.close();
+        aac = null;
+      };
+      /** An Opus frame, while somebody takes it: into the encoder, whose AAC frames go out as FLV tags. */
+      const encodeAac = (au: AccessUnit, opus: AudioConfig): void => {
+        const factory = options.aacEncoder;
+        if (!factory) return;
+        if (!aac) {
+          const config = aacConfigFor(opus);
+          aac = factory(
+            opus,
+            (frame) => {
+              const tag = flvTagOf(frame, config);
+              if (tag && !slate) manager.tag(tag);
+            },
+            log,
+          );
+        }
+        aac.push(au);
+      };
       // Pushers speak RTMP: the stream's configuration and access units go back to FLV tags.
       const onInput = (start: SourceStart): void => {
+        stopAac(); // a new publish: its encoder starts with its first frame (another codec needs none)
         if (slate) return; // back during the slate: its configuration goes out at slate-end
-        manager.start(flvStartOf(start, stream.configTime('video')));
+        manager.start(flvStartOf(forFlv(start), stream.configTime('video')));
       };
       const onConfig = (config: TrackConfig): void => {
         if (slate) return;
@@ -66,12 +103,14 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
       const onSlateEnd = (): void => {
         slate = null;
         const config = stream.configuration;
-        if (config) manager.start(flvStartOf(config, stream.configTime('video')));
+        if (config) manager.start(flvStartOf(forFlv(config), stream.configTime('video')));
       };
       const onMedia = (au: AccessUnit): void => {
-        if (manager.size === 0) return; // nothing to push: no FLV to make (most streams have no destination)
+        if (manager.size === 0) return stopAac(); // nothing to push: no FLV to make (most streams have none)
         const config = stream.configuration;
-        const tag = flvTagOf(au, au.track === 'video' ? (config?.video ?? null) : (config?.audio ?? null));
+        const trackConfig = au.track === 'video' ? (config?.video ?? null) : (config?.audio ?? null);
+        if (isAudioConfig(trackConfig) && trackConfig.codec === 'opus') return encodeAac(au, trackConfig);
+        const tag = flvTagOf(au, trackConfig);
         if (tag) manager.tag(tag);
       };
       const onStatus = (): void => {
@@ -91,6 +130,7 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
         stream.off('slate-start', onSlateStart);
         stream.off('slate-au', onSlateAu);
         stream.off('slate-end', onSlateEnd);
+        stopAac();
         manager.close(); // emits `stopped` for each destination: the last report
         manager.off('status', onStatus);
         if (this.#byKey.get(stream.key) === manager) this.#byKey.delete(stream.key);

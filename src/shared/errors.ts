@@ -116,6 +116,7 @@ const REGISTRY = {
   WEBRTC_CLOSED: 503,
   WEBRTC_UNAUTHORIZED: 401,
   OPUS_ENCODER_FAILED: 502,
+  AAC_ENCODER_FAILED: 502,
   // Cloud HTTP API (relay routes, managed streams, /watch, WebSocket paths, the error envelope's codes)
   RELAY_UNAUTHORIZED: 401,
   RELAY_BAD_REQUEST: 400,

@@ -33,6 +33,8 @@ export interface StreamRegistryOptions {
   reaper: ChildReaper;
   /** The H.264 encoder and GPU sessions for transcodes (relay start probes them). */
   encoder?: StreamOptions['encoder'];
+  /** Opus → AAC for transcoding WHIP streams (see StreamOptions). */
+  aacEncoder?: StreamOptions['aacEncoder'];
 }
 
 export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
@@ -118,6 +120,7 @@ export class StreamRegistry extends TypedEmitter<StreamRegistryEvents> {
         backoffMs: this.#options.stream.backoffMs,
         ffmpegPath: this.#options.stream.ffmpegPath,
         ...(this.#options.encoder ? { encoder: this.#options.encoder } : {}),
+        ...(this.#options.aacEncoder ? { aacEncoder: this.#options.aacEncoder } : {}),
         ...(this.slates && this.#options.stream.slate
           ? { slate: { cache: this.slates, afterMs: this.#options.stream.slate.afterMs } }
           : {}),

@@ -39,6 +39,7 @@ import {
 } from '../hls/packager.ts';
 import {
   type AccessUnit,
+  type AudioConfig,
   isAudioConfig,
   isVideoConfig,
   type SourceStart,
@@ -53,6 +54,7 @@ import type { MediaTag } from '../media/flv-tag.ts';
 import type { Fmp4Fragment, Fmp4Init } from '../media/fmp4.ts';
 import type { MediaSource } from '../media/source.ts';
 import { TimestampRepair } from '../media/timestamp-repair.ts';
+import { type AacEncoderFactory, type AacEncoderHandle, aacConfigFor } from '../pipeline/aac-encoder.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
 import { SEED_TARGET } from '../pipeline/encoders.ts';
 import { type PipelineProfile, partFragmentMs } from '../pipeline/ffmpeg-args.ts';
@@ -105,6 +107,11 @@ export interface StreamOptions {
   encoder?: SupervisorOptions['encoder'];
   /** The slate while the publisher is gone; absent: SLATE=off. */
   slate?: StreamSlateOptions;
+  /**
+   * Opus → AAC for the transcoding FFmpeg's FLV input (FLV carries no Opus); absent: a WHIP stream is never
+   * transcoded (`auto` keeps copying, an explicit transcode has no audio).
+   */
+  aacEncoder?: AacEncoderFactory;
 }
 
 export interface StreamSlateOptions {
@@ -190,8 +197,8 @@ export function notCopyable(config: TrackConfig | null): string | null {
   if (config === null) return 'a track without its configuration';
   if (config.codec === 'opaque') return `${config.name} is not H.264/AAC`;
   if (config.kind === 'audio') {
-    // Opus (WHIP) is copied into fMP4 as it is: hls.js in Chromium plays it (whip-relay test), and FFmpeg is
-    // fed FLV, which cannot carry Opus, so a transcode would lose the audio.
+    // Opus (WHIP) is copied into fMP4 as it is: hls.js in Chromium plays it (whip-relay test); a transcode
+    // makes it AAC (through the stream's Opus → AAC encoder, FFmpeg being fed FLV).
     if (config.codec === 'opus') return null;
     if (config.codec !== 'aac') return `${config.codec} audio is not AAC`;
     const objectType = (config.config[0] ?? 0) >> 3;
@@ -246,6 +253,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
   #gop: AccessUnit[] = [];
   #gopBytes = 0;
   #publishes = 0;
+  /** Opus → AAC for FFmpeg while transcoding an Opus stream; made at its first audio frame, closed when outputs stop. */
+  #aac: AacEncoderHandle | null = null;
   /** Why `auto` chose what it runs now. */
   decision = '';
   /** Slates run, and publisher frames dropped around them (before the return's keyframe, or inside its time). */
@@ -455,7 +464,16 @@ export class Stream extends TypedEmitter<StreamEvents> {
   }
 
   #flvStart(): ReturnType<typeof flvStartOf> {
-    return flvStartOf(this.#start!, this.configTime('video'));
+    const start = this.#start!;
+    const opus = this.#opusAudio();
+    const flv = opus && this.#options.aacEncoder ? { ...start, audio: aacConfigFor(opus) } : start;
+    return flvStartOf(flv, this.configTime('video'));
+  }
+
+  /** The publisher's audio configuration when it is Opus (WHIP), which FLV cannot carry. */
+  #opusAudio(): AudioConfig | null {
+    const audio = this.#start?.audio;
+    return isAudioConfig(audio) && audio.codec === 'opus' ? audio : null;
   }
 
   /** A new CMAF writer for the current configuration: a new init segment, so the packager marks a discontinuity. */
@@ -623,7 +641,31 @@ export class Stream extends TypedEmitter<StreamEvents> {
   }
 
   #flvTag(au: AccessUnit): MediaTag | null {
+    const opus = au.track === 'audio' ? this.#opusAudio() : null;
+    if (opus) {
+      // Its AAC reaches FFmpeg a few frames later, from the encoder (FFmpeg buffers per track).
+      this.#encodeAac(au, opus);
+      return null;
+    }
     return flvTagOf(au, au.track === 'video' ? this.#start!.video : this.#start!.audio);
+  }
+
+  #encodeAac(au: AccessUnit, opus: AudioConfig): void {
+    const factory = this.#options.aacEncoder;
+    if (!factory) return;
+    if (!this.#aac) {
+      const aac = aacConfigFor(opus);
+      this.#aac = factory(
+        opus,
+        (frame) => {
+          if (this.#pipelineProfile === 'copy' || this.#phase === 'gone') return;
+          const tag = flvTagOf(frame, aac);
+          if (tag) this.supervisor.write(tag);
+        },
+        this.#log,
+      );
+    }
+    this.#aac.push(au);
   }
 
   #copy(au: AccessUnit): void {
@@ -656,9 +698,9 @@ export class Stream extends TypedEmitter<StreamEvents> {
   /** auto: a GOP longer than the copy limit moves the stream to transcode, from that GOP on. */
   #copyGopTooLong(au: AccessUnit): boolean {
     if (this.profile !== 'auto' || au.keyframe) return false;
-    // FFmpeg is fed FLV, which cannot carry Opus: a WHIP stream stays copied (its source asks the publisher
-    // for keyframes at the segment cadence; an overlong GOP is cut anyway and counted as a breach).
-    if (this.#start?.audio?.codec === 'opus') return false;
+    // Without an Opus → AAC encoder a WHIP stream stays copied (its source asks the publisher for keyframes
+    // at the segment cadence; an overlong GOP is cut anyway and counted as a breach).
+    if (this.#opusAudio() && !this.#options.aacEncoder) return false;
     const gopStart = this.#gop[0];
     if (gopStart?.track !== 'video' || !gopStart.keyframe) return false;
     const gopMs = au.dts - gopStart.dts;
@@ -750,6 +792,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
 
   /** The publisher is gone: what the copy writer holds becomes the last segment; FFmpeg flushes what it has. */
   #stopOutputs(): Promise<void> {
+    this.#aac?.close(); // its last frames are lost with the gap: a return starts a new one
+    this.#aac = null;
     if (this.#writer) {
       this.#flushCopy();
       this.packager.closeOpen();

@@ -1,40 +1,18 @@
 /**
  * AAC → Opus for WHEP viewers of an AAC stream (browsers' WebRTC plays Opus, not AAC): one audio-only FFmpeg
- * per stream, running only while a viewer that takes audio watches (./whep-output.ts decides). AAC frames
- * go in on stdin as ADTS, 20 ms Opus packets come out on stdout in Ogg (./ogg-opus.ts).
- *
- * Timing: FFmpeg's raw AAC input has no timestamps, so each output packet is placed by counting samples:
- * every input frame records where its samples start on the encoder's contiguous timeline and its PTS on the
- * stream's clock; an output packet at contiguous time t takes the PTS of the last frame starting at or before
- * t plus the distance. Gaps in the input (a dropped frame, a reconnect) therefore do not shift the audio;
- * smaller disagreements (integer-ms FLV stamps) are ignored so packets stay exactly 20 ms apart.
- *
- * Supervision (style rules 5, 7): argv array (pure, `opusEncoderArgs`), its own process group registered
- * with the ChildReaper, killed with its group on close; an exit we did not ask for is logged with
- * OPUS_ENCODER_FAILED and restarted after a pause while still wanted. stdin is bounded: frames past
- * MAX_STDIN_BYTES are dropped and counted, the stream never waits on FFmpeg.
+ * per stream (../pipeline/audio-encoder.ts: supervision and timing), running only while a viewer that takes
+ * audio watches (./whep-output.ts decides). AAC frames go in on stdin as ADTS, 20 ms Opus packets come out
+ * on stdout in Ogg (../media/ogg-opus.ts). Packets are placed on the stream's clock by counting samples.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import type { AccessUnit, AudioConfig } from '../media/access-unit.ts';
-import type { ChildReaper } from '../pipeline/child-reaper.ts';
+import type { AudioConfig } from '../media/access-unit.ts';
+import { OggOpusReader } from '../media/ogg-opus.ts';
+import { AudioEncoder, type AudioEncoderOptions, type AudioEncoderSpec } from '../pipeline/audio-encoder.ts';
 import { ErrorCodes } from '../shared/errors.ts';
-import type { Logger } from '../shared/logger.ts';
-import { OggOpusReader } from './ogg-opus.ts';
-import type { OpusEncoderFactory, OpusEncoderHandle } from './whep-output.ts';
+import type { OpusEncoderFactory } from './whep-output.ts';
 
 export const OPUS_FRAME_MS = 20;
-const MAX_STDIN_BYTES = 256 * 1024;
-const RESTART_PAUSE_MS = 1_000;
-const KILL_GRACE_MS = 1_000;
-/** Anchors kept for placing output packets: far more than the encoder's delay needs. */
-const MAX_ANCHORS = 512;
-/** Packet times follow the input's stamps only past this much disagreement (a gap in the input). */
-const RESYNC_MS = 40;
 
-export interface OpusEncoderOptions {
-  ffmpegPath: string;
-  reaper: ChildReaper;
-  log: Logger;
+export interface OpusEncoderOptions extends AudioEncoderOptions {
   bitrateKbps?: number;
 }
 
@@ -42,7 +20,8 @@ export interface OpusEncoderOptions {
 export function opusEncoderArgs(bitrateKbps: number, channels: number): string[] {
   return [
     ...['-hide_banner', '-loglevel', 'error', '-nostdin'],
-    ...['-probesize', '32', '-analyzeduration', '0', '-fflags', '+nobuffer'],
+    // No -fflags +nobuffer: it drops the first packet, and every packet would be placed one frame early.
+    ...['-probesize', '32', '-analyzeduration', '0'],
     ...['-f', 'aac', '-i', 'pipe:0'],
     ...[
       '-vn',
@@ -77,136 +56,31 @@ export function adtsHeader(asc: Buffer, payloadLength: number): Buffer {
   ]);
 }
 
-interface Anchor {
-  /** Where this frame's samples start on the encoder's contiguous timeline, ms. */
-  offsetMs: number;
-  pts: number;
-}
-
-class OpusEncoder implements OpusEncoderHandle {
-  readonly #options: OpusEncoderOptions;
-  readonly #config: AudioConfig;
-  readonly #onPacket: (packet: Buffer, timeMs: number) => void;
-  readonly #log: Logger;
-  #child: ChildProcess | null = null;
-  #reader = new OggOpusReader();
-  #anchors: Anchor[] = [];
-  #inputMs = 0;
-  #outputPackets = 0;
-  #lastTime: number | null = null;
-  #restartTimer: NodeJS.Timeout | null = null;
-  #closed = false;
-  dropped = 0;
-
-  constructor(
-    options: OpusEncoderOptions,
-    config: AudioConfig,
-    onPacket: (packet: Buffer, timeMs: number) => void,
-  ) {
-    this.#options = options;
-    this.#config = config;
-    this.#onPacket = onPacket;
-    this.#log = options.log;
-    this.#spawn();
-  }
-
-  #spawn(): void {
-    this.#reader = new OggOpusReader();
-    this.#anchors = [];
-    this.#inputMs = 0;
-    this.#outputPackets = 0;
-    this.#lastTime = null;
-    const args = opusEncoderArgs(this.#options.bitrateKbps ?? 48, this.#config.channels);
-    const child = spawn(this.#options.ffmpegPath, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    this.#child = child;
-    if (child.pid !== undefined) this.#options.reaper.add(child.pid);
-    child.stdin?.on('error', () => {}); // EPIPE when FFmpeg exits first: the exit handler reports it
-    child.stdout?.on('data', (chunk: Buffer) => this.#onOutput(chunk));
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-2000);
-    });
-    child.on('error', (err) => {
-      this.#log.warn({ code: ErrorCodes.OPUS_ENCODER_FAILED, err }, 'Opus encoder: FFmpeg did not start');
-    });
-    child.on('exit', (code, signal) => {
-      if (child.pid !== undefined) this.#options.reaper.delete(child.pid);
-      if (this.#child !== child) return;
-      this.#child = null;
-      if (this.#closed) return;
-      this.#log.warn(
-        { code: ErrorCodes.OPUS_ENCODER_FAILED, exitCode: code, signal, stderr: stderr.trim().slice(-500) },
-        'Opus encoder exited; restarting',
-      );
-      this.#restartTimer = setTimeout(() => {
-        this.#restartTimer = null;
-        if (!this.#closed) this.#spawn();
-      }, RESTART_PAUSE_MS);
-    });
-  }
-
-  push(au: AccessUnit): void {
-    const stdin = this.#child?.stdin;
-    if (!stdin || this.#closed || au.data.length === 0) return;
-    if (stdin.writableLength > MAX_STDIN_BYTES) {
-      this.dropped++;
-      if (this.dropped === 1 || this.dropped % 100 === 0)
-        this.#log.warn({ dropped: this.dropped }, 'Opus encoder is behind; AAC frames dropped');
-      return;
-    }
-    this.#anchors.push({ offsetMs: this.#inputMs, pts: au.pts });
-    if (this.#anchors.length > MAX_ANCHORS) this.#anchors.shift();
-    this.#inputMs += (this.#config.frameSamples / this.#config.sampleRate) * 1000;
-    stdin.write(Buffer.concat([adtsHeader(this.#config.config, au.data.length), au.data]));
-  }
-
-  #onOutput(chunk: Buffer): void {
-    let packets: Buffer[];
-    try {
-      packets = this.#reader.push(chunk);
-    } catch (err) {
-      this.#log.warn(
-        { code: ErrorCodes.OPUS_ENCODER_FAILED, err },
-        'Opus encoder output unreadable; restarting',
-      );
-      this.#kill();
-      return;
-    }
-    for (const packet of packets) {
-      const offset = this.#outputPackets++ * OPUS_FRAME_MS;
-      while (this.#anchors.length > 1 && this.#anchors[1]!.offsetMs <= offset) this.#anchors.shift();
-      const anchor = this.#anchors[0];
-      if (!anchor) continue;
-      const placed = anchor.pts + (offset - anchor.offsetMs);
-      // Integer-ms input stamps wobble by a fraction of a ms: keep packets exactly 20 ms apart unless the
-      // input really jumped (a gap), so the player sees a clean RTP clock.
-      const next = this.#lastTime === null ? placed : this.#lastTime + OPUS_FRAME_MS;
-      const time = Math.abs(placed - next) > RESYNC_MS ? placed : next;
-      this.#lastTime = time;
-      this.#onPacket(packet, time);
-    }
-  }
-
-  #kill(): void {
-    const child = this.#child;
-    if (!child?.pid) return;
-    const pid = child.pid;
-    this.#options.reaper.signal(pid, 'SIGTERM');
-    const timer = setTimeout(() => this.#options.reaper.signal(pid, 'SIGKILL'), KILL_GRACE_MS);
-    child.once('exit', () => clearTimeout(timer));
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#restartTimer) clearTimeout(this.#restartTimer);
-    this.#restartTimer = null;
-    this.#child?.stdin?.end();
-    this.#kill();
-  }
-}
-
 /** The factory WhepServer takes (`opus`): one encoder per AAC stream while it has audio viewers. */
 export function ffmpegOpusEncoder(options: OpusEncoderOptions): OpusEncoderFactory {
-  return (config, onPacket) => new OpusEncoder(options, config, onPacket);
+  return (config, onPacket) =>
+    new AudioEncoder(options, opusEncoderSpec(config, options.bitrateKbps ?? 48), onPacket);
+}
+
+/** ADTS in (each frame with its header), Ogg Opus out; libopus adds no packets of its own delay to skip. */
+export function opusEncoderSpec(config: AudioConfig, bitrateKbps: number): AudioEncoderSpec {
+  const durationMs = (config.frameSamples / config.sampleRate) * 1000;
+  return {
+    name: 'Opus encoder',
+    errorCode: ErrorCodes.OPUS_ENCODER_FAILED,
+    args: opusEncoderArgs(bitrateKbps, config.channels),
+    outputFrameMs: OPUS_FRAME_MS,
+    primingPackets: 0,
+    open: () => {
+      const reader = new OggOpusReader();
+      return {
+        preamble: Buffer.alloc(0),
+        frame: (au) => ({
+          bytes: Buffer.concat([adtsHeader(config.config, au.data.length), au.data]),
+          durationMs,
+        }),
+        read: (chunk) => reader.push(chunk),
+      };
+    },
+  };
 }

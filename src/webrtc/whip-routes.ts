@@ -3,6 +3,7 @@
  * - `POST /whip/live/{userId}/{streamId}?token=…` (or `Authorization: Bearer …`; the glasses send no header)
  *   with an `application/sdp` offer → `201`, the complete answer, `Location: /whip/live/{userId}/{streamId}/
  *   {sessionId}`. The token is checked before any ICE: a refusal is `401` and no peer connection exists.
+ *   Other query parameters are the publish's, as RTMP's (`&profile=transcode`).
  * - `DELETE` on the Location → `200`: the publisher is gone (the glasses DELETE before each retry), which
  *   opens the reconnect window (a `disconnect`); it does not end the stream.
  * - `OPTIONS` answers the CORS preflight; `PATCH` (trickle) is `405`.
@@ -31,6 +32,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.WEBRTC_NEGOTIATION_FAILED]: 400,
 };
 const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{24}$/;
+/** Query parameters looked at besides the token. */
+const MAX_PARAMS = 8;
 
 interface Params {
   userId: string;
@@ -50,6 +53,18 @@ export function buildWhipRoutes(options: WhipRoutesOptions): FastifyPluginAsync 
     if (typeof query === 'string' && query !== '') return query;
     const auth = request.headers.authorization;
     return auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
+  };
+  /** The query's other parameters (e.g. `profile`, as RTMP's), token apart: strings only, bounded. */
+  const paramsOf = (request: FastifyRequest): Record<string, string> => {
+    const params: Record<string, string> = {};
+    for (const [name, value] of Object.entries(request.query as Record<string, unknown>).slice(
+      0,
+      MAX_PARAMS,
+    )) {
+      if (name !== 'token' && typeof value === 'string' && name.length <= 64 && value.length <= 256)
+        params[name] = value;
+    }
+    return params;
   };
   // These routes answer CORS themselves (methods, exposed Location): an @fastify/cors the host app registered
   // (the origin's, GET/HEAD only) is told to leave them alone.
@@ -94,6 +109,7 @@ export function buildWhipRoutes(options: WhipRoutesOptions): FastifyPluginAsync 
           tokenOf(request),
           request.body,
           request.ip,
+          paramsOf(request),
         );
         return reply
           .code(201)

@@ -71,6 +71,7 @@ export class WhipServer {
     token: string | undefined,
     sdp: string,
     remoteAddress: string,
+    params: Record<string, string> = {},
   ): Promise<{ sessionId: string; answer: string }> {
     if (this.#closed) throw new RelayError(ErrorCodes.WEBRTC_CLOSED, 'the WebRTC server is closing');
     if (!isValidUserId(userId) || !isValidStreamId(streamId)) {
@@ -82,7 +83,7 @@ export class WhipServer {
       userId,
       streamId,
       token,
-      params: {},
+      params,
       remoteAddress,
       protocol: 'whip',
     });
@@ -108,7 +109,7 @@ export class WhipServer {
         key,
         userId,
         streamId,
-        params: {},
+        params,
         remoteAddress,
         startedAt: Date.now(),
         protocol: 'whip',

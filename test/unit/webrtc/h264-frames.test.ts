@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { OggOpusReader } from '../../../src/media/ogg-opus.ts';
 import { frameForRtp, hasReorderedFrames, nalTypes, parseAvcC } from '../../../src/webrtc/h264-frames.ts';
-import { OggOpusReader } from '../../../src/webrtc/ogg-opus.ts';
 
 const SPS = Buffer.from([0x67, 0x64, 0x00, 0x1f, 0xac]);
 const PPS = Buffer.from([0x68, 0xee, 0x3c]);
