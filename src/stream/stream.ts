@@ -108,8 +108,8 @@ export interface StreamOptions {
   /** The slate while the publisher is gone; absent: SLATE=off. */
   slate?: StreamSlateOptions;
   /**
-   * Opus → AAC for the transcoding FFmpeg's FLV input (FLV carries no Opus); absent: a WHIP stream is never
-   * transcoded (`auto` keeps copying, an explicit transcode has no audio).
+   * Opus → AAC for the transcoding FFmpeg's FLV input (FLV carries no Opus) when a WHIP stream is
+   * transcoded (`transcode`, `abr`; `auto` keeps it copied); absent: such a transcode has no audio.
    */
   aacEncoder?: AacEncoderFactory;
 }
@@ -698,9 +698,11 @@ export class Stream extends TypedEmitter<StreamEvents> {
   /** auto: a GOP longer than the copy limit moves the stream to transcode, from that GOP on. */
   #copyGopTooLong(au: AccessUnit): boolean {
     if (this.profile !== 'auto' || au.keyframe) return false;
-    // Without an Opus → AAC encoder a WHIP stream stays copied (its source asks the publisher for keyframes
-    // at the segment cadence; an overlong GOP is cut anyway and counted as a breach).
-    if (this.#opusAudio() && !this.#options.aacEncoder) return false;
+    // A WHIP stream (Opus) stays copied: its source asks the publisher for keyframes at the segment cadence,
+    // so an overlong GOP is a moment (cut anyway, counted as a breach), and switching for good would cost an
+    // encode and change the audio codec mid-stream (Opus → AAC: a new init players stumble on, measured
+    // with hls.js in whip-relay's slow retry). An explicit transcode is fed AAC (#encodeAac).
+    if (this.#opusAudio()) return false;
     const gopStart = this.#gop[0];
     if (gopStart?.track !== 'video' || !gopStart.keyframe) return false;
     const gopMs = au.dts - gopStart.dts;

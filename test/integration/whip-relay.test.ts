@@ -162,12 +162,15 @@ describe('WHIP into a real relay', { timeout: 300_000 }, () => {
   });
 
   it('5 % loss each way: every segment decodes, no discontinuity', async () => {
-    proxy.setProfile({ upLoss: 0.05, downLoss: 0.05, jitterMs: 3 });
     const url = `${base}/whip/live/glasses@example.com/lossy?token=x`;
     const publisher = await whip.publish(url, { width: 854, height: 480, fps: 15, hideCandidates: true });
     assert.equal(publisher.post.status, 201, publisher.post.body);
     const record = await eventually('the stream', () => records.get('lossy'), 30_000);
-    await within(segmentsAtLeast(record, 6), 90_000, '6 segments', () => ({
+    // The loss starts once media flows: what is measured is NACK and PLI, not how ICE and DTLS retry their
+    // handshake under loss (on a loaded machine that took longer than the test waits).
+    await within(segmentsAtLeast(record, 1), 60_000, 'the first segment', () => record.stream.state);
+    proxy.setProfile({ upLoss: 0.05, downLoss: 0.05, jitterMs: 3 });
+    await within(segmentsAtLeast(record, 7), 90_000, '6 segments under loss', () => ({
       segments: record.segments.length,
       counters: (record.stream.source as WhipSession | null)?.counters,
     }));
