@@ -35,7 +35,7 @@ const GLASSES: SlateSpec = {
   level: 31,
   width: 540,
   height: 960,
-  audio: { sampleRate: 44_100, channels: 2 },
+  audio: { codec: 'aac', sampleRate: 44_100, channels: 2 },
 };
 
 const pct = (cores: number): string => `${(cores * 100).toFixed(3)} %`;

@@ -71,7 +71,7 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
             opus,
             (frame) => {
               const tag = flvTagOf(frame, config);
-              if (tag && !slate) manager.tag(tag);
+              if (tag) manager.tag(tag);
             },
             log,
           );
@@ -96,8 +96,12 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
         manager.start(flvStartOf(start, stream.configTime('video')));
       };
       const onSlateAu = (au: AccessUnit): void => {
-        if (manager.size === 0 || !slate) return;
-        const tag = flvTagOf(au, au.track === 'video' ? slate.video : slate.audio);
+        if (manager.size === 0) return stopAac();
+        if (!slate) return;
+        const config = au.track === 'video' ? slate.video : slate.audio;
+        // An Opus stream's slate has silent Opus: through the same encoder, on the same timeline.
+        if (isAudioConfig(config) && config.codec === 'opus') return encodeAac(au, config);
+        const tag = flvTagOf(au, config);
         if (tag) manager.tag(tag);
       };
       const onSlateEnd = (): void => {

@@ -2,13 +2,16 @@
  * What a slate is made of, pure (no I/O): the spec that decides one encode (codec constraints, size, audio
  * format), the FFmpeg argv that encodes it once (golden-tested, never a shell), and the access units read
  * back from that encode: one GOP of H.264 (an IDR, then P frames that repeat the still picture for a few
- * bytes each) and one silent AAC frame, which ./slate.ts stamps onto a stream's timeline as often as needed.
+ * bytes each) and one silent audio frame, which ./slate.ts stamps onto a stream's timeline as often as
+ * needed: AAC from the encode, or for an Opus stream (WHIP) the 3-byte silent Opus frame (a 20 ms CELT
+ * frame that decodes to zeros), which needs no encode: an audio track that disappears mid-stream is fatal
+ * to hls.js (measured: whip-relay), so an Opus stream's slate keeps an Opus track.
  *
  * One encode serves every frame rate: a still picture's frames differ only in their timestamps, which the
  * relay writes itself (the SPS's timing info is advisory; MP4 and FLV carry times per sample), so the spec
  * has no frame rate and a stream at 9 fps takes the first 9 frames of the GOP per second, one at 30 the
- * first 30. Only H.264 with AAC (or no audio): HEVC cannot go into FLV with FFmpeg 5.1, and the glasses
- * publish H.264.
+ * first 30. Only H.264 with AAC, Opus or no audio: HEVC cannot go into FLV with FFmpeg 5.1, and the
+ * glasses publish H.264.
  */
 import { isAbsolute, resolve } from 'node:path';
 import type { AccessUnit, AudioConfig, VideoConfig } from '../media/access-unit.ts';
@@ -34,8 +37,8 @@ export interface SlateSpec {
   level: number;
   width: number;
   height: number;
-  /** Silent AAC-LC in this format, or no audio track. */
-  audio: { sampleRate: number; channels: number } | null;
+  /** Silent AAC-LC or Opus (48 kHz) in this format, or no audio track. */
+  audio: { codec: 'aac' | 'opus'; sampleRate: number; channels: number } | null;
 }
 
 /** The encoded slate: configurations, the GOP (first frame an IDR) and one silent audio frame. */
@@ -45,12 +48,13 @@ export interface SlateMedia {
   audio: AudioConfig | null;
   /** Video access units of one GOP in decode order (PTS = DTS: no B-frames), times meaningless. */
   frames: Buffer[];
-  /** One silent AAC frame, repeated for every audio access unit; null without audio. */
+  /** One silent audio frame, repeated for every audio access unit; null without audio. */
   silence: Buffer | null;
 }
 
 export function slateKey(spec: SlateSpec): string {
-  const audio = spec.audio ? `${spec.audio.sampleRate}x${spec.audio.channels}` : 'none';
+  const a = spec.audio;
+  const audio = a ? `${a.codec === 'opus' ? 'opus-' : ''}${a.sampleRate}x${a.channels}` : 'none';
   return `h264-${spec.profile}-${spec.level}/${spec.width}x${spec.height}/${audio}`;
 }
 
@@ -70,10 +74,20 @@ function levelOf(levelIdc: number): number {
   return Number.isInteger(levelIdc) && levelIdc >= 10 && levelIdc <= 62 ? levelIdc : 40;
 }
 
-function audioOf(audio: { codec: string; sampleRate: number; channels: number } | null | undefined) {
+function audioOf(
+  audio: { codec: string; sampleRate: number; channels: number } | null | undefined,
+): SlateSpec['audio'] {
+  const channels = Math.min(2, Math.max(1, audio?.channels || 2));
+  if (audio?.codec === 'opus') return { codec: 'opus', sampleRate: OPUS_RATE, channels };
   if (audio?.codec !== 'aac') return null;
   if (!(audio.sampleRate >= 8000 && audio.sampleRate <= 96_000)) return null;
-  return { sampleRate: audio.sampleRate, channels: Math.min(2, Math.max(1, audio.channels || 2)) };
+  return { codec: 'aac', sampleRate: audio.sampleRate, channels };
+}
+
+const OPUS_RATE = 48_000;
+/** 20 ms of silence in Opus: TOC config 31 (CELT fullband 20 ms), one frame, mono or stereo; 2 payload bytes. */
+export function silentOpusFrame(channels: number): Buffer {
+  return Buffer.from([channels >= 2 ? 0xfc : 0xf8, 0xff, 0xfe]);
 }
 
 /**
@@ -82,9 +96,6 @@ function audioOf(audio: { codec: string; sampleRate: number; channels: number } 
  */
 export function specOfInput(video: VideoConfig | null, audio: AudioConfig | null): SlateSpec | null {
   if (video?.codec !== 'h264') return null;
-  // Opus (WHIP): a slate has AAC or no audio, and a track that disappears mid-stream is fatal to hls.js
-  // (measured: whip-relay); until the slate makes silent Opus, a WHIP stream waits without one.
-  if (audio?.codec === 'opus') return null;
   let record: ReturnType<typeof parseAvcConfig>;
   try {
     record = parseAvcConfig(video.record);
@@ -113,8 +124,6 @@ export function specOfInit(init: Fmp4Init): SlateSpec | null {
   const video = init.tracks.find((t) => t.kind === 'video');
   const m = video ? /^avc[13]\.([0-9a-f]{2})[0-9a-f]{2}([0-9a-f]{2})$/i.exec(video.codec) : null;
   if (!video || !m) return null;
-  // Opus (WHIP): see specOfInput.
-  if (init.tracks.some((t) => t.kind === 'audio' && t.codec === 'opus')) return null;
   const width = evenSize(video.width ?? 0);
   const height = evenSize(video.height ?? 0);
   if (width === null || height === null) return null;
@@ -126,7 +135,9 @@ export function specOfInit(init: Fmp4Init): SlateSpec | null {
     height,
     audio: audio?.codec.startsWith('mp4a.40.')
       ? audioOf({ codec: 'aac', sampleRate: audio.sampleRate ?? 0, channels: audio.channels ?? 2 })
-      : null,
+      : audio?.codec === 'opus'
+        ? audioOf({ codec: 'opus', sampleRate: OPUS_RATE, channels: audio.channels ?? 2 })
+        : null,
   };
 }
 
@@ -152,9 +163,9 @@ function pictureArgs(spec: SlateSpec, image: string | undefined, text: boolean):
   return ['-f', 'lavfi', '-i', source + draw];
 }
 
-/** FFmpeg argv of one slate encode: one GOP of H.264 (+ silent AAC) as FLV on stdout. */
+/** FFmpeg argv of one slate encode: one GOP of H.264 (+ silent AAC) as FLV on stdout; Opus needs no encode. */
 export function slateArgs(spec: SlateSpec, options: { image?: string; text?: boolean } = {}): string[] {
-  const audio = spec.audio;
+  const audio = spec.audio?.codec === 'aac' ? spec.audio : null;
   const level = `${Math.floor(spec.level / 10)}.${spec.level % 10}`;
   return [
     '-hide_banner',
@@ -237,7 +248,19 @@ export function slateFromFlv(spec: SlateSpec, flv: Buffer): SlateMedia {
   if (frames.slice(1).some((f) => f.keyframe)) invalid('more than one IDR in the GOP');
   let audio: AudioConfig | null = null;
   let silence: Buffer | null = null;
-  if (spec.audio) {
+  if (spec.audio?.codec === 'opus') {
+    // As WebRTC's Opus is configured (no OpusHead: the CMAF writer builds dOps from these numbers).
+    const { channels } = spec.audio;
+    audio = {
+      kind: 'audio',
+      codec: 'opus',
+      config: Buffer.alloc(0),
+      sampleRate: OPUS_RATE,
+      channels,
+      frameSamples: 960,
+    };
+    silence = silentOpusFrame(channels);
+  } else if (spec.audio) {
     const a = demux.audio;
     if (a?.kind !== 'audio' || a.codec !== 'aac' || audioFrames.length === 0) invalid('no AAC track');
     audio = a;

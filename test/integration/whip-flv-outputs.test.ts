@@ -4,7 +4,8 @@
  * through node-datachannel) into a real relay:
  * - re-streamed to an RTMP receiver (the relay's own RtmpServer): the destination gets an AAC-LC sequence
  *   header and AAC frames spanning the same time as the video; FFmpeg decodes the received FLV without an
- *   error; the AAC encoder runs only while the stream has a destination (its FFmpeg exits when the last goes);
+ *   error; while the publisher is gone the slate's silent Opus goes out as AAC too; the AAC encoder runs only
+ *   while the stream has a destination (its FFmpeg exits when the last goes);
  * - published with `?profile=transcode`: the HLS has an AAC track made by the transcode (fed that AAC), and
  *   its segments decode.
  */
@@ -89,7 +90,7 @@ describe('a WHIP stream’s FLV outputs get AAC', { timeout: 180_000 }, () => {
         p.on('tag', (t) => entry.tags.push(t));
         received.push(entry);
       });
-      await publish('restreamed');
+      const sim = await publish('restreamed');
       const record = await eventually('the stream', () => records.get('restreamed'), 30_000);
       await eventually('its decision', () => record.stream.decision || undefined, 30_000);
       assert.match(record.stream.decision, /^copy: H\.264\/Opus/);
@@ -142,6 +143,18 @@ describe('a WHIP stream’s FLV outputs get AAC', { timeout: 180_000 }, () => {
         ...['-of', 'csv=p=0', file],
       ]).done;
       assert.equal(probe.stdout.trim(), 'aac,48000');
+
+      // The publisher goes (DELETE): the slate's silent Opus reaches the destination as AAC too.
+      const slateStarted = onceEvent(record.stream, 'slate-start');
+      await sim.close();
+      await slateStarted;
+      const before = audio.length;
+      await eventually(
+        'a second of the slate’s audio',
+        () => media(FlvTagType.Audio).length >= before + 47,
+        30_000,
+      );
+      assert.ok(media(FlvTagType.Audio).every((t) => t.data[0]! >> 4 === AAC));
 
       // The last destination goes: so does the encoder (at the next audio frame).
       relay.restreaming.setDestinations(record.stream.key, []);

@@ -5,8 +5,8 @@
  * plays it, audio decoded; the publisher DELETEs and POSTs again as the glasses' retry does → the same
  * URL, one discontinuity, the player keeps playing. With 5 % loss each way NACK and PLI keep every segment
  * decodable (FFmpeg decodes them without an error) and no discontinuity appears. A retry 4 s after the DELETE
- * (the glasses pause 3 s) is past SLATE_AFTER_SECONDS: an Opus stream gets no slate (the slate has no Opus,
- * and an audio track that disappears is fatal to hls.js, measured here), the player waits and plays on.
+ * (the glasses pause 3 s) is past the slate's start: the slate keeps an Opus track (silent Opus frames; an
+ * audio track that disappears is fatal to hls.js, measured here), and the player plays through it.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -134,7 +134,7 @@ describe('WHIP into a real relay', { timeout: 300_000 }, () => {
     await publisher.close();
   });
 
-  it('a retry 4 s after the DELETE, as the glasses pause: hls.js waits and plays on, Opus kept', async () => {
+  it('a retry 4 s after the DELETE, as the glasses pause: the slate (with Opus) plays, then the stream again', async () => {
     const url = `${base}/whip/live/glasses@example.com/slow?token=x`;
     const first = await whip.publish(url, { width: 854, height: 480, fps: 15, hideCandidates: true });
     assert.equal(first.post.status, 201, first.post.body);
@@ -158,6 +158,8 @@ describe('WHIP into a real relay', { timeout: 300_000 }, () => {
       record.inits.every((i) => i.tracks.some((t) => t.codec === 'opus')),
       'every init keeps Opus',
     );
+    assert.equal(record.stream.slateStats.slates, 1, 'the slate ran');
+    assert.equal(record.inits.length, 3, 'the publisher’s, the slate’s, the publisher’s again');
     await second.close();
   });
 

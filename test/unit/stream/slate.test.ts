@@ -30,7 +30,7 @@ const PORTRAIT: SlateSpec = {
   level: 31,
   width: 540,
   height: 960,
-  audio: { sampleRate: 44_100, channels: 2 },
+  audio: { codec: 'aac', sampleRate: 44_100, channels: 2 },
 };
 
 describe('slate config', () => {
@@ -123,6 +123,31 @@ describe('slate cache (real FFmpeg)', () => {
     assert.deepEqual(specOfInput(media.video, media.audio), PORTRAIT);
     const init = new CmafWriter({ video: media.video, audio: media.audio }).init;
     assert.deepEqual(specOfInit(init), PORTRAIT);
+  });
+
+  it('an Opus stream (WHIP) gets a slate with an Opus track of silent frames, its encode without audio', async () => {
+    const opus = {
+      kind: 'audio' as const,
+      codec: 'opus' as const,
+      config: Buffer.alloc(0),
+      sampleRate: 48_000,
+      channels: 2,
+      frameSamples: 960,
+    };
+    const spec = specOfInput(media.video, opus);
+    assert.deepEqual(spec, { ...PORTRAIT, audio: { codec: 'opus', sampleRate: 48_000, channels: 2 } });
+    assert.ok(!slateArgs(spec!).some((a) => a.includes('anullsrc')), 'no audio encoded');
+    const opusMedia = await cache.get(spec!);
+    assert.equal(cache.stats.encodes, 2, 'its own entry');
+    assert.deepEqual(opusMedia.audio, opus);
+    assert.deepEqual([...opusMedia.silence!], [0xfc, 0xff, 0xfe]);
+    // Its init carries Opus, and reads back as the same spec; silence comes every 20 ms.
+    const init = new CmafWriter({ video: opusMedia.video, audio: opusMedia.audio }).init;
+    assert.equal(init.tracks.find((t) => t.kind === 'audio')?.codec, 'opus');
+    assert.deepEqual(specOfInit(init), spec);
+    const audio = new SlateClock(opusMedia, 10, 0).until(999).filter((a) => a.track === 'audio');
+    assert.equal(audio.length, 50);
+    assert.ok(audio.every((a, i) => a.dts === i * 20));
   });
 
   it('fails a spec FFmpeg cannot make with SLATE_ENCODE_FAILED, and remembers it', async () => {
