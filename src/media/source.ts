@@ -26,14 +26,15 @@ export interface SourceCounters {
 }
 
 /**
- * A packet transport's health for one publish (SRT today): what the metrics and the control API show per
- * stream. TCP ingests (RTMP) have none: the kernel hides retransmissions.
+ * A packet transport's health for one publish (SRT, WHIP's RTP): what the metrics and the control API show
+ * per stream. TCP ingests (RTMP) have none: the kernel hides retransmissions.
  */
 export interface TransportStats {
   /** Which transport measured it. */
-  transport: 'srt';
-  rttMs: number;
-  /** The negotiated receive latency (TSBPD). */
+  transport: 'srt' | 'whip';
+  /** Null where the receiver cannot measure it (WHIP: a receive-only peer sends no sender reports to answer). */
+  rttMs: number | null;
+  /** The negotiated receive latency (SRT's TSBPD); WHIP: the longest a gap holds packets for a retransmission. */
   latencyMs: number;
   packetsReceived: number;
   /** Sequence gaps seen (each lost packet once, whether recovered or not). */

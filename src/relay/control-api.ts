@@ -44,7 +44,7 @@ export interface StreamSummary {
   repairs: Record<string, number>;
   /** Input codecs and size, fps, keyframe interval, bitrate, viewers (the heartbeat's stats). */
   ingest: StreamStats;
-  /** The live publish's transport: SRT's RTT, loss, retransmissions, drops, receive buffer; null for RTMP
+  /** The live publish's transport (SRT, WHIP): RTT, loss, retransmissions, drops, receive buffer; null for RTMP
    * or while nothing publishes. */
   transport: TransportStats | null;
   /** Seconds since the relay first saw this stream (this incarnation). */

@@ -3,7 +3,8 @@
  * existing stats at scrape time: the RTMP server's `stats`, and each stream's packager, supervisor and
  * timestamp-repair counters. Per-stream counters are summed over the streams still registered plus those
  * that ended (folded in once, at `ended`), so the totals never go back when a stream is freed.
- * A live SRT publish adds its transport counters per stream (RTT, loss, retransmissions, drops, buffer).
+ * A live SRT or WHIP publish adds its transport counters per stream (RTT, loss, retransmissions, drops,
+ * buffer), named for the transport.
  * `buildMetricsApp` serves them at GET /metrics (fastify `build(opts)`, tested through `inject()`).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -229,15 +230,18 @@ export function createRelayMetrics(options: RelayMetricsOptions): RelayMetrics {
   );
   // SRT transport, per stream while an SRT publish is live (MediaMTX exports the same); absent for RTMP.
   // Counters of the current publish: they start again at 0 when the caller reconnects.
-  const perTransport = (name: string, help: string, read: (t: TransportStats) => number): void =>
+  const perTransport = (
+    name: string,
+    help: string,
+    read: (t: TransportStats) => number | null,
+    transport: TransportStats['transport'] = 'srt',
+  ): void =>
     perStream(name, help, (s) => {
       const t = streamTransport(s);
-      return t ? read(t) : undefined;
+      return t?.transport === transport ? (read(t) ?? undefined) : undefined;
     });
-  perTransport(
-    'rtmp_relay_stream_srt_rtt_seconds',
-    'SRT round-trip time to the caller (smoothed).',
-    (t) => t.rttMs / 1000,
+  perTransport('rtmp_relay_stream_srt_rtt_seconds', 'SRT round-trip time to the caller (smoothed).', (t) =>
+    t.rttMs === null ? null : t.rttMs / 1000,
   );
   perTransport(
     'rtmp_relay_stream_srt_packets_received',
@@ -269,6 +273,26 @@ export function createRelayMetrics(options: RelayMetricsOptions): RelayMetrics {
     'SRT receive buffer size, in packets.',
     (t) => t.receiveBufferCapacity,
   );
+  // WHIP's RTP (video and audio together), per stream while a WHIP publish is live.
+  const whip = (name: string, help: string, read: (t: TransportStats) => number): void =>
+    perTransport(`rtmp_relay_stream_whip_${name}`, help, read, 'whip');
+  whip('packets_received', 'WHIP RTP packets received in the current publish.', (t) => t.packetsReceived);
+  whip(
+    'packets_lost',
+    'WHIP RTP packets found missing (sequence gaps) in the current publish, recovered or not.',
+    (t) => t.packetsLost,
+  );
+  whip(
+    'packets_retransmitted',
+    'WHIP RTP packets that arrived after a NACK (or reordered) in the current publish.',
+    (t) => t.packetsRetransmitted,
+  );
+  whip(
+    'packets_dropped',
+    'WHIP RTP packets given up on in the current publish: a broken frame dropped, a keyframe asked for.',
+    (t) => t.packetsDropped,
+  );
+  whip('jitter_buffer_packets', 'WHIP RTP packets held back by a gap now.', (t) => t.receiveBufferPackets);
 
   new Gauge({
     name: 'rtmp_relay_rtmp_connections',

@@ -38,7 +38,7 @@ import {
   receiverReport,
 } from '../media/rtp-rtcp.ts';
 import { RtpReceiverStats } from '../media/rtp-stats.ts';
-import type { MediaSource, SourceEvents } from '../media/source.ts';
+import type { MediaSource, SourceEvents, TransportStats } from '../media/source.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { TypedEmitter } from '../shared/typed-emitter.ts';
@@ -193,6 +193,23 @@ export class WhipSession extends TypedEmitter<SourceEvents> implements MediaSour
       keyframeRequests: this.keyframeRequests,
       framesDropped: this.#depacketizer.dropped,
       jitterMs: this.#video.stats.jitterMs,
+    };
+  }
+
+  /** The RTP side's health in the shape every packet transport shares (metrics, control API): both tracks. */
+  transportStats(): TransportStats {
+    const tracks = this.#audio ? [this.#video, this.#audio] : [this.#video];
+    const sum = (read: (t: Inbound) => number): number => tracks.reduce((n, t) => n + read(t), 0);
+    return {
+      transport: 'whip',
+      rttMs: null,
+      latencyMs: this.#video.jitter.options.maxDelayMs,
+      packetsReceived: sum((t) => t.jitter.counters.received),
+      packetsLost: sum((t) => t.jitter.counters.missing),
+      packetsRetransmitted: sum((t) => t.jitter.counters.recovered),
+      packetsDropped: sum((t) => t.jitter.counters.lost),
+      receiveBufferPackets: sum((t) => t.jitter.held),
+      receiveBufferCapacity: sum((t) => t.jitter.options.maxPackets),
     };
   }
 

@@ -6,6 +6,7 @@
  *   header and AAC frames spanning the same time as the video; FFmpeg decodes the received FLV without an
  *   error; while the publisher is gone the slate's silent Opus goes out as AAC too; the AAC encoder runs only
  *   while the stream has a destination (its FFmpeg exits when the last goes);
+ * - its RTP counters are in /metrics (`rtmp_relay_stream_whip_*`) and the control API's `transport`;
  * - published with `?profile=transcode`: the HLS has an AAC track made by the transcode (fed that AAC), and
  *   its segments decode.
  */
@@ -17,6 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { FlvSink } from '../../src/media/flv-sink.ts';
 import { FlvTagType, type MediaTag } from '../../src/media/flv-tag.ts';
 import type { RelayHandle } from '../../src/relay/relay.ts';
+import { streamTransport } from '../../src/relay/stream-stats.ts';
 import type { Publish, PublishStart } from '../../src/rtmp/publish.ts';
 import { RtmpServer } from '../../src/rtmp/server.ts';
 import { silentLogger } from '../../src/shared/logger.ts';
@@ -143,6 +145,19 @@ describe('a WHIP stream’s FLV outputs get AAC', { timeout: 180_000 }, () => {
         ...['-of', 'csv=p=0', file],
       ]).done;
       assert.equal(probe.stdout.trim(), 'aac,48000');
+
+      // The WHIP transport's counters are in /metrics, and in the control API's shape (streamTransport).
+      const metrics = (await relay.metrics.inject({ method: 'GET', url: '/metrics' })).body;
+      const line = new RegExp(
+        `^rtmp_relay_stream_whip_packets_received\\{stream="${USER}/restreamed"\\} (\\d+)$`,
+        'm',
+      );
+      assert.ok(Number(line.exec(metrics)?.[1]) > 100, 'WHIP packets received in /metrics');
+      assert.doesNotMatch(metrics, /rtmp_relay_stream_srt_packets_received\{stream="[^"]*restreamed"/);
+      const transport = streamTransport(record.stream);
+      assert.equal(transport?.transport, 'whip');
+      assert.equal(transport?.rttMs, null);
+      assert.ok(transport!.packetsReceived > 100);
 
       // The publisher goes (DELETE): the slate's silent Opus reaches the destination as AAC too.
       const slateStarted = onceEvent(record.stream, 'slate-start');
