@@ -51,11 +51,18 @@ describe('players stay close when the media clock lies', () => {
       await pub.started;
       const rec = records.get(stream)!;
       await rec.ready;
+      let publishing = true;
+      void pub.done.then(
+        () => (publishing = false),
+        () => (publishing = false),
+      );
       const report = await browser.playHls(hls(`glasses-user.com/${stream}/index.m3u8`), {
         seconds: WATCH_SECONDS,
         lowLatency: true,
         startTimeoutMs: 60_000,
       });
+      // The fixture must outlast the watch: a stall at the end of its media is not the relay's.
+      assert.ok(publishing, 'the publisher ran out of media before the player was done (a longer fixture)');
       await pub.stop();
       const clock = rec.stream.clock.stats;
       const latencies = report.samples
