@@ -86,6 +86,12 @@ const BENCHES: Bench[] = [
     goal: 'relay CPU per WHIP stream within 2× RTMP ingest of the same media, same run; WHIP → WHEP under 0.5 s, WHIP → LL-HLS under 2 s p50',
   },
   {
+    name: 'audio-encoders',
+    file: 'audio-encoders.ts',
+    title: 'Audio-only encoders (Opus → AAC for FLV outputs of WHIP streams)',
+    goal: 'Opus → AAC within 1.5× the AAC → Opus encoder WHEP runs, same run; output under 100 ms behind real time p50',
+  },
+  {
     name: 'capacity',
     file: 'capacity.ts',
     title: 'Capacity per relay',
