@@ -15,6 +15,7 @@ import { ffmpegAacEncoder } from '../src/pipeline/aac-encoder.ts';
 import { ChildReaper } from '../src/pipeline/child-reaper.ts';
 import { silentLogger } from '../src/shared/logger.ts';
 import { ffmpegOpusEncoder } from '../src/webrtc/opus-encoder.ts';
+import { webrtcOpusConfig } from '../src/webrtc/whip-session.ts';
 import { fixturePath, loadFixture } from '../test/fixtures/generate.ts';
 import { readFlvAccessUnits } from '../test/helpers/flv-access-units.ts';
 import { cpuOfPid } from './cpu.ts';
@@ -88,15 +89,7 @@ async function main(): Promise<void> {
     keyframe: true,
     data,
   }));
-  // As a WHIP source configures Opus (stereo decoder configuration, no OpusHead).
-  const opus: AudioConfig = {
-    kind: 'audio',
-    codec: 'opus',
-    config: Buffer.alloc(0),
-    sampleRate: 48_000,
-    channels: 2,
-    frameSamples: 960,
-  };
+  const opus = webrtcOpusConfig(); // as a WHIP source configures it
   const glasses = readFlvAccessUnits(await fixturePath('glasses-854x480.flv'));
   const aac = glasses.audio as AudioConfig;
   const aacFrames = glasses.units.filter((u) => u.track === 'audio');

@@ -374,7 +374,7 @@ export class WhipSession extends TypedEmitter<SourceEvents> implements MediaSour
         width: size?.width ?? 0,
         height: size?.height ?? 0,
       };
-      const audio: AudioConfig | null = this.#audio ? opusConfig() : null;
+      const audio: AudioConfig | null = this.#audio ? webrtcOpusConfig() : null;
       this.#started = { video, audio, hasVideo: true, hasAudio: audio !== null, metadata: null };
       this.safeEmit('start', this.#started);
     } else if (keyframe && sps && pps) {
@@ -438,7 +438,7 @@ export class WhipSession extends TypedEmitter<SourceEvents> implements MediaSour
  * `opus/48000/2`), which also decodes mono packets. No OpusHead arrives over RTP; the CMAF writer builds
  * the dOps box from these numbers.
  */
-function opusConfig(): AudioConfig {
+export function webrtcOpusConfig(): AudioConfig {
   return {
     kind: 'audio',
     codec: 'opus',

@@ -24,6 +24,7 @@ import {
   specOfInput,
 } from '../../../src/stream/slate-media.ts';
 import { SlateRunner } from '../../../src/stream/slate-runner.ts';
+import { webrtcOpusConfig } from '../../../src/webrtc/whip-session.ts';
 
 const PORTRAIT: SlateSpec = {
   profile: 'baseline',
@@ -126,14 +127,7 @@ describe('slate cache (real FFmpeg)', () => {
   });
 
   it('an Opus stream (WHIP) gets a slate with an Opus track of silent frames, its encode without audio', async () => {
-    const opus = {
-      kind: 'audio' as const,
-      codec: 'opus' as const,
-      config: Buffer.alloc(0),
-      sampleRate: 48_000,
-      channels: 2,
-      frameSamples: 960,
-    };
+    const opus = webrtcOpusConfig();
     const spec = specOfInput(media.video, opus);
     assert.deepEqual(spec, { ...PORTRAIT, audio: { codec: 'opus', sampleRate: 48_000, channels: 2 } });
     assert.ok(!slateArgs(spec!).some((a) => a.includes('anullsrc')), 'no audio encoded');
