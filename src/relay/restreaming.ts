@@ -93,7 +93,7 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
       // whose input stops): its SPS/PPS replace the publisher's until it is back, at a keyframe.
       const onSlateStart = (start: SourceStart): void => {
         slate = start;
-        manager.start(flvStartOf(start, stream.configTime('video')));
+        manager.start(flvStartOf(forFlv(start), stream.configTime('video')));
       };
       const onSlateAu = (au: AccessUnit): void => {
         if (manager.size === 0) return stopAac();

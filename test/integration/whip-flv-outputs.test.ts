@@ -179,7 +179,15 @@ describe('a WHIP stream’s FLV outputs get AAC', { timeout: 180_000 }, () => {
     }
   });
 
-  it('?profile=transcode: the transcode is fed AAC, and HLS carries it', async () => {
+  it('?profile=transcode: the transcode is fed AAC, and HLS carries it (an unknown profile is refused)', async () => {
+    const refused = await fetch(`${base}/whip/live/${USER}/bogus?profile=fast`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/sdp' },
+      body: 'v=0\r\n',
+    });
+    assert.equal(refused.status, 401);
+    assert.match(await refused.text(), /unknown profile "fast" \(use auto, copy, transcode, abr\)/);
+
     await publish('transcoded', '?profile=transcode');
     const record = await eventually('the stream', () => records.get('transcoded'), 30_000);
     await eventually('its decision', () => record.stream.decision || undefined, 30_000);
