@@ -27,6 +27,10 @@ export interface AacEncoderOptions extends AudioEncoderOptions {
 export interface AacEncoderHandle {
   push(au: AccessUnit): void;
   close(): void;
+  /** Input frames dropped because FFmpeg was behind. */
+  readonly dropped: number;
+  /** FFmpeg runs that ended unasked (each restarted). */
+  readonly failures: number;
 }
 
 /**

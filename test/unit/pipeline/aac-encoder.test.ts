@@ -123,4 +123,49 @@ describe('Opus → AAC encoder (FLV outputs of WHIP streams)', () => {
     // After the gap, frames follow the input's stamps again: a frame lands within one frame of 1200 ms.
     assert.ok(frames.some((f) => f.dts >= 1200 && f.dts < 1200 + FRAME_MS));
   });
+
+  it('a dying FFmpeg is restarted, and what comes after lands on the stream’s clock again', async () => {
+    const added: number[] = [];
+    const reaper = new (class extends ChildReaper {
+      override add(pid: number): void {
+        added.push(pid);
+        super.add(pid);
+      }
+    })();
+    const frames: AccessUnit[] = [];
+    let waiting: { count: number; resolve: () => void } | null = null;
+    const until = (count: number) =>
+      new Promise<void>((resolve) => {
+        if (frames.length >= count) resolve();
+        else waiting = { count, resolve };
+      });
+    const encoder = ffmpegAacEncoder({ ffmpegPath: 'ffmpeg', reaper, log: silentLogger() })(OPUS, (frame) => {
+      frames.push(frame);
+      if (waiting && frames.length >= waiting.count) waiting.resolve();
+    });
+    try {
+      const units = await opusUnits(0);
+      for (const au of units.slice(0, 100)) encoder.push(au);
+      await until(60);
+      process.kill(added[0]!, 'SIGKILL');
+      const deadline = Date.now() + 20_000;
+      while (added.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(added.length, 2, 'a new FFmpeg after the crash');
+      assert.equal(encoder.failures, 1);
+      const before = frames.length;
+      // The publisher went on meanwhile: its next frames are 3 s later on the stream's clock.
+      for (const au of units.slice(0, 100)) encoder.push({ ...au, dts: au.dts + 3000, pts: au.pts + 3000 });
+      await until(before + 60);
+      const after = frames.slice(before);
+      assert.equal(after[0]!.dts, 3000, 'the new run starts where its input starts');
+      for (let i = 1; i < after.length; i++)
+        assert.ok(Math.abs(after[i]!.dts - after[i - 1]!.dts - FRAME_MS) < 1e-6);
+    } finally {
+      encoder.close();
+    }
+    const deadline = Date.now() + 10_000;
+    while (reaper.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(reaper.size, 0, 'FFmpeg exited on close');
+    reaper.close();
+  });
 });
