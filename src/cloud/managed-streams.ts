@@ -432,6 +432,7 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
         const tracker = this.#tracker(r);
         if (!tracker.ack(message.ackId, this.#now())) return null;
         r.keepAlive = tracker.snapshot();
+        r.glassesHeard = true;
         return [];
       });
       return;
@@ -445,7 +446,10 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
       attempt: message.attempt,
       maxAttempts: message.maxAttempts,
     };
-    await this.#act(existing.streamId, (r) => this.#srtFallback(r, event) ?? this.#transition(r, event));
+    await this.#act(existing.streamId, (r) => {
+      r.glassesHeard = true;
+      return this.#srtFallback(r, event) ?? this.#transition(r, event);
+    });
   }
 
   /**
@@ -944,14 +948,21 @@ export class ManagedStreams extends TypedEmitter<ManagedStreamsEvents> {
     const now = this.#now();
     let ended = false;
     let ackId = '';
+    let waiting = false;
     const r = await this.#act(streamId, (x) => {
+      // Not before the glasses know the stream (see StreamRecord.glassesHeard); the start's own timeout
+      // ends a stream whose glasses never answer.
+      if (x.state.phase === 'initializing' && !x.glassesHeard) {
+        waiting = true;
+        return null;
+      }
       const tracker = this.#tracker(x);
       ended = tracker.tick(now).ended;
       if (!ended) ackId = tracker.next(now);
       x.keepAlive = tracker.snapshot();
       return [];
     });
-    if (!r) return;
+    if (!r || waiting) return;
     if (ended) {
       this.#log.warn({ streamId }, 'glasses stopped answering keep-alives');
       await this.#event(streamId, { type: 'keepalive_missed_limit' });

@@ -46,6 +46,13 @@ export interface StreamRecord {
   ingest?: 'rtmp' | 'srt' | 'whip';
   /** The glasses reported an error while handed SRT (UDP blocked): every later start uses RTMP. */
   srtFailed?: boolean;
+  /**
+   * The glasses answered about this stream (a status or an ACK). Keep-alives wait for it while the stream
+   * initializes: sent before the start reached them (the start is held in the store first, the keep-alive is
+   * not, and they may leave from different replicas), a keep-alive for a stream the glasses do not know makes
+   * them stop (protocol) and the stream ends in error (seen under load in cloud-replicas).
+   */
+  glassesHeard?: boolean;
   /** The WHEP URL the relay announced in its hls-ready (apps get it while that relay serves the stream). */
   webrtc?: { relayId: string; url: string } | null;
   /** An app asked for a recording (`recording: {mode: 'automatic'}`). */

@@ -21,6 +21,7 @@ function setup(
     staticRelays?: { rtmpUrl: string; hlsUrl: string }[];
     probeHls?: (url: string, signal: AbortSignal) => Promise<boolean>;
     hlsPublicBaseUrl?: string;
+    keepAliveMs?: number;
   } = {},
 ) {
   const store = new MemoryCloudStore();
@@ -703,5 +704,23 @@ describe('managed streams: glasses that fail on SRT', () => {
     } finally {
       await close();
     }
+  });
+});
+
+describe('managed streams: keep-alives', () => {
+  it('sends none before the glasses answered about the stream (one would overtake the start), then every round', async () => {
+    const { streams, sent } = setup({
+      staticRelays: [{ rtmpUrl: 'rtmp://10.0.0.9:1935', hlsUrl: 'http://10.0.0.9:8888' }],
+      keepAliveMs: 5,
+    });
+    const keepAlives = () => sent.filter((s) => s.message.type === 'keep_rtmp_stream_alive').length;
+    const { streamId } = await streams.request('a@b.com', 'com.app');
+    assert.ok(sent.some((s) => s.message.type === 'start_rtmp_stream'));
+    // Absence can only be watched for a while: twenty rounds.
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(keepAlives(), 0, 'no keep-alive while the glasses have said nothing');
+    await streams.glassesMessage('a@b.com', { type: 'rtmp_stream_status', streamId, status: 'initializing' });
+    await eventuallyHeard(() => keepAlives() > 0);
+    await streams.close();
   });
 });
