@@ -112,6 +112,8 @@ describe('a cloud that loses nothing: two replicas, Redis, three relays, twenty 
   let lb: { port: number; close(): void };
   let replay: MediaTag[];
   const pairs: Pair[] = [];
+  /** What each start opened, closed in after() whether or not the start succeeded. */
+  const opened: (() => unknown)[] = [];
   const killAll = (): void => {
     for (const p of [...clouds.values(), ...relays.values()]) killGroup(p.pid, 'SIGKILL');
   };
@@ -145,6 +147,7 @@ describe('a cloud that loses nothing: two replicas, Redis, three relays, twenty 
       p.app.close();
       await p.sim.close();
     }
+    for (const close of opened.splice(0)) await close(); // those of starts that failed (closing twice is fine)
     for (const p of [...relays.values(), ...clouds.values()]) killGroup(p.pid, 'SIGKILL');
     process.off('exit', killAll);
     lb?.close();
@@ -173,6 +176,9 @@ describe('a cloud that loses nothing: two replicas, Redis, three relays, twenty 
           commands: i % 2 === 0 ? 'stream' : 'rtmp',
           cloudRetryMs: { first: 200, max: 1000 },
         });
+        // Closed in after() even when this start fails: a sim or app left open keeps the file running until
+        // its timeout (seen: one failed start turned into a 300 s wait).
+        opened.push(() => sim.close());
         await sim.connect();
         const app = new ManagedStreamClient({
           cloudUrl: `http://127.0.0.1:${lb.port}`,
@@ -182,6 +188,7 @@ describe('a cloud that loses nothing: two replicas, Redis, three relays, twenty 
           startTimeoutMs: START_DEADLINE_MS,
           reconnectMs: { first: 200, max: 1000 },
         });
+        opened.push(() => app.close());
         const heard = watchStatuses(app);
         const urls = await app.startManagedStream();
         pairs.push({ userId, sim, app, heard, streamId: urls.streamId, hlsUrl: urls.hlsUrl });
