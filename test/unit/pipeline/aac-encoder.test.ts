@@ -9,6 +9,7 @@ import { silentLogger } from '../../../src/shared/logger.ts';
 import { adtsHeader } from '../../../src/webrtc/opus-encoder.ts';
 import { loadFixture } from '../../fixtures/generate.ts';
 import { OPUS_TONE_STARTS_AT } from '../../fixtures/opus.ts';
+import { eventually } from '../../helpers/relay-process.ts';
 
 const OPUS: AudioConfig = {
   kind: 'audio',
@@ -49,9 +50,7 @@ async function encode(units: AccessUnit[], count: number): Promise<AccessUnit[]>
   } finally {
     encoder.close();
   }
-  const deadline = Date.now() + 10_000;
-  while (reaper.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  assert.equal(reaper.size, 0, 'FFmpeg exited on close');
+  await eventually('FFmpeg exited on close', () => reaper.size === 0, 10_000);
   reaper.close();
   return frames;
 }
@@ -163,9 +162,7 @@ describe('Opus → AAC encoder (FLV outputs of WHIP streams)', () => {
     } finally {
       encoder.close();
     }
-    const deadline = Date.now() + 10_000;
-    while (reaper.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(reaper.size, 0, 'FFmpeg exited on close');
+    await eventually('FFmpeg exited on close', () => reaper.size === 0, 10_000);
     reaper.close();
   });
 });

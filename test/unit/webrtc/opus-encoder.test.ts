@@ -5,6 +5,7 @@ import { silentLogger } from '../../../src/shared/logger.ts';
 import { adtsHeader, ffmpegOpusEncoder, opusEncoderArgs } from '../../../src/webrtc/opus-encoder.ts';
 import { fixturePath } from '../../fixtures/generate.ts';
 import { readFlvAccessUnits } from '../../helpers/flv-access-units.ts';
+import { eventually } from '../../helpers/relay-process.ts';
 
 describe('AAC → Opus encoder', () => {
   it('builds its argv from numbers only (no shell, nothing from a request)', () => {
@@ -47,9 +48,7 @@ describe('AAC → Opus encoder', () => {
     } finally {
       encoder.close();
     }
-    const deadline = Date.now() + 10_000;
-    while (reaper.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(reaper.size, 0, 'FFmpeg exited');
+    await eventually('FFmpeg exited', () => reaper.size === 0, 10_000);
     reaper.close();
   });
 });
