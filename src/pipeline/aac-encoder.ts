@@ -8,7 +8,7 @@
  *
  * The AAC configuration is known before any frame is encoded (`aacConfigFor`): outputs announce it at once.
  */
-import type { AccessUnit, AudioConfig } from '../media/access-unit.ts';
+import { type AccessUnit, type AudioConfig, isAudioConfig, type SourceStart } from '../media/access-unit.ts';
 import { audioSpecificConfig, splitAdts } from '../media/adts.ts';
 import { OggOpusWriter, opusPacketSamples } from '../media/ogg-opus.ts';
 import { ErrorCodes } from '../shared/errors.ts';
@@ -54,6 +54,12 @@ export function aacConfigFor(opus: AudioConfig): AudioConfig {
     channels,
     frameSamples: AAC_FRAME_SAMPLES,
   };
+}
+
+/** A start as FLV outputs see it: Opus audio becomes the AAC the encoder makes of it; any other is as it is. */
+export function flvAudioOf(start: SourceStart): SourceStart {
+  const audio = start.audio;
+  return isAudioConfig(audio) && audio.codec === 'opus' ? { ...start, audio: aacConfigFor(audio) } : start;
 }
 
 /** FFmpeg's argv: Ogg Opus on stdin, ADTS AAC-LC 48 kHz on stdout, flushed per frame. */

@@ -15,7 +15,12 @@ import {
   type TrackConfig,
 } from '../media/access-unit.ts';
 import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
-import { type AacEncoderFactory, type AacEncoderHandle, aacConfigFor } from '../pipeline/aac-encoder.ts';
+import {
+  type AacEncoderFactory,
+  type AacEncoderHandle,
+  aacConfigFor,
+  flvAudioOf,
+} from '../pipeline/aac-encoder.ts';
 import type { RestreamDestination, RestreamOutput } from '../restream/manager.ts';
 import { RestreamManager, type RestreamManagerOptions } from '../restream/manager.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -35,12 +40,6 @@ export interface RestreamingOptions {
   tuning?: Omit<RestreamManagerOptions, 'log'>;
   /** Opus → AAC for WHIP streams; absent: their destinations get video only. */
   aacEncoder?: AacEncoderFactory;
-}
-
-/** A start as FLV outputs see it: Opus audio becomes the AAC the encoder makes of it. */
-function forFlv(start: SourceStart): SourceStart {
-  const audio = start.audio;
-  return isAudioConfig(audio) && audio.codec === 'opus' ? { ...start, audio: aacConfigFor(audio) } : start;
 }
 
 export class Restreaming extends TypedEmitter<RestreamingEvents> {
@@ -82,7 +81,7 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
       const onInput = (start: SourceStart): void => {
         stopAac(); // a new publish: its encoder starts with its first frame (another codec needs none)
         if (slate) return; // back during the slate: its configuration goes out at slate-end
-        manager.start(flvStartOf(forFlv(start), stream.configTime('video')));
+        manager.start(flvStartOf(flvAudioOf(start), stream.configTime('video')));
       };
       const onConfig = (config: TrackConfig): void => {
         if (slate) return;
@@ -93,7 +92,7 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
       // whose input stops): its SPS/PPS replace the publisher's until it is back, at a keyframe.
       const onSlateStart = (start: SourceStart): void => {
         slate = start;
-        manager.start(flvStartOf(forFlv(start), stream.configTime('video')));
+        manager.start(flvStartOf(flvAudioOf(start), stream.configTime('video')));
       };
       const onSlateAu = (au: AccessUnit): void => {
         if (manager.size === 0) return stopAac();
@@ -107,7 +106,7 @@ export class Restreaming extends TypedEmitter<RestreamingEvents> {
       const onSlateEnd = (): void => {
         slate = null;
         const config = stream.configuration;
-        if (config) manager.start(flvStartOf(forFlv(config), stream.configTime('video')));
+        if (config) manager.start(flvStartOf(flvAudioOf(config), stream.configTime('video')));
       };
       const onMedia = (au: AccessUnit): void => {
         if (manager.size === 0) return stopAac(); // nothing to push: no FLV to make (most streams have none)

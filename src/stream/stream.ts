@@ -54,7 +54,12 @@ import type { MediaTag } from '../media/flv-tag.ts';
 import type { Fmp4Fragment, Fmp4Init } from '../media/fmp4.ts';
 import type { MediaSource } from '../media/source.ts';
 import { TimestampRepair } from '../media/timestamp-repair.ts';
-import { type AacEncoderFactory, type AacEncoderHandle, aacConfigFor } from '../pipeline/aac-encoder.ts';
+import {
+  type AacEncoderFactory,
+  type AacEncoderHandle,
+  aacConfigFor,
+  flvAudioOf,
+} from '../pipeline/aac-encoder.ts';
 import type { ChildReaper } from '../pipeline/child-reaper.ts';
 import { SEED_TARGET } from '../pipeline/encoders.ts';
 import { type PipelineProfile, partFragmentMs } from '../pipeline/ffmpeg-args.ts';
@@ -465,9 +470,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
 
   #flvStart(): ReturnType<typeof flvStartOf> {
     const start = this.#start!;
-    const opus = this.#opusAudio();
-    const flv = opus && this.#options.aacEncoder ? { ...start, audio: aacConfigFor(opus) } : start;
-    return flvStartOf(flv, this.configTime('video'));
+    return flvStartOf(this.#options.aacEncoder ? flvAudioOf(start) : start, this.configTime('video'));
   }
 
   /** The publisher's audio configuration when it is Opus (WHIP), which FLV cannot carry. */
