@@ -72,6 +72,11 @@ export interface PlaybackReport {
   fatalErrors: string[];
   /** hls.js non-fatal ERROR events and a rejected play(). */
   nonFatalErrors: string[];
+  /**
+   * hls.js's loads and appends (sn, part, discontinuity, what each buffered, how long it took) and the
+   * video's 'waiting' events (the last TRACE_ENTRIES), for a failure's message: see stallTrace().
+   */
+  trace: TraceEntry[];
   /** currentTime every SAMPLE_INTERVAL_MS over the wanted duration, from the start of playback. */
   samples: PlaybackSample[];
   /** hls.js LEVEL_LOADED events: the media playlist loads, refreshes of a live playlist included. */
@@ -82,6 +87,32 @@ export interface PlaybackReport {
   levels: HlsLevel[];
   /** hls.js LEVEL_SWITCHED events: the level whose fragments play from then on (ms since loadSource()). */
   levelSwitches: { atMs: number; level: number }[];
+}
+
+export interface TraceEntry {
+  /** Milliseconds since loadSource(). */
+  atMs: number;
+  text: string;
+}
+
+/** Trace entries kept per playback (a 60 s LL-HLS run makes about 2,000). */
+const TRACE_ENTRIES = 4000;
+
+/**
+ * What hls.js did around each stall (from `marginMs` before it to its end), with its errors: a stall
+ * assertion's message, so a failure on a loaded machine says whether the media had a hole or arrived late.
+ */
+export function stallTrace(report: PlaybackReport, stalls = report.stalls, marginMs = 3000): string {
+  const lines = [`errors: ${JSON.stringify(report.nonFatalErrors)}`];
+  for (const stall of stalls) {
+    lines.push(`stall at ${stall.atMs} ms for ${stall.durationMs} ms:`);
+    for (const e of report.trace) {
+      if (e.atMs >= stall.atMs - marginMs && e.atMs <= stall.atMs + stall.durationMs + 500) {
+        lines.push(`  ${e.atMs} ms: ${e.text}`);
+      }
+    }
+  }
+  return lines.join('\n');
 }
 
 export interface HlsLevel {
@@ -122,7 +153,8 @@ type PageEvent =
   | { kind: 'levelSwitched'; level: number }
   | { kind: 'hlsError'; fatal: boolean; text: string }
   | { kind: 'videoError'; text: string }
-  | { kind: 'playRejected'; text: string };
+  | { kind: 'playRejected'; text: string }
+  | { kind: 'trace'; text: string };
 
 const PAGE_HTML = `<!doctype html>
 <html>
@@ -179,7 +211,32 @@ const PAGE_HTML = `<!doctype html>
     if (!Hls.isSupported()) throw new Error('hls.js is not supported here (no MediaSource with H.264/AAC)');
     const hls = new Hls(config);
     window.hls = hls;
-    hls.on(Hls.Events.LEVEL_LOADED, () => report({ kind: 'levelLoaded' }));
+    hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => {
+      report({ kind: 'levelLoaded' });
+      const st = data.stats || {};
+      const d = data.details || {};
+      report({ kind: 'trace', text: 'playlist ' + (d.endSN ?? '?') + '/' + ((d.partList || []).length) +
+        ' took ' + Math.round((st.loading && st.loading.end - st.loading.start) || 0) + ' ms' });
+    });
+    const frag = (data) => {
+      const f = data.frag || {};
+      const p = data.part ? '.p' + data.part.index : '';
+      return 'sn ' + f.sn + p + ' cc ' + f.cc;
+    };
+    hls.on(Hls.Events.FRAG_LOADING, (_event, data) => report({ kind: 'trace', text: 'load ' + frag(data) }));
+    hls.on(Hls.Events.FRAG_BUFFERED, (_event, data) => {
+      const es = (data.frag && data.frag.elementaryStreams) || {};
+      const span = (t) => (es[t] ? t[0] + ' ' + Number(es[t].startPTS).toFixed(3) + '-' + Number(es[t].endPTS).toFixed(3) : '');
+      const st = (data.part || data.frag || {}).stats || {};
+      const ranges = [];
+      for (let i = 0; i < video.buffered.length; i++) {
+        ranges.push(video.buffered.start(i).toFixed(3) + '-' + video.buffered.end(i).toFixed(3));
+      }
+      report({ kind: 'trace', text: 'buffered ' + frag(data) + ' ' + span('audio') + ' ' + span('video') + ' ' + span('audiovideo') +
+        ' load ' + Math.round((st.loading && st.loading.end - st.loading.start) || 0) + ' ms; now ' +
+        video.currentTime.toFixed(3) + ' in ' + ranges.join(' ') });
+    });
+    video.addEventListener('waiting', () => report({ kind: 'trace', text: 'waiting at ' + video.currentTime.toFixed(3) }));
     hls.on(Hls.Events.ERROR, (_event, data) => {
       const status = data.response && data.response.code ? ' HTTP ' + data.response.code : '';
       const url = data.url || (data.frag && data.frag.url) || (data.context && data.context.url) || '';
@@ -298,6 +355,7 @@ async function playInBrowser(
 ): Promise<PlaybackReport> {
   const fatalErrors: string[] = [];
   const nonFatalErrors: string[] = [];
+  const trace: TraceEntry[] = [];
   const samples: PlaybackSample[] = [];
   let levelsLoaded = 0;
   let levels: HlsLevel[] = [];
@@ -337,6 +395,10 @@ async function playInBrowser(
         break;
       case 'playRejected':
         nonFatalErrors.push(`${since()} ms: ${event.text}`);
+        break;
+      case 'trace':
+        trace.push({ atMs: since(), text: event.text });
+        if (trace.length > TRACE_ENTRIES) trace.shift();
         break;
     }
   };
@@ -400,6 +462,7 @@ async function playInBrowser(
     stalls: computeStalls(samples),
     fatalErrors,
     nonFatalErrors,
+    trace,
     samples,
     levelsLoaded,
     stamps,
