@@ -69,16 +69,6 @@ export const MAX_CLOCK_LIE = 0.35;
 /** Most silent frames before one frame (a second of 48 kHz AAC): a longer gap is the publisher's own. */
 const MAX_SILENT_FRAMES = 47;
 
-/**
- * A raw AAC-LC frame of silence (1024 samples; a single or a pair channel element with no spectral data),
- * for 1 or 2 channels; null for other layouts (they get gaps). The bytes hls.js inserts for the same reason.
- */
-export function silentAacFrame(channels: number): Buffer | null {
-  if (channels === 1) return Buffer.from([0x00, 0xc8, 0x00, 0x80, 0x23, 0x80]);
-  if (channels === 2) return Buffer.from([0x21, 0x00, 0x49, 0x90, 0x02, 0x19, 0x00, 0x23, 0x80]);
-  return null;
-}
-
 /** Most points kept: one per video frame at 120 fps over the window, with room. */
 const MAX_POINTS = 4096;
 

@@ -331,6 +331,9 @@ const SYNC_FLAGS = 0x02000000;
 /** sample_depends_on = 1, sample_is_non_sync_sample. */
 const NON_SYNC_FLAGS = 0x01010000;
 
+/** The most silence a flush adds to audio that ended before the video (ms): see flush(). */
+export const MAX_PAD_MS = 1000;
+
 const MFHD_SIZE = 16;
 const TRAF_FIXED = 8 + 16 + 20 + 20; // traf header, tfhd, tfdt, trun without its sample table
 const VIDEO_ENTRY = 16;
@@ -359,6 +362,8 @@ export interface CmafWriterStats {
   videoDtsRaised: number;
   /** Fragments of audio alone sent because video had stalled past maxAudioHoldMs. */
   audioHoldOverflows: number;
+  /** Silent audio frames added at a flush so the audio reaches the video's end (see flush()). */
+  audioPadded: number;
 }
 
 interface HeldVideo {
@@ -390,6 +395,7 @@ export class CmafWriter {
     audioResyncs: 0,
     videoDtsRaised: 0,
     audioHoldOverflows: 0,
+    audioPadded: 0,
   };
   readonly #videoId: number;
   readonly #audioId: number;
@@ -445,10 +451,17 @@ export class CmafWriter {
     return this.#pushAudio(au);
   }
 
-  /** Emits everything held (end of publish, or before a configuration change). */
-  flush(): Fmp4Fragment[] {
+  /**
+   * Emits everything held (end of publish, or before a configuration change). With `padAudio` (one silent
+   * frame of the audio track's format), audio that ends before the last video frame does goes on in silence
+   * up to that frame's end (whole frames, never past it; not when it stopped over MAX_PAD_MS before: that
+   * gap is the publisher's): what comes next on the timeline (a slate) starts where the video ends, and a
+   * player's buffered audio must reach it (a hole in it stalls hls.js for seconds).
+   */
+  flush(padAudio?: Buffer | null): Fmp4Fragment[] {
     const out: Fmp4Fragment[] = [];
     const held = this.#held;
+    if (held && padAudio) this.#padAudio(held, padAudio);
     if (held) {
       this.#held = null;
       out.push(this.#fragment(held, this.#lastVideoDuration ?? UNKNOWN_FRAME_TICKS, this.#audio.length));
@@ -456,6 +469,21 @@ export class CmafWriter {
       out.push(this.#fragment(null, 0, this.#audio.length));
     }
     return out;
+  }
+
+  #padAudio(held: HeldVideo, silence: Buffer): void {
+    let time = this.#nextAudioTime;
+    if (this.#audioId === 0 || time === null) return;
+    const fs = this.#frameSamples;
+    const videoEnd = Math.floor(
+      ((held.decode + (this.#lastVideoDuration ?? UNKNOWN_FRAME_TICKS)) * this.#audioScale) / VIDEO_TIMESCALE,
+    );
+    if (videoEnd - time > (MAX_PAD_MS * this.#audioScale) / 1000) return;
+    for (; time + fs <= videoEnd; time += fs) {
+      this.#audio.push({ data: silence, dts: (time * 1000) / this.#audioScale, time, jump: false });
+      this.stats.audioPadded++;
+    }
+    this.#nextAudioTime = time;
   }
 
   #pushVideo(au: AccessUnit): Fmp4Fragment[] {

@@ -19,6 +19,7 @@ import { FlvDemuxer } from '../media/flv-demux.ts';
 import { readFlv } from '../media/flv-reader.ts';
 import type { Fmp4Init } from '../media/fmp4.ts';
 import { parseAvcConfig } from '../media/nal.ts';
+import { silentOpusFrame } from '../media/silence.ts';
 import { ErrorCodes, RelayError } from '../shared/errors.ts';
 
 /** Frames in the encoded GOP: a second at up to 60 fps, the most a slate GOP uses (see slateGopFrames). */
@@ -85,10 +86,6 @@ function audioOf(
 }
 
 const OPUS_RATE = 48_000;
-/** 20 ms of silence in Opus: TOC config 31 (CELT fullband 20 ms), one frame, mono or stereo; 2 payload bytes. */
-export function silentOpusFrame(channels: number): Buffer {
-  return Buffer.from([channels >= 2 ? 0xfc : 0xf8, 0xff, 0xfe]);
-}
 
 /**
  * The spec matching a publish's configuration (what re-streams and copy streams carry): its H.264 profile,

@@ -103,7 +103,8 @@ export class SlateRunner {
       if (this.#timer) clearInterval(this.#timer);
       this.#timer = null;
       this.#write(this.mediaNowMs);
-      for (const t of this.#targets) this.#push(t, t.writer.flush());
+      // Its audio runs on to its video's end: the publisher's return starts there (no hole a player stalls at).
+      for (const t of this.#targets) this.#push(t, t.writer.flush(t.clock.media.silence));
     }
     return this.endMs;
   }

@@ -47,11 +47,12 @@ import {
   type TrackConfig,
 } from '../media/access-unit.ts';
 import { avcRecordFormat, playerDecodable } from '../media/avc-sps.ts';
-import { ClockDrift, silentAacFrame } from '../media/clock-drift.ts';
+import { ClockDrift } from '../media/clock-drift.ts';
 import { CmafWriter } from '../media/cmaf-writer.ts';
 import { flvConfigTagOf, flvStartOf, flvTagOf } from '../media/flv-demux.ts';
 import type { MediaTag } from '../media/flv-tag.ts';
 import type { Fmp4Fragment, Fmp4Init } from '../media/fmp4.ts';
+import { silentFrameFor } from '../media/silence.ts';
 import type { MediaSource } from '../media/source.ts';
 import { TimestampRepair } from '../media/timestamp-repair.ts';
 import {
@@ -252,6 +253,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
   #start: SourceStart | null = null;
   /** The in-process CMAF writer while copying; null otherwise. */
   #writer: CmafWriter | null = null;
+  /** A silent frame of the copy writer's audio: its flush runs the audio on to the video's end (see CmafWriter). */
+  #writerSilence: Buffer | null = null;
   /** The copy writer waits for a video keyframe before it writes anything (after a start or a new init). */
   #awaitKeyframe = true;
   /** The current GOP's access units, from its keyframe (repaired). */
@@ -439,9 +442,8 @@ export class Stream extends TypedEmitter<StreamEvents> {
       audio
         ? {
             frameMs: (audio.frameSamples / audio.sampleRate) * 1000,
-            // AAC-LC only: the silence is an AAC frame (an Opus track gets none: its gaps stay gaps).
-            silentFrame:
-              audio.codec === 'aac' && notCopyable(audio) === null ? silentAacFrame(audio.channels) : null,
+            // AAC-LC only (an Opus track gets none: its gaps stay gaps).
+            silentFrame: audio.codec === 'aac' ? silentFrameFor(audio) : null,
           }
         : null,
     );
@@ -487,6 +489,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
     const audio = isAudioConfig(start.audio) ? start.audio : null;
     try {
       this.#writer = new CmafWriter({ video, audio });
+      this.#writerSilence = audio ? silentFrameFor(audio) : null;
     } catch (err) {
       // A configuration the writer cannot describe (the demuxers check what they can): FFmpeg may still read it.
       const code = err instanceof RelayError ? err.code : 'INTERNAL';
@@ -506,7 +509,7 @@ export class Stream extends TypedEmitter<StreamEvents> {
     const writer = this.#writer;
     if (!writer) return;
     this.#writer = null;
-    this.#pushFragments(writer.flush());
+    this.#pushFragments(writer.flush(this.#writerSilence));
   }
 
   #pushFragments(fragments: readonly Fmp4Fragment[]): void {

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Segment } from '../../src/hls/packager.ts';
 import type { AccessUnit } from '../../src/media/access-unit.ts';
+import { readCmafInit, readCmafSamples } from '../../src/media/cmaf-samples.ts';
 import { readFlv } from '../../src/media/flv-reader.ts';
 import type { MediaTag } from '../../src/media/flv-tag.ts';
 import type { RelayHandle } from '../../src/relay/relay.ts';
@@ -146,6 +147,26 @@ describe('slate while the publisher is gone', () => {
       assert.ok(
         Math.abs(start - prevEnd) < 0.05,
         `segment ${i} starts at ${start}, the one before ends at ${prevEnd}`,
+      );
+    }
+
+    // The audio has no hole at either transition (hls.js stalls seconds at one wider than 0.1 s, and
+    // Chromium splits its buffered range at two frames): the publisher's last audio runs on in silence to its
+    // video's end, the slate's to the return. Sample starts never more than two frames apart.
+    const audio = rec.segments.flatMap((seg) => {
+      const configs = readCmafInit(initOf(rec, seg).data);
+      const frameSeconds = configs.audio!.config.frameSamples / configs.audio!.config.sampleRate;
+      return seg.fragments.flatMap((f) =>
+        readCmafSamples(configs, seg.data.subarray(f.offset, f.offset + f.size))
+          .filter((x) => x.track === 'audio')
+          .map((x) => ({ dts: x.dts, frameSeconds, msn: seg.msn })),
+      );
+    });
+    for (let i = 1; i < audio.length; i++) {
+      const gap = audio[i]!.dts - audio[i - 1]!.dts;
+      assert.ok(
+        gap > 0 && gap <= 2 * audio[i]!.frameSeconds + 0.001,
+        `audio in segment ${audio[i]!.msn}: ${Math.round(gap * 1000)} ms after the frame before`,
       );
     }
 

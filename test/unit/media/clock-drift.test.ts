@@ -10,7 +10,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AccessUnit } from '../../../src/media/access-unit.ts';
-import { ClockDrift, silentAacFrame } from '../../../src/media/clock-drift.ts';
+import { ClockDrift } from '../../../src/media/clock-drift.ts';
+import { silentAacFrame } from '../../../src/media/silence.ts';
 
 /** An AAC frame at 48 kHz. */
 const AUDIO_FRAME_MS = 1024 / 48;

@@ -396,6 +396,7 @@ describe('cmaf: writer → reader round trip', () => {
       audioResyncs: 0,
       videoDtsRaised: 0,
       audioHoldOverflows: 0,
+      audioPadded: 0,
     };
     const started = performance.now();
     for (let i = 0; i < 10_000; i++) {

@@ -314,6 +314,7 @@ describe('cmaf: fragments byte for byte', () => {
       audioResyncs: 0,
       videoDtsRaised: 0,
       audioHoldOverflows: 0,
+      audioPadded: 0,
     });
   });
 });
@@ -480,6 +481,49 @@ describe('cmaf: fragmenting policy', () => {
     w.push(v(0, 0, true, '00000001 65'));
     const [f] = w.flush();
     assert.equal(f!.runs[0]!.duration, 3000);
+  });
+});
+
+describe('cmaf: a flush runs the audio on to the video end in silence', () => {
+  const SILENCE = hex('00c8008023 80');
+  /** Video at 0, 100, 200 ms (ends at 300 ms: 14,400 samples at 48 kHz); audio for its first `audioMs`. */
+  const written = (audioMs: number) => {
+    const w = new CmafWriter({ video: H264, audio: AAC_48K_MONO });
+    const fragments: Fmp4Fragment[] = [];
+    for (let i = 0; (i * 1024 * 1000) / 48000 < audioMs; i++)
+      fragments.push(...w.push(a((i * 1024 * 1000) / 48000, '01')));
+    for (const t of [0, 100, 200]) fragments.push(...w.push(v(t, t, t === 0, '00000001 65')));
+    return { w, fragments };
+  };
+  const audioEnd = (fragments: Fmp4Fragment[]): number =>
+    Math.max(
+      ...fragments.flatMap((f) =>
+        f.runs.filter((r) => r.trackId === 2).map((r) => r.baseDecodeTime + r.duration),
+      ),
+    );
+
+  it("whole silent frames up to the last frame's end, never past it", () => {
+    const { w, fragments } = written(150); // 8 frames: the audio ends at 8,192 samples (171 ms)
+    const flushed = w.flush(SILENCE);
+    assert.equal(w.stats.audioPadded, 6);
+    assert.equal(audioEnd([...fragments, ...flushed]), 14_336); // 14,400 − 64: less than a frame short
+    const last = readBack(
+      w.init.data,
+      flushed.map((f) => f.data),
+    ).fragments.at(-1)!;
+    const run = last.runs.find((r) => r.trackId === 2)!;
+    assert.deepEqual([run.baseDecodeTime, run.sampleCount], [8192, 6]); // right after the publisher's audio
+  });
+
+  it('nothing without a silent frame, or when the audio stopped over MAX_PAD_MS before', () => {
+    const plain = written(150);
+    plain.w.flush();
+    assert.equal(plain.w.stats.audioPadded, 0);
+    const w = new CmafWriter({ video: H264, audio: AAC_48K_MONO });
+    w.push(a(0, '01'));
+    for (const t of [0, 1000, 2000]) w.push(v(t, t, t === 0, '00000001 65'));
+    w.flush(SILENCE);
+    assert.equal(w.stats.audioPadded, 0);
   });
 });
 
