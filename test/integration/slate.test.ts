@@ -41,6 +41,30 @@ function whenSegment(rec: StreamRecord, check: () => boolean): Promise<void> {
   });
 }
 
+/**
+ * The audio has no hole at either transition (hls.js stalls seconds at one wider than 0.1 s, and Chromium
+ * splits its buffered range at two frames): the publisher's last audio runs on in silence to its video's end,
+ * the slate's to the return. Sample starts are never more than two frames apart.
+ */
+function assertAudioContinuous(rec: StreamRecord): void {
+  const audio = rec.segments.flatMap((seg) => {
+    const configs = readCmafInit(initOf(rec, seg).data);
+    const frameSeconds = configs.audio!.config.frameSamples / configs.audio!.config.sampleRate;
+    return seg.fragments.flatMap((f) =>
+      readCmafSamples(configs, seg.data.subarray(f.offset, f.offset + f.size))
+        .filter((x) => x.track === 'audio')
+        .map((x) => ({ dts: x.dts, frameSeconds, msn: seg.msn })),
+    );
+  });
+  for (let i = 1; i < audio.length; i++) {
+    const gap = audio[i]!.dts - audio[i - 1]!.dts;
+    assert.ok(
+      gap > 0 && gap <= 2 * audio[i]!.frameSeconds + 0.001,
+      `audio in segment ${audio[i]!.msn}: ${Math.round(gap * 1000)} ms after the frame before`,
+    );
+  }
+}
+
 function ffmpegPublisher(port: number, user: string, stream: string): ToolRun {
   const { command, args } = publisherArgv('ffmpeg', {
     url: `rtmp://127.0.0.1:${port}/live/${user}/${stream}`,
@@ -150,25 +174,7 @@ describe('slate while the publisher is gone', () => {
       );
     }
 
-    // The audio has no hole at either transition (hls.js stalls seconds at one wider than 0.1 s, and
-    // Chromium splits its buffered range at two frames): the publisher's last audio runs on in silence to its
-    // video's end, the slate's to the return. Sample starts never more than two frames apart.
-    const audio = rec.segments.flatMap((seg) => {
-      const configs = readCmafInit(initOf(rec, seg).data);
-      const frameSeconds = configs.audio!.config.frameSamples / configs.audio!.config.sampleRate;
-      return seg.fragments.flatMap((f) =>
-        readCmafSamples(configs, seg.data.subarray(f.offset, f.offset + f.size))
-          .filter((x) => x.track === 'audio')
-          .map((x) => ({ dts: x.dts, frameSeconds, msn: seg.msn })),
-      );
-    });
-    for (let i = 1; i < audio.length; i++) {
-      const gap = audio[i]!.dts - audio[i - 1]!.dts;
-      assert.ok(
-        gap > 0 && gap <= 2 * audio[i]!.frameSeconds + 0.001,
-        `audio in segment ${audio[i]!.msn}: ${Math.round(gap * 1000)} ms after the frame before`,
-      );
-    }
+    assertAudioContinuous(rec);
 
     // The slate is 540x960 H.264 with AAC: ffprobe decodes a slate segment with its init.
     const slateSegment = rec.segments[slateStart + 1] ?? rec.segments[slateStart]!;
