@@ -9,6 +9,7 @@ import type { CloudToGlasses, ManagedStreamStatus } from '../../../src/contracts
 import { ErrorCodes, RelayError } from '../../../src/shared/errors.ts';
 import { silentLogger } from '../../../src/shared/logger.ts';
 import { parseSrtStreamId } from '../../../src/srt/stream-id.ts';
+import { eventually } from '../../helpers/relay-process.ts';
 
 /** Lets the background playlist check and its status run (they follow a few promise turns). */
 async function eventuallyHeard(done: () => boolean): Promise<void> {
@@ -714,13 +715,21 @@ describe('managed streams: keep-alives', () => {
       keepAliveMs: 5,
     });
     const keepAlives = () => sent.filter((s) => s.message.type === 'keep_rtmp_stream_alive').length;
-    const { streamId } = await streams.request('a@b.com', 'com.app');
-    assert.ok(sent.some((s) => s.message.type === 'start_rtmp_stream'));
-    // Absence can only be watched for a while: twenty rounds.
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal(keepAlives(), 0, 'no keep-alive while the glasses have said nothing');
-    await streams.glassesMessage('a@b.com', { type: 'rtmp_stream_status', streamId, status: 'initializing' });
-    await eventuallyHeard(() => keepAlives() > 0);
-    await streams.close();
+    try {
+      const { streamId } = await streams.request('a@b.com', 'com.app');
+      assert.ok(sent.some((s) => s.message.type === 'start_rtmp_stream'));
+      // Absence can only be watched for a while: twenty rounds.
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(keepAlives(), 0, 'no keep-alive while the glasses have said nothing');
+      await streams.glassesMessage('a@b.com', {
+        type: 'rtmp_stream_status',
+        streamId,
+        status: 'initializing',
+      });
+      // Rounds run on a timer: waited for in real time (a busy machine runs them late), not in promise turns.
+      await eventually('a keep-alive once the glasses answered', () => keepAlives() > 0, 10_000);
+    } finally {
+      await streams.close();
+    }
   });
 });
