@@ -115,6 +115,8 @@ const REGISTRY = {
   WEBRTC_UDP_PORT_FAILED: 500,
   WEBRTC_CLOSED: 503,
   WEBRTC_UNAUTHORIZED: 401,
+  /** A WHIP publish whose name or parameters break the relay's rules (e.g. an unknown `?profile=`). */
+  WEBRTC_PUBLISH_REFUSED: 400,
   OPUS_ENCODER_FAILED: 502,
   AAC_ENCODER_FAILED: 502,
   // Cloud HTTP API (relay routes, managed streams, /watch, WebSocket paths, the error envelope's codes)

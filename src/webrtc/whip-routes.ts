@@ -7,7 +7,8 @@
  * - `DELETE` on the Location → `200`: the publisher is gone (the glasses DELETE before each retry), which
  *   opens the reconnect window (a `disconnect`); it does not end the stream.
  * - `OPTIONS` answers the CORS preflight; `PATCH` (trickle) is `405`.
- * Refusals as in ./whep-routes.ts: malformed offer `400`, no sending video or no H.264 `422`, bad path `404`.
+ * Refusals as in ./whep-routes.ts: malformed offer `400`, no sending video or no H.264 `422`, bad path `404`;
+ * a name or parameter the relay's rules refuse (an unknown `?profile=`) `400`, with the rule in the body.
  */
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { type ErrorCode, ErrorCodes, isRelayError } from '../shared/errors.ts';
@@ -25,6 +26,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.WEBRTC_CODEC_UNSUPPORTED]: 422,
   [ErrorCodes.WEBRTC_CONTENT_TYPE]: 415,
   [ErrorCodes.WEBRTC_UNAUTHORIZED]: 401,
+  [ErrorCodes.WEBRTC_PUBLISH_REFUSED]: 400,
   [ErrorCodes.WEBRTC_STREAM_NOT_FOUND]: 404,
   [ErrorCodes.WEBRTC_SESSION_NOT_FOUND]: 404,
   [ErrorCodes.WEBRTC_TOO_MANY_SESSIONS]: 503,

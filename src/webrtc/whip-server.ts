@@ -89,7 +89,9 @@ export class WhipServer {
     });
     if (!decision.allow) {
       this.counters.refused++;
-      throw new RelayError(ErrorCodes.WEBRTC_UNAUTHORIZED, decision.reason);
+      // The name or its parameters broke a rule (a 400, the rule said), or the token was refused (401).
+      const code = decision.badName ? ErrorCodes.WEBRTC_PUBLISH_REFUSED : ErrorCodes.WEBRTC_UNAUTHORIZED;
+      throw new RelayError(code, decision.reason);
     }
     if (this.#closed) throw new RelayError(ErrorCodes.WEBRTC_CLOSED, 'the WebRTC server is closing');
     const offer = parseOffer(sdp);

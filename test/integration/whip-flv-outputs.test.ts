@@ -185,7 +185,7 @@ describe('a WHIP stream’s FLV outputs get AAC', { timeout: 180_000 }, () => {
       headers: { 'content-type': 'application/sdp' },
       body: 'v=0\r\n',
     });
-    assert.equal(refused.status, 401);
+    assert.equal(refused.status, 400);
     assert.match(await refused.text(), /unknown profile "fast" \(use auto, copy, transcode, abr\)/);
 
     await publish('transcoded', '?profile=transcode');

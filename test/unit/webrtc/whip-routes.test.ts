@@ -29,6 +29,8 @@ describe('WHIP routes', () => {
       ice: { udpPort: ice.port, bindAddress: '127.0.0.1', hosts: [{ address: '127.0.0.1' }] },
       authorize: (req) => {
         asked.push(req);
+        if (req.params.profile === 'fast')
+          return { allow: false, reason: 'unknown profile "fast"', badName: true };
         return req.token === 'good' ? { allow: true } : { allow: false, reason: 'bad token' };
       },
       onPublish: (s) => published.push(s),
@@ -65,6 +67,14 @@ describe('WHIP routes', () => {
     assert.equal(server.sessionCount, 0);
     assert.equal(asked.at(-1)?.protocol, 'whip');
     assert.equal(asked.at(-1)?.key, 'live/me@example.com/s1');
+  });
+
+  it('refuses a name or parameter the rules refuse with 400 and the rule, before any ICE', async () => {
+    const res = await post('/whip/live/me@example.com/s1?token=good&profile=fast', offer.sdp);
+    assert.equal(res.statusCode, 400, res.body);
+    assert.ok(res.body.startsWith('WEBRTC_PUBLISH_REFUSED'), res.body);
+    assert.match(res.body, /unknown profile "fast"/);
+    assert.equal(server.sessionCount, 0);
   });
 
   const refusals: { name: string; body: () => string; status: number; code: string }[] = [
