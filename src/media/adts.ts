@@ -41,6 +41,14 @@ export function parseAdtsHeader(buf: Buffer, offset = 0): AdtsHeader | null {
   return { headerLength, frameLength, objectType, sampleRateIndex, sampleRate, channelConfig, blocks };
 }
 
+/** AAC audio object types (ISO/IEC 14496-3 §1.5.1.1): 2 is AAC-LC. */
+export const AAC_LC = 2;
+
+/** The audio object type an AudioSpecificConfig starts with (its first five bits; 0 when empty). */
+export function aacObjectType(asc: Buffer): number {
+  return (asc[0] ?? 0) >> 3;
+}
+
 /** The 2-byte AudioSpecificConfig for an ADTS stream. */
 export function audioSpecificConfig(h: Pick<AdtsHeader, 'objectType' | 'sampleRateIndex' | 'channelConfig'>) {
   const b = Buffer.alloc(2);

@@ -5,9 +5,8 @@
  * has a hole stalls at it (hls.js: ~4 s before it seeks over one wider than its maxBufferHole).
  */
 import type { AudioConfig } from './access-unit.ts';
+import { AAC_LC, aacObjectType } from './adts.ts';
 
-/** AAC object type of AAC-LC in the AudioSpecificConfig's first five bits. */
-const AAC_LC = 2;
 /** Samples in the Opus frame below: 20 ms at 48 kHz. */
 const SILENT_OPUS_SAMPLES = 960;
 
@@ -32,7 +31,7 @@ export function silentOpusFrame(channels: number): Buffer {
  */
 export function silentFrameFor(audio: AudioConfig): Buffer | null {
   if (audio.codec === 'aac') {
-    const lc = (audio.config[0] ?? 0) >> 3 === AAC_LC;
+    const lc = aacObjectType(audio.config) === AAC_LC;
     return lc && audio.frameSamples === 1024 ? silentAacFrame(audio.channels) : null;
   }
   if (audio.codec === 'opus') {

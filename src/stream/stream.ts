@@ -46,6 +46,7 @@ import {
   sameConfig,
   type TrackConfig,
 } from '../media/access-unit.ts';
+import { AAC_LC, aacObjectType } from '../media/adts.ts';
 import { avcRecordFormat, playerDecodable } from '../media/avc-sps.ts';
 import { ClockDrift } from '../media/clock-drift.ts';
 import { CmafWriter } from '../media/cmaf-writer.ts';
@@ -191,9 +192,6 @@ function codecName(config: TrackConfig | null): string | null {
   return config.codec === 'opaque' ? config.name : config.codec;
 }
 
-/** AAC audio object types (ISO/IEC 14496-3 §1.5.1.1): 2 is AAC-LC. */
-const AAC_LC = 2;
-
 /**
  * Why a track is not copied to HLS as it is, or null when every player decodes it: H.264 8-bit 4:2:0
  * Baseline/Main/High (read from the SPS), AAC-LC, and Opus (WHIP's; see below). The CMAF writer could carry
@@ -207,7 +205,7 @@ export function notCopyable(config: TrackConfig | null): string | null {
     // makes it AAC (through the stream's Opus → AAC encoder, FFmpeg being fed FLV).
     if (config.codec === 'opus') return null;
     if (config.codec !== 'aac') return `${config.codec} audio is not AAC`;
-    const objectType = (config.config[0] ?? 0) >> 3;
+    const objectType = aacObjectType(config.config);
     return objectType === AAC_LC ? null : `AAC object type ${objectType} is not AAC-LC`;
   }
   if (config.codec !== 'h264') return `${config.codec} video is not H.264`;
